@@ -1,0 +1,299 @@
+"""Feature specification: the applicant fields, how they are encoded, and what may never be used.
+
+The spec is data (``feature_spec.yaml``) validated on load. Encoding is pure NumPy and is
+shared by training and serving, so a model sees exactly the same columns in both places:
+
+* a numeric field is one column holding its value;
+* a categorical field is one 0/1 column per allowed value, named ``field=code``.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import numpy as np
+
+from model_store._yaml import load_mapping, require
+from model_store.errors import ContractError
+
+_NAME = re.compile(r"^[a-z][a-z0-9_]*$")
+_CODE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
+
+FieldKind = Literal["numeric", "categorical"]
+
+
+@dataclass(frozen=True)
+class Category:
+    """One allowed value of a categorical field."""
+
+    code: str
+    label: str
+    source: str
+
+
+@dataclass(frozen=True)
+class Field:
+    """One applicant field accepted by the API and used as a model input."""
+
+    name: str
+    kind: FieldKind
+    description: str
+    reason_group: str
+    actionable: bool
+    monotone: int
+    source_column: str
+    dtype: Literal["integer", "number"] = "number"
+    minimum: float | None = None
+    maximum: float | None = None
+    unit: str = ""
+    values: tuple[Category, ...] = ()
+
+    @property
+    def codes(self) -> tuple[str, ...]:
+        """Allowed codes of a categorical field, in spec order."""
+        return tuple(c.code for c in self.values)
+
+    def label_of(self, value: object) -> str:
+        """Plain-language label of an applicant's value of this field."""
+        if self.kind == "categorical":
+            for category in self.values:
+                if category.code == value:
+                    return category.label
+            return str(value)
+        unit = f" {self.unit.split(' (')[0]}" if self.unit else ""
+        return f"{value}{unit}"
+
+
+@dataclass(frozen=True)
+class MonitoringAttribute:
+    """A prohibited-basis attribute: may be supplied for fairness monitoring, never used in scoring."""
+
+    name: str
+    source_column: str
+    basis: str
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """The validated feature specification."""
+
+    version: str
+    target_column: str
+    bad_value: str
+    fields: tuple[Field, ...]
+    monitoring_only: tuple[MonitoringAttribute, ...]
+
+    # ---- loading -------------------------------------------------------------------------
+    @classmethod
+    def load(cls, path: str | Path) -> FeatureSpec:
+        """Load and validate a feature spec YAML file."""
+        return cls.from_dict(load_mapping(Path(path)), where=str(path))
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any], where: str = "feature_spec") -> FeatureSpec:
+        """Build and validate a spec from its parsed YAML mapping."""
+        version = require(data, "spec_version", str, where)
+        target = require(data, "target", dict, where)
+        fields_raw = require(data, "fields", list, where)
+        monitoring_raw = data.get("monitoring_only", []) or []
+        if not isinstance(monitoring_raw, list):
+            raise ContractError(f"{where}.monitoring_only: expected a list")
+        monitoring = tuple(
+            MonitoringAttribute(
+                name=require(m, "name", str, f"{where}.monitoring_only[{i}]"),
+                source_column=str(m.get("source_column", m["name"])),
+                basis=str(m.get("basis", "")),
+            )
+            for i, m in enumerate(monitoring_raw)
+        )
+        fields = tuple(_parse_field(f, f"{where}.fields[{i}]") for i, f in enumerate(fields_raw))
+        spec = cls(
+            version=version,
+            target_column=require(target, "source_column", str, f"{where}.target"),
+            bad_value=str(require(target, "bad_value", (str, int), f"{where}.target")),
+            fields=fields,
+            monitoring_only=monitoring,
+        )
+        spec._validate(where)
+        return spec
+
+    def _validate(self, where: str) -> None:
+        if not self.fields:
+            raise ContractError(f"{where}.fields: at least one model input is required")
+        names = [f.name for f in self.fields]
+        duplicates = sorted({n for n in names if names.count(n) > 1})
+        if duplicates:
+            raise ContractError(f"{where}.fields: duplicate field names {duplicates}")
+        prohibited_names = {m.name for m in self.monitoring_only}
+        prohibited_columns = {m.source_column for m in self.monitoring_only}
+        for field in self.fields:
+            if field.name in prohibited_names or field.source_column in prohibited_columns:
+                raise ContractError(
+                    f"{where}: field '{field.name}' (source column '{field.source_column}') is a "
+                    "prohibited-basis attribute listed under monitoring_only; it may be used for "
+                    "fairness monitoring but never as a model input"
+                )
+            if field.source_column == self.target_column:
+                raise ContractError(f"{where}: field '{field.name}' is the target column")
+
+    # ---- derived views -------------------------------------------------------------------
+    @property
+    def field_names(self) -> tuple[str, ...]:
+        """Names of the model-input fields, in spec order."""
+        return tuple(f.name for f in self.fields)
+
+    def field(self, name: str) -> Field:
+        """The field called ``name``."""
+        for f in self.fields:
+            if f.name == name:
+                return f
+        raise KeyError(name)
+
+    @property
+    def columns(self) -> tuple[str, ...]:
+        """Encoded column names, in the order of the model's input tensor."""
+        out: list[str] = []
+        for f in self.fields:
+            if f.kind == "numeric":
+                out.append(f.name)
+            else:
+                out.extend(f"{f.name}={c}" for c in f.codes)
+        return tuple(out)
+
+    @property
+    def column_field_index(self) -> np.ndarray:
+        """For each encoded column, the index of its field in ``fields`` (int64)."""
+        idx: list[int] = []
+        for i, f in enumerate(self.fields):
+            idx.extend([i] * (1 if f.kind == "numeric" else len(f.values)))
+        return np.asarray(idx, dtype=np.int64)
+
+    @property
+    def column_monotone(self) -> tuple[int, ...]:
+        """Monotone constraint of each encoded column (one-hot columns are unconstrained)."""
+        out: list[int] = []
+        for f in self.fields:
+            out.extend([f.monotone] if f.kind == "numeric" else [0] * len(f.values))
+        return tuple(out)
+
+    @property
+    def reason_groups(self) -> tuple[str, ...]:
+        """Distinct reason groups of the model inputs, in first-seen spec order."""
+        return tuple(dict.fromkeys(f.reason_group for f in self.fields))
+
+    # ---- encoding ------------------------------------------------------------------------
+    def encode(self, applications: Sequence[Mapping[str, Any]]) -> np.ndarray:
+        """Encode validated applications (field name -> value) into the model's float32 matrix.
+
+        Raises ContractError naming the field for a missing field, an unknown category or a
+        non-finite number; fields not in the spec are ignored here (the API rejects them).
+        """
+        n = len(applications)
+        out = np.zeros((n, len(self.columns)), dtype=np.float32)
+        col = 0
+        for f in self.fields:
+            if f.kind == "numeric":
+                for r, app in enumerate(applications):
+                    out[r, col] = _number(app, f)
+                col += 1
+            else:
+                lookup = {c: k for k, c in enumerate(f.codes)}
+                for r, app in enumerate(applications):
+                    if f.name not in app:
+                        raise ContractError(f"{f.name}: missing")
+                    k = lookup.get(app[f.name])
+                    if k is None:
+                        raise ContractError(f"{f.name}: unknown value {app[f.name]!r}")
+                    out[r, col + k] = 1.0
+                col += len(f.values)
+        return out
+
+    def from_source_row(self, row: Mapping[str, Any]) -> dict[str, Any]:
+        """Translate one training-data row (source columns and labels) into an API application."""
+        app: dict[str, Any] = {}
+        for f in self.fields:
+            if f.source_column not in row:
+                raise ContractError(f"source column '{f.source_column}' for field '{f.name}' is missing")
+            raw = row[f.source_column]
+            if f.kind == "numeric":
+                value = float(raw)
+                app[f.name] = int(value) if f.dtype == "integer" else value
+            else:
+                by_source = {c.source: c.code for c in f.values}
+                if str(raw) not in by_source:
+                    raise ContractError(f"field '{f.name}': source label {raw!r} is not in the spec")
+                app[f.name] = by_source[str(raw)]
+        return app
+
+
+def _number(app: Mapping[str, Any], f: Field) -> float:
+    if f.name not in app:
+        raise ContractError(f"{f.name}: missing")
+    value = app[f.name]
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ContractError(f"{f.name}: expected a number, got {type(value).__name__}")
+    if not math.isfinite(value):
+        raise ContractError(f"{f.name}: must be finite")
+    return float(value)
+
+
+def _parse_field(raw: Any, where: str) -> Field:
+    if not isinstance(raw, dict):
+        raise ContractError(f"{where}: expected a mapping")
+    name = require(raw, "name", str, where)
+    if not _NAME.match(name):
+        raise ContractError(f"{where}.name: '{name}' must be snake_case")
+    where = f"{where}({name})"
+    kind = require(raw, "kind", str, where)
+    if kind not in ("numeric", "categorical"):
+        raise ContractError(f"{where}.kind: must be 'numeric' or 'categorical', got '{kind}'")
+    monotone = raw.get("monotone", 0)
+    if monotone not in (-1, 0, 1) or isinstance(monotone, bool):
+        raise ContractError(f"{where}.monotone: must be -1, 0 or +1")
+    actionable = raw.get("actionable", False)
+    if not isinstance(actionable, bool):
+        raise ContractError(f"{where}.actionable: must be true or false")
+    common: dict[str, Any] = {
+        "name": name,
+        "kind": kind,
+        "description": require(raw, "description", str, where),
+        "reason_group": require(raw, "reason_group", str, where),
+        "actionable": actionable,
+        "monotone": int(monotone),
+        "source_column": str(raw.get("source_column", name)),
+        "unit": str(raw.get("unit", "")),
+    }
+    if kind == "numeric":
+        dtype = raw.get("dtype", "number")
+        if dtype not in ("integer", "number"):
+            raise ContractError(f"{where}.dtype: must be 'integer' or 'number'")
+        lo = require(raw, "minimum", (int, float), where)
+        hi = require(raw, "maximum", (int, float), where)
+        if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+            raise ContractError(f"{where}: minimum must be <= maximum, both finite")
+        if "values" in raw:
+            raise ContractError(f"{where}.values: only categorical fields have values")
+        return Field(dtype=dtype, minimum=float(lo), maximum=float(hi), **common)
+    if monotone != 0:
+        raise ContractError(f"{where}.monotone: categorical fields are one-hot encoded and cannot be monotone")
+    values_raw = require(raw, "values", list, where)
+    if len(values_raw) < 2:
+        raise ContractError(f"{where}.values: a categorical field needs at least two values")
+    values = []
+    for j, v in enumerate(values_raw):
+        w = f"{where}.values[{j}]"
+        if not isinstance(v, dict):
+            raise ContractError(f"{w}: expected a mapping with code, label and source")
+        code = str(require(v, "code", (str, int), w))
+        if not _CODE.match(code):
+            raise ContractError(f"{w}.code: '{code}' must be lower-case letters, digits and '_'")
+        values.append(Category(code=code, label=str(v.get("label", code)), source=str(v.get("source", code))))
+    codes = [c.code for c in values]
+    if len(set(codes)) != len(codes):
+        raise ContractError(f"{where}.values: duplicate codes")
+    return Field(values=tuple(values), **common)
