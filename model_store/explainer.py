@@ -18,6 +18,7 @@ On disk the artifact is an ``.npz`` archive of numeric arrays only, read with
 from __future__ import annotations
 
 import io
+import zipfile
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -152,7 +153,7 @@ class TreeEnsemble:
                 arrays = {name: np.array(npz[name]) for name in _ARRAYS}
                 base = float(npz["base_offset"])
                 n_features = int(npz["n_features"])
-        except (KeyError, ValueError, OSError) as exc:
+        except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
             raise ContractError(f"explainer: not a valid explainer archive: {exc}") from exc
         ints = {k: arrays[k].astype(np.int64) for k in ("tree_offsets", "children_left", "children_right", "feature")}
         floats = {k: arrays[k].astype(np.float64) for k in ("threshold", "value", "cover")}

@@ -1,0 +1,39 @@
+"""``credit-decision``: train, manage models, serve, audit."""
+
+from __future__ import annotations
+
+import importlib
+
+import click
+
+# (module, attribute) of each subcommand; modules are imported only to build the group,
+# and each command imports its heavy dependencies (scikit-learn, onnxruntime) when it runs.
+_COMMANDS = (
+    ("training.cli", "train_command"),
+    ("model_store.cli", "models_group"),
+    ("service.cli", "serve_command"),
+    ("service.records.cli", "audit_group"),
+    ("service.batch", "score_command"),
+    ("service.reports.cli", "report_command"),
+)
+
+
+@click.group()
+@click.version_option(package_name="credit-decision")
+def main() -> None:
+    """Explainable credit decisions: score, risk band, decision and exact reason codes."""
+
+
+def _register() -> None:
+    for module_name, attribute in _COMMANDS:
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as exc:
+            # an optional part (e.g. training extras) is not installed in this image
+            if exc.name and module_name.startswith(exc.name):
+                continue
+            raise
+        main.add_command(getattr(module, attribute))
+
+
+_register()

@@ -1,0 +1,1 @@
+"""Adapters at the edges: ONNX runtime scoring, model loading."""

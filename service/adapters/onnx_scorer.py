@@ -1,0 +1,41 @@
+"""onnxruntime adapter: scores encoded features with the served ONNX model."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+INPUT_NAME = "features"
+OUTPUT_NAMES = ("margin", "probability_of_default")
+
+
+class OnnxScorer:
+    """One single-threaded onnxruntime session (a gunicorn worker serves one request at a time)."""
+
+    def __init__(self, model_path: str | Path, n_columns: int) -> None:
+        options = ort.SessionOptions()
+        options.intra_op_num_threads = 1
+        options.inter_op_num_threads = 1
+        options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+        options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+        self._session = ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+        inputs = {i.name: i for i in self._session.get_inputs()}
+        outputs = {o.name for o in self._session.get_outputs()}
+        if INPUT_NAME not in inputs or not set(OUTPUT_NAMES) <= outputs:
+            raise ValueError(
+                f"{model_path}: ONNX model must have input '{INPUT_NAME}' and outputs {list(OUTPUT_NAMES)}; "
+                f"has {sorted(inputs)} -> {sorted(outputs)}"
+            )
+        width = inputs[INPUT_NAME].shape[-1]
+        if isinstance(width, int) and width != n_columns:
+            raise ValueError(f"{model_path}: ONNX input has {width} columns, the feature spec {n_columns}")
+        self._outputs = list(OUTPUT_NAMES)
+
+    def score(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """(margin, probability_of_default) as float64 arrays [n]."""
+        margin, probability = self._session.run(
+            self._outputs, {INPUT_NAME: np.ascontiguousarray(features, dtype=np.float32)}
+        )
+        return np.asarray(margin, dtype=np.float64).reshape(-1), np.asarray(probability, dtype=np.float64).reshape(-1)

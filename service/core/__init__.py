@@ -1,0 +1,1 @@
+"""Pure, deterministic decision core: no Flask, no onnxruntime, no I/O, no clock."""

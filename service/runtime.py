@@ -1,0 +1,97 @@
+"""Served models: a verified model version wired to its ONNX session and exact explainer.
+
+``ServedModel.load`` verifies every artifact hash, builds the onnxruntime session and the
+TreeSHAP tables, and ``self_check`` scores and explains the version's reference sample:
+the service is ready only when that passes.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from model_store.store import ModelBundle, ModelStore
+from service.adapters.onnx_scorer import OnnxScorer
+from service.core.decision import DecisionEngine
+from service.core.treeshap import TreeShap
+
+ADDITIVITY_TOLERANCE = 1e-5
+REFERENCE_TOLERANCE = 1e-5
+
+
+class SelfCheckError(RuntimeError):
+    """The served model failed its startup self-check; the message says which check."""
+
+
+@dataclass(frozen=True)
+class ModelInfo:
+    """What a decision records about the model version that made it."""
+
+    name: str
+    version: str
+    sha256: str
+    manifest_sha256: str
+    family: str
+    spec_version: str
+    policy_version: str
+    catalog_version: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {
+            "name": self.name,
+            "version": self.version,
+            "sha256": self.sha256,
+            "manifest_sha256": self.manifest_sha256,
+            "family": self.family,
+        }
+
+
+class ServedModel:
+    """A model version ready to decide: bundle + ONNX scorer + exact explainer + engine."""
+
+    def __init__(self, bundle: ModelBundle) -> None:
+        self.bundle = bundle
+        self.scorer = OnnxScorer(bundle.onnx_path, len(bundle.spec.columns))
+        self.explainer = TreeShap(bundle.explainer)
+        self.engine = DecisionEngine(bundle.spec, bundle.policy, bundle.catalog, self.scorer, self.explainer)
+        self.info = ModelInfo(
+            name=bundle.name,
+            version=bundle.version,
+            sha256=bundle.onnx_sha256,
+            manifest_sha256=bundle.manifest_sha256,
+            family=str(bundle.manifest.get("family", "")),
+            spec_version=bundle.spec.version,
+            policy_version=bundle.policy.version,
+            catalog_version=bundle.catalog.version,
+        )
+
+    @classmethod
+    def load(cls, store: ModelStore, name: str, version: str) -> ServedModel:
+        """Verify and load one version from the store."""
+        return cls(store.load_bundle(name, version))
+
+    def self_check(self) -> None:
+        """Score and explain the reference sample; raise SelfCheckError on any mismatch."""
+        reference = self.bundle.reference
+        applications = reference.get("applications") or []
+        if not applications:
+            raise SelfCheckError("reference sample is empty")
+        features = self.bundle.spec.encode(applications)
+        margin, probability = self.scorer.score(features)
+        expected = np.asarray(reference.get("margins", []), dtype=np.float64)
+        if expected.shape != margin.shape:
+            raise SelfCheckError("reference margins do not match the reference sample")
+        worst = float(np.max(np.abs(margin - expected)))
+        if worst > REFERENCE_TOLERANCE:
+            raise SelfCheckError(f"ONNX margins differ from the recorded reference by {worst:.3g}")
+        phi = self.explainer.shap_values(features)
+        gap = float(np.max(np.abs(phi.sum(axis=1) + self.explainer.expected_value - margin)))
+        if gap > ADDITIVITY_TOLERANCE:
+            raise SelfCheckError(f"attributions + base value differ from the ONNX margin by {gap:.3g}")
+        sig = 1.0 / (1.0 + np.exp(-margin))
+        if float(np.max(np.abs(sig - probability))) > 1e-6:
+            raise SelfCheckError("ONNX probability_of_default is not sigmoid(margin)")
+        self.engine.decide_many(applications)
