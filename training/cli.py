@@ -1,0 +1,74 @@
+"""``credit-decision train``: train both model families and write them into the model store."""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+import click
+
+_REPO = Path(__file__).resolve().parent.parent
+DEFAULT_CONFIG = _REPO / "config" / "german_credit" / "training.yaml"
+
+
+@click.command("train")
+@click.option(
+    "--config",
+    "config_path",
+    type=click.Path(dir_okay=False, path_type=Path),
+    default=DEFAULT_CONFIG,
+    show_default="config/german_credit/training.yaml",
+    help="Training configuration YAML (paths inside are relative to it).",
+)
+@click.option(
+    "--store",
+    "store_root",
+    type=click.Path(file_okay=False, path_type=Path),
+    default=None,
+    help="Model store root [default: $CREDIT_DECISION_MODEL_STORE, else the repository's model_store/].",
+)
+@click.option("--version", default=None, help="Version to write (e.g. v7) [default: the next free version].")
+@click.option(
+    "--promote/--no-promote",
+    default=None,
+    help="Make the gbt version the champion [default: only if the store has no champion yet].",
+)
+@click.option("--quiet", is_flag=True, help="No progress bar.")
+def train_command(
+    config_path: Path, store_root: Path | None, version: str | None, promote: bool | None, quiet: bool
+) -> None:
+    """Train the champion (gbt) and baseline (scorecard), prove their explanations, write two versions."""
+    from model_store.errors import ContractError
+    from model_store.store import ModelStore, default_store_root
+    from training.pipeline import train
+
+    store = ModelStore(store_root or default_store_root())
+    try:
+        result = train(
+            config_path,
+            store,
+            version=version,
+            progress=not quiet,
+            promote_if_no_champion=promote is not False,
+        )
+        promoted = result.promoted
+        if promote and not promoted:
+            store.promote(
+                result.champion.name, result.champion.version, note="promoted by credit-decision train --promote"
+            )
+            promoted = True
+    except ContractError as exc:
+        click.echo(f"error: {exc}", err=True)
+        sys.exit(2)
+    for v in result.versions:
+        h = v.holdout
+        p = v.parity
+        click.echo(
+            f"wrote {v.name} {v.version} -> {v.path}\n"
+            f"  hold-out AUC {h['auc']:.4f}  Gini {h['gini']:.4f}  KS {h['ks']:.4f}  Brier {h['brier']:.4f}\n"
+            f"  parity over {p['rows']} hold-out rows: probability {p['onnx_vs_sklearn_probability']:.1e}, "
+            f"additivity {p['attribution_sum_vs_onnx_margin']:.1e}, shap {p['attributions_vs_shap']:.1e}"
+        )
+    if promoted:
+        click.echo(f"champion: {result.champion.name} {result.champion.version}")
+    click.echo(f"done in {result.seconds:.1f} s")

@@ -1,0 +1,207 @@
+"""Validation evidence: discrimination, calibration, decisions at the policy cut-offs, cost, drift baselines.
+
+Cost convention (UCI German credit cost matrix): approving a bad applicant costs 5, not approving
+a good applicant costs 1. A *refer* is not an automatic approval, so it is counted with declines
+(a referred bad costs 0, a referred good costs 1): the cost of the model's automatic decisions if
+every referral were declined. Expected cost is reported per application.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import numpy as np
+from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score, roc_curve
+
+from model_store.policy import Policy
+from model_store.spec import FeatureSpec
+
+COST_BAD_APPROVED = 5.0
+COST_GOOD_DECLINED = 1.0
+COST_CONVENTION = (
+    "UCI cost matrix: an approved bad applicant costs 5, a good applicant who is not approved costs 1; "
+    "refer is counted as not approved (a referred good costs 1, a referred bad costs 0)."
+)
+
+
+def discrimination(y: np.ndarray, probability: np.ndarray) -> dict[str, float]:
+    """AUC, Gini, KS, Brier score and log loss of predicted probabilities of default."""
+    y = np.asarray(y, dtype=np.int64)
+    p = np.clip(np.asarray(probability, dtype=np.float64), 1e-15, 1 - 1e-15)
+    auc = float(roc_auc_score(y, p))
+    fpr, tpr, _ = roc_curve(y, p)
+    return {
+        "auc": auc,
+        "gini": 2.0 * auc - 1.0,
+        "ks": float(np.max(tpr - fpr)),
+        "brier": float(brier_score_loss(y, p)),
+        "log_loss": float(log_loss(y, p, labels=[0, 1])),
+    }
+
+
+def summarize_folds(folds: Sequence[Mapping[str, float]]) -> dict[str, dict[str, float]]:
+    """Mean and sample standard deviation of each metric over CV folds."""
+    keys = list(folds[0])
+    out = {}
+    for k in keys:
+        values = np.asarray([f[k] for f in folds], dtype=np.float64)
+        out[k] = {"mean": float(values.mean()), "sd": float(values.std(ddof=1)) if len(values) > 1 else 0.0}
+    return out
+
+
+def calibration_table(y: np.ndarray, probability: np.ndarray, n_bins: int = 10) -> list[dict[str, float]]:
+    """Rows sorted by predicted PD and cut into deciles: count, mean predicted PD, observed bad rate."""
+    order = np.argsort(probability, kind="stable")
+    out = []
+    for k, idx in enumerate(np.array_split(order, n_bins)):
+        if idx.size == 0:
+            continue
+        out.append(
+            {
+                "decile": k + 1,
+                "count": int(idx.size),
+                "min_pd": float(probability[idx].min()),
+                "max_pd": float(probability[idx].max()),
+                "mean_pd": float(probability[idx].mean()),
+                "observed_bad_rate": float(np.mean(y[idx])),
+            }
+        )
+    return out
+
+
+def decisions(
+    policy: Policy, applications: Sequence[Mapping[str, Any]], margin: np.ndarray
+) -> tuple[np.ndarray, list[str], list[str]]:
+    """Scores, bands and final decisions (band decision combined with hard rules) per application."""
+    scores = policy.scaling.scores(np.asarray(margin, dtype=np.float64))
+    bands: list[str] = []
+    actions: list[str] = []
+    for app, score in zip(applications, scores, strict=True):
+        band = policy.band_for(int(score))
+        bands.append(band.band)
+        actions.append(policy.decide(band, policy.fired_rules(app)))
+    return scores, bands, actions
+
+
+def decision_analysis(
+    policy: Policy, applications: Sequence[Mapping[str, Any]], y: np.ndarray, margin: np.ndarray
+) -> dict[str, Any]:
+    """Confusion at approve vs refer/decline, per-band and per-decision bad rates and the expected cost."""
+    y = np.asarray(y, dtype=np.int64)
+    _, bands, actions = decisions(policy, applications, margin)
+    act = np.asarray(actions)
+    approved = act == "approve"
+    confusion = {
+        "approved_good": int(np.sum(approved & (y == 0))),
+        "approved_bad": int(np.sum(approved & (y == 1))),
+        "not_approved_good": int(np.sum(~approved & (y == 0))),
+        "not_approved_bad": int(np.sum(~approved & (y == 1))),
+    }
+    cost = COST_BAD_APPROVED * confusion["approved_bad"] + COST_GOOD_DECLINED * confusion["not_approved_good"]
+    n = len(y)
+    per_decision = {}
+    for action in ("approve", "refer", "decline"):
+        m = act == action
+        per_decision[action] = {
+            "count": int(m.sum()),
+            "bads": int(y[m].sum()),
+            "bad_rate": float(y[m].mean()) if m.any() else None,
+        }
+    band_arr = np.asarray(bands)
+    per_band = []
+    for band in policy.bands:
+        m = band_arr == band.band
+        per_band.append(
+            {
+                "band": band.band,
+                "min_score": band.min_score,
+                "decision": band.decision,
+                "count": int(m.sum()),
+                "share": float(m.mean()),
+                "bads": int(y[m].sum()),
+                "observed_bad_rate": float(y[m].mean()) if m.any() else None,
+                "approved_bad": int(np.sum(m & approved & (y == 1))),
+                "not_approved_good": int(np.sum(m & ~approved & (y == 0))),
+            }
+        )
+    return {
+        "confusion": confusion,
+        "per_decision": per_decision,
+        "per_band": per_band,
+        "expected_cost_per_application": cost / n,
+        "total_cost": cost,
+        "approve_all_cost_per_application": COST_BAD_APPROVED * float(y.mean()),
+        "cost_convention": COST_CONVENTION,
+    }
+
+
+def proposed_band_cutoffs(policy: Policy, y: np.ndarray, scores: np.ndarray) -> dict[str, Any]:
+    """Advisory cut-offs: equal-population bands from the hold-out score quantiles, with observed bad rates.
+
+    Policy owners compare them with the configured cut-offs; the served policy is unchanged.
+    """
+    y = np.asarray(y, dtype=np.int64)
+    scores = np.asarray(scores, dtype=np.int64)
+    n_bands = len(policy.bands)
+    # best band first: band k starts at the (1 - (k+1)/n_bands) quantile of the score
+    cuts = [int(np.ceil(np.quantile(scores, 1.0 - (k + 1) / n_bands))) for k in range(n_bands - 1)]
+    cuts = [*cuts, policy.scaling.min_score]
+    rows = []
+    upper = policy.scaling.max_score + 1
+    for band, lo in zip(policy.bands, cuts, strict=True):
+        lo = min(lo, upper - 1)
+        m = (scores >= lo) & (scores < upper)
+        rows.append(
+            {
+                "band": band.band,
+                "current_min_score": band.min_score,
+                "proposed_min_score": int(lo),
+                "count": int(m.sum()),
+                "observed_bad_rate": float(y[m].mean()) if m.any() else None,
+            }
+        )
+        upper = lo
+    return {"method": "equal-population bands from hold-out score quantiles", "advisory": True, "bands": rows}
+
+
+def field_importance(field_attributions: np.ndarray, field_names: Sequence[str]) -> list[dict[str, Any]]:
+    """Mean |SHAP| per field (one-hot columns summed before the absolute value), largest first."""
+    mean_abs = np.mean(np.abs(field_attributions), axis=0)
+    order = sorted(range(len(field_names)), key=lambda i: (-mean_abs[i], field_names[i]))
+    return [{"field": field_names[i], "mean_abs_shap": float(mean_abs[i])} for i in order]
+
+
+def training_baseline(
+    spec: FeatureSpec, applications: Sequence[Mapping[str, Any]], holdout_scores: np.ndarray, policy: Policy
+) -> dict[str, Any]:
+    """Reference distributions for drift monitoring (PSI / CSI): training fields, hold-out scores."""
+    fields: dict[str, Any] = {}
+    for f in spec.fields:
+        values = [a[f.name] for a in applications]
+        if f.kind == "numeric":
+            fields[f.name] = {"kind": "numeric", **_numeric_distribution(np.asarray(values, dtype=np.float64))}
+        else:
+            n = len(values)
+            fields[f.name] = {"kind": "categorical", "shares": {c: values.count(c) / n for c in f.codes}}
+    scores = np.asarray(holdout_scores, dtype=np.float64)
+    bands = [policy.band_for(int(s)).band for s in scores]
+    return {
+        "bin_rule": "numeric bins are right-closed: bin 0 holds x <= edges[0], bin i holds "
+        "edges[i-1] < x <= edges[i], the last bin holds x > edges[-1]",
+        "training_rows": len(applications),
+        "fields": fields,
+        "score": {
+            "source": "hold-out",
+            "rows": len(scores),
+            **_numeric_distribution(scores),
+            "band_shares": {b.band: bands.count(b.band) / len(bands) for b in policy.bands},
+        },
+    }
+
+
+def _numeric_distribution(values: np.ndarray) -> dict[str, Any]:
+    edges = np.unique(np.quantile(values, np.linspace(0.1, 0.9, 9)))
+    bins = np.searchsorted(edges, values, side="left")
+    counts = np.bincount(bins, minlength=len(edges) + 1)
+    return {"edges": [float(e) for e in edges], "shares": [float(c) / len(values) for c in counts]}
