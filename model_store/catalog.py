@@ -36,7 +36,9 @@ class ReasonCatalog:
         return cls.from_dict(load_mapping(Path(path)), spec, policy, where=str(path))
 
     @classmethod
-    def from_dict(cls, data: dict[str, Any], spec: FeatureSpec, policy: Policy, where: str = "reason_codes") -> ReasonCatalog:
+    def from_dict(
+        cls, data: dict[str, Any], spec: FeatureSpec, policy: Policy, where: str = "reason_codes"
+    ) -> ReasonCatalog:
         """Build and validate a catalog: every input group has a code, no code names a prohibited attribute."""
         version = require(data, "catalog_version", str, where)
         model = tuple(

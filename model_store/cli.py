@@ -46,7 +46,9 @@ def list_command(store_root: Path | None) -> None:
             auc = m.get("metrics", {}).get("holdout", {}).get("auc")
             mark = "* " if champion == (name, version) else "  "
             auc_text = f"{auc:.4f}" if isinstance(auc, float) else "-"
-            click.echo(f"{mark}{name:<28}{version:<9}{m.get('family', '-'):<11}{m.get('created_at', '-'):<27}{auc_text:>11}")
+            click.echo(
+                f"{mark}{name:<28}{version:<9}{m.get('family', '-'):<11}{m.get('created_at', '-'):<27}{auc_text:>11}"
+            )
 
 
 @models_group.command("show")
@@ -57,9 +59,10 @@ def show_command(name: str, version: str | None, store_root: Path | None) -> Non
     """Print a version's manifest (the latest version when VERSION is omitted)."""
     store = _store(store_root)
     try:
-        version = version or (store.versions(name) or [None])[-1]
-        if version is None:
+        versions = store.versions(name)
+        if version is None and not versions:
             raise ContractError(f"no versions of model {name!r}")
+        version = version or versions[-1]
         click.echo(json.dumps(store.manifest(name, version), indent=2, sort_keys=True))
     except ContractError as exc:
         raise click.ClickException(str(exc)) from exc
@@ -72,13 +75,17 @@ def show_command(name: str, version: str | None, store_root: Path | None) -> Non
 def verify_command(name: str | None, version: str | None, store_root: Path | None) -> None:
     """Recompute every file hash of one version (or all versions) and name any file that changed."""
     store = _store(store_root)
-    targets = [(name, version)] if name and version else [(n, v) for n in ([name] if name else store.names()) for v in store.versions(n)]
+    targets: list[tuple[str, str]] = (
+        [(name, version)]
+        if name and version
+        else [(n, v) for n in ([name] if name else store.names()) for v in store.versions(n)]
+    )
     if not targets:
         raise click.ClickException(f"no model versions to verify in {store.root}")
     failed = 0
     for n, v in targets:
         try:
-            problems = store.verify(n, v)  # type: ignore[arg-type]
+            problems = store.verify(n, v)
         except ContractError as exc:
             problems = [str(exc)]
         if problems:

@@ -91,7 +91,11 @@ class TreeEnsemble:
             raise ContractError("explainer: every node needs a positive cover")
         tree_of = np.repeat(np.arange(self.n_trees), np.diff(off))
         for child in (self.children_left[internal], self.children_right[internal]):
-            if np.any(child >= n) or np.any(tree_of[child] != tree_of[internal]) or np.any(child <= np.flatnonzero(internal)):
+            if (
+                np.any(child >= n)
+                or np.any(tree_of[child] != tree_of[internal])
+                or np.any(child <= np.flatnonzero(internal))
+            ):
                 raise ContractError("explainer: a child must be a later node of the same tree")
 
     # ---- reference evaluation (float64, row by row; the fast paths live in the service) ----
@@ -114,7 +118,8 @@ class TreeEnsemble:
 
     def margin(self, X: np.ndarray) -> np.ndarray:
         """Log-odds of default of each row, in float64."""
-        return self.base_offset + self.value[self.leaf_indices(X)].sum(axis=1)
+        margins: np.ndarray = self.base_offset + self.value[self.leaf_indices(X)].sum(axis=1)
+        return margins
 
     @property
     def expected_value(self) -> float:

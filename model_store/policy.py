@@ -6,6 +6,7 @@ service (decisions). ``margin`` is always the model's log-odds of default.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -126,11 +127,11 @@ class Policy:
             decision = require(b, "decision", str, w)
             if decision not in SEVERITY:
                 raise ContractError(f"{w}.decision: must be approve, refer or decline")
-            bands.append(Band(require(b, "band", str, w), int(require(b, "min_score", int, w)), decision))  # type: ignore[arg-type]
+            bands.append(Band(require(b, "band", str, w), int(require(b, "min_score", int, w)), decision))
         if not bands:
             raise ContractError(f"{where}.bands: at least one band is required")
         mins = [b.min_score for b in bands]
-        if any(a <= b for a, b in zip(mins, mins[1:])):
+        if any(a <= b for a, b in itertools.pairwise(mins)):
             raise ContractError(f"{where}.bands: min_score must strictly decrease from the best band to the worst")
         if bands[-1].min_score > scaling.min_score:
             raise ContractError(f"{where}.bands: the last band must start at or below scaling.min_score")
@@ -150,7 +151,7 @@ class Policy:
                 field=require(r, "field", str, w),
                 operator=op,
                 value=r.get("value"),
-                action=action,  # type: ignore[arg-type]
+                action=action,
                 description=require(r, "description", str, w),
             )
             if spec is not None and rule.field not in spec.field_names:

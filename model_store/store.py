@@ -110,7 +110,9 @@ class ModelStore:
         """Model names that have at least one version."""
         if not self.root.is_dir():
             return []
-        return sorted(p.name for p in self.root.iterdir() if p.is_dir() and _NAME.match(p.name) and self.versions(p.name))
+        return sorted(
+            p.name for p in self.root.iterdir() if p.is_dir() and _NAME.match(p.name) and self.versions(p.name)
+        )
 
     def versions(self, name: str) -> list[str]:
         """Versions of a model, oldest first."""
@@ -182,7 +184,9 @@ class ModelStore:
         if list(manifest.get("columns", [])) != list(spec.columns):
             raise ContractError(f"{name} {version}: manifest columns do not match the feature spec")
         if explainer.n_features != len(spec.columns):
-            raise ContractError(f"{name} {version}: explainer has {explainer.n_features} inputs, spec {len(spec.columns)}")
+            raise ContractError(
+                f"{name} {version}: explainer has {explainer.n_features} inputs, spec {len(spec.columns)}"
+            )
         reference = json.loads((folder / REFERENCE_FILE).read_text(encoding="utf-8"))
         return ModelBundle(
             name=name,
@@ -231,7 +235,9 @@ class ModelStore:
                 # rename onto a missing path only: an existing version is never replaced
                 os.rename(tmp, target)
             except OSError as exc:
-                raise VersionExistsError(f"model version {name} {version} already exists; versions are immutable") from exc
+                raise VersionExistsError(
+                    f"model version {name} {version} already exists; versions are immutable"
+                ) from exc
         finally:
             if tmp.exists():
                 shutil.rmtree(tmp, onerror=_force_remove)

@@ -70,7 +70,7 @@ def test_verify_names_a_flipped_byte_a_missing_and_an_extra_file(store: ModelSto
     assert any(p.startswith("model.onnx: changed") for p in problems)
     assert "plots/roc.png: missing" in problems
     assert "notes.txt: not listed in the manifest" in problems
-    with pytest.raises(IntegrityError, match="model.onnx"):
+    with pytest.raises(IntegrityError, match=r"model\.onnx"):
         store.promote("demo", "v1")
 
 

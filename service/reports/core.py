@@ -1,0 +1,952 @@
+"""The period report: pure, deterministic computations over decision rows.
+
+Frozen dataclasses in, frozen dataclasses out; no clock, no I/O, no Flask. The adapters in
+``service.reports.source`` turn stored decision records and a model version's ``reference.json``
+into the inputs here; ``service.reports.render`` turns a :class:`PeriodReport` into HTML, PDF,
+JSON and CSV.
+
+Conventions (stated once, used everywhere):
+
+- The period is half-open, ``[start, end)``; the previous period is the one of the same length
+  ending at ``start``.
+- "Approved" means ``decision == "approve"``; approval rates are approved / decisions.
+- Stability index (PSI of the score, CSI of each input field):
+  ``sum((a - e) * ln(a / e))`` over bins, ``e`` the baseline share, ``a`` the period's share;
+  a share of 0 (empty bin) is replaced by ``STABILITY_EPSILON`` on either side, without
+  renormalising. Numeric bins are right-closed on the baseline's decile edges (bin 0 holds
+  ``x <= edges[0]``, bin i holds ``edges[i-1] < x <= edges[i]``, the last ``x > edges[-1]``),
+  as ``training.metrics.training_baseline`` writes them; categorical bins are the codes, plus an
+  ``(other)`` bin (baseline share 0) for codes the baseline never saw. Flags: >= 0.1 watch,
+  >= 0.25 action.
+- Disparate impact: each group's approval rate divided by the highest group approval rate of
+  that attribute (the most-favoured group; ties broken by group name); ratio < 0.8 is flagged
+  (four-fifths rule); groups with fewer than 30 decisions carry a small-group warning.
+  Decisions without the attribute are counted as missing and left out of the ratios.
+- Percentiles use linear interpolation between order statistics (numpy's default).
+- AUC is the Mann-Whitney statistic with average ranks for ties; KS is the largest gap between
+  the empirical distribution functions of the probability of default of bads and goods.
+"""
+
+from __future__ import annotations
+
+import math
+from collections import Counter
+from collections.abc import Iterable, Mapping, Sequence
+from dataclasses import dataclass, field, fields, is_dataclass
+from datetime import UTC, date, datetime, timedelta
+from itertools import pairwise
+from typing import Any, Literal
+
+import numpy as np
+
+STABILITY_EPSILON = 1e-4
+STABILITY_WATCH = 0.1
+STABILITY_ACTION = 0.25
+FOUR_FIFTHS = 0.8
+SMALL_GROUP = 30
+LATENCY_BUDGET_MS = 100.0
+DAILY_MAX_DAYS = 62
+SCORE_BIN_WIDTH = 20
+AGE_BANDS: tuple[tuple[str, float, float], ...] = (
+    ("<25", -math.inf, 25.0),
+    ("25-34", 25.0, 35.0),
+    ("35-49", 35.0, 50.0),
+    ("50-64", 50.0, 65.0),
+    ("65+", 65.0, math.inf),
+)
+DECISIONS = ("approve", "refer", "decline")
+OTHER_CODE = "(other)"
+
+Outcome = Literal["good", "bad"]
+
+
+class ReportError(ValueError):
+    """The report cannot be computed from these inputs (e.g. an empty or inverted period)."""
+
+
+# ---- inputs -------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class ReasonRef:
+    """A reason code cited by a decision."""
+
+    code: str
+    kind: Literal["rule", "model"]
+    adverse: bool
+
+
+@dataclass(frozen=True)
+class DecisionRow:
+    """What the report needs of one decision."""
+
+    decision_id: str
+    created_at: datetime
+    decision: str
+    risk_band: str
+    score: int
+    probability_of_default: float
+    reasons: tuple[ReasonRef, ...]
+    rules_fired: tuple[str, ...]
+    model_name: str
+    model_version: str
+    latency_ms: float | None
+    applicant: Mapping[str, Any]
+    monitoring: Mapping[str, Any] = field(default_factory=dict)
+    outcome: Outcome | None = None
+
+
+@dataclass(frozen=True)
+class Period:
+    """A half-open time range ``[start, end)`` in UTC."""
+
+    start: datetime
+    end: datetime
+
+    def __post_init__(self) -> None:
+        for name in ("start", "end"):
+            moment = getattr(self, name)
+            if moment.tzinfo is None:
+                raise ReportError(f"period {name} must be timezone-aware")
+            object.__setattr__(self, name, moment.astimezone(UTC))
+        if self.end <= self.start:
+            raise ReportError("period end must be after its start")
+
+    @property
+    def previous(self) -> Period:
+        """The period of the same length that ends where this one starts."""
+        return Period(self.start - (self.end - self.start), self.start)
+
+    def contains(self, moment: datetime) -> bool:
+        """Whether ``moment`` lies in ``[start, end)``."""
+        return self.start <= moment < self.end
+
+
+@dataclass(frozen=True)
+class NumericBaseline:
+    """Training distribution of a numeric quantity on right-closed bins between ``edges``."""
+
+    edges: tuple[float, ...]
+    shares: tuple[float, ...]  # len(edges) + 1
+
+    def __post_init__(self) -> None:
+        if len(self.shares) != len(self.edges) + 1:
+            raise ReportError("a numeric baseline needs one share more than edges")
+        if any(b <= a for a, b in pairwise(self.edges)):
+            raise ReportError("numeric baseline edges must increase strictly")
+
+
+@dataclass(frozen=True)
+class CategoricalBaseline:
+    """Training shares of each code of a categorical field."""
+
+    shares: tuple[tuple[str, float], ...]
+
+
+@dataclass(frozen=True)
+class Baseline:
+    """A model version's training baseline: input fields and the hold-out score."""
+
+    model_name: str
+    model_version: str
+    fields: tuple[tuple[str, NumericBaseline | CategoricalBaseline], ...]
+    score: NumericBaseline | None
+    band_shares: tuple[tuple[str, float], ...] = ()
+
+
+# ---- outputs ------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Summary:
+    """Key figures of the period."""
+
+    decisions: int
+    approved: int
+    referred: int
+    declined: int
+    approval_rate: float | None
+    previous_decisions: int
+    mean_score: float | None
+    mean_probability_of_default: float | None
+
+
+@dataclass(frozen=True)
+class VolumeBucket:
+    """Decisions in one day or week starting at ``start``."""
+
+    start: date
+    decisions: int
+    approve: int
+    refer: int
+    decline: int
+
+
+@dataclass(frozen=True)
+class ScoreDistribution:
+    """Score summary and a histogram on ``SCORE_BIN_WIDTH``-point bins ``[edge, next edge)``."""
+
+    n: int
+    mean: float | None
+    p10: float | None
+    p50: float | None
+    p90: float | None
+    minimum: int | None
+    maximum: int | None
+    bin_edges: tuple[int, ...]
+    counts: tuple[int, ...]
+
+
+@dataclass(frozen=True)
+class BandStat:
+    """Decisions and approvals in one risk band."""
+
+    band: str
+    decisions: int
+    share: float
+    approved: int
+    approval_rate: float | None
+    baseline_share: float | None
+
+
+@dataclass(frozen=True)
+class ReasonFrequency:
+    """Share of declines and referrals citing a reason code, now and in the previous period."""
+
+    code: str
+    kind: str
+    count: int
+    share: float | None
+    previous_count: int
+    previous_share: float | None
+    change_pp: float | None  # percentage points
+
+
+@dataclass(frozen=True)
+class StabilityBin:
+    """One bin of a stability index."""
+
+    label: str
+    expected: float
+    actual: float
+    count: int
+    contribution: float
+
+
+@dataclass(frozen=True)
+class StabilityIndex:
+    """PSI (score) or CSI (input field) against the training baseline."""
+
+    name: str
+    kind: Literal["numeric", "categorical"]
+    value: float | None
+    flag: str  # "", "watch" or "action"
+    n: int
+    missing: int
+    bins: tuple[StabilityBin, ...]
+
+
+@dataclass(frozen=True)
+class RuleHitRate:
+    """How often a policy rule fired among the period's decisions."""
+
+    code: str
+    hits: int
+    rate: float | None
+
+
+@dataclass(frozen=True)
+class GroupRate:
+    """Approval rate of one group and its ratio to the most-favoured group."""
+
+    group: str
+    decisions: int
+    approved: int
+    approval_rate: float | None
+    ratio: float | None
+    four_fifths: bool
+    small_group: bool
+
+    @property
+    def flag(self) -> str:
+        """``four_fifths`` and/or ``small_group``, comma-separated, or empty."""
+        return ",".join(
+            name for name, on in (("four_fifths", self.four_fifths), ("small_group", self.small_group)) if on
+        )
+
+
+@dataclass(frozen=True)
+class DisparateImpact:
+    """Approval-rate ratios across the groups of one monitoring attribute."""
+
+    attribute: str
+    source: str
+    reference_group: str | None
+    missing: int
+    groups: tuple[GroupRate, ...]
+
+
+@dataclass(frozen=True)
+class ModelVersionShare:
+    """Decisions made by one model version."""
+
+    model_name: str
+    model_version: str
+    decisions: int
+    share: float
+
+
+@dataclass(frozen=True)
+class LatencySummary:
+    """Server-side latency percentiles against the budget."""
+
+    n: int
+    budget_ms: float
+    p50: float | None
+    p90: float | None
+    p99: float | None
+    maximum: float | None
+    over_budget: int
+    over_budget_share: float | None
+
+
+@dataclass(frozen=True)
+class BandOutcome:
+    """Observed bad rate of one band among decisions with a posted outcome."""
+
+    band: str
+    n: int
+    bad: int
+    bad_rate: float | None
+
+
+@dataclass(frozen=True)
+class Backtest:
+    """Back-testing on decisions whose outcome (good/bad) has been posted."""
+
+    n: int
+    bad: int
+    bad_rate: float | None
+    auc: float | None
+    ks: float | None
+    by_band: tuple[BandOutcome, ...]
+
+
+@dataclass(frozen=True)
+class Flag:
+    """Something the reader should look at."""
+
+    section: str
+    metric: str
+    group: str
+    level: str  # "watch", "action", "four_fifths", "small_group", "over_budget"
+    value: float | None
+
+
+@dataclass(frozen=True)
+class PeriodReport:
+    """Every number of the period report."""
+
+    period: Period
+    model_name: str | None
+    bucket: Literal["day", "week"]
+    baseline_model: str | None
+    summary: Summary
+    volumes: tuple[VolumeBucket, ...]
+    score_distribution: ScoreDistribution
+    bands: tuple[BandStat, ...]
+    reason_frequencies: tuple[ReasonFrequency, ...]
+    score_psi: StabilityIndex | None
+    band_psi: StabilityIndex | None
+    field_csi: tuple[StabilityIndex, ...]
+    rule_hits: tuple[RuleHitRate, ...]
+    disparate_impact: tuple[DisparateImpact, ...]
+    model_versions: tuple[ModelVersionShare, ...]
+    latency: LatencySummary
+    backtest: Backtest | None
+    flags: tuple[Flag, ...]
+    notes: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class MetricRow:
+    """One number of the report, flat: what the CSV export writes."""
+
+    section: str
+    metric: str
+    group: str
+    value: float | int | None
+    flag: str
+
+
+# ---- the report ---------------------------------------------------------------------------------
+
+
+def build_report(
+    rows: Iterable[DecisionRow],
+    period: Period,
+    previous_rows: Iterable[DecisionRow] = (),
+    baseline: Baseline | None = None,
+    model_name: str | None = None,
+    rule_codes: Sequence[str] = (),
+    notes: Sequence[str] = (),
+) -> PeriodReport:
+    """The period report of the rows in ``period`` (and of ``model_name``, if given)."""
+    current = _select(rows, period, model_name)
+    previous = _select(previous_rows, period.previous, model_name)
+    all_notes = list(notes)
+    if baseline is None:
+        all_notes.append("No training baseline available: PSI and CSI were not computed.")
+    elif model_name is not None and baseline.model_name != model_name:
+        all_notes.append(f"Baseline is from model {baseline.model_name}, not {model_name}.")
+    score_psi = band_psi = None
+    field_csi: tuple[StabilityIndex, ...] = ()
+    if baseline is not None and current:
+        if baseline.score is not None:
+            score_psi = numeric_stability("score", baseline.score, [float(r.score) for r in current])
+        if baseline.band_shares:
+            band_psi = categorical_stability(
+                "risk_band", CategoricalBaseline(baseline.band_shares), [r.risk_band for r in current]
+            )
+        field_csi = tuple(_field_stability(name, base, current) for name, base in baseline.fields)
+    for di in (impact := disparate_impact(current)):
+        if current and not di.groups:
+            all_notes.append(
+                f"No {di.attribute} data for any decision in the period ({di.source}): its ratios are not computed."
+            )
+    bucket: Literal["day", "week"] = "day" if period.end - period.start <= timedelta(days=DAILY_MAX_DAYS) else "week"
+    report = PeriodReport(
+        period=period,
+        model_name=model_name,
+        bucket=bucket,
+        baseline_model=None if baseline is None else f"{baseline.model_name} {baseline.model_version}",
+        summary=summarize(current, len(previous)),
+        volumes=volumes(current, period, bucket),
+        score_distribution=score_distribution([r.score for r in current]),
+        bands=band_stats(current, dict(baseline.band_shares) if baseline else {}),
+        reason_frequencies=reason_frequencies(current, previous),
+        score_psi=score_psi,
+        band_psi=band_psi,
+        field_csi=field_csi,
+        rule_hits=rule_hit_rates(current, rule_codes),
+        disparate_impact=impact,
+        model_versions=model_version_shares(current),
+        latency=latency_summary([r.latency_ms for r in current if r.latency_ms is not None]),
+        backtest=backtest(current),
+        flags=(),
+        notes=tuple(all_notes),
+    )
+    return _with_flags(report)
+
+
+def _select(rows: Iterable[DecisionRow], period: Period, model_name: str | None) -> list[DecisionRow]:
+    chosen = [r for r in rows if period.contains(r.created_at) and (model_name is None or r.model_name == model_name)]
+    chosen.sort(key=lambda r: (r.created_at, r.decision_id))
+    return chosen
+
+
+def summarize(rows: Sequence[DecisionRow], previous_decisions: int = 0) -> Summary:
+    """Counts and means of the period."""
+    counts = Counter(r.decision for r in rows)
+    n = len(rows)
+    return Summary(
+        decisions=n,
+        approved=counts["approve"],
+        referred=counts["refer"],
+        declined=counts["decline"],
+        approval_rate=_ratio(counts["approve"], n),
+        previous_decisions=previous_decisions,
+        mean_score=float(np.mean([r.score for r in rows])) if rows else None,
+        mean_probability_of_default=float(np.mean([r.probability_of_default for r in rows])) if rows else None,
+    )
+
+
+def volumes(rows: Sequence[DecisionRow], period: Period, bucket: Literal["day", "week"]) -> tuple[VolumeBucket, ...]:
+    """Decisions per day (or per 7-day bucket from the period start), empty buckets included."""
+    step = timedelta(days=1 if bucket == "day" else 7)
+    n_buckets = math.ceil((period.end - period.start) / step)
+    counts = np.zeros((n_buckets, len(DECISIONS)), dtype=np.int64)
+    for r in rows:
+        k = int((r.created_at - period.start) // step)
+        if r.decision in DECISIONS:
+            counts[k, DECISIONS.index(r.decision)] += 1
+    totals = Counter(int((r.created_at - period.start) // step) for r in rows)
+    return tuple(
+        VolumeBucket(
+            start=(period.start + k * step).date(),
+            decisions=totals[k],
+            approve=int(counts[k, 0]),
+            refer=int(counts[k, 1]),
+            decline=int(counts[k, 2]),
+        )
+        for k in range(n_buckets)
+    )
+
+
+def score_distribution(scores: Sequence[int]) -> ScoreDistribution:
+    """Score percentiles and a fixed-width histogram."""
+    if not scores:
+        return ScoreDistribution(0, None, None, None, None, None, None, (), ())
+    values = np.asarray(scores, dtype=np.int64)
+    low = int(values.min()) // SCORE_BIN_WIDTH * SCORE_BIN_WIDTH
+    high = (int(values.max()) // SCORE_BIN_WIDTH + 1) * SCORE_BIN_WIDTH
+    edges = np.arange(low, high + 1, SCORE_BIN_WIDTH)
+    counts = np.bincount((values - low) // SCORE_BIN_WIDTH, minlength=len(edges) - 1)
+    p10, p50, p90 = (float(p) for p in np.percentile(values, [10, 50, 90]))
+    return ScoreDistribution(
+        n=len(values),
+        mean=float(values.mean()),
+        p10=p10,
+        p50=p50,
+        p90=p90,
+        minimum=int(values.min()),
+        maximum=int(values.max()),
+        bin_edges=tuple(int(e) for e in edges),
+        counts=tuple(int(c) for c in counts),
+    )
+
+
+def band_stats(rows: Sequence[DecisionRow], baseline_shares: Mapping[str, float] | None = None) -> tuple[BandStat, ...]:
+    """Decisions, share and approval rate per risk band (bands in name order, baseline bands included)."""
+    baseline_shares = baseline_shares or {}
+    n = len(rows)
+    per_band = Counter(r.risk_band for r in rows)
+    approved = Counter(r.risk_band for r in rows if r.decision == "approve")
+    return tuple(
+        BandStat(
+            band=band,
+            decisions=per_band[band],
+            share=per_band[band] / n if n else 0.0,
+            approved=approved[band],
+            approval_rate=_ratio(approved[band], per_band[band]),
+            baseline_share=baseline_shares.get(band),
+        )
+        for band in sorted(set(per_band) | set(baseline_shares))
+    )
+
+
+def reason_frequencies(
+    rows: Sequence[DecisionRow], previous: Sequence[DecisionRow] = ()
+) -> tuple[ReasonFrequency, ...]:
+    """Share of declines and referrals citing each code (once per decision), and its change in points."""
+    now, n_now, kinds = _reason_counts(rows)
+    before, n_before, kinds_before = _reason_counts(previous)
+    out = []
+    for code in set(now) | set(before):
+        share = _ratio(now[code], n_now)
+        previous_share = _ratio(before[code], n_before)
+        change = None if share is None or previous_share is None else 100.0 * (share - previous_share)
+        kind = kinds.get(code) or kinds_before.get(code, "")
+        out.append(ReasonFrequency(code, kind, now[code], share, before[code], previous_share, change))
+    out.sort(key=lambda f: (-f.count, -f.previous_count, f.code))
+    return tuple(out)
+
+
+def _reason_counts(rows: Sequence[DecisionRow]) -> tuple[Counter[str], int, dict[str, str]]:
+    adverse = [r for r in rows if r.decision in ("decline", "refer")]
+    counts: Counter[str] = Counter()
+    kinds: dict[str, str] = {}
+    for r in adverse:
+        codes = {ref.code for ref in r.reasons}
+        counts.update(codes)
+        for ref in r.reasons:
+            kinds.setdefault(ref.code, ref.kind)
+    return counts, len(adverse), kinds
+
+
+def stability_flag(value: float | None) -> str:
+    """``action`` at >= 0.25, ``watch`` at >= 0.1, else empty."""
+    if value is None:
+        return ""
+    if value >= STABILITY_ACTION:
+        return "action"
+    if value >= STABILITY_WATCH:
+        return "watch"
+    return ""
+
+
+def _stability(
+    name: str,
+    kind: Literal["numeric", "categorical"],
+    labels: Sequence[str],
+    expected: Sequence[float],
+    counts: Sequence[int],
+    missing: int,
+) -> StabilityIndex:
+    n = int(sum(counts))
+    bins = []
+    total = 0.0
+    for label, e, c in zip(labels, expected, counts, strict=True):
+        a = c / n if n else 0.0
+        e_adj, a_adj = max(e, STABILITY_EPSILON), max(a, STABILITY_EPSILON)
+        contribution = (a_adj - e_adj) * math.log(a_adj / e_adj)
+        total += contribution
+        bins.append(StabilityBin(label, float(e), a, int(c), contribution))
+    value = total if n else None
+    return StabilityIndex(name, kind, value, stability_flag(value), n, missing, tuple(bins))
+
+
+def numeric_stability(name: str, baseline: NumericBaseline, values: Sequence[float | None]) -> StabilityIndex:
+    """PSI/CSI of numeric values on the baseline's right-closed bins; None/NaN counted as missing."""
+    present = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
+    edges = np.asarray(baseline.edges, dtype=np.float64)
+    counts = np.bincount(np.searchsorted(edges, present, side="left"), minlength=len(edges) + 1)
+    return _stability(
+        name,
+        "numeric",
+        _bin_labels(baseline.edges),
+        baseline.shares,
+        [int(c) for c in counts],
+        len(values) - len(present),
+    )
+
+
+def categorical_stability(name: str, baseline: CategoricalBaseline, values: Sequence[Any]) -> StabilityIndex:
+    """PSI/CSI of codes against the baseline's shares; unseen codes go to an ``(other)`` bin."""
+    known = [code for code, _ in baseline.shares]
+    present = [str(v) if not isinstance(v, bool) else str(v).lower() for v in values if v is not None]
+    counts = Counter(v if v in known else OTHER_CODE for v in present)
+    labels = list(known)
+    expected = [share for _, share in baseline.shares]
+    if counts[OTHER_CODE]:
+        labels.append(OTHER_CODE)
+        expected.append(0.0)
+    return _stability(
+        name, "categorical", labels, expected, [counts[label] for label in labels], len(values) - len(present)
+    )
+
+
+def _field_stability(
+    name: str, base: NumericBaseline | CategoricalBaseline, rows: Sequence[DecisionRow]
+) -> StabilityIndex:
+    values = [r.applicant.get(name) for r in rows]
+    if isinstance(base, NumericBaseline):
+        numbers = [float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None for v in values]
+        return numeric_stability(name, base, numbers)
+    return categorical_stability(name, base, values)
+
+
+def _bin_labels(edges: Sequence[float]) -> list[str]:
+    if not edges:
+        return ["all"]
+    text = [f"{e:g}" for e in edges]
+    return [f"<= {text[0]}", *(f"({a}, {b}]" for a, b in pairwise(text)), f"> {text[-1]}"]
+
+
+def rule_hit_rates(rows: Sequence[DecisionRow], rule_codes: Sequence[str] = ()) -> tuple[RuleHitRate, ...]:
+    """Share of decisions on which each policy rule fired (rules in ``rule_codes`` listed even at zero)."""
+    hits = Counter(code for r in rows for code in set(r.rules_fired))
+    return tuple(
+        RuleHitRate(code, hits[code], _ratio(hits[code], len(rows))) for code in sorted(set(hits) | set(rule_codes))
+    )
+
+
+# ---- disparate impact ---------------------------------------------------------------------------
+
+
+def sex_group(monitoring: Mapping[str, Any]) -> str | None:
+    """``female``/``male`` from monitoring ``sex``, else from ``personal_status_and_sex`` (code or label)."""
+    for key in ("sex", "personal_status_and_sex"):
+        value = monitoring.get(key)
+        if isinstance(value, str):
+            text = value.strip().lower()
+            if text.startswith("female"):
+                return "female"
+            if text.startswith("male"):
+                return "male"
+    return None
+
+
+def foreign_worker_group(monitoring: Mapping[str, Any]) -> str | None:
+    """``yes``/``no`` from monitoring ``foreign_worker`` (boolean or yes/no/true/false)."""
+    value = monitoring.get("foreign_worker")
+    if isinstance(value, bool):
+        return "yes" if value else "no"
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("yes", "true"):
+            return "yes"
+        if text in ("no", "false"):
+            return "no"
+    return None
+
+
+def age_group(applicant: Mapping[str, Any]) -> str | None:
+    """Age band of the applicant's ``age_years``: <25, 25-34, 35-49, 50-64, 65+."""
+    age = applicant.get("age_years")
+    if isinstance(age, bool) or not isinstance(age, int | float) or math.isnan(age):
+        return None
+    return next(label for label, low, high in AGE_BANDS if low <= age < high)
+
+
+def group_rates(
+    groups: Sequence[tuple[str | None, bool]], order: Sequence[str] = ()
+) -> tuple[str | None, int, tuple[GroupRate, ...]]:
+    """(most-favoured group, missing count, per-group rates) of (group, approved) pairs."""
+    present = [(g, ok) for g, ok in groups if g is not None]
+    n = Counter(g for g, _ in present)
+    approved = Counter(g for g, ok in present if ok)
+    rates = {g: approved[g] / n[g] for g in n}
+    reference = min(rates, key=lambda g: (-rates[g], g)) if rates else None
+    best = rates[reference] if reference is not None else 0.0
+    names = [g for g in order if g in n] + sorted(g for g in n if g not in order)
+    out = []
+    for g in names:
+        ratio = rates[g] / best if best > 0 else None
+        out.append(
+            GroupRate(
+                group=g,
+                decisions=n[g],
+                approved=approved[g],
+                approval_rate=rates[g],
+                ratio=ratio,
+                four_fifths=ratio is not None and ratio < FOUR_FIFTHS,
+                small_group=n[g] < SMALL_GROUP,
+            )
+        )
+    return reference, len(groups) - len(present), tuple(out)
+
+
+def disparate_impact(rows: Sequence[DecisionRow]) -> tuple[DisparateImpact, ...]:
+    """Approval-rate ratios for sex, foreign-worker status (monitoring data) and age bands."""
+    attributes = (
+        (
+            "sex",
+            "monitoring: sex / personal_status_and_sex",
+            [sex_group(r.monitoring) for r in rows],
+            ("female", "male"),
+        ),
+        (
+            "foreign_worker",
+            "monitoring: foreign_worker",
+            [foreign_worker_group(r.monitoring) for r in rows],
+            ("yes", "no"),
+        ),
+        ("age_band", "applicant: age_years", [age_group(r.applicant) for r in rows], tuple(b[0] for b in AGE_BANDS)),
+    )
+    out = []
+    for attribute, source, groups, order in attributes:
+        pairs = [(g, r.decision == "approve") for g, r in zip(groups, rows, strict=True)]
+        reference, missing, rates = group_rates(pairs, order)
+        out.append(DisparateImpact(attribute, source, reference, missing, rates))
+    return tuple(out)
+
+
+# ---- models, latency, back-testing --------------------------------------------------------------
+
+
+def model_version_shares(rows: Sequence[DecisionRow]) -> tuple[ModelVersionShare, ...]:
+    """Decisions per model version, most used first."""
+    counts = Counter((r.model_name, r.model_version) for r in rows)
+    ordered = sorted(counts, key=lambda k: (-counts[k], k))
+    return tuple(
+        ModelVersionShare(name, version, counts[(name, version)], counts[(name, version)] / len(rows))
+        for name, version in ordered
+    )
+
+
+def latency_summary(latencies_ms: Sequence[float], budget_ms: float = LATENCY_BUDGET_MS) -> LatencySummary:
+    """p50/p90/p99/max latency and how many decisions exceeded the budget."""
+    if not latencies_ms:
+        return LatencySummary(0, budget_ms, None, None, None, None, 0, None)
+    values = np.asarray(latencies_ms, dtype=np.float64)
+    p50, p90, p99 = (float(p) for p in np.percentile(values, [50, 90, 99]))
+    over = int(np.sum(values > budget_ms))
+    return LatencySummary(len(values), budget_ms, p50, p90, p99, float(values.max()), over, over / len(values))
+
+
+def average_ranks(values: np.ndarray) -> np.ndarray:
+    """1-based ranks, ties given the average of the ranks they span."""
+    order = np.argsort(values, kind="mergesort")
+    ordered = values[order]
+    breaks = np.flatnonzero(np.diff(ordered) != 0) + 1
+    starts = np.concatenate(([0], breaks))
+    ends = np.concatenate((breaks, [len(values)]))
+    ranks = np.empty(len(values), dtype=np.float64)
+    ranks[order] = np.repeat((starts + ends + 1) / 2.0, ends - starts)
+    return ranks
+
+
+def auc_score(bad: np.ndarray, probability: np.ndarray) -> float | None:
+    """Mann-Whitney AUC of ``probability`` for ``bad`` (1) vs good (0); None without both classes."""
+    bad = np.asarray(bad, dtype=bool)
+    n_bad, n_good = int(bad.sum()), int((~bad).sum())
+    if n_bad == 0 or n_good == 0:
+        return None
+    rank_sum = float(average_ranks(np.asarray(probability, dtype=np.float64))[bad].sum())
+    return (rank_sum - n_bad * (n_bad + 1) / 2.0) / (n_bad * n_good)
+
+
+def ks_statistic(bad: np.ndarray, probability: np.ndarray) -> float | None:
+    """Largest gap between the empirical CDFs of ``probability`` among bads and goods."""
+    bad = np.asarray(bad, dtype=bool)
+    p = np.asarray(probability, dtype=np.float64)
+    if not bad.any() or bad.all():
+        return None
+    thresholds = np.unique(p)
+    cdf_bad = np.searchsorted(np.sort(p[bad]), thresholds, side="right") / bad.sum()
+    cdf_good = np.searchsorted(np.sort(p[~bad]), thresholds, side="right") / (~bad).sum()
+    return float(np.max(np.abs(cdf_good - cdf_bad)))
+
+
+def backtest(rows: Sequence[DecisionRow]) -> Backtest | None:
+    """Observed bad rate by band, AUC and KS where outcomes exist; None if none do."""
+    known = [r for r in rows if r.outcome in ("good", "bad")]
+    if not known:
+        return None
+    bad = np.asarray([r.outcome == "bad" for r in known], dtype=bool)
+    probability = np.asarray([r.probability_of_default for r in known], dtype=np.float64)
+    per_band = Counter(r.risk_band for r in known)
+    bad_band = Counter(r.risk_band for r in known if r.outcome == "bad")
+    return Backtest(
+        n=len(known),
+        bad=int(bad.sum()),
+        bad_rate=float(bad.mean()),
+        auc=auc_score(bad, probability),
+        ks=ks_statistic(bad, probability),
+        by_band=tuple(
+            BandOutcome(b, per_band[b], bad_band[b], _ratio(bad_band[b], per_band[b])) for b in sorted(per_band)
+        ),
+    )
+
+
+# ---- flags, flat rows, JSON ---------------------------------------------------------------------
+
+
+def _with_flags(report: PeriodReport) -> PeriodReport:
+    flags: list[Flag] = []
+    for index in (report.score_psi, report.band_psi, *report.field_csi):
+        if index is not None and index.flag:
+            flags.append(Flag("stability", index.name, "", index.flag, index.value))
+    for di in report.disparate_impact:
+        for g in di.groups:
+            if g.four_fifths:
+                flags.append(Flag("disparate_impact", di.attribute, g.group, "four_fifths", g.ratio))
+            if g.small_group:
+                flags.append(Flag("disparate_impact", di.attribute, g.group, "small_group", float(g.decisions)))
+    lat = report.latency
+    for name, value in (("p50", lat.p50), ("p90", lat.p90), ("p99", lat.p99), ("max", lat.maximum)):
+        if value is not None and value > lat.budget_ms:
+            flags.append(Flag("latency", name, "", "over_budget", value))
+    return PeriodReport(
+        **{f.name: getattr(report, f.name) for f in fields(report) if f.name != "flags"}, flags=tuple(flags)
+    )
+
+
+def latency_flag(value: float | None, budget_ms: float) -> str:
+    """``over_budget`` when a latency figure exceeds the budget."""
+    return "over_budget" if value is not None and value > budget_ms else ""
+
+
+def metric_rows(report: PeriodReport) -> tuple[MetricRow, ...]:
+    """Every number of the report as (section, metric, group, value, flag) rows, in report order."""
+    out: list[MetricRow] = []
+    add = out.append
+    s = report.summary
+    for metric, summary_value in (
+        ("decisions", s.decisions),
+        ("approved", s.approved),
+        ("referred", s.referred),
+        ("declined", s.declined),
+        ("approval_rate", s.approval_rate),
+        ("previous_period_decisions", s.previous_decisions),
+        ("mean_score", s.mean_score),
+        ("mean_probability_of_default", s.mean_probability_of_default),
+    ):
+        add(MetricRow("summary", metric, "", summary_value, ""))
+    for v in report.volumes:
+        for decision_name, count in (
+            ("decisions", v.decisions),
+            ("approve", v.approve),
+            ("refer", v.refer),
+            ("decline", v.decline),
+        ):
+            add(MetricRow("volume", decision_name, v.start.isoformat(), count, ""))
+    d = report.score_distribution
+    for metric, score_value in (
+        ("n", d.n),
+        ("mean", d.mean),
+        ("p10", d.p10),
+        ("p50", d.p50),
+        ("p90", d.p90),
+        ("min", d.minimum),
+        ("max", d.maximum),
+    ):
+        add(MetricRow("score", metric, "", score_value, ""))
+    for lo, count in zip(d.bin_edges, d.counts, strict=False):
+        add(MetricRow("score", "histogram_count", f"[{lo}, {lo + SCORE_BIN_WIDTH})", count, ""))
+    for b in report.bands:
+        add(MetricRow("band", "decisions", b.band, b.decisions, ""))
+        add(MetricRow("band", "share", b.band, b.share, ""))
+        add(MetricRow("band", "approval_rate", b.band, b.approval_rate, ""))
+        if b.baseline_share is not None:
+            add(MetricRow("band", "baseline_share", b.band, b.baseline_share, ""))
+    for f in report.reason_frequencies:
+        add(MetricRow("reason_frequency", "share", f.code, f.share, ""))
+        add(MetricRow("reason_frequency", "previous_share", f.code, f.previous_share, ""))
+        add(MetricRow("reason_frequency", "change_pp", f.code, f.change_pp, ""))
+    for index in (report.score_psi, report.band_psi):
+        if index is not None:
+            add(MetricRow("stability", "psi", index.name, index.value, index.flag))
+    for index in report.field_csi:
+        add(MetricRow("stability", "csi", index.name, index.value, index.flag))
+    for r in report.rule_hits:
+        add(MetricRow("policy_rule", "hit_rate", r.code, r.rate, ""))
+        add(MetricRow("policy_rule", "hits", r.code, r.hits, ""))
+    for di in report.disparate_impact:
+        add(MetricRow("disparate_impact", f"{di.attribute}.missing", "", di.missing, ""))
+        for g in di.groups:
+            add(
+                MetricRow(
+                    "disparate_impact",
+                    f"{di.attribute}.decisions",
+                    g.group,
+                    g.decisions,
+                    "small_group" if g.small_group else "",
+                )
+            )
+            add(MetricRow("disparate_impact", f"{di.attribute}.approval_rate", g.group, g.approval_rate, ""))
+            add(MetricRow("disparate_impact", f"{di.attribute}.ratio", g.group, g.ratio, g.flag))
+    for m in report.model_versions:
+        add(MetricRow("model_version", "share", f"{m.model_name} {m.model_version}", m.share, ""))
+    lat = report.latency
+    for metric, latency_value in (
+        ("p50_ms", lat.p50),
+        ("p90_ms", lat.p90),
+        ("p99_ms", lat.p99),
+        ("max_ms", lat.maximum),
+    ):
+        add(MetricRow("latency", metric, "", latency_value, latency_flag(latency_value, lat.budget_ms)))
+    add(MetricRow("latency", "budget_ms", "", lat.budget_ms, ""))
+    add(MetricRow("latency", "over_budget_share", "", lat.over_budget_share, ""))
+    bt = report.backtest
+    if bt is not None:
+        for metric, bt_value in (("n", bt.n), ("bad_rate", bt.bad_rate), ("auc", bt.auc), ("ks", bt.ks)):
+            add(MetricRow("backtest", metric, "", bt_value, ""))
+        for bo in bt.by_band:
+            add(MetricRow("backtest", "bad_rate", bo.band, bo.bad_rate, ""))
+    return tuple(out)
+
+
+def to_jsonable(value: Any) -> Any:
+    """JSON-ready form of report dataclasses: dicts, lists, ISO-8601 dates, numbers, None."""
+    if is_dataclass(value) and not isinstance(value, type):
+        data = {f.name: to_jsonable(getattr(value, f.name)) for f in fields(value)}
+        if isinstance(value, GroupRate):
+            data["flag"] = value.flag
+        return data
+    if isinstance(value, datetime):
+        return value.astimezone(UTC).isoformat().replace("+00:00", "Z")
+    if isinstance(value, date):
+        return value.isoformat()
+    if isinstance(value, Mapping):
+        return {str(k): to_jsonable(v) for k, v in value.items()}
+    if isinstance(value, tuple | list):
+        return [to_jsonable(v) for v in value]
+    if isinstance(value, float) and not math.isfinite(value):
+        return None
+    return value
+
+
+def _ratio(numerator: int, denominator: int) -> float | None:
+    return numerator / denominator if denominator else None

@@ -1,0 +1,767 @@
+"""Rendering a :class:`PeriodReport`: a self-contained HTML page, a PDF of the same, JSON and CSV.
+
+HTML and PDF are built from the same sections (charts drawn by the same functions, the same
+tables), so the PDF is the printed page. Charts use matplotlib's object API (no pyplot, no global
+backend state), PNGs are embedded as base64 data URIs: the page loads nothing from anywhere.
+matplotlib is imported only when a chart is drawn.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html
+import io
+import json
+import re
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import TYPE_CHECKING, Any
+
+from service.reports.core import (
+    FOUR_FIFTHS,
+    SCORE_BIN_WIDTH,
+    STABILITY_ACTION,
+    STABILITY_EPSILON,
+    STABILITY_WATCH,
+    Flag,
+    PeriodReport,
+    StabilityIndex,
+    metric_rows,
+    to_jsonable,
+)
+
+if TYPE_CHECKING:
+    from matplotlib.axes import Axes
+    from matplotlib.figure import Figure
+
+_NUMERIC = re.compile(r"[+\-–]?[0-9][0-9.,]*( %| pp| ms)?|–")
+CSV_COLUMNS = ("section", "metric", "group", "value", "flag")
+FLAG_COLOURS = {
+    "action": "#c62828",
+    "four_fifths": "#c62828",
+    "over_budget": "#c62828",
+    "watch": "#ef8f00",
+    "small_group": "#6a6a6a",
+}
+DECISION_COLOURS = {"approve": "#2e7d32", "refer": "#f9a825", "decline": "#c62828"}
+CURRENT, PREVIOUS, BASELINE = "#1f5fa8", "#9bb7d9", "#b0b0b0"
+A4_PORTRAIT = (8.27, 11.69)
+CHART_SIZE = (8.0, 3.6)
+# table layout on a PDF page, in figure fractions
+_ROW_H, _TITLE_H, _GAP, _TOP, _BOTTOM = 0.017, 0.024, 0.02, 0.96, 0.04
+
+Drawer = Callable[["Axes", PeriodReport], None]
+
+
+@dataclass(frozen=True)
+class Table:
+    """A table of the report: header and rows of display text, each row with its flag (or "")."""
+
+    title: str
+    columns: tuple[str, ...]
+    rows: tuple[tuple[str, ...], ...]
+    flags: tuple[str, ...]
+
+
+@dataclass(frozen=True)
+class Section:
+    """One section of the report: charts and tables."""
+
+    key: str
+    title: str
+    charts: tuple[tuple[str, Drawer], ...]
+    tables: tuple[Table, ...]
+    text: str = ""
+
+
+# ---- JSON and CSV -------------------------------------------------------------------------------
+
+
+def render_json(report: PeriodReport) -> str:
+    """Every number of the report as JSON."""
+    return json.dumps(to_jsonable(report), indent=2, sort_keys=False, allow_nan=False) + "\n"
+
+
+def render_csv(report: PeriodReport) -> str:
+    """One row per metric: section, metric, group, value, flag."""
+    buffer = io.StringIO()
+    writer = csv.writer(buffer, lineterminator="\n")
+    writer.writerow(CSV_COLUMNS)
+    for row in metric_rows(report):
+        writer.writerow((row.section, row.metric, row.group, "" if row.value is None else repr(row.value), row.flag))
+    return buffer.getvalue()
+
+
+# ---- shared content -----------------------------------------------------------------------------
+
+
+def _pct(value: float | None, digits: int = 1) -> str:
+    return "–" if value is None else f"{100.0 * value:.{digits}f} %"
+
+
+def _num(value: float | int | None, digits: int = 4) -> str:
+    if value is None:
+        return "–"
+    if isinstance(value, int):
+        return str(value)
+    return f"{value:.{digits}f}"
+
+
+def _pp(value: float | None) -> str:
+    return "–" if value is None else f"{value:+.1f} pp"
+
+
+def title(report: PeriodReport) -> str:
+    """The report's title line."""
+    p = report.period
+    model = f" — model {report.model_name}" if report.model_name else ""
+    return f"Credit decisions {p.start:%Y-%m-%d} to {p.end:%Y-%m-%d} (end exclusive){model}"
+
+
+def key_figures(report: PeriodReport) -> list[tuple[str, str, str]]:
+    """(label, value, flag) of the headline numbers."""
+    s = report.summary
+    lat = report.latency
+    psi = report.score_psi
+    four_fifths = any(g.four_fifths for di in report.disparate_impact for g in di.groups)
+    figures = [
+        ("Decisions", str(s.decisions), ""),
+        ("Approval rate", _pct(s.approval_rate), ""),
+        ("Referred / declined", f"{s.referred} / {s.declined}", ""),
+        ("Mean score", _num(s.mean_score, 1), ""),
+        ("Score PSI", _num(psi.value if psi else None), psi.flag if psi else ""),
+        (
+            "Fields flagged (CSI)",
+            str(sum(1 for c in report.field_csi if c.flag)),
+            _worst(c.flag for c in report.field_csi),
+        ),
+        ("Four-fifths rule", "flagged" if four_fifths else "not flagged", "four_fifths" if four_fifths else ""),
+        (
+            "Latency p99",
+            "–" if lat.p99 is None else f"{lat.p99:.1f} ms",
+            "over_budget" if lat.p99 is not None and lat.p99 > lat.budget_ms else "",
+        ),
+    ]
+    if report.backtest is not None:
+        figures.append(("Back-test AUC", _num(report.backtest.auc, 3), ""))
+    return figures
+
+
+def _worst(flags: Iterable[str]) -> str:
+    seen = set(flags)
+    return "action" if "action" in seen else "watch" if "watch" in seen else ""
+
+
+def flag_text(flag: Flag) -> str:
+    """One line describing a flag."""
+    where = flag.metric + (f" / {flag.group}" if flag.group else "")
+    if flag.level == "small_group" and flag.value is not None:
+        return f"{flag.level}: {flag.section} {where}: only {int(flag.value)} decisions"
+    return f"{flag.level}: {flag.section} {where} = {_num(flag.value, 3)}"
+
+
+def _stability_table(title_text: str, indices: Sequence[StabilityIndex]) -> Table:
+    return Table(
+        title_text,
+        ("characteristic", "kind", "index", "flag", "n", "missing", "largest bin shift"),
+        tuple(
+            (
+                i.name,
+                i.kind,
+                _num(i.value),
+                i.flag or "ok",
+                str(i.n),
+                str(i.missing),
+                max(i.bins, key=lambda b: abs(b.contribution)).label if i.bins else "–",
+            )
+            for i in indices
+        ),
+        tuple(i.flag for i in indices),
+    )
+
+
+def sections(report: PeriodReport) -> tuple[Section, ...]:
+    """The report's sections, in order, as both HTML and PDF show them."""
+    s = report.score_distribution
+    out = [
+        Section(
+            "volumes",
+            "Volumes and decision mix",
+            (("Decisions per " + report.bucket, draw_volumes),),
+            (
+                Table(
+                    f"Decisions per {report.bucket}",
+                    ("from", "decisions", "approve", "refer", "decline"),
+                    tuple(
+                        (v.start.isoformat(), str(v.decisions), str(v.approve), str(v.refer), str(v.decline))
+                        for v in report.volumes
+                    ),
+                    tuple("" for _ in report.volumes),
+                ),
+            ),
+        ),
+        Section(
+            "scores",
+            "Scores and risk bands",
+            (("Score distribution", draw_score_histogram), ("Risk bands", draw_bands)),
+            (
+                Table(
+                    "Score summary",
+                    ("n", "mean", "p10", "median", "p90", "min", "max"),
+                    (
+                        (
+                            str(s.n),
+                            _num(s.mean, 1),
+                            _num(s.p10, 1),
+                            _num(s.p50, 1),
+                            _num(s.p90, 1),
+                            _num(s.minimum),
+                            _num(s.maximum),
+                        ),
+                    ),
+                    ("",),
+                ),
+                Table(
+                    "Risk bands",
+                    ("band", "decisions", "share", "baseline share", "approved", "approval rate"),
+                    tuple(
+                        (
+                            b.band,
+                            str(b.decisions),
+                            _pct(b.share),
+                            _pct(b.baseline_share),
+                            str(b.approved),
+                            _pct(b.approval_rate),
+                        )
+                        for b in report.bands
+                    ),
+                    tuple("" for _ in report.bands),
+                ),
+            ),
+        ),
+        Section(
+            "reasons",
+            "Reasons for declines and referrals",
+            (("Share of declines and referrals citing each code", draw_reasons),),
+            (
+                Table(
+                    "Reason-code frequencies (each code counted once per decision)",
+                    ("code", "kind", "decisions", "share", "previous share", "change"),
+                    tuple(
+                        (f.code, f.kind, str(f.count), _pct(f.share), _pct(f.previous_share), _pp(f.change_pp))
+                        for f in report.reason_frequencies
+                    ),
+                    tuple("" for _ in report.reason_frequencies),
+                ),
+            ),
+        ),
+        Section(
+            "stability",
+            "Population and characteristic stability",
+            (("Score PSI by bin", draw_score_psi), ("CSI of each input field", draw_csi)),
+            (
+                _stability_table(
+                    "Stability indices", [i for i in (report.score_psi, report.band_psi) if i is not None]
+                ),
+                _stability_table("Characteristic stability (CSI) of each input field", report.field_csi),
+            ),
+            text=(
+                f"Index = Σ (actual − expected) · ln(actual / expected) over bins, empty bins counted as {STABILITY_EPSILON:g}; "
+                f"watch at ≥ {STABILITY_WATCH}, action at ≥ {STABILITY_ACTION}. Baseline: {report.baseline_model or 'none'}."
+            ),
+        ),
+        Section(
+            "rules",
+            "Policy rules",
+            (("Policy-rule hit rates", draw_rules),),
+            (
+                Table(
+                    "Policy-rule hit rates (share of all decisions)",
+                    ("rule", "hits", "hit rate"),
+                    tuple((r.code, str(r.hits), _pct(r.rate, 2)) for r in report.rule_hits),
+                    tuple("" for _ in report.rule_hits),
+                ),
+            ),
+        ),
+        Section(
+            "fairness",
+            "Disparate-impact monitoring",
+            (("Approval-rate ratio to the most-favoured group", draw_disparate_impact),),
+            tuple(
+                Table(
+                    f"{di.attribute} ({di.source}; most favoured: {di.reference_group or '–'}; missing: {di.missing})",
+                    ("group", "decisions", "approved", "approval rate", "ratio", "flag"),
+                    tuple(
+                        (
+                            g.group,
+                            str(g.decisions),
+                            str(g.approved),
+                            _pct(g.approval_rate),
+                            _num(g.ratio, 3),
+                            g.flag or "ok",
+                        )
+                        for g in di.groups
+                    ),
+                    tuple("four_fifths" if g.four_fifths else g.flag for g in di.groups),
+                )
+                for di in report.disparate_impact
+            ),
+            text=f"Four-fifths rule: a ratio below {FOUR_FIFTHS} is flagged; groups with fewer than 30 decisions carry a small-group warning. "
+            "Monitoring attributes are recorded apart from the applicant's inputs and never reach the model.",
+        ),
+        Section(
+            "operations",
+            "Model versions and latency",
+            (("Model versions in use", draw_model_versions), ("Latency against the budget", draw_latency)),
+            (
+                Table(
+                    "Model versions",
+                    ("model", "version", "decisions", "share"),
+                    tuple(
+                        (m.model_name, m.model_version, str(m.decisions), _pct(m.share)) for m in report.model_versions
+                    ),
+                    tuple("" for _ in report.model_versions),
+                ),
+                _latency_table(report),
+            ),
+        ),
+    ]
+    bt = report.backtest
+    if bt is not None:
+        out.append(
+            Section(
+                "backtest",
+                "Back-testing on posted outcomes",
+                (("Observed bad rate by band", draw_backtest),),
+                (
+                    Table(
+                        "Discrimination",
+                        ("decisions with outcome", "bad", "bad rate", "AUC", "KS"),
+                        ((str(bt.n), str(bt.bad), _pct(bt.bad_rate), _num(bt.auc, 3), _num(bt.ks, 3)),),
+                        ("",),
+                    ),
+                    Table(
+                        "Observed bad rate by band",
+                        ("band", "decisions with outcome", "bad", "bad rate"),
+                        tuple((b.band, str(b.n), str(b.bad), _pct(b.bad_rate)) for b in bt.by_band),
+                        tuple("" for _ in bt.by_band),
+                    ),
+                ),
+            )
+        )
+    return tuple(out)
+
+
+def _latency_table(report: PeriodReport) -> Table:
+    lat = report.latency
+    rows = [("p50", lat.p50), ("p90", lat.p90), ("p99", lat.p99), ("max", lat.maximum)]
+    return Table(
+        f"Latency (server side, budget {lat.budget_ms:g} ms, {lat.n} decisions, {_pct(lat.over_budget_share)} over budget)",
+        ("percentile", "ms", "flag"),
+        tuple((name, _num(v, 1), "over_budget" if v is not None and v > lat.budget_ms else "ok") for name, v in rows),
+        tuple("over_budget" if v is not None and v > lat.budget_ms else "" for _, v in rows),
+    )
+
+
+# ---- charts -------------------------------------------------------------------------------------
+
+
+def _empty(ax: Axes, message: str = "no data") -> None:
+    ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="#6a6a6a")
+    ax.set_xticks([])
+    ax.set_yticks([])
+
+
+def draw_volumes(ax: Axes, report: PeriodReport) -> None:
+    """Stacked bars of approve/refer/decline per bucket."""
+    if not report.volumes:
+        return _empty(ax)
+    x = list(range(len(report.volumes)))
+    bottom = [0] * len(x)
+    for name in ("approve", "refer", "decline"):
+        heights = [getattr(v, name) for v in report.volumes]
+        ax.bar(x, heights, bottom=bottom, color=DECISION_COLOURS[name], label=name, width=0.85)
+        bottom = [b + h for b, h in zip(bottom, heights, strict=True)]
+    step = max(1, len(x) // 10)
+    ax.set_xticks(x[::step], [v.start.strftime("%m-%d") for v in report.volumes][::step])
+    ax.set_ylabel("decisions")
+    ax.set_ylim(0, max(1, max(bottom)) * 1.2)
+    ax.legend(loc="upper right", fontsize=8, ncols=3)
+
+
+def draw_score_histogram(ax: Axes, report: PeriodReport) -> None:
+    """Histogram of scores."""
+    d = report.score_distribution
+    if not d.n:
+        return _empty(ax)
+    ax.bar(d.bin_edges[:-1], d.counts, width=SCORE_BIN_WIDTH, align="edge", color=CURRENT, edgecolor="white")
+    ax.set_xlabel("score")
+    ax.set_ylabel("decisions")
+
+
+def draw_bands(ax: Axes, report: PeriodReport) -> None:
+    """Band shares against the baseline, with the approval rate over each bar."""
+    if not report.bands:
+        return _empty(ax)
+    x = list(range(len(report.bands)))
+    ax.bar([i - 0.2 for i in x], [b.share for b in report.bands], width=0.4, color=CURRENT, label="period")
+    ax.bar(
+        [i + 0.2 for i in x],
+        [b.baseline_share or 0.0 for b in report.bands],
+        width=0.4,
+        color=BASELINE,
+        label="baseline (hold-out)",
+    )
+    for i, b in zip(x, report.bands, strict=True):
+        ax.annotate(f"approved {_pct(b.approval_rate, 0)}", (i - 0.2, b.share), ha="center", va="bottom", fontsize=7)
+    ax.set_xticks(x, [b.band for b in report.bands])
+    ax.set_ylabel("share of decisions")
+    ax.legend(fontsize=8)
+
+
+def draw_reasons(ax: Axes, report: PeriodReport) -> None:
+    """Share of declines and referrals citing each code, now and before."""
+    freq = report.reason_frequencies[:15]
+    if not freq:
+        return _empty(ax, "no declines or referrals")
+    y = list(range(len(freq)))[::-1]
+    ax.barh([v + 0.2 for v in y], [f.share or 0.0 for f in freq], height=0.4, color=CURRENT, label="period")
+    ax.barh(
+        [v - 0.2 for v in y],
+        [f.previous_share or 0.0 for f in freq],
+        height=0.4,
+        color=PREVIOUS,
+        label="previous period",
+    )
+    ax.set_yticks(y, [f"{f.code} ({f.kind})" for f in freq], fontsize=7)
+    ax.set_xlabel("share of declines and referrals")
+    ax.legend(fontsize=8)
+
+
+def draw_score_psi(ax: Axes, report: PeriodReport) -> None:
+    """Baseline vs period shares per score bin."""
+    psi = report.score_psi
+    if psi is None:
+        return _empty(ax, "no baseline")
+    x = list(range(len(psi.bins)))
+    ax.bar([i - 0.2 for i in x], [b.expected for b in psi.bins], width=0.4, color=BASELINE, label="baseline (hold-out)")
+    ax.bar([i + 0.2 for i in x], [b.actual for b in psi.bins], width=0.4, color=CURRENT, label="period")
+    ax.set_xticks(x, [b.label for b in psi.bins], fontsize=6, rotation=30)
+    ax.set_ylabel("share")
+    ax.set_title(f"PSI {_num(psi.value)} {psi.flag}", fontsize=9, color=FLAG_COLOURS.get(psi.flag, "black"))
+    ax.legend(fontsize=8)
+
+
+def draw_csi(ax: Axes, report: PeriodReport) -> None:
+    """CSI per input field with the watch and action thresholds."""
+    csi = report.field_csi
+    if not csi:
+        return _empty(ax, "no baseline")
+    y = list(range(len(csi)))[::-1]
+    ax.barh(y, [c.value or 0.0 for c in csi], color=[FLAG_COLOURS.get(c.flag, CURRENT) for c in csi])
+    ax.axvline(STABILITY_WATCH, color=FLAG_COLOURS["watch"], linestyle="--", linewidth=1)
+    ax.axvline(STABILITY_ACTION, color=FLAG_COLOURS["action"], linestyle="--", linewidth=1)
+    ax.set_yticks(y, [c.name for c in csi], fontsize=6)
+    ax.set_xlabel("CSI")
+
+
+def draw_rules(ax: Axes, report: PeriodReport) -> None:
+    """Hit rate of each policy rule."""
+    if not report.rule_hits:
+        return _empty(ax, "no policy rules")
+    x = list(range(len(report.rule_hits)))
+    ax.bar(x, [r.rate or 0.0 for r in report.rule_hits], color=CURRENT)
+    ax.set_xticks(x, [r.code for r in report.rule_hits])
+    ax.set_ylabel("share of decisions")
+
+
+def draw_disparate_impact(ax: Axes, report: PeriodReport) -> None:
+    """Approval-rate ratios per group with the four-fifths line."""
+    labels, ratios, colours = [], [], []
+    for di in report.disparate_impact:
+        for g in di.groups:
+            labels.append(f"{di.attribute}: {g.group}")
+            ratios.append(g.ratio or 0.0)
+            colours.append(
+                FLAG_COLOURS["four_fifths"]
+                if g.four_fifths
+                else (FLAG_COLOURS["small_group"] if g.small_group else CURRENT)
+            )
+    if not labels:
+        return _empty(ax, "no monitoring data")
+    y = list(range(len(labels)))[::-1]
+    ax.barh(y, ratios, color=colours)
+    ax.axvline(FOUR_FIFTHS, color=FLAG_COLOURS["four_fifths"], linestyle="--", linewidth=1)
+    ax.set_yticks(y, labels, fontsize=7)
+    ax.set_xlim(0, max(1.05, max(ratios) * 1.05))
+    ax.set_xlabel("approval rate / most-favoured group's (grey: fewer than 30 decisions)")
+
+
+def draw_model_versions(ax: Axes, report: PeriodReport) -> None:
+    """Share of decisions per model version."""
+    if not report.model_versions:
+        return _empty(ax)
+    x = list(range(len(report.model_versions)))
+    ax.bar(x, [m.share for m in report.model_versions], color=CURRENT)
+    ax.set_xticks(x, [f"{m.model_name}\n{m.model_version}" for m in report.model_versions], fontsize=7)
+    ax.set_ylabel("share of decisions")
+
+
+def draw_latency(ax: Axes, report: PeriodReport) -> None:
+    """Latency percentiles against the budget."""
+    lat = report.latency
+    values = [("p50", lat.p50), ("p90", lat.p90), ("p99", lat.p99), ("max", lat.maximum)]
+    if lat.n == 0:
+        return _empty(ax, "no latency recorded")
+    heights = [v or 0.0 for _, v in values]
+    ax.bar(
+        [n for n, _ in values],
+        heights,
+        color=[FLAG_COLOURS["over_budget"] if h > lat.budget_ms else CURRENT for h in heights],
+    )
+    ax.axhline(
+        lat.budget_ms,
+        color=FLAG_COLOURS["over_budget"],
+        linestyle="--",
+        linewidth=1,
+        label=f"budget {lat.budget_ms:g} ms",
+    )
+    ax.set_ylabel("ms")
+    ax.legend(fontsize=8)
+
+
+def draw_backtest(ax: Axes, report: PeriodReport) -> None:
+    """Observed bad rate per band."""
+    bt = report.backtest
+    if bt is None or not bt.by_band:
+        return _empty(ax, "no outcomes posted")
+    ax.bar([b.band for b in bt.by_band], [b.bad_rate or 0.0 for b in bt.by_band], color=CURRENT)
+    ax.set_ylabel("observed bad rate")
+    ax.set_title(f"AUC {_num(bt.auc, 3)}   KS {_num(bt.ks, 3)}", fontsize=9)
+
+
+def _figure(size: tuple[float, float]) -> Figure:
+    from matplotlib.figure import Figure
+
+    return Figure(figsize=size, dpi=100)
+
+
+def chart_png(drawer: Drawer, report: PeriodReport, chart_title: str) -> bytes:
+    """One chart as PNG bytes."""
+    fig = _figure(CHART_SIZE)
+    ax = fig.add_subplot()
+    drawer(ax, report)
+    ax.set_title(chart_title if not ax.get_title() else f"{chart_title} — {ax.get_title()}", fontsize=10)
+    fig.tight_layout()
+    buffer = io.BytesIO()
+    fig.savefig(buffer, format="png", dpi=110)
+    return buffer.getvalue()
+
+
+# ---- HTML ---------------------------------------------------------------------------------------
+
+_CSS = """
+body { font-family: "DejaVu Sans", Helvetica, Arial, sans-serif; color: #1a1a1a; max-width: 60rem; margin: 2rem auto; padding: 0 1rem; line-height: 1.4; }
+h1 { font-size: 1.5rem; margin-bottom: .2rem; } h2 { font-size: 1.2rem; border-bottom: 2px solid #1f5fa8; padding-bottom: .2rem; margin-top: 2rem; }
+h3 { font-size: 1rem; margin: 1rem 0 .3rem; } .meta { color: #555; font-size: .9rem; }
+.figures { display: grid; grid-template-columns: repeat(auto-fill, minmax(11rem, 1fr)); gap: .6rem; margin: 1rem 0; }
+.figure { border: 1px solid #ccc; border-radius: 4px; padding: .5rem .7rem; } .figure .label { font-size: .8rem; color: #555; } .figure .value { font-size: 1.3rem; font-weight: bold; }
+table { border-collapse: collapse; width: 100%; font-size: .85rem; margin-bottom: 1rem; } th, td { border: 1px solid #ccc; padding: .25rem .5rem; text-align: left; }
+th { background: #eef2f7; } td.num { text-align: right; font-variant-numeric: tabular-nums; }
+img { max-width: 100%; height: auto; display: block; margin: .5rem 0; }
+.flag-action, .flag-four_fifths, .flag-over_budget { color: #c62828; font-weight: bold; } .flag-watch { color: #b36b00; font-weight: bold; } .flag-small_group { color: #6a6a6a; font-style: italic; }
+tr.flag-action td, tr.flag-four_fifths td, tr.flag-over_budget td { background: #fdecea; } tr.flag-watch td { background: #fff4e0; }
+.note { color: #555; font-size: .85rem; }
+@media print { body { margin: 0; max-width: none; } section { break-inside: avoid-page; } h2 { break-after: avoid; } }
+"""
+
+
+def _html_table(table: Table) -> str:
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
+    body = []
+    for row, flag in zip(table.rows, table.flags, strict=True):
+        first_flag = flag.split(",")[0] if flag else ""
+        cells = "".join(
+            f'<td class="{"num" if _looks_numeric(c) else ""}{" flag-" + c.split(",")[0] if c.split(",")[0] in FLAG_COLOURS else ""}">{html.escape(c)}</td>'
+            for c in row
+        )
+        body.append(f'<tr class="{"flag-" + first_flag if first_flag else ""}">{cells}</tr>')
+    if not body:
+        body.append(f'<tr><td colspan="{len(table.columns)}" class="note">none</td></tr>')
+    return f"<h3>{html.escape(table.title)}</h3><table><thead><tr>{head}</tr></thead><tbody>{''.join(body)}</tbody></table>"
+
+
+def _looks_numeric(text: str) -> bool:
+    return _NUMERIC.fullmatch(text) is not None
+
+
+def render_html(report: PeriodReport, generated_at: datetime | None = None) -> str:
+    """A self-contained HTML page (charts as embedded PNGs, no external resources)."""
+    parts = [
+        "<!DOCTYPE html>",
+        '<html lang="en"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{html.escape(title(report))}</title><style>{_CSS}</style></head><body>",
+        f"<header><h1>{html.escape(title(report))}</h1>",
+        f'<p class="meta">Baseline: {html.escape(report.baseline_model or "none")}; buckets: {report.bucket}'
+        + (f"; generated {generated_at:%Y-%m-%d %H:%M} UTC" if generated_at else "")
+        + "</p></header>",
+        '<section id="summary"><h2>Key figures</h2><div class="figures">',
+    ]
+    for label, value, flag in key_figures(report):
+        parts.append(
+            f'<div class="figure"><div class="label">{html.escape(label)}</div>'
+            f'<div class="value{" flag-" + flag if flag else ""}">{html.escape(value)}</div></div>'
+        )
+    parts.append("</div>")
+    if report.flags:
+        parts.append("<h3>Flags</h3><ul>")
+        for f in report.flags:
+            level, _, rest = flag_text(f).partition(": ")
+            parts.append(
+                f'<li><span class="flag-{html.escape(level)}">{html.escape(level)}</span> {html.escape(rest)}</li>'
+            )
+        parts.append("</ul>")
+    for note in report.notes:
+        parts.append(f'<p class="note">{html.escape(note)}</p>')
+    parts.append("</section>")
+    for section in sections(report):
+        parts.append(f'<section id="{section.key}"><h2>{html.escape(section.title)}</h2>')
+        if section.text:
+            parts.append(f'<p class="note">{html.escape(section.text)}</p>')
+        for chart_title, drawer in section.charts:
+            data = base64.b64encode(chart_png(drawer, report, chart_title)).decode("ascii")
+            parts.append(f'<img alt="{html.escape(chart_title)}" src="data:image/png;base64,{data}">')
+        parts.extend(_html_table(t) for t in section.tables)
+        parts.append("</section>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+# ---- PDF ----------------------------------------------------------------------------------------
+
+
+def render_pdf(report: PeriodReport, generated_at: datetime | None = None) -> bytes:
+    """The same report as a PDF: a title page with the key figures, the charts, then the tables."""
+    from matplotlib.backends.backend_pdf import PdfPages
+
+    buffer = io.BytesIO()
+    metadata: dict[str, Any] = {"Title": title(report), "Creator": "credit-decision report"}
+    if generated_at is not None:
+        metadata["CreationDate"] = generated_at
+    with PdfPages(buffer, metadata=metadata) as pdf:
+        pdf.savefig(_title_page(report, generated_at))
+        charts = [(s.title, t, d) for s in sections(report) for t, d in s.charts]
+        for start in range(0, len(charts), 2):
+            fig = _figure(A4_PORTRAIT)
+            for k, (section_title, chart_title, drawer) in enumerate(charts[start : start + 2]):
+                ax = fig.add_subplot(2, 1, k + 1)
+                drawer(ax, report)
+                own = ax.get_title()
+                ax.set_title(f"{section_title}: {chart_title}" + (f" — {own}" if own else ""), fontsize=10)
+            fig.tight_layout(pad=2.0)
+            pdf.savefig(fig)
+        for fig in _table_pages([(s.title, t) for s in sections(report) for t in s.tables]):
+            pdf.savefig(fig)
+    return buffer.getvalue()
+
+
+def _title_page(report: PeriodReport, generated_at: datetime | None) -> Figure:
+    fig = _figure(A4_PORTRAIT)
+    fig.text(0.08, 0.93, "Credit-decision period report", fontsize=18, weight="bold")
+    fig.text(0.08, 0.895, title(report), fontsize=10)
+    meta = f"Baseline: {report.baseline_model or 'none'}; buckets: {report.bucket}"
+    if generated_at is not None:
+        meta += f"; generated {generated_at:%Y-%m-%d %H:%M} UTC"
+    fig.text(0.08, 0.87, meta, fontsize=8, color="#555555")
+    y = 0.82
+    for label, value, flag in key_figures(report):
+        fig.text(0.08, y, label, fontsize=11)
+        fig.text(0.5, y, value, fontsize=11, weight="bold", color=FLAG_COLOURS.get(flag, "black"))
+        y -= 0.032
+    y -= 0.02
+    fig.text(0.08, y, "Flags", fontsize=12, weight="bold")
+    y -= 0.028
+    shown = report.flags[:20]
+    for f in shown:
+        fig.text(0.1, y, flag_text(f), fontsize=8, color=FLAG_COLOURS.get(f.level, "black"))
+        y -= 0.02
+    if len(report.flags) > len(shown):
+        fig.text(0.1, y, f"… and {len(report.flags) - len(shown)} more (see the tables)", fontsize=8)
+        y -= 0.02
+    if not report.flags:
+        fig.text(0.1, y, "none", fontsize=8)
+        y -= 0.02
+    for note in report.notes:
+        y -= 0.01
+        fig.text(0.08, y, note, fontsize=8, color="#555555", wrap=True)
+        y -= 0.02
+    return fig
+
+
+def _table_pages(tables: Sequence[tuple[str, Table]]) -> list[Figure]:
+    """The tables flowed onto A4 pages, split across pages where they do not fit."""
+    from matplotlib.transforms import Bbox
+
+    pages: list[Figure] = []
+    fig: Figure | None = None
+    y = 0.0
+    for section_title, table in tables:
+        rows = list(table.rows) or [tuple("–" for _ in table.columns)]
+        flags = list(table.flags) or [""]
+        start = 0
+        while start < len(rows):
+            if fig is None or y - _TITLE_H - 3 * _ROW_H < _BOTTOM:
+                fig = _figure(A4_PORTRAIT)
+                pages.append(fig)
+                y = _TOP
+            fit = max(1, int((y - _TITLE_H - _BOTTOM) / _ROW_H) - 1)
+            chunk = rows[start : start + fit]
+            suffix = "" if start == 0 else " (continued)"
+            fig.text(0.05, y - 0.014, f"{section_title}: {table.title}{suffix}", fontsize=8, weight="bold")
+            height = (len(chunk) + 1) * _ROW_H
+            ax = fig.add_axes((0.05, y - _TITLE_H - height, 0.9, height))
+            ax.axis("off")
+            tbl = ax.table(
+                cellText=[list(r) for r in chunk],
+                colLabels=list(table.columns),
+                cellLoc="left",
+                bbox=Bbox.from_bounds(0, 0, 1, 1),
+            )
+            tbl.auto_set_font_size(False)
+            tbl.set_fontsize(7)
+            for (r, _c), cell in tbl.get_celld().items():
+                if r == 0:
+                    cell.set_facecolor("#eef2f7")
+                    continue
+                flag = flags[start + r - 1].split(",")[0]
+                if flag in ("action", "four_fifths", "over_budget"):
+                    cell.set_facecolor("#fdecea")
+                elif flag == "watch":
+                    cell.set_facecolor("#fff4e0")
+            y -= _TITLE_H + height + _GAP
+            start += len(chunk)
+    return pages
+
+
+def render(report: PeriodReport, fmt: str, generated_at: datetime | None = None) -> bytes:
+    """The report in ``fmt`` (html, pdf, json or csv) as bytes."""
+    if fmt == "pdf":
+        return render_pdf(report, generated_at)
+    if fmt == "html":
+        return render_html(report, generated_at).encode("utf-8")
+    if fmt == "json":
+        return render_json(report).encode("utf-8")
+    if fmt == "csv":
+        return render_csv(report).encode("utf-8")
+    raise ValueError(f"unknown report format {fmt!r}; expected html, pdf, json or csv")
+
+
+MEDIA_TYPES = {
+    "html": "text/html; charset=utf-8",
+    "pdf": "application/pdf",
+    "json": "application/json",
+    "csv": "text/csv; charset=utf-8",
+}

@@ -1,0 +1,234 @@
+"""Adapters feeding the report: stored decision records to rows, ``reference.json`` to a baseline.
+
+The decision store and the model store are read here, at the edge; ``service.reports.core`` only
+sees :class:`DecisionRow` and :class:`Baseline`. Monitoring attributes (sex, foreign-worker status)
+travel in the recorded request's ``monitoring`` object, beside (never inside) ``applicant``, which
+is the only part the scoring path encodes; the report reads both.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from collections import Counter
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, Protocol
+
+from service.reports.core import (
+    Baseline,
+    CategoricalBaseline,
+    DecisionRow,
+    NumericBaseline,
+    Outcome,
+    Period,
+    PeriodReport,
+    ReasonRef,
+    ReportError,
+    build_report,
+)
+
+
+class _Record(Protocol):
+    decision_id: str
+    created_at: Any
+    decision: str
+    risk_band: str
+    score: int
+    model_name: str
+    model_version: str
+    reason_codes: tuple[str, ...]
+    payload: dict[str, Any]
+
+
+class RecordSource(Protocol):
+    """What the report needs of a decision store (``service.records.DecisionStore`` has it)."""
+
+    def search(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> tuple[list[Any], str | None]: ...
+
+
+SEARCH_PAGE = 1000
+
+
+def records_between(store: RecordSource, since: datetime, until: datetime) -> Iterator[Any]:
+    """Every stored record created in ``[since, until)``, page by page."""
+    cursor: str | None = None
+    while True:
+        page, cursor = store.search(since=since, until=until, cursor=cursor, limit=SEARCH_PAGE)
+        yield from page
+        if cursor is None:
+            return
+
+
+def rows_from_records(stored_records: Iterable[Any], outcomes: Mapping[str, str] | None = None) -> list[DecisionRow]:
+    """Decision rows of stored records (``StoredRecord`` or bare ``DecisionRecord``), outcomes joined by id."""
+    outcomes = outcomes or {}
+    rows = []
+    for item in stored_records:
+        record: _Record = getattr(item, "record", item)
+        payload = record.payload if isinstance(record.payload, Mapping) else {}
+        request = _mapping(payload.get("request"))
+        response = _mapping(payload.get("response"))
+        reasons = _reasons(response.get("reasons"), record.reason_codes, record.decision)
+        rules = tuple(
+            str(rule.get("code")) if isinstance(rule, Mapping) else str(rule)
+            for rule in response.get("rules_fired") or ()
+        )
+        outcome = outcomes.get(record.decision_id, payload.get("outcome"))
+        rows.append(
+            DecisionRow(
+                decision_id=record.decision_id,
+                created_at=record.created_at,
+                decision=record.decision,
+                risk_band=record.risk_band,
+                score=int(record.score),
+                probability_of_default=_float(response.get("probability_of_default")),
+                reasons=reasons,
+                rules_fired=rules,
+                model_name=record.model_name,
+                model_version=record.model_version,
+                latency_ms=_latency(response),
+                applicant=_mapping(request.get("applicant")),
+                monitoring=_mapping(request.get("monitoring") or payload.get("monitoring")),
+                outcome=_outcome(outcome),
+            )
+        )
+    return rows
+
+
+def _mapping(value: Any) -> Mapping[str, Any]:
+    return value if isinstance(value, Mapping) else {}
+
+
+def _float(value: Any) -> float:
+    try:
+        return float(value)
+    except (TypeError, ValueError):
+        return math.nan
+
+
+def _latency(response: Mapping[str, Any]) -> float | None:
+    value = response.get("latency_ms")
+    if isinstance(value, Mapping):  # e.g. {"server": 4.2}
+        value = next(iter(value.values()), None)
+    if isinstance(value, bool) or not isinstance(value, int | float):
+        return None
+    return float(value)
+
+
+def _reasons(raw: Any, codes: Iterable[str], decision: str) -> tuple[ReasonRef, ...]:
+    if isinstance(raw, list | tuple) and raw:
+        refs = []
+        for item in raw:
+            if not isinstance(item, Mapping) or "code" not in item:
+                continue
+            kind: Literal["rule", "model"] = "rule" if item.get("kind") == "rule" else "model"
+            refs.append(ReasonRef(str(item["code"]), kind, bool(item.get("adverse", decision != "approve"))))
+        return tuple(refs)
+    # without the response's reasons, the record's codes are model reasons, adverse unless approved
+    return tuple(ReasonRef(str(code), "model", decision != "approve") for code in codes)
+
+
+def _outcome(value: Any) -> Outcome | None:
+    if value == "good":
+        return "good"
+    if value == "bad":
+        return "bad"
+    return None
+
+
+# ---- baseline -----------------------------------------------------------------------------------
+
+
+def baseline_from_reference(reference: Mapping[str, Any], model_name: str, model_version: str) -> Baseline | None:
+    """The training baseline in a version's ``reference.json`` (``reference["baseline"]``), or None if absent.
+
+    Format (written by ``training.metrics.training_baseline``)::
+
+        {"fields": {"<field>": {"kind": "numeric", "edges": [...], "shares": [... len(edges)+1]}
+                    | {"kind": "categorical", "shares": {"<code>": share, ...}}, ...},
+         "score": {"edges": [...], "shares": [...], "band_shares": {"A": share, ...}}}
+
+    Numeric bins are right-closed (``x <= edges[0]``, ``edges[i-1] < x <= edges[i]``, ``x > edges[-1]``).
+    """
+    raw = reference.get("baseline")
+    if not isinstance(raw, Mapping):
+        return None
+    try:
+        fields: list[tuple[str, NumericBaseline | CategoricalBaseline]] = []
+        for name, spec in sorted(_mapping(raw.get("fields")).items()):
+            if spec.get("kind") == "categorical":
+                shares = _mapping(spec.get("shares"))
+                fields.append((name, CategoricalBaseline(tuple((str(c), float(s)) for c, s in shares.items()))))
+            else:
+                fields.append((name, _numeric(spec)))
+        score_raw = _mapping(raw.get("score"))
+        score = _numeric(score_raw) if "edges" in score_raw else None
+        bands = tuple((str(b), float(s)) for b, s in _mapping(score_raw.get("band_shares")).items())
+    except (TypeError, ValueError, AttributeError) as exc:
+        raise ReportError(f"reference.json of {model_name} {model_version} has a malformed baseline: {exc}") from exc
+    return Baseline(model_name, model_version, tuple(fields), score, bands)
+
+
+def _numeric(spec: Mapping[str, Any]) -> NumericBaseline:
+    return NumericBaseline(tuple(float(e) for e in spec["edges"]), tuple(float(s) for s in spec["shares"]))
+
+
+@dataclass(frozen=True)
+class ModelContext:
+    """What the report takes from a model version in the model store."""
+
+    baseline: Baseline | None
+    rule_codes: tuple[str, ...]
+    notes: tuple[str, ...]
+
+
+def load_model_context(model_store_root: Path, model_name: str, model_version: str) -> ModelContext:
+    """Baseline and policy rule codes of a model version, with a note for whatever is missing."""
+    from model_store.policy import Policy
+    from model_store.spec import FeatureSpec
+    from model_store.store import POLICY_FILE, REFERENCE_FILE, SPEC_FILE
+
+    folder = model_store_root / model_name / model_version
+    if not (folder / REFERENCE_FILE).is_file():
+        return ModelContext(
+            None, (), (f"Model version {model_name} {model_version} is not in the model store at {model_store_root}.",)
+        )
+    reference = json.loads((folder / REFERENCE_FILE).read_text(encoding="utf-8"))
+    baseline = baseline_from_reference(reference, model_name, model_version)
+    notes = () if baseline is not None else (f"reference.json of {model_name} {model_version} has no baseline.",)
+    policy = Policy.load(folder / POLICY_FILE, FeatureSpec.load(folder / SPEC_FILE))
+    return ModelContext(baseline, tuple(rule.code for rule in policy.rules), notes)
+
+
+def report_from_store(
+    records: RecordSource,
+    model_store_root: Path,
+    period: Period,
+    model_name: str | None = None,
+    outcomes: Mapping[str, str] | None = None,
+) -> PeriodReport:
+    """The period report of a decision store, drift measured against the most-used model version's baseline."""
+    rows = rows_from_records(records_between(records, period.previous.start, period.end), outcomes)
+    current = [r for r in rows if period.contains(r.created_at) and model_name in (None, r.model_name)]
+    previous = [r for r in rows if period.previous.contains(r.created_at)]
+    context = ModelContext(None, (), ())
+    used = Counter((r.model_name, r.model_version) for r in current)
+    if used:
+        # the most-used version; ties go to the later version
+        name, version = max(used, key=lambda k: (used[k], k[0], _version_number(k[1])))
+        context = load_model_context(model_store_root, name, version)
+    return build_report(current, period, previous, context.baseline, model_name, context.rule_codes, context.notes)
+
+
+def _version_number(version: str) -> int:
+    return int(version[1:]) if version[1:].isdigit() else 0
