@@ -1,0 +1,124 @@
+"""PostgreSQL backend: appends from every worker and replica serialised by locking the chain-head row."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import UTC, datetime
+from typing import Any
+
+import psycopg
+
+from service.records._sql import Mode, Row, SqlDecisionStore, Transaction
+
+#: How long an append waits for the chain-head lock before failing with StoreUnavailable.
+LOCK_TIMEOUT = "30s"
+CONNECT_TIMEOUT_SECONDS = 10
+
+_BEGIN = {
+    "write": "BEGIN ISOLATION LEVEL READ COMMITTED",
+    "read": "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY",
+    "snapshot": "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
+}
+
+
+def _pg(sql: str) -> str:
+    # Our SQL never contains a literal '?', so the shared '?' placeholders map one to one.
+    return sql.replace("?", "%s")
+
+
+class _PostgresTransaction(Transaction):
+    def __init__(self, conn: psycopg.Connection[Row]) -> None:
+        self._conn = conn
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        with self._conn.cursor() as cursor:
+            cursor.execute(_pg(sql), tuple(params))
+            return cursor.fetchall() if cursor.description is not None else []
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        with self._conn.cursor() as cursor:
+            cursor.execute(_pg(sql), tuple(params))
+            return cursor.rowcount
+
+    def script(self, sql: str) -> None:
+        # Without parameters psycopg sends the whole script at once, inside our transaction.
+        self._conn.execute(sql.encode("utf-8"))
+
+
+class PostgresDecisionStore(SqlDecisionStore[psycopg.Connection[Row]]):
+    """Decision store in PostgreSQL (the tables of the connection's current schema)."""
+
+    backend = "postgres"
+    # Appenders queue on a transaction-level advisory lock (one per schema: a fair FIFO queue, released at
+    # COMMIT after the commit is visible); then the chain head read under READ COMMITTED is the head the
+    # previous append committed. FOR UPDATE on the head row also stops any writer that skips the advisory lock.
+    append_lock_sql = "SELECT pg_advisory_xact_lock(hashtext('credit-decision:chain:' || current_schema()))"
+    lock_head_sql = "SELECT seq, record_hash FROM decision_chain_head WHERE id = 1 FOR UPDATE"
+    reason_code_sql = "reason_codes @> ARRAY[?]::text[]"
+    migration_lock_sql = "SELECT pg_advisory_xact_lock(hashtext('credit-decision:migrations:' || current_schema()))"
+
+    def __init__(self, url: str, lock_timeout: str = LOCK_TIMEOUT) -> None:
+        super().__init__()
+        self.url = url
+        if not lock_timeout.replace(" ", "").isalnum():
+            raise ValueError(f"lock_timeout must look like '30s' or '500ms', not {lock_timeout!r}")
+        self.lock_timeout = lock_timeout
+        self.migrate()
+        self.release()  # nothing open across a fork (see SqliteDecisionStore)
+
+    def _connect(self) -> psycopg.Connection[Row]:
+        conn = psycopg.connect(
+            self.url, autocommit=True, connect_timeout=CONNECT_TIMEOUT_SECONDS, application_name="credit-decision"
+        )
+        try:
+            conn.execute("SET TIME ZONE 'UTC'")
+            conn.execute(f"SET lock_timeout = '{self.lock_timeout}'")
+            schema = conn.execute("SELECT current_schema()").fetchone()
+            if schema is None or schema[0] is None:
+                raise psycopg.OperationalError("no schema on the search_path exists: create it first")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _begin(self, conn: psycopg.Connection[Row], mode: Mode) -> Transaction:
+        conn.execute(_BEGIN[mode])
+        return _PostgresTransaction(conn)
+
+    def _finish(self, conn: psycopg.Connection[Row], commit: bool) -> None:
+        status = conn.info.transaction_status
+        if status == psycopg.pq.TransactionStatus.IDLE:
+            return
+        if commit and status != psycopg.pq.TransactionStatus.INTRANS:
+            # COMMIT of a failed transaction silently rolls back: never report that as durable.
+            conn.execute("ROLLBACK")
+            raise psycopg.OperationalError(f"transaction cannot commit (status {status.name})")
+        conn.execute("COMMIT" if commit else "ROLLBACK")
+
+    def _is_database_error(self, exc: BaseException) -> bool:
+        return isinstance(exc, psycopg.Error)
+
+    def _is_broken(self, conn: psycopg.Connection[Row]) -> bool:
+        return conn.closed or conn.broken
+
+    def _close_connection(self, conn: psycopg.Connection[Row]) -> None:
+        try:
+            conn.close()
+        except psycopg.Error:
+            pass
+
+    def _encode_time(self, moment: datetime) -> Any:
+        return moment.astimezone(UTC)
+
+    def _decode_time(self, value: Any) -> datetime:
+        if not isinstance(value, datetime):
+            raise ValueError("created_at is not a timestamp")
+        return value.astimezone(UTC)
+
+    def _encode_codes(self, codes: tuple[str, ...]) -> Any:
+        return list(codes)
+
+    def _decode_codes(self, value: Any) -> tuple[str, ...]:
+        if not isinstance(value, list):
+            raise ValueError("reason_codes is not an array")
+        return tuple(str(code) for code in value)

@@ -1,0 +1,110 @@
+"""SQLite backend: one database file in WAL mode, appends serialised by ``BEGIN IMMEDIATE``."""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+from collections.abc import Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from service.records._sql import Mode, Row, SqlDecisionStore, Transaction
+from service.records.model import format_timestamp, parse_timestamp
+
+#: How long a writer waits for another process's append before failing with StoreUnavailable.
+BUSY_TIMEOUT_SECONDS = 30.0
+
+
+class _SqliteTransaction(Transaction):
+    def __init__(self, conn: sqlite3.Connection) -> None:
+        self._conn = conn
+
+    def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
+        return self._conn.execute(sql, tuple(params)).fetchall()
+
+    def run(self, sql: str, params: Sequence[Any] = ()) -> int:
+        return self._conn.execute(sql, tuple(params)).rowcount
+
+    def script(self, sql: str) -> None:
+        # executescript() would COMMIT first; run statement by statement inside our transaction instead.
+        statement = ""
+        for line in sql.splitlines(keepends=True):
+            statement += line
+            if sqlite3.complete_statement(statement):
+                self._conn.execute(statement)
+                statement = ""
+        leftover = [line for line in statement.splitlines() if line.strip() and not line.strip().startswith("--")]
+        if leftover:
+            raise ValueError("migration script ends with an incomplete statement")
+
+
+class SqliteDecisionStore(SqlDecisionStore[sqlite3.Connection]):
+    """Decision store in one SQLite file (WAL, synchronous=FULL): safe for several processes on one host."""
+
+    backend = "sqlite"
+    reason_code_sql = "EXISTS (SELECT 1 FROM json_each(decision_records.reason_codes) WHERE json_each.value = ?)"
+
+    def __init__(self, path: str | Path, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
+        super().__init__()
+        self.path = Path(path)
+        self.busy_timeout = busy_timeout
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.migrate()
+        # Keep no connection open after construction, so a store built before gunicorn forks its workers
+        # carries nothing across the fork.
+        self.release()
+
+    def _connect(self) -> sqlite3.Connection:
+        conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
+        try:
+            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            if mode is None or str(mode[0]).lower() != "wal":
+                raise sqlite3.OperationalError(f"cannot switch {self.path} to WAL mode (got {mode})")
+            conn.execute("PRAGMA synchronous=FULL")
+            conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+        except BaseException:
+            conn.close()
+            raise
+        return conn
+
+    def _begin(self, conn: sqlite3.Connection, mode: Mode) -> Transaction:
+        # IMMEDIATE takes the database write lock at BEGIN (waiting up to busy_timeout), so the chain head read
+        # next is the one this append extends: appends from every process form one total order.
+        conn.execute("BEGIN IMMEDIATE" if mode == "write" else "BEGIN")
+        return _SqliteTransaction(conn)
+
+    def _finish(self, conn: sqlite3.Connection, commit: bool) -> None:
+        if conn.in_transaction:
+            conn.execute("COMMIT" if commit else "ROLLBACK")
+
+    def _is_database_error(self, exc: BaseException) -> bool:
+        return isinstance(exc, sqlite3.Error)
+
+    def _is_broken(self, conn: sqlite3.Connection) -> bool:
+        try:
+            conn.execute("SELECT 1").fetchone()
+        except sqlite3.Error:
+            return True
+        return False
+
+    def _close_connection(self, conn: sqlite3.Connection) -> None:
+        try:
+            conn.close()
+        except sqlite3.Error:
+            pass
+
+    def _encode_time(self, moment: datetime) -> Any:
+        return format_timestamp(moment)
+
+    def _decode_time(self, value: Any) -> datetime:
+        return parse_timestamp(str(value))
+
+    def _encode_codes(self, codes: tuple[str, ...]) -> Any:
+        return json.dumps(list(codes), ensure_ascii=False, separators=(",", ":"))
+
+    def _decode_codes(self, value: Any) -> tuple[str, ...]:
+        codes = json.loads(value)
+        if not isinstance(codes, list):
+            raise ValueError("reason_codes is not a JSON array")
+        return tuple(codes)
