@@ -1,0 +1,140 @@
+"""Service settings: built from a mapping (tests) over the environment over embedded defaults, then validated.
+
+Environment variables are the keys below prefixed with ``CREDIT_DECISION_`` (``CREDIT_DECISION_MODEL_NAME``);
+``DATABASE_URL`` is also read unprefixed, as twelve-factor deployments expect.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+from model_store.store import default_store_root
+from service.records import DEFAULT_DATABASE_URL
+
+ENV_PREFIX = "CREDIT_DECISION_"
+KIB = 1024
+KEYS = frozenset(
+    {
+        "MODEL_STORE",
+        "MODEL_NAME",
+        "MODEL_VERSION",
+        "DATABASE_URL",
+        "MAX_CONTENT_LENGTH",
+        "MAX_BATCH_CONTENT_LENGTH",
+        "MAX_JSON_DEPTH",
+        "MAX_BATCH_ITEMS",
+        "ENV",
+        "TESTING",
+    }
+)
+Environment = Literal["development", "production"]
+
+
+class ConfigError(ValueError):
+    """A setting is missing or invalid; the message names the setting."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated, typed settings of one app instance."""
+
+    model_store: Path
+    model_name: str | None
+    model_version: str | None
+    database_url: str
+    max_content_length: int  # bytes, single decision requests
+    max_batch_content_length: int  # bytes, batch requests (also Flask's MAX_CONTENT_LENGTH)
+    max_json_depth: int
+    max_batch_items: int
+    env: Environment
+    testing: bool
+
+    @classmethod
+    def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
+        """Settings from ``overrides`` over ``environ`` (default ``os.environ``) over the embedded defaults."""
+        environ = os.environ if environ is None else environ
+        given = dict(overrides or {})
+        unknown = sorted(set(given) - KEYS)
+        if unknown:
+            raise ConfigError(f"unknown setting(s) {unknown}; known: {sorted(KEYS)}")
+
+        def raw(key: str, *env_names: str) -> Any:
+            if key in given:
+                return given[key]
+            for name in (ENV_PREFIX + key, *env_names):
+                if name in environ:
+                    return environ[name]
+            return None
+
+        store = raw("MODEL_STORE")
+        name = raw("MODEL_NAME")
+        version = raw("MODEL_VERSION")
+        if version is not None and name is None:
+            raise ConfigError("MODEL_VERSION needs MODEL_NAME")
+        env_raw = raw("ENV") or "development"
+        if env_raw not in ("development", "production"):
+            raise ConfigError(f"ENV must be 'development' or 'production', got {env_raw!r}")
+        env: Environment = "production" if env_raw == "production" else "development"
+        settings = cls(
+            model_store=Path(store) if store else default_store_root(),
+            model_name=_optional_str("MODEL_NAME", name),
+            model_version=_optional_str("MODEL_VERSION", version),
+            database_url=_optional_str("DATABASE_URL", raw("DATABASE_URL", "DATABASE_URL")) or default_database_url(),
+            max_content_length=_int(
+                "MAX_CONTENT_LENGTH", raw("MAX_CONTENT_LENGTH"), 64 * KIB, 1 * KIB, 16 * 1024 * KIB
+            ),
+            max_batch_content_length=_int(
+                "MAX_BATCH_CONTENT_LENGTH", raw("MAX_BATCH_CONTENT_LENGTH"), 1024 * KIB, 1 * KIB, 64 * 1024 * KIB
+            ),
+            max_json_depth=_int("MAX_JSON_DEPTH", raw("MAX_JSON_DEPTH"), 16, 4, 256),
+            max_batch_items=_int("MAX_BATCH_ITEMS", raw("MAX_BATCH_ITEMS"), 100, 1, 1000),
+            env=env,
+            testing=_bool("TESTING", raw("TESTING")),
+        )
+        if settings.max_batch_content_length < settings.max_content_length:
+            raise ConfigError("MAX_BATCH_CONTENT_LENGTH must be at least MAX_CONTENT_LENGTH")
+        return settings
+
+
+def default_database_url() -> str:
+    """SQLite file ``var/decisions.sqlite3`` under the current working directory."""
+    return DEFAULT_DATABASE_URL
+
+
+def _optional_str(key: str, value: Any) -> str | None:
+    if value is None or value == "":
+        return None
+    if not isinstance(value, str):
+        raise ConfigError(f"{key} must be a string, got {type(value).__name__}")
+    return value
+
+
+def _int(key: str, value: Any, default: int, low: int, high: int) -> int:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        raise ConfigError(f"{key} must be an integer, got a boolean")
+    try:
+        number = int(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key} must be an integer, got {value!r}") from exc
+    if not low <= number <= high:
+        raise ConfigError(f"{key} must be between {low} and {high}, got {number}")
+    return number
+
+
+def _bool(key: str, value: Any) -> bool:
+    if value is None or value == "":
+        return False
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in ("1", "true", "yes", "on"):
+        return True
+    if text in ("0", "false", "no", "off"):
+        return False
+    raise ConfigError(f"{key} must be true or false, got {value!r}")

@@ -1,0 +1,68 @@
+"""Production gunicorn configuration: ``gunicorn -c service/gunicorn_conf.py 'service.app:create_app()'``.
+
+Sync workers: a decision is CPU-bound (one ONNX run and one TreeSHAP pass, about a millisecond) followed
+by one durable commit, so one request per process keeps latency predictable; scale with WEB_CONCURRENCY
+(about one worker per core). ``preload_app`` is False on purpose: every worker builds its own onnxruntime
+session, explainer tables and database connection after the fork (none of them is fork-safe), runs the
+startup self-check itself and only then accepts requests, so a worker is never serving a model it has not
+checked. The price is a second or so of start-up per worker.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import tempfile
+from pathlib import Path
+from typing import Any
+
+bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
+workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
+worker_class = "sync"
+preload_app = False
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))  # a stuck worker is killed and replaced
+graceful_timeout = 30  # in-flight decisions finish (and are recorded) on SIGTERM
+keepalive = 5
+max_requests = 0
+# request bodies are never logged; the access log has the request line, status, size and duration only
+accesslog = "-"
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info")
+access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms'
+# limits on the request line and headers; bodies are limited by the app (413)
+limit_request_line = 4094
+limit_request_fields = 50
+limit_request_field_size = 8190
+if Path("/dev/shm").is_dir():  # noqa: S108
+    worker_tmp_dir = "/dev/shm"  # noqa: S108  # gunicorn's advice: worker heartbeat files off a slow disk
+
+# Prometheus metrics from every worker: each process writes to this folder, /metrics aggregates them.
+# It must be set before any worker imports prometheus_client, which is why it is set here.
+_metrics_dir_given = bool(os.environ.get("PROMETHEUS_MULTIPROC_DIR"))
+_metrics_dir = os.environ.get("PROMETHEUS_MULTIPROC_DIR") or tempfile.mkdtemp(prefix="credit-decision-metrics-")
+os.environ["PROMETHEUS_MULTIPROC_DIR"] = _metrics_dir
+
+
+def on_starting(server: Any) -> None:
+    """Start with an empty metrics folder: files of an earlier run would be counted again."""
+    folder = Path(_metrics_dir)
+    if folder.is_dir():
+        for child in folder.iterdir():
+            if child.is_file():
+                child.unlink()
+            else:
+                shutil.rmtree(child)
+    folder.mkdir(parents=True, exist_ok=True)
+
+
+def child_exit(server: Any, worker: Any) -> None:
+    """Let the metrics of a dead worker be merged, not double-counted."""
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(worker.pid)  # type: ignore[no-untyped-call]
+
+
+def on_exit(server: Any) -> None:
+    """Remove the metrics folder if this config created it."""
+    if not _metrics_dir_given:
+        shutil.rmtree(_metrics_dir, ignore_errors=True)

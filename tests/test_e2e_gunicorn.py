@@ -1,0 +1,149 @@
+"""End to end: real gunicorn (production config, 2 workers) over a tiny trained model store and a SQLite file."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.error
+import urllib.request
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+EXAMPLE = REPO / "examples" / "application.json"
+
+pytestmark = pytest.mark.e2e
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+def _call(url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, dict, Any]:
+    request = urllib.request.Request(
+        url, data=body, headers=headers or {}, method="POST" if body is not None else "GET"
+    )
+    try:
+        with urllib.request.urlopen(request, timeout=10) as response:
+            raw = response.read()
+            return response.status, dict(response.headers), raw
+    except urllib.error.HTTPError as exc:
+        return exc.code, dict(exc.headers), exc.read()
+
+
+def _post_json(url: str, payload: Any) -> tuple[int, dict, Any]:
+    status, headers, raw = _call(url, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+    return status, headers, json.loads(raw)
+
+
+@pytest.fixture
+def gunicorn_server(api_model_store: Path, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen, Path]]:
+    """A real gunicorn master with 2 workers, ready; stopped with SIGTERM afterwards."""
+    port = _free_port()
+    log = tmp_path / "gunicorn.log"
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(REPO),
+        HOST="127.0.0.1",
+        PORT=str(port),
+        WEB_CONCURRENCY="2",
+        CREDIT_DECISION_MODEL_STORE=str(api_model_store),
+        DATABASE_URL=f"sqlite:///{tmp_path / 'decisions.sqlite3'}",
+        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
+    )
+    from service.cli import gunicorn_argv
+
+    with open(log, "wb") as out:
+        process = subprocess.Popen(gunicorn_argv(), cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                if _call(f"{base}/readyz")[0] == 200:
+                    break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "gunicorn did not become ready:\n" + log.read_text()
+            time.sleep(0.1)
+        yield base, process, log
+    finally:
+        if process.poll() is None:
+            process.send_signal(signal.SIGTERM)
+            try:
+                process.wait(timeout=30)
+            except subprocess.TimeoutExpired:
+                process.kill()
+                process.wait()
+
+
+def test_gunicorn_end_to_end(gunicorn_server: tuple[str, subprocess.Popen, Path]) -> None:
+    base, process, log = gunicorn_server
+    example = json.loads(EXAMPLE.read_text(encoding="utf-8"))
+    assert sys.executable  # the same interpreter runs gunicorn
+
+    # readiness reports the served model
+    status, _, raw = _call(f"{base}/readyz")
+    ready = json.loads(raw)
+    assert status == 200 and ready["model"]["family"] == "gbt"
+
+    # one decision, recorded, and its record
+    status, headers, decision = _post_json(f"{base}/v1/decisions", example)
+    assert status == 201, decision
+    assert decision["application_id"] == example["application_id"]
+    assert decision["model"]["version"] == ready["model"]["version"]
+    assert decision["reasons"] and decision["risk_band"]
+    assert "Server-Timing" in headers
+    status, _, raw = _call(f"{base}{headers['Location']}")
+    record = json.loads(raw)
+    assert status == 200
+    assert record["payload"]["response"] == decision and record["payload"]["request"] == example
+    assert record["seq"] == 1
+
+    # a batch with a bad item
+    bad = json.loads(json.dumps(example))
+    bad["applicant"]["housing"] = "castle"
+    status, _, batch = _post_json(f"{base}/v1/decisions:batch", {"applications": [example, bad, example]})
+    assert status == 200
+    assert [item["status"] for item in batch["items"]] == [201, 422, 201]
+    assert batch["items"][1]["problem"]["errors"][0]["field"] == "applicant.housing"
+
+    # a 422 and a 400, as problems
+    status, headers, problem = _post_json(f"{base}/v1/decisions", {"application_id": "x", "applicant": {}})
+    assert status == 422 and headers["Content-Type"] == "application/problem+json"
+    assert {e["field"] for e in problem["errors"]} >= {"applicant.age_years", "applicant.housing"}
+    status, headers, raw = _call(f"{base}/v1/decisions", b"[" * 60_000, {"Content-Type": "application/json"})
+    assert status == 400 and headers["Content-Type"] == "application/problem+json"
+
+    # every worker's decisions are counted once in /metrics (multiprocess mode)
+    many = [_post_json(f"{base}/v1/decisions", example)[0] for _ in range(10)]
+    assert many == [201] * 10
+    _, _, raw = _call(f"{base}/metrics")
+    text = raw.decode()
+    counted = sum(float(v) for v in re.findall(r"^credit_decision_decisions_total\{[^}]*\} ([0-9.e+]+)$", text, re.M))
+    assert counted == 13
+    status, _, raw = _call(f"{base}/openapi.json")
+    assert status == 200 and json.loads(raw)["openapi"] == "3.1.0"
+    status, _, raw = _call(f"{base}/docs")
+    assert status == 200 and b"docs/docs.js" in raw
+
+    # clean shutdown on SIGTERM
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(timeout=30) == 0
+    output = log.read_text()
+    assert "Booting worker" in output and output.count("Booting worker") >= 2
+    assert "Traceback" not in output
+    assert "checking_account_status" not in output  # the access log never carries bodies
+    assert '"POST /v1/decisions HTTP/1.1" 201' in output
