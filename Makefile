@@ -6,7 +6,11 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install serve test lint typecheck unit bench train clean
+.PHONY: install system-deps serve test lint typecheck unit bench train clean
+
+# Debian packages the tests and benchmarks drive: Chromium (console browser test),
+# poppler-utils (PDF -> PNG check), wrk (load generator). Installed only when missing.
+SYSTEM_TOOLS := /usr/bin/chromium /usr/bin/pdftoppm /usr/bin/wrk
 
 $(STAMP): setup.cfg pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
@@ -14,7 +18,15 @@ $(STAMP): setup.cfg pyproject.toml requirements/constraints.txt
 	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[training,tests]'
 	touch $(STAMP)
 
-install: $(STAMP) ## create .venv and install everything the project needs
+install: $(STAMP) system-deps ## create .venv and install everything the project needs
+
+system-deps:
+	@missing=""; for t in $(SYSTEM_TOOLS); do test -x $$t || missing="$$missing $$t"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages for:$$missing"; \
+	  SUDO=$$( [ "$$(id -u)" = 0 ] || echo sudo ); \
+	  $$SUDO apt-get update -qq && DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -qq chromium poppler-utils wrk >/dev/null; \
+	fi
 
 train: $(STAMP) ## train the default models into ./model_store
 	$(BIN)/credit-decision train
@@ -30,12 +42,12 @@ lint: $(STAMP)
 typecheck: $(STAMP)
 	$(BIN)/mypy
 
-unit: $(STAMP)
+unit: $(STAMP) system-deps
 	$(BIN)/pytest -q
 
 test: lint typecheck unit ## lint, type-check and run the whole test suite
 
-bench: $(STAMP) ## benchmarks; writes docs/PERFORMANCE.md
+bench: $(STAMP) system-deps ## benchmarks; writes docs/PERFORMANCE.md
 	$(BIN)/python -m benchmarks.run
 
 clean:

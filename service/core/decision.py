@@ -169,9 +169,7 @@ class DecisionEngine:
             base_value=self.base_value,
             risk_band=band.band,
             reasons=tuple(reasons),
-            rules_fired=tuple(
-                RuleHit(r.code, r.field, r.operator, r.value, r.action, r.description) for r in fired
-            ),
+            rules_fired=tuple(RuleHit(r.code, r.field, r.operator, r.value, r.action, r.description) for r in fired),
             attributions=tuple((name, float(field_attr[i])) for i, name in enumerate(self._field_names)),
         )
 
