@@ -1,0 +1,313 @@
+"""Exact path-dependent TreeSHAP (service.core.treeshap) against shap.TreeExplainer and brute force."""
+
+from __future__ import annotations
+
+import itertools
+import math
+from dataclasses import dataclass
+
+import numpy as np
+import pytest
+import shap
+from hypothesis import HealthCheck, assume, given, settings
+from hypothesis import strategies as st
+from hypothesis.extra.numpy import arrays
+from sklearn.ensemble import HistGradientBoostingClassifier
+
+from model_store.explainer import TreeEnsemble
+from service.core.treeshap import TreeShap
+from training.trees import ensemble_from_hgb
+
+N_FEATURES = 6
+
+
+@dataclass(frozen=True)
+class Fitted:
+    """A really trained model, its explainer artifact and shap's explainer of it."""
+
+    model: HistGradientBoostingClassifier
+    ensemble: TreeEnsemble
+    reference: shap.TreeExplainer
+    explainer: TreeShap
+
+
+def _training_data(seed: int) -> tuple[np.ndarray, np.ndarray]:
+    """Mixed integer-valued and continuous features with interactions, as float32 values."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(size=(600, N_FEATURES))
+    X[:, 0] = rng.integers(0, 6, size=600)
+    X[:, 3] = rng.integers(-2, 3, size=600)
+    logit = X[:, 0] - 2.0 * X[:, 1] ** 2 + X[:, 2] * X[:, 3] + np.sin(3.0 * X[:, 4])
+    y = (logit + rng.logistic(size=600) > 0).astype(int)
+    return X.astype(np.float32).astype(np.float64), y
+
+
+MODEL_PARAMS: dict[str, dict[str, object]] = {
+    "stumps": {"max_depth": 1, "max_iter": 15},
+    "depth3": {"max_depth": 3, "max_iter": 25},
+    "leafwise": {"max_depth": None, "max_leaf_nodes": 12, "max_iter": 10},
+    "monotone": {"max_depth": 4, "max_iter": 15, "monotonic_cst": [1, -1, 0, 0, 0, 1]},
+    "deep": {"max_depth": 7, "max_leaf_nodes": 40, "max_iter": 8, "min_samples_leaf": 3},
+}
+
+
+@pytest.fixture(scope="module", params=sorted(MODEL_PARAMS))
+def fitted(request: pytest.FixtureRequest) -> Fitted:
+    X, y = _training_data(seed=7)
+    params = MODEL_PARAMS[request.param]
+    model = HistGradientBoostingClassifier(learning_rate=0.3, early_stopping=False, random_state=0, **params)  # type: ignore[arg-type]
+    model.fit(X, y)
+    ensemble = ensemble_from_hgb(model)
+    return Fitted(model, ensemble, shap.TreeExplainer(model), TreeShap(ensemble))
+
+
+def _test_rows(n: int, seed: int) -> np.ndarray:
+    """Random float32-valued rows, many of them outside the training range."""
+    rng = np.random.default_rng(seed)
+    X = rng.normal(scale=2.5, size=(n, N_FEATURES))
+    X[:, 0] = rng.integers(-3, 10, size=n)
+    X[:, 3] = rng.integers(-4, 5, size=n)
+    return X.astype(np.float32).astype(np.float64)
+
+
+def _has_repeated_feature_on_a_path(ensemble: TreeEnsemble) -> bool:
+    """True if some root-to-leaf path tests one feature twice."""
+    for t in range(ensemble.n_trees):
+        stack: list[tuple[int, tuple[int, ...]]] = [(int(ensemble.tree_offsets[t]), ())]
+        while stack:
+            node, seen = stack.pop()
+            f = int(ensemble.feature[node])
+            if f < 0:
+                continue
+            if f in seen:
+                return True
+            stack += [(int(ensemble.children_left[node]), (*seen, f)), (int(ensemble.children_right[node]), (*seen, f))]
+    return False
+
+
+def test_models_cover_repeated_features_on_a_path() -> None:
+    X, y = _training_data(seed=7)
+    model = HistGradientBoostingClassifier(early_stopping=False, random_state=0, **MODEL_PARAMS["deep"])  # type: ignore[arg-type]
+    assert _has_repeated_feature_on_a_path(ensemble_from_hgb(model.fit(X, y)))
+
+
+def test_matches_shap_tree_explainer(fitted: Fitted) -> None:
+    X = _test_rows(300, seed=1)
+    explainer = fitted.explainer
+    phi = explainer.shap_values(X)
+    assert phi.dtype == np.float64 and phi.shape == X.shape
+    np.testing.assert_allclose(phi, fitted.reference.shap_values(X), rtol=0, atol=1e-6)
+    assert explainer.expected_value == pytest.approx(float(np.ravel(fitted.reference.expected_value)[0]), abs=1e-12)
+
+
+def test_additivity_and_margin(fitted: Fitted) -> None:
+    X = _test_rows(300, seed=2)
+    explainer = fitted.explainer
+    decision = fitted.model.decision_function(X)
+    np.testing.assert_allclose(
+        explainer.shap_values(X).sum(axis=1) + explainer.expected_value, decision, rtol=0, atol=1e-9
+    )
+    np.testing.assert_allclose(explainer.margin(X), decision, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(explainer.margin(X.astype(np.float32)), decision, rtol=0, atol=1e-9)
+
+
+def test_single_rows_equal_batch(fitted: Fitted) -> None:
+    X = _test_rows(20, seed=3)
+    explainer = fitted.explainer
+    batch = explainer.shap_values(X)
+    single = np.vstack([explainer.shap_values(X[i : i + 1]) for i in range(X.shape[0])])
+    np.testing.assert_allclose(single, batch, rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("budget_share", [0.0, 0.5])
+def test_direct_fallback_when_tables_exceed_the_budget(fitted: Fitted, budget_share: float) -> None:
+    X = _test_rows(100, seed=4)
+    max_table_bytes = int(budget_share * fitted.explainer.table_bytes)
+    explainer = TreeShap(fitted.ensemble, max_table_bytes=max_table_bytes)
+    assert explainer.n_direct_paths > 0 and explainer.table_bytes <= max_table_bytes
+    np.testing.assert_allclose(explainer.shap_values(X), fitted.reference.shap_values(X), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(explainer.margin(X), fitted.model.decision_function(X), rtol=0, atol=1e-9)
+
+
+def test_deep_model_uses_subtree_and_path_tables() -> None:
+    X, y = _training_data(seed=7)
+    model = HistGradientBoostingClassifier(early_stopping=False, random_state=0, **MODEL_PARAMS["deep"])  # type: ignore[arg-type]
+    explainer = TreeShap(ensemble_from_hgb(model.fit(X, y)))
+    assert explainer.n_subtree_tables > 0 and explainer.n_path_tables > 0 and explainer.n_direct_paths == 0
+
+
+def _float32_ambiguous(ensemble: TreeEnsemble, row: np.ndarray) -> bool:
+    """True if a value equals a float32-rounded threshold that float64 comparison would see differently."""
+    internal = ensemble.feature >= 0
+    thr = ensemble.threshold[internal]
+    rounded = thr.astype(np.float32).astype(np.float64)
+    x = row.astype(np.float32).astype(np.float64)[ensemble.feature[internal]]
+    return bool(np.any((x == rounded) & (rounded != thr)))
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(row=arrays(np.float32, N_FEATURES, elements=st.floats(-1e4, 1e4, width=32)))
+def test_property_exact_and_additive_on_any_finite_row(fitted: Fitted, row: np.ndarray) -> None:
+    assume(not _float32_ambiguous(fitted.ensemble, row))
+    X = row.astype(np.float64)[None, :]
+    explainer = fitted.explainer
+    phi = explainer.shap_values(X)
+    np.testing.assert_allclose(phi, fitted.reference.shap_values(X), rtol=0, atol=1e-6)
+    total = phi.sum() + explainer.expected_value
+    assert total == pytest.approx(float(fitted.model.decision_function(X)[0]), abs=1e-9)
+    assert float(explainer.margin(X)[0]) == pytest.approx(total, abs=1e-9)
+
+
+# ---- hand-built ensembles against a brute-force Shapley computation ------------------------------
+
+
+def _hand_built() -> TreeEnsemble:
+    """Four features; a single-leaf tree, repeated features, an unreachable leaf, uneven covers."""
+    nan = math.nan
+    # tree 0: x0 <= 1 ? (x0 <= 0.5 ? 1.0 : (x2 <= 3 ? -0.5 : 0.25)) : (x1 <= 0.1 ? 2.0 : -1.0)
+    # tree 1: a single leaf
+    # tree 2: x3 <= 0 ? (x3 <= 2 ? 0.7 : -0.9  [unreachable]) : (x0 <= 1 ? 0.3 : (x3 <= 5 ? -0.2 : 0.6))
+    nodes = [  # per tree: (feature, threshold, left, right, value, cover) with tree-local indices
+        [
+            (0, 1.0, 1, 6, 0, 100),
+            (0, 0.5, 2, 3, 0, 60),
+            (-1, nan, -1, -1, 1.0, 25),
+            (2, 3.0, 4, 5, 0, 35),
+            (-1, nan, -1, -1, -0.5, 20),
+            (-1, nan, -1, -1, 0.25, 15),
+            (1, 0.1, 7, 8, 0, 40),
+            (-1, nan, -1, -1, 2.0, 10),
+            (-1, nan, -1, -1, -1.0, 30),
+        ],
+        [(-1, nan, -1, -1, 0.125, 100)],
+        [
+            (3, 0.0, 1, 4, 0, 100),
+            (3, 2.0, 2, 3, 0, 45),
+            (-1, nan, -1, -1, 0.7, 44),
+            (-1, nan, -1, -1, -0.9, 1),
+            (0, 1.0, 5, 6, 0, 55),
+            (-1, nan, -1, -1, 0.3, 20),
+            (3, 5.0, 7, 8, 0, 35),
+            (-1, nan, -1, -1, -0.2, 5),
+            (-1, nan, -1, -1, 0.6, 30),
+        ],
+    ]
+    offsets = np.cumsum([0] + [len(t) for t in nodes])
+    rows = [(t, n) for t, tree in enumerate(nodes) for n in tree]
+
+    def shift(t: int, child: int) -> int:
+        return -1 if child < 0 else int(offsets[t]) + child
+
+    return TreeEnsemble(
+        tree_offsets=offsets.astype(np.int64),
+        children_left=np.array([shift(t, n[2]) for t, n in rows], dtype=np.int64),
+        children_right=np.array([shift(t, n[3]) for t, n in rows], dtype=np.int64),
+        feature=np.array([n[0] for _, n in rows], dtype=np.int64),
+        threshold=np.array([n[1] for _, n in rows], dtype=np.float64),
+        value=np.array([n[4] for _, n in rows], dtype=np.float64),
+        cover=np.array([n[5] for _, n in rows], dtype=np.float64),
+        base_offset=-0.75,
+        n_features=4,
+    )
+
+
+def _brute_force_shap(ensemble: TreeEnsemble, x: np.ndarray) -> tuple[np.ndarray, float]:
+    """Shapley values of the path-dependent value function, summing over all feature subsets."""
+    f, thr = ensemble.feature, ensemble.threshold.astype(np.float32)
+    left, right, cover, value = ensemble.children_left, ensemble.children_right, ensemble.cover, ensemble.value
+    x32 = x.astype(np.float32)
+
+    def expectation(node: int, known: frozenset[int]) -> float:
+        if f[node] < 0:
+            return float(value[node])
+        if int(f[node]) in known:
+            return expectation(int(left[node] if x32[f[node]] <= thr[node] else right[node]), known)
+        lw, rw = cover[left[node]] / cover[node], cover[right[node]] / cover[node]
+        return float(lw * expectation(int(left[node]), known) + rw * expectation(int(right[node]), known))
+
+    def v(known: frozenset[int]) -> float:
+        return ensemble.base_offset + sum(expectation(int(r), known) for r in ensemble.tree_offsets[:-1])
+
+    m = ensemble.n_features
+    phi = np.zeros(m)
+    for i in range(m):
+        others = [j for j in range(m) if j != i]
+        for size in range(m):
+            weight = math.factorial(size) * math.factorial(m - size - 1) / math.factorial(m)
+            for subset in itertools.combinations(others, size):
+                s = frozenset(subset)
+                phi[i] += weight * (v(s | {i}) - v(s))
+    return phi, v(frozenset())
+
+
+@pytest.mark.parametrize("max_table_bytes", [150 * 2**20, 0])
+def test_hand_built_ensemble_matches_brute_force(max_table_bytes: int) -> None:
+    ensemble = _hand_built()
+    explainer = TreeShap(ensemble, max_table_bytes=max_table_bytes)
+    grid = [-1.0, 0.25, 0.5, 0.75, 1.0, 1.5, 2.5, 3.0, 4.0, 6.0]
+    rng = np.random.default_rng(5)
+    X = rng.choice(grid, size=(40, 4))
+    phi = explainer.shap_values(X)
+    for row, got in zip(X, phi, strict=True):
+        expected, base = _brute_force_shap(ensemble, row)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+        assert explainer.expected_value == pytest.approx(base, abs=1e-12)
+    np.testing.assert_allclose(phi.sum(axis=1) + explainer.expected_value, ensemble.margin(X), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(explainer.margin(X), ensemble.margin(X), rtol=0, atol=1e-12)
+
+
+def test_all_single_leaf_ensemble() -> None:
+    ensemble = TreeEnsemble(
+        tree_offsets=np.array([0, 1, 2], dtype=np.int64),
+        children_left=np.array([-1, -1], dtype=np.int64),
+        children_right=np.array([-1, -1], dtype=np.int64),
+        feature=np.array([-1, -1], dtype=np.int64),
+        threshold=np.array([math.nan, math.nan]),
+        value=np.array([0.5, -0.25]),
+        cover=np.array([10.0, 10.0]),
+        base_offset=1.0,
+        n_features=3,
+    )
+    explainer = TreeShap(ensemble)
+    X = np.ones((4, 3))
+    assert explainer.expected_value == pytest.approx(1.25)
+    np.testing.assert_array_equal(explainer.shap_values(X), np.zeros((4, 3)))
+    np.testing.assert_allclose(explainer.margin(X), 1.25)
+
+
+def test_conditions_are_evaluated_in_float32_like_onnx() -> None:
+    # 0.1 is not a float32: float32(0.1) > 0.1, so x = float32(0.1) goes left in float32, right in float64.
+    ensemble = TreeEnsemble(
+        tree_offsets=np.array([0, 3], dtype=np.int64),
+        children_left=np.array([1, -1, -1], dtype=np.int64),
+        children_right=np.array([2, -1, -1], dtype=np.int64),
+        feature=np.array([0, -1, -1], dtype=np.int64),
+        threshold=np.array([0.1, math.nan, math.nan]),
+        value=np.array([0.0, -1.0, 1.0]),
+        cover=np.array([4.0, 1.0, 3.0]),
+        base_offset=0.0,
+        n_features=1,
+    )
+    explainer = TreeShap(ensemble)
+    X = np.array([[np.float32(0.1)], [0.2], [0.0]])
+    assert ensemble.margin(X)[0] == 1.0  # the float64 reference goes right
+    np.testing.assert_array_equal(explainer.margin(X), [-1.0, 1.0, -1.0])
+    np.testing.assert_allclose(explainer.shap_values(X)[:, 0] + explainer.expected_value, [-1.0, 1.0, -1.0])
+
+
+def test_nan_goes_right_like_the_reference() -> None:
+    ensemble = _hand_built()
+    X = np.array([[math.nan, 0.0, math.nan, 1.0], [0.25, math.nan, 4.0, math.nan]])
+    explainer = TreeShap(ensemble)
+    np.testing.assert_allclose(explainer.margin(X), ensemble.margin(X), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        explainer.shap_values(X).sum(axis=1) + explainer.expected_value, ensemble.margin(X), atol=1e-12
+    )
+
+
+def test_rejects_rows_of_the_wrong_width() -> None:
+    explainer = TreeShap(_hand_built())
+    with pytest.raises(ValueError, match="shape"):
+        explainer.shap_values(np.zeros((2, 5)))
+    with pytest.raises(ValueError, match="shape"):
+        explainer.margin(np.zeros(4))
