@@ -62,7 +62,7 @@ class ReasonCatalog:
         unknown = [g for g in groups if g not in spec.reason_groups]
         if unknown:
             raise ContractError(f"{where}: codes for groups that no model input has: {unknown}")
-        prohibited = {m.name for m in spec.monitoring_only} | {m.source_column for m in spec.monitoring_only}
+        prohibited = {n for m in spec.monitoring_only for n in (m.name, m.source_column, m.monitoring_field)}
         for r in model + rules:
             named = {r.group} | {w.strip(".,;:()'\"") for w in r.auditor_text.split()}
             hit = prohibited & named

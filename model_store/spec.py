@@ -76,6 +76,8 @@ class MonitoringAttribute:
     name: str
     source_column: str
     basis: str
+    monitoring_field: str
+    values: tuple[str, ...]
 
 
 @dataclass(frozen=True)
@@ -103,14 +105,7 @@ class FeatureSpec:
         monitoring_raw = data.get("monitoring_only", []) or []
         if not isinstance(monitoring_raw, list):
             raise ContractError(f"{where}.monitoring_only: expected a list")
-        monitoring = tuple(
-            MonitoringAttribute(
-                name=require(m, "name", str, f"{where}.monitoring_only[{i}]"),
-                source_column=str(m.get("source_column", m["name"])),
-                basis=str(m.get("basis", "")),
-            )
-            for i, m in enumerate(monitoring_raw)
-        )
+        monitoring = tuple(_parse_monitoring(m, f"{where}.monitoring_only[{i}]") for i, m in enumerate(monitoring_raw))
         fields = tuple(_parse_field(f, f"{where}.fields[{i}]") for i, f in enumerate(fields_raw))
         spec = cls(
             version=version,
@@ -129,7 +124,7 @@ class FeatureSpec:
         duplicates = sorted({n for n in names if names.count(n) > 1})
         if duplicates:
             raise ContractError(f"{where}.fields: duplicate field names {duplicates}")
-        prohibited_names = {m.name for m in self.monitoring_only}
+        prohibited_names = {m.name for m in self.monitoring_only} | {m.monitoring_field for m in self.monitoring_only}
         prohibited_columns = {m.source_column for m in self.monitoring_only}
         for field in self.fields:
             if field.name in prohibited_names or field.source_column in prohibited_columns:
@@ -240,6 +235,25 @@ def _number(app: Mapping[str, Any], f: Field) -> float:
     if not math.isfinite(value):
         raise ContractError(f"{f.name}: must be finite")
     return float(value)
+
+
+def _parse_monitoring(raw: Any, where: str) -> MonitoringAttribute:
+    if not isinstance(raw, dict):
+        raise ContractError(f"{where}: expected a mapping")
+    name = require(raw, "name", str, where)
+    field_name = str(raw.get("monitoring_field", name))
+    if not _NAME.match(field_name):
+        raise ContractError(f"{where}.monitoring_field: '{field_name}' must be snake_case")
+    values = raw.get("values", [])
+    if not isinstance(values, list) or not all(isinstance(v, str) for v in values):
+        raise ContractError(f"{where}.values: expected a list of strings")
+    return MonitoringAttribute(
+        name=name,
+        source_column=str(raw.get("source_column", name)),
+        basis=str(raw.get("basis", "")),
+        monitoring_field=field_name,
+        values=tuple(values),
+    )
 
 
 def _parse_field(raw: Any, where: str) -> Field:

@@ -214,7 +214,12 @@ def field_catalog(schemas: ApiSchemas, model: ServedModel) -> dict[str, Any]:
         },
         "fields": fields,
         "never_accepted": [
-            {"name": m.name, "basis": m.basis, "note": "prohibited basis: monitoring only, rejected by this API"}
+            {
+                "name": m.name,
+                "basis": m.basis,
+                "note": "prohibited basis: rejected as an applicant field; may be supplied only in the request's "
+                f"`monitoring` object as `{m.monitoring_field}` (one of {list(m.values)}), never used in scoring",
+            }
             for m in spec.monitoring_only
         ],
         "score": {"minimum": policy.scaling.min_score, "maximum": policy.scaling.max_score, "higher_is": "lower risk"},

@@ -25,8 +25,8 @@ APPLICATION_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
 # Python's "$" also matches before a trailing newline, so the compiled check anchors with \Z
 APPLICATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z")
 PROHIBITED_MESSAGE = (
-    "prohibited-basis attribute: it may be collected for fairness monitoring only and is never "
-    "accepted by the decision API"
+    "prohibited-basis attribute: never a model input; it may be supplied for fairness monitoring "
+    "only, in the request's separate `monitoring` object"
 )
 ROOT = "body"
 
@@ -118,8 +118,8 @@ class ApiSchemas:
     @property
     def prohibited(self) -> frozenset[str]:
         """Names of the prohibited-basis (monitoring-only) attributes."""
-        return frozenset(m.name for m in self.spec.monitoring_only) | frozenset(
-            m.source_column for m in self.spec.monitoring_only
+        return frozenset(
+            name for m in self.spec.monitoring_only for name in (m.name, m.source_column, m.monitoring_field)
         )
 
 
@@ -132,7 +132,7 @@ def field_errors(messages: Any, prohibited: frozenset[str] = frozenset(), prefix
                 out.extend(field_errors(value, prohibited, prefix))
                 continue
             path = f"{prefix}.{key}" if prefix else str(key)
-            if str(key) in prohibited:
+            if str(key) in prohibited and prefix != "monitoring":
                 out.append(FieldError(path, PROHIBITED_MESSAGE))
             else:
                 out.extend(field_errors(value, prohibited, path))
@@ -168,11 +168,29 @@ def build_schemas(
             "pattern": APPLICATION_ID_PATTERN,
         },
     )
+    monitoring = StrictSchema.from_dict(
+        {
+            m.monitoring_field: fields.String(
+                validate=validate.OneOf(m.values),
+                metadata={"description": f"{m.basis}: for fairness monitoring only, never used in scoring"},
+            )
+            for m in spec.monitoring_only
+        },
+        name="Monitoring",
+    )
     decision_request = StrictSchema.from_dict(
         {
             "application_id": application_id,
             "applicant": fields.Nested(
                 applicant, required=True, metadata={"description": "The applicant fields of the feature spec"}
+            ),
+            "monitoring": fields.Nested(
+                monitoring,
+                required=False,
+                metadata={
+                    "description": "Optional prohibited-basis attributes for fairness monitoring only: recorded "
+                    "beside the decision for the compliance report, never passed to the model or the policy"
+                },
             ),
         },
         name="DecisionRequest",
