@@ -92,6 +92,7 @@ class WoeScorecard:
         X: np.ndarray,
         y: np.ndarray,
     ) -> FieldBins:
+        _quiet_cvxpy_solver_probe()
         from optbinning import OptimalBinning
 
         common: dict[str, Any] = {"max_n_bins": self.max_n_bins, "min_bin_size": self.min_bin_size, "name": name}
@@ -243,3 +244,16 @@ def _chain(nodes: list[list[Any]], b: FieldBins, coef: float) -> None:
         nodes.append([-1, -1, -1, np.nan, coef * b.woe[b.category_bin[k]], float(b.category_counts[k])])
         remaining -= b.category_counts[k]
     nodes.append([-1, -1, -1, np.nan, coef * b.woe[modal], float(b.bin_counts[modal])])
+
+
+def _quiet_cvxpy_solver_probe() -> None:
+    """Silence cvxpy's import-time solver probe, which optbinning triggers.
+
+    ortools 9.15 (required by optbinning 1.0) bundles HiGHS 1.12 under the same library name as
+    highspy 1.15 (required by cvxpy 1.9), so cvxpy's probe of its optional HIGHS solver logs an
+    ImportError. Neither cvxpy nor HiGHS is used by the binning this module runs (ortools CP-SAT),
+    so the probe's warning is noise; any real error still raises.
+    """
+    import logging
+
+    logging.getLogger("__cvxpy__").setLevel(logging.ERROR)
