@@ -256,4 +256,17 @@ def _quiet_cvxpy_solver_probe() -> None:
     """
     import logging
 
-    logging.getLogger("__cvxpy__").setLevel(logging.ERROR)
+    logger = logging.getLogger("__cvxpy__")  # cvxpy resets the level on import; a filter stays
+    if not any(isinstance(f, _HighsProbeFilter) for f in logger.filters):
+        logger.addFilter(_HighsProbeFilter())
+
+
+class _HighsProbeFilter:
+    """Drops only the log record about the HIGHS solver probe."""
+
+    def filter(self, record: object) -> bool:
+        """False for cvxpy's 'importing solver HIGHS' warning, True for everything else."""
+        message = getattr(record, "msg", "")
+        return not (
+            isinstance(message, str) and message.startswith("Encountered unexpected exception importing solver HIGHS")
+        )
