@@ -24,6 +24,9 @@ timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))  # a stuck worker is kil
 graceful_timeout = 30  # in-flight decisions finish (and are recorded) on SIGTERM
 keepalive = 5
 max_requests = 0
+# gunicorn's runtime control socket is one per user (~/.gunicorn/gunicorn.ctl): several instances on one
+# host (replicas, tests, benchmarks) would fight over it, and nothing here uses it.
+control_socket_disable = True
 # request bodies are never logged; the access log has the request line, status, size and duration only
 accesslog = "-"
 errorlog = "-"
