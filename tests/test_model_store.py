@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Any
 
 import pytest
 from click.testing import CliRunner
@@ -116,3 +117,27 @@ def test_models_cli_verify_list_show_promote(store: ModelStore) -> None:
     target.write_bytes(b"onnx-bytez")
     bad = runner.invoke(models_group, ["verify", "demo", "v1", "--store", root])
     assert bad.exit_code == 1 and "FAIL demo v1: model.onnx: changed" in bad.output
+
+
+def test_verify_on_a_trained_version_names_a_single_flipped_byte_of_the_onnx_model(
+    trained_models: Any, tmp_path: Path
+) -> None:
+    import shutil
+
+    source, result = trained_models
+    root = tmp_path / "copy"
+    shutil.copytree(source.root, root)
+    runner = CliRunner()
+    name, version = result.champion.name, result.champion.version
+    assert runner.invoke(models_group, ["verify", name, version, "--store", str(root)]).exit_code == 0
+    model = root / name / version / MODEL_FILE
+    model.chmod(0o644)
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0x01
+    model.write_bytes(bytes(data))
+    failed = runner.invoke(models_group, ["verify", "--store", str(root)])
+    assert failed.exit_code == 1
+    assert f"FAIL {name} {version}: model.onnx: changed" in failed.output
+    assert f"ok   {result.baseline.name} {result.baseline.version}" in failed.output
+    with pytest.raises(IntegrityError, match=r"model\.onnx: changed"):
+        ModelStore(root).load_bundle(name, version)
