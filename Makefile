@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install system-deps serve test lint typecheck unit bench train clean
+.PHONY: install system-deps serve dev-keys test lint typecheck unit bench train clean
 
 # Debian packages the tests and benchmarks drive: Chromium (console browser test),
 # poppler-utils (PDF -> PNG check), wrk (load generator). Installed only when missing.
@@ -34,6 +34,9 @@ train: $(STAMP) ## train the default models into ./model_store
 serve: $(STAMP) ## run the service on its embedded defaults (trains the default model first if the store is empty)
 	@$(BIN)/credit-decision models champion >/dev/null 2>&1 || $(BIN)/credit-decision train
 	HOST=$(HOST) PORT=$(PORT) $(BIN)/credit-decision serve
+
+dev-keys: $(STAMP) ## create development API keys (each printed once; only hashes kept, in var/api_keys)
+	@for r in scorer auditor admin; do echo "$$r:"; $(BIN)/credit-decision keys create --role $$r --label dev-$$r; done
 
 lint: $(STAMP)
 	$(BIN)/ruff check service model_store training cli tests benchmarks

@@ -12,9 +12,11 @@ _COMMANDS = (
     ("training.cli", "train_command"),
     ("model_store.cli", "models_group"),
     ("service.cli", "serve_command"),
+    ("service.cli", "keys_group"),
     ("service.records.cli", "audit_group"),
     ("service.batch", "score_command"),
     ("service.reports.cli", "report_command"),
+    ("service.reports.cli", "outcomes_group"),
 )
 
 

@@ -1,10 +1,13 @@
-"""``credit-decision serve``: run the decision API under gunicorn with the production configuration."""
+"""``credit-decision serve``: run the decision API under gunicorn with the production configuration;
+``credit-decision keys``: create API keys (printed once; only their sha256 goes into the key file)."""
 
 from __future__ import annotations
 
 import os
 import sys
+from datetime import UTC, datetime
 from pathlib import Path
+from typing import Any
 
 import click
 
@@ -50,12 +53,96 @@ def serve_command(host: str, port: int, workers: int, model_store: Path | None, 
         env["DATABASE_URL"] = database_url
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}"
+    keys_line = _check_keys(env)
     click.echo(f"credit-decision API on {url} ({workers} workers)")
     click.echo(f"  API docs:  {url}/docs   (OpenAPI: {url}/openapi.json)")
     click.echo(f"  readiness: {url}/readyz")
+    click.echo(keys_line)
     click.echo("  try it:")
-    click.echo(f"    curl -s -H 'Content-Type: application/json' --data @examples/application.json {url}/v1/decisions")
+    click.echo(
+        "    curl -s -H \"Authorization: Bearer $SCORER_KEY\" -H 'Content-Type: application/json' "
+        f"--data @examples/application.json {url}/v1/decisions"
+    )
     sys.stdout.flush()
     argv = gunicorn_argv()
     # replace this process, so signals (Ctrl-C, SIGTERM) reach the gunicorn master directly
     os.execvpe(argv[0], argv, env)  # noqa: S606
+
+
+def _check_keys(env: dict[str, str]) -> str:
+    """Load the key configuration as the workers will; exit with its error (e.g. production without keys)."""
+    from service.app import load_keys
+    from service.config import ConfigError, Settings
+
+    try:
+        settings = Settings.load(environ=env)
+        keys = load_keys(settings)
+    except ConfigError as exc:
+        raise click.ClickException(f"cannot serve: {exc}") from None
+    create = "credit-decision keys create --role scorer   (also: --role auditor, --role admin)"
+    if len(keys) == 0:
+        return (
+            f"  API keys:  none yet, so every decision endpoint answers 401. Create a development key (printed once,\n"
+            f"             its hash appended to {settings.api_keys_file}; the server reads it at start, so restart):\n"
+            f"               {create}\n"
+            "             then: export SCORER_KEY=<the printed key>"
+        )
+    return (
+        f"  API keys:  {len(keys)} key(s) with roles {', '.join(sorted(keys.roles))} ({settings.api_keys_file}); "
+        f"another: {create}"
+    )
+
+
+@click.group("keys")
+def keys_group() -> None:
+    """API keys: create one (printed once, only its sha256 is stored) or list the key file."""
+
+
+def _key_file_option(func: Any) -> Any:
+    return click.option(
+        "--file",
+        "key_file",
+        type=click.Path(dir_okay=False, path_type=Path),
+        envvar="CREDIT_DECISION_API_KEYS_FILE",
+        default=Path("var") / "api_keys",
+        show_default=True,
+        help="Key file (env CREDIT_DECISION_API_KEYS_FILE); the server reads the same setting.",
+    )(func)
+
+
+@keys_group.command("create")
+@click.option("--role", type=click.Choice(["scorer", "auditor", "admin"]), required=True, help="What the key may do.")
+@click.option("--label", default=None, help="Who holds the key (recorded with each decision) [default: role and date].")
+@_key_file_option
+def create_key_command(role: str, label: str | None, key_file: Path) -> None:
+    """Create a random key, append its hash to the key file and print the key once (on stdout)."""
+    from service.auth import ApiKey, KeyConfigError, append_key, hash_key, new_key, parse_key_file
+
+    key = new_key()
+    entry = ApiKey(role, hash_key(key), label if label is not None else f"{role} {datetime.now(UTC):%Y-%m-%d}")
+    try:
+        parse_key_file(entry.line())  # the same checks the server applies (label characters, length)
+        append_key(key_file, entry)
+    except (KeyConfigError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    click.echo(
+        f"created a {role} key (key id {entry.key_id}, label {entry.label!r}); its sha256 was appended to {key_file}.\n"
+        "The key is shown only this once; keep it secret and send it as `Authorization: Bearer <key>`. "
+        "Restart the server to load it.",
+        err=True,
+    )
+    click.echo(key)
+
+
+@keys_group.command("list")
+@_key_file_option
+def list_keys_command(key_file: Path) -> None:
+    """List the keys of the key file: role, key id and label (the file holds no keys, only hashes)."""
+    from service.auth import KeyConfigError, read_key_file
+
+    try:
+        keys = read_key_file(key_file)
+    except KeyConfigError as exc:
+        raise click.ClickException(str(exc)) from None
+    for key in keys:
+        click.echo(f"{key.role:8} {key.key_id}  {key.label}")

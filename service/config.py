@@ -2,6 +2,14 @@
 
 Environment variables are the keys below prefixed with ``CREDIT_DECISION_`` (``CREDIT_DECISION_MODEL_NAME``);
 ``DATABASE_URL`` is also read unprefixed, as twelve-factor deployments expect.
+
+Access control (see :mod:`service.auth`): ``API_KEYS_FILE`` names the key file of hashes (default
+``var/api_keys`` under the working directory, optional unless named explicitly); ``API_KEYS``
+(env ``CREDIT_DECISION_API_KEYS='scorer:KEY,auditor:KEY'``) gives plain keys for development only and is
+hashed here, at once. ``ENV=production`` refuses plain keys and refuses to start without any key.
+
+Retention: ``RETENTION_DAYS`` (default 760 days, about 25 months: Reg B keeps credit decisions for 25
+months) is how long decision records are kept; ``credit-decision audit purge`` uses it as its default.
 """
 
 from __future__ import annotations
@@ -13,10 +21,12 @@ from pathlib import Path
 from typing import Any, Literal
 
 from model_store.store import default_store_root
+from service.auth import DEFAULT_KEY_FILE, ApiKey, KeyConfigError, parse_key_list
 from service.records import DEFAULT_DATABASE_URL
 
 ENV_PREFIX = "CREDIT_DECISION_"
 KIB = 1024
+DEFAULT_RETENTION_DAYS = 760  # about 25 months (Reg B, 12 CFR 1002.12: 25 months after notice of action)
 KEYS = frozenset(
     {
         "MODEL_STORE",
@@ -29,6 +39,9 @@ KEYS = frozenset(
         "MAX_BATCH_ITEMS",
         "ENV",
         "TESTING",
+        "API_KEYS",
+        "API_KEYS_FILE",
+        "RETENTION_DAYS",
     }
 )
 Environment = Literal["development", "production"]
@@ -52,6 +65,10 @@ class Settings:
     max_batch_items: int
     env: Environment
     testing: bool
+    api_keys: tuple[ApiKey, ...] = ()  # development keys, already hashed
+    api_keys_file: Path = DEFAULT_KEY_FILE
+    api_keys_file_required: bool = False  # named explicitly: it must exist
+    retention_days: int = DEFAULT_RETENTION_DAYS
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -79,6 +96,17 @@ class Settings:
         if env_raw not in ("development", "production"):
             raise ConfigError(f"ENV must be 'development' or 'production', got {env_raw!r}")
         env: Environment = "production" if env_raw == "production" else "development"
+        dev_keys = _optional_str("API_KEYS", raw("API_KEYS"))
+        if dev_keys is not None and env == "production":
+            raise ConfigError(
+                "API_KEYS (plain keys) is for development only; in production configure API_KEYS_FILE "
+                "with key hashes (`credit-decision keys create --role ROLE --file FILE`)"
+            )
+        try:
+            api_keys = tuple(parse_key_list(dev_keys)) if dev_keys else ()
+        except KeyConfigError as exc:
+            raise ConfigError(str(exc)) from None  # never chain: the message names the entry, not the key
+        keys_file = _optional_str("API_KEYS_FILE", raw("API_KEYS_FILE"))
         settings = cls(
             model_store=Path(store) if store else default_store_root(),
             model_name=_optional_str("MODEL_NAME", name),
@@ -94,6 +122,10 @@ class Settings:
             max_batch_items=_int("MAX_BATCH_ITEMS", raw("MAX_BATCH_ITEMS"), 100, 1, 1000),
             env=env,
             testing=_bool("TESTING", raw("TESTING")),
+            api_keys=api_keys,
+            api_keys_file=Path(keys_file) if keys_file else DEFAULT_KEY_FILE,
+            api_keys_file_required=keys_file is not None,
+            retention_days=_int("RETENTION_DAYS", raw("RETENTION_DAYS"), DEFAULT_RETENTION_DAYS, 1, 36500),
         )
         if settings.max_batch_content_length < settings.max_content_length:
             raise ConfigError("MAX_BATCH_CONTENT_LENGTH must be at least MAX_CONTENT_LENGTH")

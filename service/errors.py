@@ -4,6 +4,9 @@ Hierarchy::
 
     ProblemError                      status, type, title (+ detail, field-level errors)
     ├── MalformedRequest         400  body is not JSON, too deeply nested, empty, bad header
+    ├── InvalidParameter         400  a query parameter is invalid; ``errors`` names it
+    ├── Unauthorized             401  no valid API key (with ``WWW-Authenticate: Bearer``)
+    ├── Forbidden                403  the key does not hold the role the endpoint needs
     ├── NotFound                 404
     ├── PayloadTooLarge          413
     ├── UnsupportedMediaType     415  content type is not application/json (UTF-8)
@@ -76,6 +79,30 @@ class MalformedRequest(ProblemError):
     title = "Malformed request"
 
 
+class InvalidParameter(ProblemError):
+    """A query parameter is unknown, malformed or out of range; ``errors`` names each one."""
+
+    status = 400
+    slug = "invalid-parameter"
+    title = "Invalid query parameter"
+
+
+class Unauthorized(ProblemError):
+    """No API key, or one that is not valid."""
+
+    status = 401
+    slug = "unauthorized"
+    title = "Unauthorized"
+
+
+class Forbidden(ProblemError):
+    """The API key is valid but does not hold the role this endpoint needs."""
+
+    status = 403
+    slug = "forbidden"
+    title = "Forbidden"
+
+
 class NotFound(ProblemError):
     """No such resource."""
 
@@ -118,6 +145,8 @@ class NotReady(ProblemError):
 
 _HTTP_SLUGS = {
     400: MalformedRequest.slug,
+    401: Unauthorized.slug,
+    403: Forbidden.slug,
     404: NotFound.slug,
     413: PayloadTooLarge.slug,
     415: UnsupportedMediaType.slug,

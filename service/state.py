@@ -13,6 +13,7 @@ from service.errors import NotReady
 if TYPE_CHECKING:
     from service.api.health import Metrics
     from service.api.schemas import ApiSchemas
+    from service.models import ModelCache
     from service.records import DecisionStore
     from service.runtime import ServedModel
 
@@ -31,6 +32,7 @@ class ServiceState:
     model: ServedModel | None = None
     schemas: ApiSchemas | None = None
     store: DecisionStore | None = None
+    models: ModelCache | None = None  # every model version this process has loaded (champion + replayed)
     problems: list[str] = field(default_factory=list)
     openapi: dict[str, Any] | None = None
 
@@ -51,6 +53,12 @@ class ServiceState:
         if self.model is None or self.schemas is None:
             raise NotReady("no model is being served; /readyz says why", headers={"Retry-After": "30"})
         return self.model, self.schemas
+
+    def require_models(self) -> ModelCache:
+        """The model cache (for replay), or a 503 NotReady problem."""
+        if self.models is None:
+            raise NotReady("the model store is not available; /readyz says why", headers={"Retry-After": "30"})
+        return self.models
 
     def require_store(self) -> DecisionStore:
         """The decision store, or a 503 NotReady problem."""

@@ -115,7 +115,58 @@ def trained_models(tmp_path_factory: _training_pytest.TempPathFactory) -> Any:
 
 # --- api fixtures ---
 # The decision API over the tiny, really trained models of `trained_models` (training fixtures above) and a real
-# SQLite decision store per test module. Imports live inside the fixtures: this block is appended.
+# decision store: a SQLite file, or a fresh PostgreSQL schema. Imports live inside the fixtures: this block is appended.
+# `api_app` is shared by the tests of one module; a module that sets `API_BACKENDS = ("sqlite", "postgres")` runs its
+# `api_app` tests once per backend. Access control: every app gets fresh random keys, one per role plus one holding
+# every role; `api_app.test_client()` and `api_client` send the all-roles key, `*_headers` a single role's key
+# (headers given to a request override the client's default), `anonymous_client` sends none.
+API_ROLES = ("scorer", "auditor", "admin")
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run a module's `api_app` tests on every backend its `API_BACKENDS` names (default: SQLite only)."""
+    if "api_backend" in metafunc.fixturenames:
+        backends = getattr(metafunc.module, "API_BACKENDS", ("sqlite",))
+        params = [pytest.param(b, marks=[pytest.mark.postgres] if b == "postgres" else []) for b in backends]
+        metafunc.parametrize("api_backend", params, indirect=True, scope="module")
+
+
+@pytest.fixture(scope="session")
+def api_keys() -> "dict[str, str]":
+    """Fresh random API keys: one per role, and "all" holding every role."""
+    from service.auth import new_key
+
+    return {role: new_key() for role in (*API_ROLES, "all")}
+
+
+@pytest.fixture(scope="session")
+def api_keys_setting(api_keys: "dict[str, str]") -> str:
+    """The keys as the development setting API_KEYS (``role:KEY,...``)."""
+    entries = [f"{role}:{api_keys[role]}" for role in API_ROLES]
+    entries += [f"{role}:{api_keys['all']}" for role in API_ROLES]
+    return ",".join(entries)
+
+
+def _bearer(key: str) -> "dict[str, str]":
+    return {"Authorization": f"Bearer {key}"}
+
+
+@pytest.fixture(scope="session")
+def scorer_headers(api_keys: "dict[str, str]") -> "dict[str, str]":
+    """Authorization header of a key holding only the scorer role."""
+    return _bearer(api_keys["scorer"])
+
+
+@pytest.fixture(scope="session")
+def auditor_headers(api_keys: "dict[str, str]") -> "dict[str, str]":
+    """Authorization header of a key holding only the auditor role."""
+    return _bearer(api_keys["auditor"])
+
+
+@pytest.fixture(scope="session")
+def admin_headers(api_keys: "dict[str, str]") -> "dict[str, str]":
+    """Authorization header of a key holding only the admin role."""
+    return _bearer(api_keys["admin"])
 
 
 @pytest.fixture(scope="session")
@@ -126,18 +177,58 @@ def api_model_store(trained_models: Any) -> "Path":
 
 
 @pytest.fixture(scope="session")
-def api_make_app(api_model_store: "Path", tmp_path_factory: pytest.TempPathFactory) -> "Iterator[Callable[..., Any]]":
-    """Factory of apps over the tiny model store, each with a fresh SQLite decision store; closed at the end."""
+def api_make_app(
+    api_model_store: "Path", api_keys: "dict[str, str]", api_keys_setting: str, tmp_path_factory: pytest.TempPathFactory
+) -> "Iterator[Callable[..., Any]]":
+    """Factory of apps over the tiny model store, each with a fresh decision store (``backend``: sqlite or
+    postgres); every app's test client sends the all-roles key. Stores closed, schemas dropped at the end."""
+    from flask.testing import FlaskClient
+
     from service.app import create_app
     from service.state import get_state
 
-    apps: list[Any] = []
+    all_roles = f"Bearer {api_keys['all']}"
 
-    def make(**config: Any) -> Any:
-        db = tmp_path_factory.mktemp("api-db") / "decisions.sqlite3"
-        settings = {"MODEL_STORE": str(api_model_store), "DATABASE_URL": f"sqlite:///{db}", "TESTING": True}
+    class KeyedClient(FlaskClient):
+        """A test client that sends the all-roles key unless a request gives its own Authorization header."""
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self.environ_base["HTTP_AUTHORIZATION"] = all_roles
+
+    apps: list[Any] = []
+    schemas: list[str] = []
+    admin: list[Any] = []
+
+    def postgres_url() -> str:
+        import psycopg
+
+        if not admin:
+            try:
+                admin.append(psycopg.connect(RECORDS_PG_URL, autocommit=True, connect_timeout=5))
+            except psycopg.OperationalError as exc:
+                if os.environ.get("CI"):
+                    raise
+                pytest.skip(f"PostgreSQL not reachable at {RECORDS_PG_URL}: {exc}")
+        schema = f"test_api_{uuid.uuid4().hex[:16]}"
+        admin[0].execute(f'CREATE SCHEMA "{schema}"'.encode())
+        schemas.append(schema)
+        return records_pg_schema_url(RECORDS_PG_URL, schema)
+
+    def make(backend: str = "sqlite", **config: Any) -> Any:
+        if backend == "postgres":
+            url = postgres_url()
+        else:
+            url = f"sqlite:///{tmp_path_factory.mktemp('api-db') / 'decisions.sqlite3'}"
+        settings = {
+            "MODEL_STORE": str(api_model_store),
+            "DATABASE_URL": url,
+            "TESTING": True,
+            "API_KEYS": api_keys_setting,
+        }
         settings.update(config)
         app = create_app(settings)
+        app.test_client_class = KeyedClient
         apps.append(app)
         return app
 
@@ -146,18 +237,92 @@ def api_make_app(api_model_store: "Path", tmp_path_factory: pytest.TempPathFacto
         store = get_state(app).store
         if store is not None:
             store.close()
+    for schema in schemas:
+        admin[0].execute(f'DROP SCHEMA "{schema}" CASCADE'.encode())
+    for conn in admin:
+        conn.close()
 
 
 @pytest.fixture(scope="module")
-def api_app(api_make_app: "Callable[..., Any]") -> Any:
-    """A ready app over the tiny champion, shared by the tests of one module."""
-    return api_make_app()
+def api_backend(request: pytest.FixtureRequest) -> str:
+    """The decision-store backend of `api_app` (parametrized by a module's API_BACKENDS)."""
+    return str(getattr(request, "param", "sqlite"))
+
+
+@pytest.fixture(scope="module")
+def api_app(api_make_app: "Callable[..., Any]", api_backend: str) -> Any:
+    """A ready app over the tiny champion, shared by the tests of one module (per backend)."""
+    return api_make_app(backend=api_backend)
 
 
 @pytest.fixture
 def api_client(api_app: Any) -> Any:
-    """A Flask test client of ``api_app``."""
+    """A Flask test client of ``api_app`` sending the all-roles key."""
     return api_app.test_client()
+
+
+@pytest.fixture
+def anonymous_client(api_app: Any) -> Any:
+    """A Flask test client of ``api_app`` sending no key."""
+    client = api_app.test_client()
+    client.environ_base.pop("HTTP_AUTHORIZATION", None)
+    return client
+
+
+@pytest.fixture(scope="session")
+def run_gunicorn() -> "Callable[..., Any]":
+    """Context manager ``run_gunicorn(folder, **env)``: real gunicorn (production config) on a free port, ready,
+    yielding (base_url, process, log_path); SIGTERM (then SIGKILL after 30 s) on exit."""
+    import contextlib
+    import signal
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    from service.cli import gunicorn_argv
+
+    @contextlib.contextmanager
+    def run(folder: Path, **env: str) -> "Iterator[tuple[str, subprocess.Popen[bytes], Path]]":
+        with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+            sock.bind(("127.0.0.1", 0))
+            port = int(sock.getsockname()[1])
+        full = {
+            **os.environ,
+            "PYTHONPATH": str(Path(__file__).resolve().parents[1]),
+            "HOST": "127.0.0.1",
+            "PORT": str(port),
+            "PROMETHEUS_MULTIPROC_DIR": str(folder / "metrics"),
+        }
+        full.pop("CREDIT_DECISION_API_KEYS", None)
+        full.update(env)
+        log = folder / "gunicorn.log"
+        with open(log, "wb") as out:
+            process = subprocess.Popen(gunicorn_argv(), cwd=folder, env=full, stdout=out, stderr=subprocess.STDOUT)
+        base = f"http://127.0.0.1:{port}"
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                assert process.poll() is None, log.read_text()
+                try:
+                    with urllib.request.urlopen(f"{base}/readyz", timeout=5) as response:
+                        if response.status == 200:
+                            break
+                except OSError:
+                    pass
+                assert time.monotonic() < deadline, "gunicorn did not become ready:\n" + log.read_text()
+                time.sleep(0.1)
+            yield base, process, log
+        finally:
+            if process.poll() is None:
+                process.send_signal(signal.SIGTERM)
+                try:
+                    process.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    process.kill()
+                    process.wait()
+
+    return run
 
 
 @pytest.fixture(scope="session")
@@ -167,3 +332,88 @@ def example_application() -> "dict[str, Any]":
 
     path = Path(__file__).resolve().parents[1] / "examples" / "application.json"
     return dict(json.loads(path.read_text(encoding="utf-8")))
+
+
+# --- console fixtures ---
+# Real applications from data/german_credit.csv (with their monitoring data and observed outcome), and a real
+# gunicorn serving the tiny trained champion over a fresh SQLite file with development API keys.
+
+
+@pytest.fixture(scope="session")
+def german_applications() -> "list[tuple[dict[str, Any], str]]":
+    """(decision request with `monitoring`, observed outcome good|bad) for the first 120 rows of the German data."""
+    import csv
+
+    from model_store.spec import FeatureSpec
+
+    repo = Path(__file__).resolve().parents[1]
+    spec = FeatureSpec.load(repo / "config" / "german_credit" / "feature_spec.yaml")
+    out: list[tuple[dict[str, Any], str]] = []
+    with open(repo / "data" / "german_credit.csv", newline="", encoding="utf-8") as fh:
+        for index, row in enumerate(csv.DictReader(fh)):
+            if index == 120:
+                break
+            monitoring = {
+                "sex": "female" if row["personal_status_and_sex"].startswith("female") else "male",
+                "foreign_worker": row["foreign_worker"],
+            }
+            request = {"application_id": f"DE-{index:04d}", "applicant": spec.from_source_row(row)}
+            out.append(({**request, "monitoring": monitoring}, row["creditability"]))
+    return out
+
+
+@pytest.fixture(scope="module")
+def console_server(
+    api_model_store: Path, api_keys_setting: str, tmp_path_factory: pytest.TempPathFactory
+) -> "Iterator[str]":
+    """Base URL of a real gunicorn (1 worker) over the tiny champion, a fresh SQLite store and dev API keys."""
+    import signal
+    import socket
+    import subprocess
+    import time
+    import urllib.request
+
+    from service.cli import gunicorn_argv
+
+    folder = tmp_path_factory.mktemp("console-server")
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port = int(sock.getsockname()[1])
+    env = dict(
+        os.environ,
+        PYTHONPATH=str(Path(__file__).resolve().parents[1]),
+        HOST="127.0.0.1",
+        PORT=str(port),
+        WEB_CONCURRENCY="1",
+        CREDIT_DECISION_MODEL_STORE=str(api_model_store),
+        CREDIT_DECISION_API_KEYS=api_keys_setting,
+        DATABASE_URL=f"sqlite:///{folder / 'decisions.sqlite3'}",
+        PROMETHEUS_MULTIPROC_DIR=str(folder / "metrics"),
+    )
+    log = folder / "gunicorn.log"
+    with open(log, "wb") as out:
+        process = subprocess.Popen(gunicorn_argv(), cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT)
+    base = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            assert process.poll() is None, log.read_text()
+            try:
+                with urllib.request.urlopen(f"{base}/readyz", timeout=5) as response:
+                    if response.status == 200:
+                        break
+            except OSError:
+                pass
+            assert time.monotonic() < deadline, "gunicorn did not become ready:\n" + log.read_text()
+            time.sleep(0.1)
+        yield base
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+
+
+# --- end console fixtures ---

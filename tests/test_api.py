@@ -1,8 +1,9 @@
-"""The decision API over a tiny really-trained model, onnxruntime and a real SQLite decision store."""
+"""The decision API over a tiny really-trained model, onnxruntime and a real decision store (SQLite and PostgreSQL)."""
 
 from __future__ import annotations
 
 import copy
+import hashlib
 import json
 import math
 import re
@@ -21,6 +22,7 @@ from service.config import ConfigError, Settings
 from service.state import get_state
 
 PROBLEM = "application/problem+json"
+API_BACKENDS = ("sqlite", "postgres")  # `api_app` tests run on both decision-store backends
 
 
 def _post(client: Any, body: Any, path: str = "/v1/decisions", **kwargs: Any) -> Any:
@@ -109,6 +111,14 @@ def test_decision_happy_path_shape_and_record(api_app: Any, api_client: Any, exa
     assert record["payload"]["margin"] == explanation["margin"]
     assert record["payload"]["versions"]["model_sha256"] == body["model"]["sha256"]
     assert record["reason_codes"] == [r["code"] for r in body["reasons"]]
+    # who decided: the key's id and label, never the key
+    all_roles_key = api_client.environ_base["HTTP_AUTHORIZATION"].removeprefix("Bearer ")
+    assert record["payload"]["decided_by"] == {
+        "key_id": hashlib.sha256(all_roles_key.encode()).hexdigest()[:12],
+        "label": "env:scorer",
+        "role": "scorer",
+    }
+    assert all_roles_key not in json.dumps(record)
     assert re.fullmatch(r"[0-9a-f]{64}", record["record_hash"]) and re.fullmatch(r"[0-9a-f]{64}", record["prev_hash"])
 
 
@@ -211,14 +221,23 @@ def test_health_readiness_and_metrics(api_client: Any, example_application: dict
     assert "credit_decision_http_request_duration_seconds_bucket" in text
 
 
-def test_not_ready_without_a_champion(tmp_path: Path, example_application: dict) -> None:
-    app = create_app({"MODEL_STORE": str(tmp_path / "empty"), "DATABASE_URL": f"sqlite:///{tmp_path / 'd.sqlite3'}"})
+def test_not_ready_without_a_champion(
+    tmp_path: Path, example_application: dict, api_keys_setting: str, scorer_headers: dict
+) -> None:
+    app = create_app(
+        {
+            "MODEL_STORE": str(tmp_path / "empty"),
+            "DATABASE_URL": f"sqlite:///{tmp_path / 'd.sqlite3'}",
+            "API_KEYS": api_keys_setting,
+        }
+    )
     client = app.test_client()
     assert client.get("/healthz").status_code == 200
     ready = client.get("/readyz")
     assert ready.status_code == 503 and ready.mimetype == PROBLEM
     assert "no champion" in ready.get_json()["detail"]
-    decision = _post(client, example_application)
+    assert _post(client, example_application).status_code == 401  # credentials are checked first
+    decision = _post(client, example_application, headers=scorer_headers)
     assert decision.status_code == 503 and decision.mimetype == PROBLEM
     assert decision.headers["Retry-After"]
     assert get_state(app).store.count() == 0
@@ -286,9 +305,9 @@ def test_http_errors_are_problems(api_client: Any) -> None:
     assert missing.status_code == 404 and missing.mimetype == PROBLEM
     no_record = api_client.get("/v1/decisions/0123456789abcdef0123456789abcdef")
     assert no_record.status_code == 404 and no_record.mimetype == PROBLEM
-    wrong_method = api_client.get("/v1/decisions")
+    wrong_method = api_client.delete("/v1/decisions")
     assert wrong_method.status_code == 405 and wrong_method.mimetype == PROBLEM
-    assert "POST" in wrong_method.headers["Allow"]
+    assert {"GET", "POST"} <= set(wrong_method.headers["Allow"].replace(" ", "").split(","))
     assert wrong_method.get_json()["status"] == 405
 
 

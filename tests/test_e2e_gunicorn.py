@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
-import socket
 import subprocess
 import sys
-import time
 import urllib.error
 import urllib.request
 from collections.abc import Iterator
@@ -24,12 +21,6 @@ EXAMPLE = REPO / "examples" / "application.json"
 pytestmark = pytest.mark.e2e
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def _call(url: str, body: bytes | None = None, headers: dict[str, str] | None = None) -> tuple[int, dict, Any]:
     request = urllib.request.Request(
         url, data=body, headers=headers or {}, method="POST" if body is not None else "GET"
@@ -42,55 +33,45 @@ def _call(url: str, body: bytes | None = None, headers: dict[str, str] | None = 
         return exc.code, dict(exc.headers), exc.read()
 
 
-def _post_json(url: str, payload: Any) -> tuple[int, dict, Any]:
-    status, headers, raw = _call(url, json.dumps(payload).encode(), {"Content-Type": "application/json"})
+def _post_json(url: str, payload: Any, key: str | None = None) -> tuple[int, dict, Any]:
+    headers = {"Content-Type": "application/json"}
+    if key is not None:
+        headers["Authorization"] = f"Bearer {key}"
+    status, headers, raw = _call(url, json.dumps(payload).encode(), headers)
     return status, headers, json.loads(raw)
 
 
+@pytest.fixture(scope="module")
+def e2e_keys() -> dict[str, str]:
+    """One fresh key per role."""
+    from service.auth import new_key
+
+    return {role: new_key() for role in ("scorer", "auditor", "admin")}
+
+
 @pytest.fixture
-def gunicorn_server(api_model_store: Path, tmp_path: Path) -> Iterator[tuple[str, subprocess.Popen, Path]]:
-    """A real gunicorn master with 2 workers, ready; stopped with SIGTERM afterwards."""
-    port = _free_port()
-    log = tmp_path / "gunicorn.log"
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(REPO),
-        HOST="127.0.0.1",
-        PORT=str(port),
+def gunicorn_server(
+    api_model_store: Path, tmp_path: Path, e2e_keys: dict[str, str], run_gunicorn: Any
+) -> Iterator[tuple[str, subprocess.Popen, Path]]:
+    """A real gunicorn master with 2 workers in production mode (key file of hashes), ready; SIGTERM afterwards."""
+    from service.auth import hash_key
+
+    key_file = tmp_path / "api_keys"
+    key_file.write_text("".join(f"{role}:{hash_key(key)}:e2e {role}\n" for role, key in e2e_keys.items()))
+    with run_gunicorn(
+        tmp_path,
         WEB_CONCURRENCY="2",
         CREDIT_DECISION_MODEL_STORE=str(api_model_store),
         DATABASE_URL=f"sqlite:///{tmp_path / 'decisions.sqlite3'}",
-        PROMETHEUS_MULTIPROC_DIR=str(tmp_path / "metrics"),
-    )
-    from service.cli import gunicorn_argv
-
-    with open(log, "wb") as out:
-        process = subprocess.Popen(gunicorn_argv(), cwd=tmp_path, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                if _call(f"{base}/readyz")[0] == 200:
-                    break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "gunicorn did not become ready:\n" + log.read_text()
-            time.sleep(0.1)
-        yield base, process, log
-    finally:
-        if process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        CREDIT_DECISION_ENV="production",
+        CREDIT_DECISION_API_KEYS_FILE=str(key_file),
+    ) as server:
+        yield server
 
 
-def test_gunicorn_end_to_end(gunicorn_server: tuple[str, subprocess.Popen, Path]) -> None:
+def test_gunicorn_end_to_end(gunicorn_server: tuple[str, subprocess.Popen, Path], e2e_keys: dict[str, str]) -> None:
     base, process, log = gunicorn_server
+    scorer, auditor = e2e_keys["scorer"], e2e_keys["auditor"]
     example = json.loads(EXAMPLE.read_text(encoding="utf-8"))
     assert sys.executable  # the same interpreter runs gunicorn
 
@@ -99,36 +80,45 @@ def test_gunicorn_end_to_end(gunicorn_server: tuple[str, subprocess.Popen, Path]
     ready = json.loads(raw)
     assert status == 200 and ready["model"]["family"] == "gbt"
 
+    # no key: 401; the wrong role: 403; nothing recorded
+    status, headers, problem = _post_json(f"{base}/v1/decisions", example)
+    assert status == 401 and headers["WWW-Authenticate"].startswith("Bearer")
+    assert _post_json(f"{base}/v1/decisions", example, auditor)[0] == 403
+
     # one decision, recorded, and its record
-    status, headers, decision = _post_json(f"{base}/v1/decisions", example)
+    status, headers, decision = _post_json(f"{base}/v1/decisions", example, scorer)
     assert status == 201, decision
     assert decision["application_id"] == example["application_id"]
     assert decision["model"]["version"] == ready["model"]["version"]
     assert decision["reasons"] and decision["risk_band"]
     assert "Server-Timing" in headers
-    status, _, raw = _call(f"{base}{headers['Location']}")
+    assert _call(f"{base}{headers['Location']}")[0] == 401
+    status, _, raw = _call(f"{base}{headers['Location']}", headers={"X-API-Key": auditor})
     record = json.loads(raw)
     assert status == 200
+    assert record["payload"]["decided_by"]["label"] == "e2e scorer"
     assert record["payload"]["response"] == decision and record["payload"]["request"] == example
     assert record["seq"] == 1
 
     # a batch with a bad item
     bad = json.loads(json.dumps(example))
     bad["applicant"]["housing"] = "castle"
-    status, _, batch = _post_json(f"{base}/v1/decisions:batch", {"applications": [example, bad, example]})
+    status, _, batch = _post_json(f"{base}/v1/decisions:batch", {"applications": [example, bad, example]}, scorer)
     assert status == 200
     assert [item["status"] for item in batch["items"]] == [201, 422, 201]
     assert batch["items"][1]["problem"]["errors"][0]["field"] == "applicant.housing"
 
     # a 422 and a 400, as problems
-    status, headers, problem = _post_json(f"{base}/v1/decisions", {"application_id": "x", "applicant": {}})
+    status, headers, problem = _post_json(f"{base}/v1/decisions", {"application_id": "x", "applicant": {}}, scorer)
     assert status == 422 and headers["Content-Type"] == "application/problem+json"
     assert {e["field"] for e in problem["errors"]} >= {"applicant.age_years", "applicant.housing"}
-    status, headers, raw = _call(f"{base}/v1/decisions", b"[" * 60_000, {"Content-Type": "application/json"})
+    status, headers, raw = _call(
+        f"{base}/v1/decisions", b"[" * 60_000, {"Content-Type": "application/json", "Authorization": f"Bearer {scorer}"}
+    )
     assert status == 400 and headers["Content-Type"] == "application/problem+json"
 
     # every worker's decisions are counted once in /metrics (multiprocess mode)
-    many = [_post_json(f"{base}/v1/decisions", example)[0] for _ in range(10)]
+    many = [_post_json(f"{base}/v1/decisions", example, scorer)[0] for _ in range(10)]
     assert many == [201] * 10
     _, _, raw = _call(f"{base}/metrics")
     text = raw.decode()
@@ -147,3 +137,6 @@ def test_gunicorn_end_to_end(gunicorn_server: tuple[str, subprocess.Popen, Path]
     assert "Traceback" not in output
     assert "checking_account_status" not in output  # the access log never carries bodies
     assert '"POST /v1/decisions HTTP/1.1" 201' in output
+    assert '"POST /v1/decisions HTTP/1.1" 401' in output
+    for key in e2e_keys.values():  # the access log never carries keys
+        assert key not in output

@@ -1,5 +1,8 @@
 """Decision endpoints: thin views — read and validate, decide, serialize, record durably, respond.
 
+Creating decisions needs the ``scorer`` role, reading a record the ``auditor`` role (see service.auth);
+each record names the key that made it (key id, label, role), never the key itself.
+
 The record is committed before the response leaves; a failed write fails the request (503), never
 drops the record. A retry with the same ``Idempotency-Key`` and body gets the stored response back.
 """
@@ -18,6 +21,7 @@ from flask import Blueprint, Flask, Response, jsonify, request, url_for
 
 from service.api.body import read_json
 from service.api.schemas import APPLICATION_ID, ApiSchemas
+from service.auth import current_principal, require_role
 from service.core.decision import Decision
 from service.errors import MalformedRequest, NotFound, ProblemError, problem_of
 from service.records import DecisionStore
@@ -74,6 +78,7 @@ class _Call:
     payload: Any
     idempotency_key: str | None
     started: float
+    decided_by: dict[str, str]
 
     @classmethod
     def begin(cls, batch: bool) -> _Call:
@@ -84,7 +89,9 @@ class _Call:
         settings = state.settings
         limit = settings.max_batch_content_length if batch else settings.max_content_length
         payload = read_json(request, limit, settings.max_json_depth)
-        return cls(state, model, schemas, store, payload, _idempotency_key(), started)
+        principal, role = current_principal()
+        key = _idempotency_key()
+        return cls(state, model, schemas, store, payload, key, started, principal.record(role))
 
     def record(self, validated: dict[str, Any], decision: Decision, key: str | None, latency_ms: float) -> Outcome:
         """Serialize one decision and commit its record; an idempotent retry gets the stored response."""
@@ -121,6 +128,7 @@ class _Call:
                 "margin": decision.margin,
                 "versions": versions_of(info),
                 "latency": {"decide_ms": body["latency_ms"]},
+                "decided_by": self.decided_by,
             },
         )
         stored = self.store.save(record)
@@ -136,6 +144,7 @@ class _Call:
 
 
 @bp.post("/decisions")
+@require_role("scorer")
 def create_decision() -> Response:
     """Decide one application and record it."""
     call = _Call.begin(batch=False)
@@ -153,6 +162,7 @@ def create_decision() -> Response:
 
 
 @bp.post("/decisions:batch")
+@require_role("scorer")
 def create_decisions_batch() -> Response:
     """Decide up to MAX_BATCH_ITEMS applications; an invalid item fails alone, with its own problem."""
     call = _Call.begin(batch=True)
@@ -203,6 +213,7 @@ def _item_problem(index: int, item: Any, exc: Exception) -> dict[str, Any]:
 
 
 @bp.get("/decisions/<decision_id>")
+@require_role("auditor")
 def get_decision(decision_id: str) -> dict[str, Any]:
     """The stored record of one decision: request, response, attributions, versions and chain hashes."""
     store = get_state().require_store()

@@ -366,6 +366,11 @@ def _response_schemas(spec: FeatureSpec, policy: Policy, catalog: ReasonCatalog)
             "margin": fields.Float(required=True),
             "versions": fields.Dict(keys=fields.String(), values=fields.String(), required=True),
             "latency": fields.Dict(keys=fields.String(), values=fields.Float(), required=True),
+            "decided_by": fields.Dict(
+                keys=fields.String(),
+                values=fields.String(),
+                metadata={"description": "Who decided: API key id (first 12 hex of its sha256), label and role"},
+            ),
         },
         name="StoredPayload",
     )

@@ -33,7 +33,7 @@ FORMATS = ("html", "pdf", "json", "csv")
     "outcomes_path",
     type=click.Path(dir_okay=False, exists=True, path_type=Path),
     default=None,
-    help="CSV with columns decision_id,outcome (good|bad) to back-test against.",
+    help="CSV with columns decision_id,outcome (good|bad) to back-test against, over the outcomes in the store.",
 )
 @click.option("--format", "fmt", type=click.Choice(FORMATS), default="html", show_default=True)
 @click.option(
@@ -55,16 +55,18 @@ def report_command(
     from service.records import open_decision_store
     from service.reports.core import Period, ReportError
     from service.reports.render import render
-    from service.reports.source import report_from_store
+    from service.reports.source import report_from_store, stored_outcomes
 
     try:
         period = Period(date_from.replace(tzinfo=UTC), date_to.replace(tzinfo=UTC))
     except ReportError as exc:
         raise click.BadParameter(str(exc), param_hint="--from/--to") from exc
     url = database_url or Settings.load().database_url
-    outcomes = _read_outcomes(outcomes_path) if outcomes_path else None
     store = open_decision_store(url)
     try:
+        outcomes = None
+        if outcomes_path:
+            outcomes = {**stored_outcomes(store, period.previous.start, period.end), **_read_outcomes(outcomes_path)}
         report = report_from_store(store, store_root or default_store_root(), period, model_name, outcomes)
     finally:
         close = getattr(store, "close", None)
@@ -95,3 +97,43 @@ def _read_outcomes(path: Path) -> dict[str, str]:
                 )
             outcomes[line["decision_id"]] = line["outcome"]
     return outcomes
+
+
+@click.group("outcomes")
+def outcomes_group() -> None:
+    """Observed outcomes (repaid = good, defaulted = bad) of past decisions, for back-testing."""
+
+
+@outcomes_group.command("import")
+@click.argument("csv_path", metavar="FILE.csv", type=click.Path(dir_okay=False, exists=True, path_type=Path))
+@click.option(
+    "--database-url", default=None, help="Decision store (default: $DATABASE_URL or the embedded SQLite file)."
+)
+def import_outcomes_command(csv_path: Path, database_url: str | None) -> None:
+    """Store the outcomes of FILE.csv (columns decision_id,outcome,observed_at), all or nothing."""
+    from service.api.outcomes import parse_outcomes
+    from service.config import Settings
+    from service.errors import ProblemError
+    from service.records import RecordsError, open_decision_store
+    from service.records.outcomes import record_outcomes
+
+    with open(csv_path, newline="", encoding="utf-8") as fh:
+        reader = csv.DictReader(fh)
+        needed = {"decision_id", "outcome", "observed_at"}
+        if reader.fieldnames is None or not needed <= set(reader.fieldnames):
+            raise click.BadParameter("needs the columns decision_id,outcome,observed_at", param_hint="FILE.csv")
+        items = [{key: line[key] for key in sorted(needed)} for line in reader]
+    now = datetime.now(UTC)
+    try:
+        outcomes = parse_outcomes({"outcomes": items}, now)
+    except ProblemError as exc:
+        lines = [f"{e.field.replace('outcomes[', 'row[')}: {e.message}" for e in exc.errors]
+        raise click.ClickException("; ".join(lines) or exc.detail) from None
+    store = open_decision_store(database_url or Settings.load().database_url)
+    try:
+        result = record_outcomes(store, outcomes, recorded_at=now)
+    except RecordsError as exc:
+        raise click.ClickException(f"nothing was stored: {exc}") from None
+    finally:
+        store.close()
+    click.echo(f"{result.received} outcomes read: {result.stored} stored, {result.unchanged} already recorded")

@@ -210,6 +210,16 @@ def load_model_context(model_store_root: Path, model_name: str, model_version: s
     return ModelContext(baseline, tuple(rule.code for rule in policy.rules), notes)
 
 
+def stored_outcomes(records: RecordSource, since: datetime, until: datetime) -> dict[str, str]:
+    """Outcomes posted back (``POST /v1/outcomes``) for decisions created in ``[since, until)``; {} if none."""
+    from service.records._sql import SqlDecisionStore
+    from service.records.outcomes import latest_outcomes
+
+    if not isinstance(records, SqlDecisionStore):
+        return {}
+    return dict(latest_outcomes(records, since, until))
+
+
 def report_from_store(
     records: RecordSource,
     model_store_root: Path,
@@ -217,7 +227,12 @@ def report_from_store(
     model_name: str | None = None,
     outcomes: Mapping[str, str] | None = None,
 ) -> PeriodReport:
-    """The period report of a decision store, drift measured against the most-used model version's baseline."""
+    """The period report of a decision store, drift measured against the most-used model version's baseline.
+
+    Back-testing uses ``outcomes`` (decision_id -> good|bad) if given, else the outcomes posted to the store.
+    """
+    if outcomes is None:
+        outcomes = stored_outcomes(records, period.previous.start, period.end)
     rows = rows_from_records(records_between(records, period.previous.start, period.end), outcomes)
     current = [r for r in rows if period.contains(r.created_at) and model_name in (None, r.model_name)]
     previous = [r for r in rows if period.previous.contains(r.created_at)]

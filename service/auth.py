@@ -1,0 +1,275 @@
+"""Access control: API keys with roles, kept only as sha256 hashes, checked by ``@require_role(...)``.
+
+Roles and what they may call (a key may hold several roles; no role implies another — an admin key
+cannot score or read records unless it also holds ``scorer`` or ``auditor``)::
+
+    scorer   POST /v1/decisions, POST /v1/decisions:batch
+    auditor  GET /v1/decisions (search), GET /v1/decisions/export, GET /v1/decisions/{id},
+             POST /v1/decisions/{id}/replay, reports, outcomes, notices (console endpoints)
+    admin    GET /v1/models
+    public   /healthz, /readyz, /metrics, /openapi.json, /docs, /v1/schema, the console's static page
+
+Key file (``API_KEYS_FILE``, default ``var/api_keys``): one key per line as ``role:sha256hex[:label]``,
+where ``sha256hex`` is the hex sha256 of the key's UTF-8 text; blank lines and lines starting with ``#``
+are ignored. The same hash on several lines gives that key several roles. ``credit-decision keys create``
+prints a new key once and appends its line. For development only, ``CREDIT_DECISION_API_KEYS`` may hold
+plain keys as ``role:KEY,role:KEY``; they are hashed when the settings are read.
+
+A request presents its key as ``Authorization: Bearer <key>`` (or ``X-API-Key: <key>``). The presented
+key is hashed and compared with every configured hash by ``hmac.compare_digest`` (no early exit). A
+decision records who made it by key id (the first 12 hex digits of the hash), label and role, never
+the key.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+import hmac
+import os
+import re
+import secrets
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, ParamSpec, TypeVar
+
+from flask import Flask, current_app, g, request
+
+from service.errors import Forbidden, Unauthorized
+
+ROLES = ("scorer", "auditor", "admin")
+KEY_PREFIX = "cdk_"
+KEY_ID_LENGTH = 12
+DEFAULT_KEY_FILE = Path("var") / "api_keys"
+EXTENSION_KEY = "credit_decision_auth"
+REALM = "credit-decision"
+MAX_PRESENTED_KEY = 512
+
+_HASH = re.compile(r"[0-9a-f]{64}\Z")
+_LABEL = re.compile(r"[\x20-\x7e]{0,100}\Z")
+_BEARER = re.compile(r"bearer[ \t]+(\S+)[ \t]*\Z", re.IGNORECASE)
+
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+class KeyConfigError(ValueError):
+    """The key file or the development key list is malformed; the message names the line or entry."""
+
+
+@dataclass(frozen=True)
+class ApiKey:
+    """One configured key, by hash: its role and a label naming who holds it."""
+
+    role: str
+    key_hash: str
+    label: str = ""
+
+    @property
+    def key_id(self) -> str:
+        """The first 12 hex digits of the hash: names the key in records and logs."""
+        return self.key_hash[:KEY_ID_LENGTH]
+
+    def line(self) -> str:
+        """The key-file line of this key."""
+        return f"{self.role}:{self.key_hash}" + (f":{self.label}" if self.label else "")
+
+
+@dataclass(frozen=True)
+class Principal:
+    """The caller a valid key identifies."""
+
+    key_id: str
+    label: str
+    roles: frozenset[str]
+
+    def record(self, role: str) -> dict[str, str]:
+        """What a record keeps about who acted, in ``role``: key id, label and role (never the key)."""
+        return {"key_id": self.key_id, "label": self.label, "role": role}
+
+
+def hash_key(key: str) -> str:
+    """Hex sha256 of a key's UTF-8 text."""
+    return hashlib.sha256(key.encode("utf-8")).hexdigest()
+
+
+def new_key() -> str:
+    """A fresh random key (256 bits, URL-safe)."""
+    return KEY_PREFIX + secrets.token_urlsafe(32)
+
+
+def _check_role(role: str, where: str) -> str:
+    if role not in ROLES:
+        raise KeyConfigError(f"{where}: unknown role {role!r}; roles are {', '.join(ROLES)}")
+    return role
+
+
+def _check_label(label: str, where: str) -> str:
+    if not _LABEL.match(label):
+        raise KeyConfigError(f"{where}: a label is at most 100 printable ASCII characters")
+    return label
+
+
+def parse_key_file(text: str, source: str = "API_KEYS_FILE") -> list[ApiKey]:
+    """Key-file lines ``role:sha256hex[:label]``; blank lines and ``#`` comments are skipped."""
+    keys: list[ApiKey] = []
+    for number, raw in enumerate(text.splitlines(), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        where = f"{source} line {number}"
+        role, sep, rest = line.partition(":")
+        if not sep:
+            raise KeyConfigError(f"{where}: expected role:sha256hex[:label]")
+        key_hash, _sep, label = rest.partition(":")
+        key_hash = key_hash.strip().lower()
+        if not _HASH.match(key_hash):
+            raise KeyConfigError(f"{where}: expected the 64 hex digits of a key's sha256, not a key")
+        keys.append(ApiKey(_check_role(role.strip(), where), key_hash, _check_label(label.strip(), where)))
+    return keys
+
+
+def parse_key_list(text: str) -> list[ApiKey]:
+    """Development keys ``role:KEY,role:KEY``: hashed at once, the plain keys are not kept."""
+    keys: list[ApiKey] = []
+    for index, entry in enumerate(text.split(","), start=1):
+        entry = entry.strip()
+        if not entry:
+            continue
+        where = f"API_KEYS entry {index}"
+        role, sep, key = entry.partition(":")
+        if not sep or not key.strip():
+            raise KeyConfigError(f"{where}: expected role:KEY")
+        if len(key.strip()) < 16:
+            raise KeyConfigError(f"{where}: a key must be at least 16 characters")
+        keys.append(ApiKey(_check_role(role.strip(), where), hash_key(key.strip()), f"env:{role.strip()}"))
+    return keys
+
+
+def read_key_file(path: Path) -> list[ApiKey]:
+    """The keys of a key file."""
+    try:
+        text = path.read_text(encoding="utf-8")
+    except OSError as exc:
+        raise KeyConfigError(f"API_KEYS_FILE {path}: cannot be read ({exc.strerror or exc})") from exc
+    except UnicodeDecodeError as exc:
+        raise KeyConfigError(f"API_KEYS_FILE {path}: is not UTF-8 text") from exc
+    return parse_key_file(text, source=str(path))
+
+
+def append_key(path: Path, key: ApiKey) -> None:
+    """Append a key's line to a key file (created with mode 0600, folders as needed)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    needs_newline = path.is_file() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
+    with open(path, "a", encoding="utf-8", opener=_open_private) as out:
+        out.write(("\n" if needs_newline else "") + key.line() + "\n")
+
+
+def _open_private(path: str, flags: int) -> int:
+    return os.open(path, flags, 0o600)
+
+
+class KeyRing:
+    """The configured keys, by hash; authenticates presented keys in constant time per key."""
+
+    def __init__(self, keys: Iterable[ApiKey]) -> None:
+        self._keys = tuple(keys)
+
+    def __len__(self) -> int:
+        return len({k.key_hash for k in self._keys})
+
+    @property
+    def roles(self) -> frozenset[str]:
+        """Every role some key holds."""
+        return frozenset(k.role for k in self._keys)
+
+    def authenticate(self, presented: str) -> Principal | None:
+        """The principal of a presented key, or None; compares the key's hash with every configured hash."""
+        digest = hash_key(presented)
+        roles: set[str] = set()
+        found: ApiKey | None = None
+        for key in self._keys:
+            # every hash is compared, so the time taken does not tell which key (or how much of one) matched
+            if hmac.compare_digest(key.key_hash, digest):
+                roles.add(key.role)
+                found = found or key
+        if found is None:
+            return None
+        return Principal(key_id=found.key_id, label=found.label, roles=frozenset(roles))
+
+
+def init_app(app: Flask, keys: KeyRing) -> None:
+    """Install the key ring of an app."""
+    app.extensions[EXTENSION_KEY] = keys
+
+
+def _presented_key() -> str | None:
+    header = request.headers.get("Authorization")
+    if header is not None:
+        match = _BEARER.match(header)
+        return match.group(1) if match else ""
+    api_key = request.headers.get("X-API-Key")
+    return None if api_key is None else api_key.strip()
+
+
+def _challenge(error: str | None) -> dict[str, str]:
+    value = f'Bearer realm="{REALM}"' + (f', error="{error}"' if error else "")
+    return {"WWW-Authenticate": value}
+
+
+def authenticate() -> Principal:
+    """The caller of the current request, or a 401 Unauthorized problem."""
+    presented = _presented_key()
+    if presented is None:
+        raise Unauthorized(
+            "an API key is required: send `Authorization: Bearer <key>` (or `X-API-Key: <key>`)",
+            headers=_challenge(None),
+        )
+    keys = current_app.extensions[EXTENSION_KEY]
+    assert isinstance(keys, KeyRing)
+    principal = keys.authenticate(presented) if 0 < len(presented) <= MAX_PRESENTED_KEY else None
+    if principal is None:
+        raise Unauthorized("the API key is not valid", headers=_challenge("invalid_token"))
+    return principal
+
+
+def require_role(*roles: str) -> Callable[[Callable[P, R]], Callable[P, R]]:
+    """Decorate a view: the caller's key must hold one of ``roles`` (401 without a valid key, 403 otherwise)."""
+    if not roles or any(role not in ROLES for role in roles):
+        raise ValueError(f"require_role needs one or more of {ROLES}, got {roles}")
+    allowed = frozenset(roles)
+
+    def decorate(view: Callable[P, R]) -> Callable[P, R]:
+        @functools.wraps(view)
+        def guarded(*args: P.args, **kwargs: P.kwargs) -> R:
+            principal = authenticate()
+            granted = sorted(principal.roles & allowed)
+            if not granted:
+                raise Forbidden(
+                    f"this endpoint needs the role {' or '.join(sorted(allowed))}; "
+                    f"the key {principal.key_id} holds {', '.join(sorted(principal.roles))}"
+                )
+            g.credit_decision_principal = principal
+            g.credit_decision_role = granted[0]
+            return view(*args, **kwargs)
+
+        guarded.required_roles = tuple(sorted(allowed))  # type: ignore[attr-defined]
+        return guarded
+
+    return decorate
+
+
+def current_principal() -> tuple[Principal, str]:
+    """The authenticated caller of the current request and the role it acts in (inside a guarded view)."""
+    principal = g.get("credit_decision_principal")
+    role = g.get("credit_decision_role")
+    if not isinstance(principal, Principal) or not isinstance(role, str):
+        raise RuntimeError("current_principal() outside a view guarded by @require_role")
+    return principal, role
+
+
+def required_roles(view: Any) -> Sequence[str] | None:
+    """The roles a view requires, or None for a public view."""
+    roles = getattr(view, "required_roles", None)
+    return tuple(roles) if roles is not None else None

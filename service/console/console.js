@@ -1,0 +1,604 @@
+/* Auditor console: vanilla JS, no dependencies, no external resources.
+ * The page holds no data of its own: it calls the JSON API with the auditor key the user enters,
+ * kept in sessionStorage (this tab only). */
+(function () {
+  "use strict";
+
+  var KEY_STORAGE = "credit-decision.auditor-key";
+  var SVG_NS = "http://www.w3.org/2000/svg";
+  var state = { cursor: null, query: null, schema: null, record: null, blobs: {} };
+
+  function $(id) { return document.getElementById(id); }
+
+  function el(tag, attrs, children) {
+    var node = document.createElement(tag);
+    setAttrs(node, attrs);
+    append(node, children);
+    return node;
+  }
+
+  function svg(tag, attrs, children) {
+    var node = document.createElementNS(SVG_NS, tag);
+    setAttrs(node, attrs);
+    append(node, children);
+    return node;
+  }
+
+  function setAttrs(node, attrs) {
+    Object.keys(attrs || {}).forEach(function (name) {
+      var value = attrs[name];
+      if (value === null || value === undefined || value === false) return;
+      if (name === "text") node.textContent = String(value);
+      else node.setAttribute(name, String(value));
+    });
+  }
+
+  function append(node, children) {
+    (children || []).forEach(function (child) {
+      if (child === null || child === undefined) return;
+      node.appendChild(typeof child === "string" ? document.createTextNode(child) : child);
+    });
+  }
+
+  function clear(node) { while (node.firstChild) node.removeChild(node.firstChild); }
+
+  function fmt(value, digits) {
+    if (typeof value !== "number" || !isFinite(value)) return "–";
+    return value.toFixed(digits === undefined ? 3 : digits);
+  }
+
+  function signed(value, digits) {
+    if (typeof value !== "number" || !isFinite(value)) return "–";
+    return (value > 0 ? "+" : value < 0 ? "−" : "±") + Math.abs(value).toFixed(digits === undefined ? 3 : digits);
+  }
+
+  function humanize(name) {
+    var text = String(name).replace(/_/g, " ");
+    return text.charAt(0).toUpperCase() + text.slice(1);
+  }
+
+  function pill(decision, large) {
+    return el("span", { "class": "pill pill-" + decision + (large ? " pill-lg" : ""), text: decision });
+  }
+
+  // ---- status, key and API --------------------------------------------------------------------------------
+
+  function setStatus(message, isError) {
+    var box = $("status");
+    box.textContent = message || "";
+    box.className = "status" + (isError ? " is-error" : "");
+  }
+
+  function apiKey() { return window.sessionStorage.getItem(KEY_STORAGE); }
+
+  function ApiError(status, problem) {
+    this.status = status;
+    this.problem = problem || {};
+    var detail = this.problem.detail || this.problem.title || ("HTTP " + status);
+    var fields = (this.problem.errors || []).map(function (e) { return e.field + ": " + e.message; });
+    this.message = detail + (fields.length ? " (" + fields.join("; ") + ")" : "");
+  }
+
+  function api(path, options) {
+    options = options || {};
+    var headers = { "Authorization": "Bearer " + (options.key || apiKey() || "") };
+    if (options.accept) headers.Accept = options.accept;
+    if (options.body !== undefined) headers["Content-Type"] = "application/json";
+    return fetch(path, {
+      method: options.method || "GET",
+      headers: headers,
+      body: options.body === undefined ? undefined : JSON.stringify(options.body),
+      credentials: "omit",
+      cache: "no-store"
+    }).then(function (response) {
+      if (!response.ok) {
+        return response.text().then(function (text) {
+          var problem = null;
+          try { problem = JSON.parse(text); } catch (e) { problem = { detail: text.slice(0, 200) }; }
+          if (response.status === 401 && !options.key) signOut("Your key was not accepted; sign in again.");
+          throw new ApiError(response.status, problem);
+        });
+      }
+      if (options.as === "blob") return response.blob();
+      if (options.as === "text") return response.text();
+      return response.json();
+    });
+  }
+
+  function signOut(message) {
+    window.sessionStorage.removeItem(KEY_STORAGE);
+    Object.keys(state.blobs).forEach(function (k) { URL.revokeObjectURL(state.blobs[k]); });
+    state.blobs = {};
+    route();
+    if (message) $("signin-error").textContent = message;
+  }
+
+  function onSignIn(event) {
+    event.preventDefault();
+    var key = $("api-key").value.trim();
+    var button = $("signin-button");
+    $("signin-error").textContent = "";
+    if (!key) return;
+    button.disabled = true;
+    api("/v1/decisions?limit=1", { key: key }).then(function () {
+      window.sessionStorage.setItem(KEY_STORAGE, key);
+      $("api-key").value = "";
+      if (!location.hash || location.hash === "#/signin") location.hash = "#/decisions";
+      else route();
+    }).catch(function (error) {
+      $("signin-error").textContent = error.status === 401 ? "This key is not valid."
+        : error.status === 403 ? "This key does not hold the auditor role." : ("Sign-in failed: " + error.message);
+    }).then(function () { button.disabled = false; });
+  }
+
+  // ---- routing --------------------------------------------------------------------------------------------
+
+  function show(view) {
+    ["view-signin", "view-decisions", "view-decision", "view-report"].forEach(function (id) {
+      $(id).hidden = id !== view;
+    });
+    var signedIn = view !== "view-signin";
+    $("nav").hidden = !signedIn;
+    $("session").hidden = !signedIn;
+    $("nav-decisions").removeAttribute("aria-current");
+    $("nav-report").removeAttribute("aria-current");
+    if (view === "view-decisions" || view === "view-decision") $("nav-decisions").setAttribute("aria-current", "page");
+    if (view === "view-report") $("nav-report").setAttribute("aria-current", "page");
+  }
+
+  function route() {
+    setStatus("");
+    var hash = location.hash || "#/decisions";
+    if (!apiKey()) { show("view-signin"); $("api-key").focus(); return; }
+    $("session-label").textContent = "Signed in with an auditor key";
+    var match = /^#\/decision\/([A-Za-z0-9_-]+)$/.exec(hash);
+    if (match) { show("view-decision"); openDecision(match[1]); return; }
+    if (hash === "#/report") { show("view-report"); return; }
+    show("view-decisions");
+    if (state.query === null) search(false);
+  }
+
+  // ---- search ---------------------------------------------------------------------------------------------
+
+  function searchParams() {
+    var form = $("search-form");
+    var params = new URLSearchParams();
+    ["application_id", "decision", "risk_band", "reason_code", "model_version"].forEach(function (name) {
+      var value = form.elements[name].value.trim();
+      if (value) params.set(name, value);
+    });
+    var from = form.elements.from.value;
+    var to = form.elements.to.value;
+    if (from) params.set("from", from + "T00:00:00Z");
+    if (to) params.set("to", to + "T00:00:00Z");
+    params.set("limit", "25");
+    return params;
+  }
+
+  function search(more) {
+    if (!more) { state.query = searchParams(); state.cursor = null; clear($("results-body")); }
+    var params = new URLSearchParams(state.query);
+    if (more && state.cursor) params.set("cursor", state.cursor);
+    var button = more ? $("load-more") : $("search-button");
+    button.disabled = true;
+    return api("/v1/decisions?" + params.toString()).then(function (body) {
+      var items = body.items || body.decisions || body.records || body.data || [];
+      state.cursor = body.next_cursor || body.cursor || null;
+      items.forEach(function (item) { $("results-body").appendChild(resultRow(item)); });
+      $("results-empty").hidden = $("results-body").children.length > 0;
+      $("load-more").hidden = !state.cursor;
+    }).catch(function (error) {
+      setStatus("Search failed: " + error.message, true);
+    }).then(function () { button.disabled = false; });
+  }
+
+  function resultRow(item) {
+    var href = "#/decision/" + encodeURIComponent(item.decision_id);
+    var created = String(item.created_at || "").replace("T", " ").replace(/\.\d+Z$/, "Z");
+    var row = el("tr", { "data-decision-id": item.decision_id }, [
+      el("td", {}, [el("a", { href: href, "aria-label": "Open decision " + item.decision_id, text: created })]),
+      el("td", { "class": "mono", text: item.application_id }),
+      el("td", {}, [pill(item.decision)]),
+      el("td", { text: item.risk_band }),
+      el("td", { "class": "num", text: item.score }),
+      el("td", { text: (item.model_name || "") + " " + (item.model_version || "") }),
+      el("td", {}, (item.reason_codes || []).map(function (code) { return el("span", { "class": "code", text: code }); })
+        .reduce(function (acc, node) { if (acc.length) acc.push(" "); acc.push(node); return acc; }, []))
+    ]);
+    row.addEventListener("click", function (event) {
+      if (event.target.tagName !== "A") location.hash = href;
+    });
+    return row;
+  }
+
+  // ---- one decision ---------------------------------------------------------------------------------------
+
+  function openDecision(decisionId) {
+    state.record = null;
+    $("replay-result").textContent = "";
+    $("notice-panel").hidden = true;
+    $("d-id").textContent = decisionId;
+    return api("/v1/decisions/" + encodeURIComponent(decisionId)).then(function (record) {
+      state.record = record;
+      renderDecision(record);
+      $("decision-title").setAttribute("tabindex", "-1");
+      $("decision-title").focus();
+    }).catch(function (error) {
+      setStatus("Could not open decision " + decisionId + ": " + error.message, true);
+    });
+  }
+
+  function fieldInfo(name) {
+    var fields = (state.schema && state.schema.fields) || [];
+    for (var i = 0; i < fields.length; i++) if (fields[i].name === name) return fields[i];
+    return null;
+  }
+
+  function valueLabel(name, value) {
+    var info = fieldInfo(name);
+    if (info && info.allowed_values) {
+      for (var i = 0; i < info.allowed_values.length; i++) {
+        if (info.allowed_values[i].code === value) return info.allowed_values[i].label;
+      }
+    }
+    if (info && info.unit && typeof value === "number") return value + " " + info.unit;
+    return String(value);
+  }
+
+  function shortLabel(name, value) {
+    var info = fieldInfo(name);
+    // long units ("band (1 = under 20 %, ...)") make the chart unreadable: the inputs table has them in full
+    if (info && info.unit && info.unit.length > 12 && typeof value === "number") return String(value);
+    var text = valueLabel(name, value);
+    return text.length > 30 ? text.slice(0, 29) + "…" : text;
+  }
+
+  function renderDecision(record) {
+    var payload = record.payload || {};
+    var response = payload.response || {};
+    var request = payload.request || {};
+    var score = response.score || { value: record.score };
+    $("d-sub").textContent = "Application " + record.application_id + " · decided " + record.created_at +
+      " · record #" + record.seq;
+    var badge = $("d-decision");
+    badge.className = "pill pill-lg pill-" + record.decision;
+    badge.textContent = record.decision;
+    $("d-score").textContent = score.value;
+    $("d-range").textContent = "range " + score.min + "–" + score.max + " (higher = lower risk)";
+    var share = (score.value - score.min) / Math.max(1, score.max - score.min);
+    $("d-scale-mark").style.left = "calc(" + (Math.max(0, Math.min(1, share)) * 100).toFixed(1) + "% - 2px)";
+    $("d-band").textContent = record.risk_band;
+    $("d-band-note").textContent = bandNote(record.risk_band);
+    $("d-pd").textContent = fmt(100 * response.probability_of_default, 1) + " %";
+    var explanation = response.explanation || {};
+    var margin = explanation.margin !== undefined ? explanation.margin : payload.margin;
+    $("d-margin").textContent = "margin (log-odds) " + fmt(margin, 4);
+
+    var attributions = explanation.attributions || payload.attributions || {};
+    var base = explanation.base_value !== undefined ? explanation.base_value : payload.base_value;
+    drawWaterfall($("waterfall"), attributions, base, margin, score.value, record.decision, request.applicant || {});
+    renderReasons(response.reasons || []);
+    renderRules(response.rules_fired || []);
+    renderInputs(request.applicant || {}, attributions, request.monitoring);
+    renderVersions(record, payload.versions || {}, response);
+    renderNoticeArea(record);
+  }
+
+  function bandNote(band) {
+    var bands = (state.schema && state.schema.risk_bands) || [];
+    for (var i = 0; i < bands.length; i++) {
+      if (bands[i].band === band) return "score ≥ " + bands[i].min_score + " → " + bands[i].decision;
+    }
+    return "";
+  }
+
+  function renderReasons(reasons) {
+    var box = $("reasons");
+    clear(box);
+    if (!reasons.length) { box.appendChild(el("p", { "class": "muted", text: "No reasons recorded." })); return; }
+    reasons.forEach(function (reason, index) {
+      var values = (reason.values || []).map(function (v) { return v.label || String(v.value); }).join("; ");
+      var contribution = reason.contribution
+        ? signed(reason.contribution.log_odds, 3) + " log-odds · " + signed(reason.contribution.score_points, 1) +
+          " score points"
+        : "policy rule";
+      box.appendChild(el("div", { "class": "reason " + (reason.adverse ? "adverse" : "benign") }, [
+        el("div", { "class": "head" }, [
+          el("span", { "class": "muted", text: (index + 1) + "." }),
+          el("span", { "class": "code", text: reason.code }),
+          el("span", { "class": "customer", text: reason.customer_text })
+        ]),
+        el("div", { "class": "auditor", text: "Auditor: " + reason.auditor_text }),
+        el("div", { "class": "meta", text: (reason.adverse ? "adverse" : "not adverse (main risk factor)") +
+          " · " + reason.kind + (values ? " · value: " + values : "") + " · " + contribution })
+      ]));
+    });
+  }
+
+  function renderRules(rules) {
+    var box = $("rules");
+    clear(box);
+    if (!rules.length) { box.appendChild(el("p", { "class": "muted", text: "No policy rule fired." })); return; }
+    var list = el("ul", {});
+    rules.forEach(function (rule) {
+      list.appendChild(el("li", {}, [
+        el("span", { "class": "code", text: rule.code }), " ", rule.description + " ",
+        el("span", { "class": "muted", text: "(" + rule.field + " " + rule.operator + " " + rule.threshold +
+          " → " + rule.action + ")" })
+      ]));
+    });
+    box.appendChild(list);
+  }
+
+  function renderInputs(applicant, attributions, monitoring) {
+    var body = $("inputs").tBodies[0];
+    clear(body);
+    Object.keys(applicant).forEach(function (name) {
+      var value = attributions[name];
+      body.appendChild(el("tr", {}, [
+        el("th", { scope: "row", title: (fieldInfo(name) || {}).description || "", text: humanize(name) }),
+        el("td", { text: valueLabel(name, applicant[name]) }),
+        el("td", { "class": "num " + (value > 0 ? "pos" : value < 0 ? "neg" : ""), text: signed(value, 4) })
+      ]));
+    });
+    var box = $("monitoring");
+    clear(box);
+    var keys = Object.keys(monitoring || {});
+    if (!keys.length) {
+      box.appendChild(el("p", { "class": "muted small", text: "None supplied." }));
+      return;
+    }
+    var table = el("table", { "class": "kv" }, [el("tbody", {}, keys.map(function (name) {
+      return el("tr", {}, [el("th", { scope: "row", text: humanize(name) }), el("td", { text: String(monitoring[name]) })]);
+    }))]);
+    box.appendChild(table);
+  }
+
+  function renderVersions(record, versions, response) {
+    var model = response.model || {};
+    var rows = [
+      ["Model", (versions.model_name || record.model_name) + " " + (versions.model_version || record.model_version) +
+        (versions.model_family || model.family ? " (" + (versions.model_family || model.family) + ")" : "")],
+      ["Model sha256", versions.model_sha256 || model.sha256],
+      ["Manifest sha256", versions.manifest_sha256],
+      ["Policy version", versions.policy_version || response.policy_version],
+      ["Reason catalog version", versions.catalog_version || response.catalog_version],
+      ["Feature spec version", versions.spec_version || response.spec_version],
+      ["Record seq", record.seq],
+      ["Record hash", record.record_hash],
+      ["Previous hash", record.prev_hash],
+      ["Request hash", record.request_hash]
+    ];
+    var body = $("versions").tBodies[0];
+    clear(body);
+    rows.forEach(function (row) {
+      if (row[1] === undefined || row[1] === null) return;
+      var mono = /hash|sha256/i.test(row[0]);
+      body.appendChild(el("tr", {}, [el("th", { scope: "row", text: row[0] }),
+        el("td", { "class": mono ? "mono" : "", text: String(row[1]) })]));
+    });
+  }
+
+  // ---- waterfall ------------------------------------------------------------------------------------------
+
+  function niceStep(span, count) {
+    var raw = span / Math.max(1, count);
+    var power = Math.pow(10, Math.floor(Math.log10(raw)));
+    var steps = [1, 2, 2.5, 5, 10];
+    for (var i = 0; i < steps.length; i++) if (raw <= steps[i] * power) return steps[i] * power;
+    return 10 * power;
+  }
+
+  function drawWaterfall(container, attributions, base, margin, score, decision, applicant) {
+    clear(container);
+    var fields = Object.keys(attributions).map(function (name) { return { name: name, value: Number(attributions[name]) }; });
+    // largest impact first; ties by field name so the chart is deterministic
+    fields.sort(function (a, b) {
+      return Math.abs(b.value) - Math.abs(a.value) || (a.name < b.name ? -1 : a.name > b.name ? 1 : 0);
+    });
+    var rows = [{ kind: "base", name: "Base value", sub: "expected log-odds", start: 0, end: base }];
+    var running = base;
+    fields.forEach(function (f) {
+      rows.push({ kind: "field", name: humanize(f.name), sub: shortLabel(f.name, applicant[f.name]), field: f.name,
+        start: running, end: running + f.value, value: f.value });
+      running += f.value;
+    });
+    rows.push({ kind: "total", name: "Final margin", sub: "score " + score + " · " + decision, start: 0, end: margin });
+
+    var rowH = 26, top = 30, bottom = 36, labelW = 270, valueW = 86, width = 960;
+    var height = top + rows.length * rowH + bottom;
+    var lo = 0, hi = 0;
+    rows.forEach(function (r) { lo = Math.min(lo, r.start, r.end); hi = Math.max(hi, r.start, r.end); });
+    var pad = (hi - lo) * 0.04 || 0.1;
+    lo -= pad; hi += pad;
+    var plotL = labelW, plotR = width - valueW;
+    function x(v) { return plotL + (v - lo) / (hi - lo) * (plotR - plotL); }
+
+    var chart = svg("svg", {
+      viewBox: "0 0 " + width + " " + height, role: "img", "aria-labelledby": "wf-title wf-desc",
+      "data-fields": fields.length, "class": "wf"
+    });
+    chart.appendChild(svg("title", { id: "wf-title", text: "Waterfall of attributions" }));
+    chart.appendChild(svg("desc", { id: "wf-desc", text: "From the base value " + fmt(base, 3) + " through " +
+      fields.length + " field attributions to the final margin " + fmt(margin, 3) + " (score " + score + ")." }));
+
+    var step = niceStep(hi - lo, 8);
+    var axisY = top + rows.length * rowH + 6;
+    for (var t = Math.ceil(lo / step) * step; t <= hi + 1e-12; t += step) {
+      var tx = x(t);
+      chart.appendChild(svg("line", { x1: tx, x2: tx, y1: top - 6, y2: axisY, "class": "wf-grid" }));
+      chart.appendChild(svg("text", { x: tx, y: axisY + 16, "text-anchor": "middle", "class": "wf-tick",
+        text: fmt(Math.abs(t) < 1e-12 ? 0 : t, step < 0.1 ? 2 : 1) }));
+    }
+    chart.appendChild(svg("line", { x1: x(0), x2: x(0), y1: top - 6, y2: axisY, "class": "wf-zero" }));
+    chart.appendChild(svg("line", { x1: plotL, x2: plotR, y1: axisY, y2: axisY, "class": "wf-axis" }));
+    chart.appendChild(svg("text", { x: (plotL + plotR) / 2, y: height - 2, "text-anchor": "middle", "class": "wf-tick",
+      text: "log-odds of default  (← lower risk · higher risk →)" }));
+    chart.appendChild(svg("text", { x: plotR + 8, y: top - 12, "class": "wf-tick", text: "log-odds" }));
+
+    rows.forEach(function (r, i) {
+      var y = top + i * rowH;
+      var x0 = x(Math.min(r.start, r.end)), x1 = x(Math.max(r.start, r.end));
+      var cls = r.kind === "base" ? "wf-base" : r.kind === "total" ? "wf-total" : (r.value > 0 ? "wf-up" : "wf-down");
+      var amount = r.kind === "field" ? r.value : r.end;
+      var group = svg("g", { "class": "wf-row", "data-kind": r.kind, "data-field": r.field || null });
+      group.appendChild(svg("text", { x: 8, y: y + rowH / 2 + 1, "class": "wf-label", "dominant-baseline": "middle" }, [
+        svg("tspan", { text: r.name }),
+        svg("tspan", { "class": "wf-sub", dx: 6, text: r.sub || "" })
+      ]));
+      var bar = svg("rect", {
+        x: x0, y: y + 4, width: Math.max(1.5, x1 - x0), height: rowH - 8, rx: 2,
+        "class": "wf-bar " + cls, "data-kind": r.kind, "data-value": amount
+      });
+      bar.appendChild(svg("title", { text: r.name + ": " + (r.kind === "field" ? signed(amount, 4) : fmt(amount, 4)) }));
+      group.appendChild(bar);
+      group.appendChild(svg("text", { x: plotR + 8, y: y + rowH / 2 + 1, "class": "wf-value", "dominant-baseline": "middle",
+        text: r.kind === "field" ? signed(amount, 3) : fmt(amount, 3) }));
+      chart.appendChild(group);
+      if (i < rows.length - 1 && r.kind !== "total") {
+        var next = rows[i + 1];
+        var joinX = x(r.end);
+        if (next.kind !== "total") {
+          chart.appendChild(svg("line", { x1: joinX, x2: joinX, y1: y + rowH - 4, y2: y + rowH + 4,
+            "class": "wf-connector" }));
+        }
+      }
+    });
+    container.appendChild(chart);
+  }
+
+  // ---- replay and notice ----------------------------------------------------------------------------------
+
+  function replay() {
+    if (!state.record) return;
+    var button = $("replay-button");
+    var out = $("replay-result");
+    button.disabled = true;
+    out.textContent = "Replaying with the recorded model, policy and catalog versions…";
+    api("/v1/decisions/" + encodeURIComponent(state.record.decision_id) + "/replay", { method: "POST" })
+      .then(function (result) {
+        clear(out);
+        if (result.identical) {
+          out.appendChild(el("span", { "class": "replay-ok", id: "replay-verdict", text: "✓ Replay matched" }));
+          out.appendChild(document.createTextNode(" — identical score, band, decision and reasons."));
+        } else {
+          out.appendChild(el("span", { "class": "replay-bad", id: "replay-verdict", text: "✗ Replay differs" }));
+          var list = el("ul", {});
+          (result.differences || []).forEach(function (d) {
+            list.appendChild(el("li", { text: d.field + ": recorded " + JSON.stringify(d.recorded) +
+              ", replayed " + JSON.stringify(d.replayed) }));
+          });
+          out.appendChild(list);
+        }
+      }).catch(function (error) {
+        out.textContent = "Replay failed: " + error.message;
+      }).then(function () { button.disabled = false; });
+  }
+
+  function renderNoticeArea(record) {
+    var box = $("notice-area");
+    clear(box);
+    if (record.decision !== "decline") {
+      box.appendChild(el("p", { "class": "muted", text: "No adverse-action notice is required for a " +
+        record.decision + " (only declines get one)." }));
+      return;
+    }
+    var button = el("button", { type: "button", "class": "btn", id: "notice-button", text: "Open adverse-action notice" });
+    button.addEventListener("click", openNotice);
+    box.appendChild(button);
+  }
+
+  function showBlob(slot, blob, frame, link) {
+    if (state.blobs[slot]) URL.revokeObjectURL(state.blobs[slot]);
+    var url = URL.createObjectURL(blob);
+    state.blobs[slot] = url;
+    frame.src = url;
+    link.href = url;
+  }
+
+  function openNotice() {
+    if (!state.record) return;
+    var path = "/v1/decisions/" + encodeURIComponent(state.record.decision_id) + "/notice?format=html";
+    api(path, { as: "blob", accept: "text/html" }).then(function (blob) {
+      showBlob("notice", new Blob([blob], { type: "text/html" }), $("notice-frame"), $("notice-open"));
+      $("notice-panel").hidden = false;
+      $("notice-panel").scrollIntoView({ block: "start" });
+      $("notice-close").focus();
+    }).catch(function (error) { setStatus("Could not open the notice: " + error.message, true); });
+  }
+
+  // ---- period report --------------------------------------------------------------------------------------
+
+  function isoDay(date) { return date.toISOString().slice(0, 10); }
+
+  function reportPath(format) {
+    var form = $("report-form");
+    var params = new URLSearchParams({ from: form.elements.from.value, to: form.elements.to.value, format: format });
+    if (form.elements.model.value.trim()) params.set("model", form.elements.model.value.trim());
+    return "/v1/reports?" + params.toString();
+  }
+
+  function showReport(event) {
+    event.preventDefault();
+    var button = $("report-show");
+    button.disabled = true;
+    setStatus("Building the report…");
+    api(reportPath("html"), { as: "blob" }).then(function (blob) {
+      setStatus("");
+      showBlob("report", new Blob([blob], { type: "text/html" }), $("report-frame"), $("report-open"));
+      $("report-panel").hidden = false;
+    }).catch(function (error) {
+      setStatus("Could not build the report: " + error.message, true);
+    }).then(function () { button.disabled = false; });
+  }
+
+  function downloadReport(format) {
+    if (!$("report-form").reportValidity()) return;
+    api(reportPath(format), { as: "blob" }).then(function (blob) {
+      var url = URL.createObjectURL(blob);
+      var link = el("a", { href: url, download: "credit-decision-report_" + $("r-from").value + "_" + $("r-to").value +
+        "." + format });
+      document.body.appendChild(link);
+      link.click();
+      link.remove();
+      setTimeout(function () { URL.revokeObjectURL(url); }, 10000);
+    }).catch(function (error) { setStatus("Could not download the report: " + error.message, true); });
+  }
+
+  // ---- start ----------------------------------------------------------------------------------------------
+
+  function init() {
+    var today = new Date();
+    var tomorrow = new Date(today.getTime() + 86400000);
+    var monthAgo = new Date(today.getTime() - 30 * 86400000);
+    $("r-from").value = isoDay(monthAgo);
+    $("r-to").value = isoDay(tomorrow);
+
+    $("signin-form").addEventListener("submit", onSignIn);
+    $("sign-out").addEventListener("click", function () { signOut(""); });
+    $("search-form").addEventListener("submit", function (event) { event.preventDefault(); search(false); });
+    $("search-form").addEventListener("reset", function () { setTimeout(function () { search(false); }, 0); });
+    $("load-more").addEventListener("click", function () { search(true); });
+    $("replay-button").addEventListener("click", replay);
+    $("notice-close").addEventListener("click", function () { $("notice-panel").hidden = true; $("notice-button").focus(); });
+    $("notice-print").addEventListener("click", function () { $("notice-frame").contentWindow.print(); });
+    $("report-form").addEventListener("submit", showReport);
+    Array.prototype.forEach.call(document.querySelectorAll("#report-form [data-format]"), function (button) {
+      button.addEventListener("click", function () { downloadReport(button.getAttribute("data-format")); });
+    });
+    window.addEventListener("hashchange", route);
+
+    fetch("/v1/schema", { credentials: "omit" }).then(function (r) { return r.ok ? r.json() : null; })
+      .catch(function () { return null; })
+      .then(function (schema) {
+        state.schema = schema;
+        ((schema && schema.risk_bands) || []).forEach(function (band) {
+          $("f-band").appendChild(el("option", { value: band.band, text: band.band + " (" + band.decision + ")" }));
+        });
+        if (state.record) renderDecision(state.record);
+      });
+    route();
+  }
+
+  document.addEventListener("DOMContentLoaded", init);
+})();

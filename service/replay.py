@@ -1,0 +1,168 @@
+"""Replay: re-decide a stored request with the exact model version that decided it and report any difference.
+
+The recorded model name and version are loaded from the model store (older versions stay loadable after a
+newer champion is promoted); the version's bundle carries its own feature spec, policy and reason catalog,
+so the recorded ``spec_version``, ``policy_version``, ``catalog_version``, model sha256 and manifest sha256
+must equal the loaded bundle's, else that is reported as a difference too. The stored request must still
+hash to the recorded ``request_hash``.
+
+Compared: decision, score, probability_of_default, risk band, reasons (codes, order, texts, values,
+contributions), rules fired and the explanation (attributions, base value, margin). Numbers are compared
+with an absolute tolerance of 1e-9: the same ONNX graph and the same float64 TreeSHAP run on the same input
+give the same numbers (JSON round-trips floats exactly), so the tolerance only absorbs a different CPU's
+last-bit rounding, far below anything that could change a score, band or reason.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from service.models import ModelCache, ModelUnavailable
+from service.records.model import StoredRecord
+from service.serialize import decision_to_json
+
+FLOAT_TOLERANCE = 1e-9
+COMPARED_FIELDS = (
+    "decision",
+    "score",
+    "probability_of_default",
+    "risk_band",
+    "reasons",
+    "rules_fired",
+    "explanation",
+)
+VERSION_FIELDS = ("spec_version", "policy_version", "catalog_version")
+
+
+@dataclass(frozen=True)
+class Difference:
+    """One field that differs: its dotted path, the recorded and the replayed value."""
+
+    field: str
+    recorded: Any
+    replayed: Any
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form."""
+        return {"field": self.field, "recorded": self.recorded, "replayed": self.replayed}
+
+    def describe(self) -> str:
+        """One line for the CLI."""
+        return f"{self.field}: recorded {self.recorded!r}, replayed {self.replayed!r}"
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    """The outcome of replaying one decision."""
+
+    decision_id: str
+    model_name: str
+    model_version: str
+    differences: tuple[Difference, ...] = field(default=())
+
+    @property
+    def identical(self) -> bool:
+        """True when nothing differs."""
+        return not self.differences
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form (the body of POST /v1/decisions/{id}/replay)."""
+        return {
+            "decision_id": self.decision_id,
+            "identical": self.identical,
+            "model": {"name": self.model_name, "version": self.model_version},
+            "tolerance": FLOAT_TOLERANCE,
+            "differences": [d.to_dict() for d in self.differences],
+        }
+
+
+def _is_number(value: Any) -> bool:
+    return isinstance(value, int | float) and not isinstance(value, bool)
+
+
+def compare(recorded: Any, replayed: Any, path: str, tolerance: float = FLOAT_TOLERANCE) -> list[Difference]:
+    """Every leaf where two JSON values differ (numbers within ``tolerance`` are equal; list order matters)."""
+    if isinstance(recorded, Mapping) and isinstance(replayed, Mapping):
+        found: list[Difference] = []
+        for key in sorted(set(recorded) | set(replayed), key=str):
+            sub = f"{path}.{key}" if path else str(key)
+            if key not in recorded or key not in replayed:
+                found.append(Difference(sub, recorded.get(key), replayed.get(key)))
+            else:
+                found.extend(compare(recorded[key], replayed[key], sub, tolerance))
+        return found
+    if isinstance(recorded, list) and isinstance(replayed, list):
+        if len(recorded) != len(replayed):
+            return [Difference(path, recorded, replayed)]
+        found = []
+        for index, (old, new) in enumerate(zip(recorded, replayed, strict=True)):
+            found.extend(compare(old, new, f"{path}[{index}]", tolerance))
+        return found
+    if _is_number(recorded) and _is_number(replayed):
+        same = recorded == replayed or (
+            math.isfinite(recorded) and math.isfinite(replayed) and abs(recorded - replayed) <= tolerance
+        )
+        return [] if same else [Difference(path, recorded, replayed)]
+    return [] if recorded == replayed and type(recorded) is type(replayed) else [Difference(path, recorded, replayed)]
+
+
+def replay_record(
+    stored: StoredRecord, models: ModelCache, request_hash_of: Callable[[dict[str, Any]], str]
+) -> ReplayReport:
+    """Re-decide one stored request with its recorded model version and compare with what was recorded.
+
+    ``request_hash_of`` maps the stored validated request to its hash (the API's ``request_hash``).
+    """
+    record = stored.record
+    payload = record.payload
+    report = ReplayReport(record.decision_id, record.model_name, record.model_version)
+    differences: list[Difference] = []
+    request = payload.get("request")
+    recorded = payload.get("response")
+    if not isinstance(request, Mapping) or not isinstance(recorded, Mapping):
+        return _with(report, [Difference("payload", "request and response", "missing or not objects")])
+    actual_hash = request_hash_of(dict(request))
+    if actual_hash != record.request_hash:
+        differences.append(Difference("request_hash", record.request_hash, actual_hash))
+    try:
+        model = models.get(record.model_name, record.model_version)
+    except ModelUnavailable as exc:
+        differences.append(Difference("model", f"{record.model_name} {record.model_version}", f"not loadable: {exc}"))
+        return _with(report, differences)
+    info = model.info
+    versions = payload.get("versions") if isinstance(payload.get("versions"), Mapping) else {}
+    assert isinstance(versions, Mapping)
+    recorded_model = recorded.get("model") if isinstance(recorded.get("model"), Mapping) else {}
+    assert isinstance(recorded_model, Mapping)
+    differences.extend(compare(recorded_model.get("sha256"), info.sha256, "model.sha256"))
+    differences.extend(compare(versions.get("manifest_sha256"), info.manifest_sha256, "versions.manifest_sha256"))
+    for name in VERSION_FIELDS:
+        differences.extend(compare(recorded.get(name), getattr(info, name), name))
+    applicant = request.get("applicant")
+    try:
+        if not isinstance(applicant, Mapping):
+            raise TypeError("the stored request has no applicant object")
+        decision = model.engine.decide_many([dict(applicant)])[0]
+    except Exception as exc:  # a tampered or unreadable input is a finding, not a crash
+        differences.append(Difference("request", "a decidable application", f"cannot be decided: {exc!r}"))
+        return _with(report, differences)
+    scaling = model.bundle.policy.scaling
+    replayed = decision_to_json(
+        decision_id=record.decision_id,
+        application_id=record.application_id,
+        decision=decision,
+        model=info,
+        score_range=(scaling.min_score, scaling.max_score),
+        created_at=record.created_at,
+        latency_ms=0.0,
+    )
+    for name in COMPARED_FIELDS:
+        differences.extend(compare(recorded.get(name), replayed[name], name))
+    return _with(report, differences)
+
+
+def _with(report: ReplayReport, differences: list[Difference]) -> ReplayReport:
+    return ReplayReport(report.decision_id, report.model_name, report.model_version, tuple(differences))

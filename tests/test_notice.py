@@ -1,0 +1,172 @@
+"""Adverse-action notice data: the pure builder on hand-made records, and GET /v1/decisions/<id>/notice."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+import pytest
+
+from service.core.notice import NO_INQUIRY_DATA, NoticeNotRequired, build_notice
+
+
+def _reason(code: str, kind: str, log_odds: float | None, adverse: bool = True) -> dict[str, Any]:
+    contribution = None if log_odds is None else {"log_odds": log_odds, "score_points": -57.7 * log_odds}
+    return {
+        "code": code,
+        "kind": kind,
+        "customer_text": f"text of {code}",
+        "auditor_text": f"auditor text of {code}",
+        "adverse": adverse,
+        "values": [{"field": "f", "value": 1, "label": f"value of {code}"}],
+        "contribution": contribution,
+    }
+
+
+def _record(decision: str, reasons: list[dict[str, Any]], attributions: dict[str, float] | None = None) -> dict:
+    return {
+        "decision_id": "d1",
+        "application_id": "APP-1",
+        "created_at": "2026-03-04T05:06:07.000000Z",
+        "decision": decision,
+        "score": 444,
+        "payload": {
+            "request": {"application_id": "APP-1", "applicant": {"credit_inquiries": 6} if attributions else {}},
+            "response": {
+                "score": {"value": 444, "min": 300, "max": 850},
+                "reasons": reasons,
+                "explanation": {"attributions": attributions or {"a": 0.1}},
+                "model": {"name": "m", "version": "v3", "sha256": "ab" * 32},
+                "policy_version": "p-1",
+                "catalog_version": "c-1",
+            },
+        },
+    }
+
+
+def test_rule_reasons_come_first_then_model_reasons_by_impact_at_most_four() -> None:
+    reasons = [
+        _reason("C05", "model", 0.10),
+        _reason("R01", "rule", None),
+        _reason("C01", "model", 0.40),
+        _reason("C09", "model", -0.2, adverse=False),
+        _reason("C03", "model", 0.25),
+        _reason("C02", "model", 0.25),
+    ]
+    notice = build_notice(_record("decline", reasons))
+    assert [r.code for r in notice.principal_reasons] == ["R01", "C01", "C02", "C03"]  # tie C02/C03 by code
+    assert [r.rank for r in notice.principal_reasons] == [1, 2, 3, 4]
+    assert [f.code for f in notice.key_factors] == ["C01", "C02", "C03", "C05"]  # model reasons only
+    assert notice.principal_reasons[1].text == "text of C01"
+    assert notice.principal_reasons[1].values == ("value of C01",)
+    assert notice.principal_reasons[1].score_points == round(-57.7 * 0.40, 1)
+    body = notice.to_dict()
+    assert body["score"] == {"value": 444, "min": 300, "max": 850, "higher_is_better": True}
+    assert body["decision_date"] == "2026-03-04"
+
+
+def test_german_data_has_no_inquiry_factor_and_says_so() -> None:
+    body = build_notice(_record("decline", [_reason("C01", "model", 0.3)])).to_dict()
+    assert body["inquiries_factor"] is None
+    assert body["inquiries_note"] == NO_INQUIRY_DATA
+
+
+def test_an_adverse_inquiry_attribution_becomes_the_fifth_key_factor() -> None:
+    reasons = [_reason(c, "model", v) for c, v in (("C01", 0.5), ("C02", 0.4), ("C03", 0.3), ("C04", 0.2))]
+    notice = build_notice(_record("decline", reasons, {"credit_inquiries": 0.1, "a": 0.5}))
+    assert notice.inquiries_factor is not None
+    assert notice.inquiries_factor.rank == 5
+    assert notice.inquiries_factor.values == ("6 inquiries",)
+    assert notice.inquiries_factor.score_points == round(-57.7 * 0.1, 1)
+    benign = build_notice(_record("decline", reasons, {"credit_inquiries": -0.1}))
+    assert benign.inquiries_factor is None and "did not adversely affect" in benign.inquiries_note
+
+
+@pytest.mark.parametrize("decision", ["approve", "refer"])
+def test_only_declines_get_a_notice(decision: str) -> None:
+    with pytest.raises(NoticeNotRequired, match=decision):
+        build_notice(_record(decision, [_reason("C01", "model", 0.3)]))
+
+
+# --- the endpoint ------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def decided(api_app: Any, german_applications: list[Any]) -> list[dict[str, Any]]:
+    """The first 40 German applications decided through the API."""
+    client = api_app.test_client()
+    response = client.post("/v1/decisions:batch", json={"applications": [r for r, _ in german_applications[:40]]})
+    assert response.status_code == 200
+    return [item["decision"] for item in response.get_json()["items"]]
+
+
+def _first(decided: list[dict[str, Any]], *decisions: str) -> dict[str, Any]:
+    return next(d for d in decided if d["decision"] in decisions)
+
+
+def test_notice_json_of_a_decline_follows_the_decision(
+    api_app: Any, decided: list[dict[str, Any]], auditor_headers: dict[str, str]
+) -> None:
+    declined = _first(decided, "decline")
+    response = api_app.test_client().get(f"/v1/decisions/{declined['decision_id']}/notice", headers=auditor_headers)
+    assert response.status_code == 200 and response.mimetype == "application/json"
+    body = response.get_json()
+    adverse = [r for r in declined["reasons"] if r["adverse"]]
+    assert [r["text"] for r in body["principal_reasons"]] == [r["customer_text"] for r in adverse][:4]
+    contributions = [r["contribution"]["log_odds"] for r in adverse if r["kind"] == "model"]
+    assert contributions == sorted(contributions, reverse=True)
+    assert body["score"] == {**declined["score"], "higher_is_better": True}
+    assert body["decision_date"] == declined["created_at"][:10]
+    assert body["inquiries_factor"] is None and "no record of credit inquiries" in body["inquiries_note"]
+    assert body["model"] == declined["model"]
+    assert response.headers["Cache-Control"] == "no-store"
+
+
+@pytest.mark.parametrize("how", ["query", "accept"])
+def test_notice_html_is_printable_and_self_contained(
+    api_app: Any, decided: list[dict[str, Any]], auditor_headers: dict[str, str], how: str
+) -> None:
+    declined = _first(decided, "decline")
+    path = f"/v1/decisions/{declined['decision_id']}/notice"
+    if how == "query":
+        response = api_app.test_client().get(path + "?format=html", headers=auditor_headers)
+    else:
+        headers = {**auditor_headers, "Accept": "text/html,application/xhtml+xml;q=0.9,*/*;q=0.8"}
+        response = api_app.test_client().get(path, headers=headers)
+    assert response.status_code == 200 and response.mimetype == "text/html"
+    page = response.get_data(as_text=True)
+    assert "@media print" in page
+    assert not re.search(r"""(src|href)\s*=\s*["']?(https?:)?//""", page)  # no external resources
+    assert "<script" not in page
+    for reason in [r for r in declined["reasons"] if r["adverse"]][:4]:
+        assert reason["customer_text"] in page
+    assert f">{declined['score']['value']}<" in page
+
+
+@pytest.mark.parametrize("decision", ["approve", "refer"])
+def test_no_notice_for_approvals_and_referrals(
+    api_app: Any, decided: list[dict[str, Any]], auditor_headers: dict[str, str], decision: str
+) -> None:
+    other = _first(decided, decision)
+    response = api_app.test_client().get(f"/v1/decisions/{other['decision_id']}/notice", headers=auditor_headers)
+    assert response.status_code == 409 and response.mimetype == "application/problem+json"
+    problem = response.get_json()
+    assert problem["type"].endswith(":notice-not-required") and decision in problem["detail"]
+
+
+def test_notice_errors_and_roles(
+    api_app: Any,
+    anonymous_client: Any,
+    decided: list[dict[str, Any]],
+    scorer_headers: dict[str, str],
+    admin_headers: dict[str, str],
+    auditor_headers: dict[str, str],
+) -> None:
+    path = f"/v1/decisions/{_first(decided, 'decline')['decision_id']}/notice"
+    client = api_app.test_client()
+    assert anonymous_client.get(path).status_code == 401
+    assert client.get(path, headers=scorer_headers).status_code == 403
+    assert client.get(path, headers=admin_headers).status_code == 403
+    assert client.get("/v1/decisions/no-such-decision/notice", headers=auditor_headers).status_code == 404
+    bad = client.get(path + "?format=pdf", headers=auditor_headers)
+    assert bad.status_code == 400 and bad.get_json()["errors"][0]["field"] == "format"
