@@ -13,6 +13,7 @@ import math
 import re
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -53,7 +54,7 @@ class Field:
     unit: str = ""
     values: tuple[Category, ...] = ()
 
-    @property
+    @cached_property
     def codes(self) -> tuple[str, ...]:
         """Allowed codes of a categorical field, in spec order."""
         return tuple(c.code for c in self.values)
@@ -149,7 +150,7 @@ class FeatureSpec:
                 return f
         raise KeyError(name)
 
-    @property
+    @cached_property
     def columns(self) -> tuple[str, ...]:
         """Encoded column names, in the order of the model's input tensor."""
         out: list[str] = []
@@ -182,30 +183,40 @@ class FeatureSpec:
         return tuple(dict.fromkeys(f.reason_group for f in self.fields))
 
     # ---- encoding ------------------------------------------------------------------------
+    @cached_property
+    def _encoding(self) -> tuple[tuple[Field, int, dict[str, int] | None], ...]:
+        """Per field: the field, its first column and, for a category, code -> column offset."""
+        plan: list[tuple[Field, int, dict[str, int] | None]] = []
+        col = 0
+        for f in self.fields:
+            if f.kind == "numeric":
+                plan.append((f, col, None))
+                col += 1
+            else:
+                plan.append((f, col, {c: k for k, c in enumerate(f.codes)}))
+                col += len(f.values)
+        return tuple(plan)
+
     def encode(self, applications: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Encode validated applications (field name -> value) into the model's float32 matrix.
 
         Raises ContractError naming the field for a missing field, an unknown category or a
         non-finite number; fields not in the spec are ignored here (the API rejects them).
         """
-        n = len(applications)
-        out = np.zeros((n, len(self.columns)), dtype=np.float32)
-        col = 0
-        for f in self.fields:
-            if f.kind == "numeric":
-                for r, app in enumerate(applications):
-                    out[r, col] = _number(app, f)
-                col += 1
-            else:
-                lookup = {c: k for k, c in enumerate(f.codes)}
-                for r, app in enumerate(applications):
-                    if f.name not in app:
-                        raise ContractError(f"{f.name}: missing")
-                    k = lookup.get(app[f.name])
-                    if k is None:
-                        raise ContractError(f"{f.name}: unknown value {app[f.name]!r}")
-                    out[r, col + k] = 1.0
-                col += len(f.values)
+        out = np.zeros((len(applications), len(self.columns)), dtype=np.float32)
+        plan = self._encoding
+        for r, app in enumerate(applications):
+            row = out[r]
+            for f, col, lookup in plan:
+                if lookup is None:
+                    row[col] = _number(app, f)
+                    continue
+                if f.name not in app:
+                    raise ContractError(f"{f.name}: missing")
+                k = lookup.get(app[f.name])
+                if k is None:
+                    raise ContractError(f"{f.name}: unknown value {app[f.name]!r}")
+                row[col + k] = 1.0
         return out
 
     def from_source_row(self, row: Mapping[str, Any]) -> dict[str, Any]:

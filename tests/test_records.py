@@ -582,3 +582,26 @@ def test_the_default_sqlite_url_is_relative_to_the_working_directory(
     store.close()
     assert (tmp_path / "var" / "decisions.sqlite3").is_file()
     assert sqlite3.connect(tmp_path / "var" / "decisions.sqlite3").execute("PRAGMA journal_mode").fetchone() == ("wal",)
+
+
+def test_spliced_canonical_content_equals_the_full_serialisation(make_decision_record: Any) -> None:
+    from hypothesis import given, settings
+    from hypothesis import strategies as st
+
+    from service.records.model import canonical_content, canonical_json, record_content
+
+    json_values = st.recursive(
+        st.none() | st.booleans() | st.integers() | st.floats(allow_nan=False, allow_infinity=False) | st.text(),
+        lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
+        max_leaves=20,
+    )
+
+    @settings(max_examples=200, deadline=None)
+    @given(payload=st.dictionaries(st.text(max_size=8), json_values, max_size=6))
+    def check(payload: dict[str, Any]) -> None:
+        record = make_decision_record(payload=payload)
+        full = canonical_json(record_content(record))
+        assert canonical_content(record) == full
+        assert canonical_content(record, canonical_json(record.payload)) == full
+
+    check()

@@ -117,6 +117,7 @@ class DecisionEngine:
         for i, f in enumerate(fields):
             self._field_to_group[i, groups.index(f.reason_group)] = 1.0
         self._group_fields = {g: tuple(f for f in fields if f.reason_group == g) for g in groups}
+        self._fields_by_name = {f.name: f for f in fields}
         self._group_codes = {g: catalog.for_group(g) for g in groups}
         # deterministic tie-break: by group name
         self._group_rank = np.argsort(np.asarray(groups, dtype=object), kind="stable")
@@ -209,7 +210,7 @@ class DecisionEngine:
 
     def _value(self, field_name: str, application: Mapping[str, Any]) -> ReasonValue:
         value = application.get(field_name)
-        return ReasonValue(field=field_name, value=value, label=self.spec.field(field_name).label_of(value))
+        return ReasonValue(field=field_name, value=value, label=self._fields_by_name[field_name].label_of(value))
 
 
 def sigmoid(margin: float) -> float:

@@ -329,8 +329,8 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
 
     def save(self, record: DecisionRecord) -> StoredRecord:
         """Append a record to the chain and commit durably before returning (idempotent by key)."""
-        content = canonical_content(record)
         payload_text = canonical_json(record.payload)
+        content = canonical_content(record, payload_text)
         with self._transaction("write") as tx:
             head = self._lock_chain(tx)
             # Checked under the append lock, so two retries racing with one key cannot both insert.
@@ -349,7 +349,7 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
                     return existing
                 raise DuplicateDecisionId(f"decision_id {record.decision_id} is already stored with other content")
             seq, prev_hash = int(head[0]) + 1, str(head[1])
-            record_hash = chain_hash(prev_hash, record)
+            record_hash = chain_hash(prev_hash, record, content)
             tx.run(
                 _INSERT_RECORD,
                 (

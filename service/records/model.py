@@ -93,11 +93,22 @@ def canonical_json(value: Any) -> str:
         raise ValueError(f"decision record is not JSON-ready: {exc}") from exc
 
 
-def canonical_content(record: DecisionRecord) -> str:
-    """The canonical JSON of every record field: what the chain hash covers."""
-    return canonical_json(record_content(record))
+def canonical_content(record: DecisionRecord, payload_text: str | None = None) -> str:
+    """The canonical JSON of every record field: what the chain hash covers.
+
+    ``payload_text``, when given, must be ``canonical_json(record.payload)``; it is spliced in rather than
+    serialised again (the payload is most of the record). The result is the same text either way: the
+    object is assembled key by key in sorted order with the same separators ``canonical_json`` uses.
+    """
+    content = record_content(record)
+    parts = []
+    for key in sorted(content):
+        text = payload_text if key == "payload" and payload_text is not None else canonical_json(content[key])
+        parts.append(f"{canonical_json(key)}:{text}")
+    return "{" + ",".join(parts) + "}"
 
 
-def chain_hash(prev_hash: str, record: DecisionRecord) -> str:
-    """``sha256(prev_hash + canonical_content(record))`` as lowercase hex."""
-    return hashlib.sha256((prev_hash + canonical_content(record)).encode("utf-8")).hexdigest()
+def chain_hash(prev_hash: str, record: DecisionRecord, content: str | None = None) -> str:
+    """``sha256(prev_hash + canonical_content(record))`` as lowercase hex (``content`` if already computed)."""
+    text = canonical_content(record) if content is None else content
+    return hashlib.sha256((prev_hash + text).encode("utf-8")).hexdigest()

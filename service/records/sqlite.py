@@ -1,8 +1,10 @@
-"""SQLite backend: one database file in WAL mode, appends serialised by ``BEGIN IMMEDIATE``."""
+"""SQLite backend: one database file in WAL mode, appends serialised by flock(2) and ``BEGIN IMMEDIATE``."""
 
 from __future__ import annotations
 
+import fcntl
 import json
+import os
 import sqlite3
 from collections.abc import Sequence
 from datetime import datetime
@@ -49,6 +51,11 @@ class SqliteDecisionStore(SqlDecisionStore[sqlite3.Connection]):
         super().__init__()
         self.path = Path(path)
         self.busy_timeout = busy_timeout
+        # One lock-file descriptor per connection (so per thread and process): appenders queue on flock(2),
+        # which the kernel hands over the moment it is released, instead of on SQLite's busy handler, which
+        # polls with sleeps of up to 100 ms. The lock dies with its process, so a killed worker never holds it.
+        self._lock_path = self.path.with_name(self.path.name + ".lock")
+        self._lock_fds: dict[int, int] = {}
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.migrate()
         # Keep no connection open after construction, so a store built before gunicorn forks its workers
@@ -63,6 +70,7 @@ class SqliteDecisionStore(SqlDecisionStore[sqlite3.Connection]):
                 raise sqlite3.OperationalError(f"cannot switch {self.path} to WAL mode (got {mode})")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+            self._lock_fds[id(conn)] = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         except BaseException:
             conn.close()
             raise
@@ -71,12 +79,26 @@ class SqliteDecisionStore(SqlDecisionStore[sqlite3.Connection]):
     def _begin(self, conn: sqlite3.Connection, mode: Mode) -> Transaction:
         # IMMEDIATE takes the database write lock at BEGIN (waiting up to busy_timeout), so the chain head read
         # next is the one this append extends: appends from every process form one total order.
-        conn.execute("BEGIN IMMEDIATE" if mode == "write" else "BEGIN")
+        if mode != "write":
+            conn.execute("BEGIN")
+            return _SqliteTransaction(conn)
+        fd = self._lock_fds[id(conn)]
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except BaseException:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+            raise
         return _SqliteTransaction(conn)
 
     def _finish(self, conn: sqlite3.Connection, commit: bool) -> None:
-        if conn.in_transaction:
-            conn.execute("COMMIT" if commit else "ROLLBACK")
+        try:
+            if conn.in_transaction:
+                conn.execute("COMMIT" if commit else "ROLLBACK")
+        finally:
+            fd = self._lock_fds.get(id(conn))
+            if fd is not None:
+                fcntl.flock(fd, fcntl.LOCK_UN)
 
     def _is_database_error(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.Error)
@@ -89,6 +111,9 @@ class SqliteDecisionStore(SqlDecisionStore[sqlite3.Connection]):
         return False
 
     def _close_connection(self, conn: sqlite3.Connection) -> None:
+        fd = self._lock_fds.pop(id(conn), None)
+        if fd is not None:
+            os.close(fd)
         try:
             conn.close()
         except sqlite3.Error:
