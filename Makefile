@@ -33,10 +33,15 @@ train: $(STAMP) ## train the default models into ./model_store
 
 serve: $(STAMP) ## run the service on its embedded defaults (trains the default model first if the store is empty)
 	@$(BIN)/credit-decision models champion >/dev/null 2>&1 || $(BIN)/credit-decision train
+	@test -s var/api_keys || $(MAKE) --no-print-directory dev-keys
 	HOST=$(HOST) PORT=$(PORT) $(BIN)/credit-decision serve
 
-dev-keys: $(STAMP) ## create development API keys (each printed once; only hashes kept, in var/api_keys)
-	@for r in scorer auditor admin; do echo "$$r:"; $(BIN)/credit-decision keys create --role $$r --label dev-$$r; done
+dev-keys: $(STAMP) ## create development API keys for every role (shown once; only their sha256 is kept, in var/api_keys)
+	@echo "Development API keys (shown once; only their sha256 is kept, in var/api_keys):"
+	@for r in scorer auditor admin; do \
+	  k=$$($(BIN)/credit-decision keys create --role $$r --label dev-$$r 2>/dev/null) || exit 1; \
+	  echo "  export $$(echo $$r | tr a-z A-Z)_KEY=$$k"; \
+	done
 
 lint: $(STAMP)
 	$(BIN)/ruff check service model_store training cli tests benchmarks

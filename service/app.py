@@ -16,15 +16,13 @@ from typing import Any
 
 from flask import Flask
 
-from model_store.errors import ContractError
 from model_store.store import ModelStore
 from service import api, auth, errors
 from service.api.health import Metrics
 from service.api.schemas import build_schemas
 from service.config import ConfigError, Settings
-from service.models import ModelCache
+from service.models import ModelCache, ModelUnavailable
 from service.records import RecordsError, open_decision_store
-from service.runtime import SelfCheckError, ServedModel
 from service.state import EXTENSION_KEY, ServiceState
 
 log = logging.getLogger(__name__)
@@ -93,22 +91,17 @@ def _load_model(state: ServiceState) -> None:
             )
             return
         name, version = champion
+    models = ModelCache(store)
     try:
-        served = ServedModel.load(store, name, version)
-        served.self_check()
-    except (ContractError, SelfCheckError, OSError) as exc:
+        served = models.get(name, version)
+    except ModelUnavailable as exc:
         state.problems.append(f"model {name} {version} failed to load or self-check: {exc}")
         log.error("model %s %s failed to load or self-check", name, version, exc_info=exc)
         return
-    except Exception as exc:
-        # onnxruntime raises its own exception types (not RuntimeError); whatever the cause, the
-        # service must stay up and say it is not ready, and the traceback goes to the log.
-        state.problems.append(f"model {name} {version} failed to load: {type(exc).__name__} (see the log)")
-        log.exception("model %s %s failed to load", name, version)
-        return
+    models.serving = served
     example = (served.bundle.reference.get("applications") or [None])[0]
     state.model = served
-    state.models = ModelCache(store, serving=served)
+    state.models = models
     state.schemas = build_schemas(
         served.bundle.spec,
         served.bundle.policy,

@@ -5,8 +5,8 @@ cannot score or read records unless it also holds ``scorer`` or ``auditor``)::
 
     scorer   POST /v1/decisions, POST /v1/decisions:batch
     auditor  GET /v1/decisions (search), GET /v1/decisions/export, GET /v1/decisions/{id},
-             POST /v1/decisions/{id}/replay, reports, outcomes, notices (console endpoints)
-    admin    GET /v1/models
+             POST /v1/decisions/{id}/replay, GET /v1/reports, GET /v1/decisions/{id}/notice
+    admin    GET /v1/models, POST /v1/outcomes (the only write besides decisions: auditors stay read-only)
     public   /healthz, /readyz, /metrics, /openapi.json, /docs, /v1/schema, the console's static page
 
 Key file (``API_KEYS_FILE``, default ``var/api_keys``): one key per line as ``role:sha256hex[:label]``,

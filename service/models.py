@@ -73,10 +73,8 @@ class ModelCache:
                 model = ServedModel.load(self.store, name, version)
                 model.self_check()
             except (ContractError, SelfCheckError, OSError, ValueError, KeyError) as exc:
+                # ContractError covers a changed artifact, an invalid contract file and onnxruntime's load errors
                 raise ModelUnavailable(f"model {name} {version}: {exc}") from exc
-            except Exception as exc:
-                # onnxruntime has its own exception types; the cause goes to the caller's log
-                raise ModelUnavailable(f"model {name} {version} failed to load: {type(exc).__name__}") from exc
             self._models[key] = model
             return model
 

@@ -146,7 +146,7 @@ def replay_record(
         if not isinstance(applicant, Mapping):
             raise TypeError("the stored request has no applicant object")
         decision = model.engine.decide_many([dict(applicant)])[0]
-    except Exception as exc:  # a tampered or unreadable input is a finding, not a crash
+    except (TypeError, ValueError, KeyError) as exc:  # a tampered or unreadable input is a finding, not a crash
         differences.append(Difference("request", "a decidable application", f"cannot be decided: {exc!r}"))
         return _with(report, differences)
     scaling = model.bundle.policy.scaling

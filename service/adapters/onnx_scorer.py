@@ -6,9 +6,26 @@ from pathlib import Path
 
 import numpy as np
 import onnxruntime as ort
+from onnxruntime.capi import onnxruntime_pybind11_state as ort_errors
+
+from model_store.errors import ContractError
 
 INPUT_NAME = "features"
 OUTPUT_NAMES = ("margin", "probability_of_default")
+# onnxruntime's own exception types (they derive from Exception directly, not from RuntimeError)
+_ORT_LOAD_ERRORS: tuple[type[Exception], ...] = (
+    ort_errors.Fail,
+    ort_errors.InvalidArgument,
+    ort_errors.InvalidGraph,
+    ort_errors.InvalidProtobuf,
+    ort_errors.NoSuchFile,
+    ort_errors.NotImplemented,
+    ort_errors.RuntimeException,
+)
+
+
+class OnnxModelError(ContractError):
+    """onnxruntime cannot load the model file, or its interface is not the standard one."""
 
 
 class OnnxScorer:
@@ -20,17 +37,22 @@ class OnnxScorer:
         options.inter_op_num_threads = 1
         options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
         options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        self._session = ort.InferenceSession(str(model_path), sess_options=options, providers=["CPUExecutionProvider"])
+        try:
+            self._session = ort.InferenceSession(
+                str(model_path), sess_options=options, providers=["CPUExecutionProvider"]
+            )
+        except _ORT_LOAD_ERRORS as exc:
+            raise OnnxModelError(f"{model_path}: onnxruntime cannot load it: {type(exc).__name__}: {exc}") from exc
         inputs = {i.name: i for i in self._session.get_inputs()}
         outputs = {o.name for o in self._session.get_outputs()}
         if INPUT_NAME not in inputs or not set(OUTPUT_NAMES) <= outputs:
-            raise ValueError(
+            raise OnnxModelError(
                 f"{model_path}: ONNX model must have input '{INPUT_NAME}' and outputs {list(OUTPUT_NAMES)}; "
                 f"has {sorted(inputs)} -> {sorted(outputs)}"
             )
         width = inputs[INPUT_NAME].shape[-1]
         if isinstance(width, int) and width != n_columns:
-            raise ValueError(f"{model_path}: ONNX input has {width} columns, the feature spec {n_columns}")
+            raise OnnxModelError(f"{model_path}: ONNX input has {width} columns, the feature spec {n_columns}")
         self._outputs = list(OUTPUT_NAMES)
 
     def score(self, features: np.ndarray) -> tuple[np.ndarray, np.ndarray]:

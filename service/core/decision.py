@@ -120,9 +120,7 @@ class DecisionEngine:
         self._fields_by_name = {f.name: f for f in fields}
         self._group_codes = {g: catalog.for_group(g) for g in groups}
         # deterministic tie-break: by group name
-        self._group_rank = np.argsort(np.asarray(groups, dtype=object), kind="stable")
-        self._group_order_key = np.empty(len(groups), dtype=np.int64)
-        self._group_order_key[self._group_rank] = np.arange(len(groups))
+        self._group_name_rank = tuple(sorted(groups).index(g) for g in groups)
         self.base_value = float(explainer.expected_value)
 
     def decide(self, application: Mapping[str, Any]) -> Decision:
@@ -138,10 +136,13 @@ class DecisionEngine:
         columns = self.explainer.shap_values(features)
         fields = columns @ self._column_to_field
         groups = fields @ self._field_to_group
-        scores = self.policy.scaling.scores(margins)
+        score = self.policy.scaling.score
+        # plain floats from here on: per-row Python work on NumPy scalars costs more than the maths
         return [
-            self._one(app, float(margins[i]), float(probabilities[i]), int(scores[i]), fields[i], groups[i])
-            for i, app in enumerate(applications)
+            self._one(app, margin, probability, score(margin), field_attr, group_attr)
+            for app, margin, probability, field_attr, group_attr in zip(
+                applications, margins.tolist(), probabilities.tolist(), fields.tolist(), groups.tolist(), strict=True
+            )
         ]
 
     def _one(
@@ -150,8 +151,8 @@ class DecisionEngine:
         margin: float,
         probability: float,
         score: int,
-        field_attr: np.ndarray,
-        group_attr: np.ndarray,
+        field_attr: list[float],
+        group_attr: list[float],
     ) -> Decision:
         band = self.policy.band_for(score)
         fired = self.policy.fired_rules(application)
@@ -161,7 +162,7 @@ class DecisionEngine:
         for g in self._ranked_risk_groups(group_attr):
             if len(reasons) >= self.max_reasons:
                 break
-            reasons.append(self._model_reason(self._groups[g], float(group_attr[g]), application, adverse))
+            reasons.append(self._model_reason(self._groups[g], group_attr[g], application, adverse))
         return Decision(
             decision=decision,
             score=score,
@@ -171,14 +172,14 @@ class DecisionEngine:
             risk_band=band.band,
             reasons=tuple(reasons),
             rules_fired=tuple(RuleHit(r.code, r.field, r.operator, r.value, r.action, r.description) for r in fired),
-            attributions=tuple((name, float(field_attr[i])) for i, name in enumerate(self._field_names)),
+            attributions=tuple(zip(self._field_names, field_attr, strict=True)),
         )
 
-    def _ranked_risk_groups(self, group_attr: np.ndarray) -> list[int]:
+    def _ranked_risk_groups(self, group_attr: list[float]) -> list[int]:
         """Groups pushing towards higher risk, largest first; ties broken by group name."""
-        positive = np.flatnonzero(group_attr > 0.0)
-        order = np.lexsort((self._group_order_key[positive], -group_attr[positive]))
-        return [int(g) for g in positive[order]]
+        rank = self._group_name_rank
+        positive = [g for g, value in enumerate(group_attr) if value > 0.0]
+        return sorted(positive, key=lambda g: (-group_attr[g], rank[g]))
 
     def _rule_reason(self, rule: Rule, application: Mapping[str, Any]) -> Reason:
         code = self.catalog.for_rule(rule.code)
