@@ -687,6 +687,42 @@ def summary_text(results: dict[str, AppResult], batch: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def where_the_time_goes(results: dict[str, AppResult], micro_results: dict[str, Any]) -> str:
+    """What stands between the measured full decision and the targets, from this run's own numbers."""
+
+    def cost_us(name: str) -> float:
+        # server time per request with both workers busy: 2 workers / throughput at 4 connections
+        return 2e6 / results[name].at(4).rps
+
+    echo, score, reasons = cost_us("echo"), cost_us("score"), cost_us("reasons")
+    full, full_shm, naive = cost_us("full"), cost_us("full-shm"), cost_us("naive")
+    stages = micro_results["stages"]
+    core = stages.get("decision core total (DecisionEngine.decide_many)", float("nan"))
+    validation = stages.get("validation (marshmallow schema load)", float("nan"))
+    record = stages.get("record write (SQLite, durable commit)", float("nan"))
+    return (
+        "## What stands in the way\n\n"
+        "Cost per request at 4 connections (2 workers / throughput; wrk shares the 2 cores, so these include its share):\n\n"
+        "| step | µs per request |\n|---|---:|\n"
+        f"| (a) Flask: parse a JSON body, answer JSON | {echo:,.0f} |\n"
+        f"| + encode and score with onnxruntime (b) | {score - echo:+,.0f} |\n"
+        f"| + exact TreeSHAP reasons (b+) | {reasons - score:+,.0f} |\n"
+        f"| + validation, API keys, record building, SQLite insert, metrics, full response (c on tmpfs) | {full_shm - reasons:+,.0f} |\n"
+        f"| + the fsync of a durable commit (c) | {full - full_shm:+,.0f} |\n"
+        f"| = full decision (c) | {full:,.0f} |\n"
+        f"| naive reference (d): scikit-learn + shap, no validation, no record | {naive:,.0f} |\n\n"
+        f"In process, the decision itself (encode, ONNX, exact TreeSHAP, rules, band, reasons) takes {core:,.0f} µs, "
+        f"validation {validation:,.0f} µs and the durable record write {record:,.0f} µs (table below). The reasons are "
+        "cheap: exact TreeSHAP over precomputed tables costs about as much as the ONNX run. What keeps the full "
+        "decision from half the echo's throughput, from 1.15 x score-only and from 3 x the naive reference is the "
+        "work the naive reference does not do: writing the audit record durably before answering (an fsync per "
+        "decision on this disk, a few hundred µs, plus canonical JSON and the hash chain) and validating the input "
+        "strictly. Against the naive reference with like for like, exact reasons without validation or record (b+) "
+        f"serve {results['reasons'].at(4).rps / results['naive'].at(4).rps:.1f} x its throughput. "
+        "Durability is not traded away here: a record on tmpfs (not durable) is measured only to show the fsync's share.\n"
+    )
+
+
 def render(
     info: dict[str, str],
     results: dict[str, AppResult],
@@ -716,6 +752,7 @@ def render(
     for what, measured, goal, met, by in ratios(results, batch):
         w(f"| {what} | {measured} | {goal} | {'yes' if met else '**no**'} | {by} |")
     w("")
+    w(where_the_time_goes(results, micro_results))
     w("## HTTP: throughput and latency\n")
     w(
         f"gunicorn with `service/gunicorn_conf.py`, 2 sync workers, on 127.0.0.1; wrk 2 threads (1 for 1 connection), "

@@ -30,9 +30,20 @@ def _writable(path: Path) -> None:
 @pytest.fixture
 def replay_setup(api_model_store: Path, api_keys_setting: str, tmp_path: Path) -> Any:
     """A copy of the tiny model store, a SQLite file and a factory of apps over both."""
+    yield from _setup(api_model_store, api_keys_setting, tmp_path, f"sqlite:///{tmp_path / 'decisions.sqlite3'}")
+
+
+@pytest.fixture
+def replay_setup_any_backend(
+    api_model_store: Path, api_keys_setting: str, tmp_path: Path, decision_store_url: str
+) -> Any:
+    """As ``replay_setup``, over each decision-store backend (SQLite and a fresh PostgreSQL schema)."""
+    yield from _setup(api_model_store, api_keys_setting, tmp_path, decision_store_url)
+
+
+def _setup(api_model_store: Path, api_keys_setting: str, tmp_path: Path, db: str) -> Any:
     root = tmp_path / "store"
     shutil.copytree(api_model_store, root)
-    db = f"sqlite:///{tmp_path / 'decisions.sqlite3'}"
     apps: list[Any] = []
 
     def make() -> Any:
@@ -64,9 +75,9 @@ def _cli_replay(root: Path, db: str, *args: str) -> Any:
 
 
 def test_replay_is_identical_before_and_after_a_new_champion(
-    replay_setup: Any, example_application: dict, scorer_headers: dict, auditor_headers: dict
+    replay_setup_any_backend: Any, example_application: dict, scorer_headers: dict, auditor_headers: dict
 ) -> None:
-    root, db, make = replay_setup
+    root, db, make = replay_setup_any_backend
     app = make()
     client = app.test_client()
     old = [
