@@ -1,5 +1,7 @@
 # Serving image: Flask + gunicorn + onnxruntime; no scikit-learn, no shap, no training code needed.
-# Build context: the repository root. Train a model first (`make train`) or mount a model store.
+# Build context: the repository root. Mount a model store at /srv/model_store (trained with `make train`),
+# a key file of hashes at /var/lib/credit-decision/api_keys (`credit-decision keys create`), and set
+# DATABASE_URL=postgresql://... for production records (the SQLite default suits one host only).
 FROM python:3.11-slim AS runtime
 
 ENV PYTHONDONTWRITEBYTECODE=1 \
@@ -7,6 +9,8 @@ ENV PYTHONDONTWRITEBYTECODE=1 \
     PIP_NO_CACHE_DIR=1 \
     CREDIT_DECISION_ENV=production \
     CREDIT_DECISION_MODEL_STORE=/srv/model_store \
+    CREDIT_DECISION_API_KEYS_FILE=/var/lib/credit-decision/api_keys \
+    DATABASE_URL=sqlite:////var/lib/credit-decision/decisions.sqlite3 \
     HOST=0.0.0.0 \
     PORT=8000
 

@@ -28,14 +28,7 @@ def main() -> None:
 
 def _register() -> None:
     for module_name, attribute in _COMMANDS:
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as exc:
-            # an optional part (e.g. training extras) is not installed in this image
-            if exc.name and module_name.startswith(exc.name):
-                continue
-            raise
-        main.add_command(getattr(module, attribute))
+        main.add_command(getattr(importlib.import_module(module_name), attribute))
 
 
 _register()

@@ -40,7 +40,13 @@ def train_command(
     """Train the champion (gbt) and baseline (scorecard), prove their explanations, write two versions."""
     from model_store.errors import ContractError
     from model_store.store import ModelStore, default_store_root
-    from training.pipeline import train
+
+    try:
+        from training.pipeline import train
+    except ModuleNotFoundError as exc:  # the serving image carries no training extras
+        raise click.ClickException(
+            f"training needs the 'training' extras ({exc.name} is not installed): pip install 'credit-decision[training]'"
+        ) from None
 
     store = ModelStore(store_root or default_store_root())
     try:

@@ -7,7 +7,6 @@ neither onnxruntime nor Flask.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
@@ -213,10 +212,3 @@ class DecisionEngine:
         value = application.get(field_name)
         return ReasonValue(field=field_name, value=value, label=self._fields_by_name[field_name].label_of(value))
 
-
-def sigmoid(margin: float) -> float:
-    """Probability of default of a log-odds margin."""
-    if margin >= 0:
-        return 1.0 / (1.0 + math.exp(-margin))
-    e = math.exp(margin)
-    return e / (1.0 + e)
