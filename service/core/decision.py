@@ -211,4 +211,3 @@ class DecisionEngine:
     def _value(self, field_name: str, application: Mapping[str, Any]) -> ReasonValue:
         value = application.get(field_name)
         return ReasonValue(field=field_name, value=value, label=self._fields_by_name[field_name].label_of(value))
-
