@@ -364,56 +364,21 @@ def german_applications() -> "list[tuple[dict[str, Any], str]]":
 
 @pytest.fixture(scope="module")
 def console_server(
-    api_model_store: Path, api_keys_setting: str, tmp_path_factory: pytest.TempPathFactory
+    api_model_store: Path,
+    api_keys_setting: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    run_gunicorn: "Callable[..., Any]",
 ) -> "Iterator[str]":
     """Base URL of a real gunicorn (1 worker) over the tiny champion, a fresh SQLite store and dev API keys."""
-    import signal
-    import socket
-    import subprocess
-    import time
-    import urllib.request
-
-    from service.cli import gunicorn_argv
-
     folder = tmp_path_factory.mktemp("console-server")
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        port = int(sock.getsockname()[1])
-    env = dict(
-        os.environ,
-        PYTHONPATH=str(Path(__file__).resolve().parents[1]),
-        HOST="127.0.0.1",
-        PORT=str(port),
+    with run_gunicorn(
+        folder,
         WEB_CONCURRENCY="1",
         CREDIT_DECISION_MODEL_STORE=str(api_model_store),
         CREDIT_DECISION_API_KEYS=api_keys_setting,
         DATABASE_URL=f"sqlite:///{folder / 'decisions.sqlite3'}",
-        PROMETHEUS_MULTIPROC_DIR=str(folder / "metrics"),
-    )
-    log = folder / "gunicorn.log"
-    with open(log, "wb") as out:
-        process = subprocess.Popen(gunicorn_argv(), cwd=folder, env=env, stdout=out, stderr=subprocess.STDOUT)
-    base = f"http://127.0.0.1:{port}"
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            assert process.poll() is None, log.read_text()
-            try:
-                with urllib.request.urlopen(f"{base}/readyz", timeout=5) as response:
-                    if response.status == 200:
-                        break
-            except OSError:
-                pass
-            assert time.monotonic() < deadline, "gunicorn did not become ready:\n" + log.read_text()
-            time.sleep(0.1)
+    ) as (base, _process, _log):
         yield base
-    finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.wait()
 
 
 # --- end console fixtures ---
