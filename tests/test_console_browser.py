@@ -67,9 +67,10 @@ def seeded(console_server: str, api_keys: dict[str, str], german_applications: l
 @pytest.fixture(scope="module")
 def browser() -> Any:
     """Headless Debian Chromium driven by Playwright."""
-    if not CHROMIUM.exists():
-        pytest.skip("Debian's chromium is not installed (make system-deps)")
-    sync_api = pytest.importorskip("playwright.sync_api")
+    # `make test` installs Chromium (make system-deps) and Playwright (the tests extra): a missing one fails
+    assert CHROMIUM.exists(), "Debian's chromium is not installed: run `make system-deps`"
+    from playwright import sync_api
+
     with sync_api.sync_playwright() as playwright:
         instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
         yield instance
