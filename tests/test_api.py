@@ -415,3 +415,15 @@ def test_settings_from_the_environment(tmp_path: Path) -> None:
     assert settings.model_store == tmp_path and settings.database_url == "sqlite:///x.sqlite3"
     assert (settings.max_batch_items, settings.max_json_depth, settings.env) == (10, 8, "development")
     assert Settings.load({}, environ={}).database_url == "sqlite:///var/decisions.sqlite3"
+
+
+def test_integral_floats_are_integers_as_json_says(api_app: Any, api_client: Any, example_application: dict) -> None:
+    plain = _post(api_client, example_application).get_json()
+    body = _with(example_application, duration_months=float(example_application["applicant"]["duration_months"]))
+    response = _post(api_client, body)
+    assert response.status_code == 201
+    stored = api_client.get(f"/v1/decisions/{response.get_json()['decision_id']}").get_json()
+    value = stored["payload"]["request"]["applicant"]["duration_months"]
+    assert value == example_application["applicant"]["duration_months"] and isinstance(value, int)
+    assert response.get_json()["score"] == plain["score"]
+    assert _post(api_client, _with(example_application, duration_months=12.5)).status_code == 422

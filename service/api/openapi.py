@@ -119,7 +119,7 @@ def build_openapi(schemas: ApiSchemas, model: ServedModel, max_batch_items: int)
         "in": "header",
         "required": False,
         "description": "Retry safely: the same key and body return the stored decision (header Idempotent-Replayed)",
-        "schema": {"type": "string", "minLength": 1, "maxLength": 200},
+        "schema": {"type": "string", "minLength": 1, "maxLength": 200, "pattern": "^[!-~]{1,200}$"},
     }
     spec.path(
         path="/v1/decisions",
@@ -221,7 +221,7 @@ def build_openapi(schemas: ApiSchemas, model: ServedModel, max_batch_items: int)
                     "operationId": "listDecisions",
                     "parameters": [
                         *_audit_filters(),
-                        _query("cursor", "`next_cursor` of the previous page", {"type": "string"}),
+                        _query("cursor", "`next_cursor` of the previous page", {"type": "string", "minLength": 1}),
                         _query(
                             "limit", "Page size", {"type": "integer", "minimum": 1, "maximum": 1000, "default": 100}
                         ),

@@ -40,10 +40,19 @@ class StrictSchema(Schema):
 
 
 class StrictInteger(fields.Integer):
-    """A JSON integer: rejects 1.5, 12.0, booleans and strings."""
+    """A JSON integer: rejects 1.5, booleans, strings and non-finite numbers.
+
+    ``12.0`` is accepted as 12: JSON (RFC 8259) and JSON Schema's ``integer`` do not tell 12.0 from 12,
+    so a client whose serializer writes integral numbers with a fraction still meets the published schema.
+    """
 
     def __init__(self, **kwargs: Any) -> None:
         super().__init__(strict=True, **kwargs)
+
+    def _validated(self, value: Any) -> int:
+        if isinstance(value, float) and not isinstance(value, bool) and math.isfinite(value) and value.is_integer():
+            value = int(value)
+        return int(super()._validated(value))
 
 
 class StrictNumber(fields.Float):
