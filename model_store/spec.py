@@ -184,18 +184,22 @@ class FeatureSpec:
 
     # ---- encoding ------------------------------------------------------------------------
     @cached_property
-    def _encoding(self) -> tuple[tuple[Field, int, dict[str, int] | None], ...]:
-        """Per field: the field, its first column and, for a category, code -> column offset."""
-        plan: list[tuple[Field, int, dict[str, int] | None]] = []
+    def column_offsets(self) -> tuple[int, ...]:
+        """For each field, the index of its first encoded column."""
+        offsets: list[int] = []
         col = 0
         for f in self.fields:
-            if f.kind == "numeric":
-                plan.append((f, col, None))
-                col += 1
-            else:
-                plan.append((f, col, {c: k for k, c in enumerate(f.codes)}))
-                col += len(f.values)
-        return tuple(plan)
+            offsets.append(col)
+            col += 1 if f.kind == "numeric" else len(f.values)
+        return tuple(offsets)
+
+    @cached_property
+    def _encoding(self) -> tuple[tuple[Field, int, dict[str, int] | None], ...]:
+        """Per field: the field, its first column and, for a category, code -> column offset."""
+        return tuple(
+            (f, col, None if f.kind == "numeric" else {c: k for k, c in enumerate(f.codes)})
+            for f, col in zip(self.fields, self.column_offsets, strict=True)
+        )
 
     def encode(self, applications: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Encode validated applications (field name -> value) into the model's float32 matrix.

@@ -24,17 +24,25 @@ def sqlite_decision_store_url(tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'decisions.sqlite3'}"
 
 
-@pytest.fixture
-def postgres_decision_store_url() -> Iterator[str]:
-    """URL of a fresh PostgreSQL schema, dropped after the test."""
+def postgres_admin_connection() -> Any:
+    """An autocommit connection to the test PostgreSQL server.
+
+    Locally, a missing server skips the PostgreSQL variants; in CI (where the server always runs) it fails.
+    """
     import psycopg
 
     try:
-        admin = psycopg.connect(RECORDS_PG_URL, autocommit=True, connect_timeout=5)
+        return psycopg.connect(RECORDS_PG_URL, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
         if os.environ.get("CI"):
             raise
         pytest.skip(f"PostgreSQL not reachable at {RECORDS_PG_URL}: {exc}")
+
+
+@pytest.fixture
+def postgres_decision_store_url() -> Iterator[str]:
+    """URL of a fresh PostgreSQL schema, dropped after the test."""
+    admin = postgres_admin_connection()
     schema = f"test_records_{uuid.uuid4().hex[:16]}"
     admin.execute(f'CREATE SCHEMA "{schema}"'.encode())
     try:
@@ -201,15 +209,8 @@ def api_make_app(
     admin: list[Any] = []
 
     def postgres_url() -> str:
-        import psycopg
-
         if not admin:
-            try:
-                admin.append(psycopg.connect(RECORDS_PG_URL, autocommit=True, connect_timeout=5))
-            except psycopg.OperationalError as exc:
-                if os.environ.get("CI"):
-                    raise
-                pytest.skip(f"PostgreSQL not reachable at {RECORDS_PG_URL}: {exc}")
+            admin.append(postgres_admin_connection())
         schema = f"test_api_{uuid.uuid4().hex[:16]}"
         admin[0].execute(f'CREATE SCHEMA "{schema}"'.encode())
         schemas.append(schema)

@@ -118,20 +118,14 @@ class BatchDecider:
             catalog.for_group(g).code for g in groups
         )
         self.width = reason_width(policy, max_reasons)
-        self._offsets = []
-        col = 0
-        for f in fields:
-            self._offsets.append(col)
-            col += 1 if f.kind == "numeric" else len(f.values)
-        self._n_columns = col
 
     # ---- stages ----------------------------------------------------------------------------
     def encode(self, columns: Columns) -> np.ndarray:
         """The model's float32 matrix of columnar applications (equal to ``spec.encode`` of the rows)."""
         n = _length(columns, self.spec)
-        out = np.zeros((n, self._n_columns), dtype=np.float32)
+        out = np.zeros((n, len(self.spec.columns)), dtype=np.float32)
         rows = np.arange(n)
-        for f, col in zip(self.spec.fields, self._offsets, strict=True):
+        for f, col in zip(self.spec.fields, self.spec.column_offsets, strict=True):
             values = columns[f.name]
             if f.kind == "numeric":
                 out[:, col] = values
