@@ -1,4 +1,4 @@
-"""Benchmark ``service.core.treeshap.TreeShap`` against ``shap.TreeExplainer`` (a script, not a test).
+"""Benchmark ``model_store.treeshap.TreeShap`` against ``shap.TreeExplainer`` (a script, not a test).
 
 Run with ``.venv/bin/python -m benchmarks.bench_treeshap``. Prints, for each model, the median
 microseconds per single-row call and the batch throughput over 10,000 rows, plus the size of the
@@ -17,7 +17,7 @@ import numpy as np
 import shap
 from sklearn.ensemble import HistGradientBoostingClassifier
 
-from service.core.treeshap import TreeShap
+from model_store.treeshap import TreeShap
 from training.trees import ensemble_from_hgb
 
 

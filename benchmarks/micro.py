@@ -52,10 +52,10 @@ def run_all(
 ) -> dict[str, Any]:
     """Every stage's median µs, the batch core's rows/s and (optionally) the request profile."""
     from flask import json as flask_json
+    from service.core.batch import BatchDecider, columns_from_applications
 
     from service.app import create_app
     from service.auth import new_key
-    from service.core.batch import BatchDecider, columns_from_applications
     from service.records.model import DecisionRecord
     from service.serialize import decision_to_json
     from service.state import get_state

@@ -375,8 +375,8 @@ def batch_bench(store_root: Path, workdir: Path, rows: int, log: Any) -> dict[st
     for workers in (1, 2):
         target = workdir / f"batch-out-{workers}.csv"
         cmd = [
-            sys.executable, "-c", "from service.batch import score_command; score_command()",
-            "--input", str(source), "--output", str(target), "--store", str(store_root), "--model", DEFAULT_MODEL,
+            sys.executable, "-c", "from cli.score import score_command; score_command()",
+            "--input", str(source), "--output", str(target), "--model-store", str(store_root), "--model", DEFAULT_MODEL,
             "--workers", str(workers), "--no-progress",
         ]  # fmt: skip
         started = time.perf_counter()

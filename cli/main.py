@@ -9,14 +9,14 @@ import click
 # (module, attribute) of each subcommand; modules are imported only to build the group,
 # and each command imports its heavy dependencies (scikit-learn, onnxruntime) when it runs.
 _COMMANDS = (
-    ("training.cli", "train_command"),
-    ("model_store.cli", "models_group"),
-    ("service.cli", "serve_command"),
-    ("service.cli", "keys_group"),
-    ("service.records.cli", "audit_group"),
-    ("service.batch", "score_command"),
-    ("service.reports.cli", "report_command"),
-    ("service.reports.cli", "outcomes_group"),
+    ("cli.train", "train_command"),
+    ("cli.models", "models_group"),
+    ("cli.serve", "serve_command"),
+    ("cli.serve", "keys_group"),
+    ("cli.audit", "audit_group"),
+    ("cli.score", "score_command"),
+    ("cli.report", "report_command"),
+    ("cli.report", "outcomes_group"),
 )
 
 

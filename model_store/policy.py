@@ -6,21 +6,26 @@ service (decisions). ``margin`` is always the model's log-odds of default.
 
 from __future__ import annotations
 
+import bisect
 import itertools
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 import numpy as np
 
 from model_store._yaml import load_mapping, require
 from model_store.errors import ContractError
 from model_store.spec import FeatureSpec
+from model_store.vocabulary import ACTIONS, SEVERITY, Action
 
-Action = Literal["approve", "refer", "decline"]
-SEVERITY: dict[str, int] = {"approve": 0, "refer": 1, "decline": 2}
+__all__ = ["ACTIONS", "DEFAULT_MAX_REASONS", "SEVERITY", "Action", "Band", "Policy", "Rule", "Scaling"]
+
+#: Principal reasons given per decision unless the policy says otherwise (Reg B: no more than four are needed).
+DEFAULT_MAX_REASONS = 4
 _OPERATORS = {
     "lt": lambda a, b: a < b,
     "le": lambda a, b: a <= b,
@@ -41,25 +46,28 @@ class Scaling:
     min_score: int
     max_score: int
 
-    @property
+    @cached_property
     def factor(self) -> float:
         """Score points per unit of log-odds."""
         return self.pdo / math.log(2.0)
 
+    @cached_property
+    def _log_anchor_odds(self) -> float:
+        return math.log(self.anchor_odds)
+
     def raw_score(self, margin: float | np.ndarray) -> float | np.ndarray:
         """Unrounded, unclipped score of a log-odds-of-default margin."""
         # ln(odds_good) = -margin
-        return self.anchor_score + self.factor * (-np.asarray(margin, dtype=np.float64) - math.log(self.anchor_odds))
-
-    def score(self, margin: float) -> int:
-        """Integer score in [min_score, max_score] for one margin."""
-        raw = float(self.raw_score(margin))
-        return int(min(self.max_score, max(self.min_score, math.floor(raw + 0.5))))
+        return self.anchor_score + self.factor * (-np.asarray(margin, dtype=np.float64) - self._log_anchor_odds)
 
     def scores(self, margins: np.ndarray) -> np.ndarray:
-        """Integer scores for an array of margins."""
-        raw = np.floor(np.asarray(self.raw_score(margins)) + 0.5)
-        return np.clip(raw, self.min_score, self.max_score).astype(np.int64)
+        """Integer scores in [min_score, max_score] for an array of margins (rounded half up)."""
+        raw = np.floor(self.raw_score(margins) + 0.5)
+        return np.minimum(np.maximum(raw, self.min_score), self.max_score).astype(np.int64)
+
+    def score(self, margin: float) -> int:
+        """Integer score of one margin (the same computation as :meth:`scores`)."""
+        return int(self.scores(np.asarray([margin], dtype=np.float64))[0])
 
     def points(self, log_odds: float) -> float:
         """Score points of a log-odds contribution (positive log-odds of default = fewer points)."""
@@ -87,10 +95,11 @@ class Rule:
     description: str
 
     def fires(self, application: Mapping[str, Any]) -> bool:
-        """Whether the rule fires for a validated application."""
-        if self.field not in application:
+        """Whether the rule fires for a validated application (never on a missing value)."""
+        value = application.get(self.field)
+        if value is None:
             return False
-        return bool(_OPERATORS[self.operator](application[self.field], self.value))
+        return bool(_OPERATORS[self.operator](value, self.value))
 
 
 @dataclass(frozen=True)
@@ -101,6 +110,7 @@ class Policy:
     scaling: Scaling
     bands: tuple[Band, ...]
     rules: tuple[Rule, ...]
+    max_reasons: int = DEFAULT_MAX_REASONS
 
     @classmethod
     def load(cls, path: str | Path, spec: FeatureSpec | None = None) -> Policy:
@@ -154,25 +164,74 @@ class Policy:
                 action=action,
                 description=require(r, "description", str, w),
             )
-            if spec is not None and rule.field not in spec.field_names:
-                raise ContractError(f"{w}.field: '{rule.field}' is not a field of the feature spec")
+            if spec is not None:
+                _check_rule_against_spec(rule, spec, w)
             rules.append(rule)
         if len({r.code for r in rules}) != len(rules):
             raise ContractError(f"{where}.rules: duplicate rule codes")
-        return cls(version=version, scaling=scaling, bands=tuple(bands), rules=tuple(rules))
+        max_reasons = data.get("max_reasons", DEFAULT_MAX_REASONS)
+        if isinstance(max_reasons, bool) or not isinstance(max_reasons, int) or not 1 <= max_reasons <= 10:
+            raise ContractError(f"{where}.max_reasons: must be an integer from 1 to 10, got {max_reasons!r}")
+        return cls(version=version, scaling=scaling, bands=tuple(bands), rules=tuple(rules), max_reasons=max_reasons)
+
+    @property
+    def reason_slots(self) -> int:
+        """The most reasons a decision can give: every fired rule is one, else up to ``max_reasons``."""
+        return max(self.max_reasons, len(self.rules))
+
+    def band_index(self, score: int) -> int:
+        """Index into ``bands`` of an integer score: the first band whose ``min_score`` it reaches."""
+        # bands run from the best (highest min_score) to the worst; the last one catches every score below
+        return min(bisect.bisect_left(self._negated_band_minimums, -score), len(self.bands) - 1)
 
     def band_for(self, score: int) -> Band:
         """The band of an integer score."""
-        for band in self.bands:
-            if score >= band.min_score:
-                return band
-        return self.bands[-1]
+        return self.bands[self.band_index(score)]
+
+    def fired_rule_indices(self, application: Mapping[str, Any]) -> list[int]:
+        """Indices into ``rules`` of every rule that fires for a validated application, in policy order."""
+        return [j for j, rule in enumerate(self.rules) if rule.fires(application)]
 
     def fired_rules(self, application: Mapping[str, Any]) -> tuple[Rule, ...]:
         """Every rule that fires for a validated application, in policy order."""
-        return tuple(r for r in self.rules if r.fires(application))
+        return tuple(self.rules[j] for j in self.fired_rule_indices(application))
+
+    def action_index(self, band_index: int, fired: Sequence[int]) -> int:
+        """Index into ``ACTIONS`` of the decision: the most severe of the band's and the fired rules' actions."""
+        severity = self._band_severity[band_index]
+        for j in fired:
+            severity = max(severity, self._rule_severity[j])
+        return severity
 
     def decide(self, band: Band, fired: tuple[Rule, ...]) -> Action:
         """The most severe of the band's decision and the fired rules' actions."""
-        actions: list[Action] = [band.decision, *(r.action for r in fired)]
-        return max(actions, key=lambda a: SEVERITY[a])
+        return ACTIONS[self.action_index(self.bands.index(band), [self.rules.index(r) for r in fired])]
+
+    @cached_property
+    def _negated_band_minimums(self) -> list[int]:
+        return [-b.min_score for b in self.bands]
+
+    @cached_property
+    def _band_severity(self) -> tuple[int, ...]:
+        return tuple(SEVERITY[b.decision] for b in self.bands)
+
+    @cached_property
+    def _rule_severity(self) -> tuple[int, ...]:
+        return tuple(SEVERITY[r.action] for r in self.rules)
+
+
+def _check_rule_against_spec(rule: Rule, spec: FeatureSpec, where: str) -> None:
+    """A rule must name a model input and compare it with a value of that field's kind."""
+    if rule.field not in spec.field_names:
+        raise ContractError(f"{where}.field: '{rule.field}' is not a field of the feature spec")
+    field = spec.field(rule.field)
+    if field.kind == "categorical":
+        if rule.operator not in ("eq", "ne"):
+            raise ContractError(f"{where}.operator: a categorical field '{rule.field}' takes only eq or ne")
+        if rule.value not in field.codes:
+            raise ContractError(
+                f"{where}.value: {rule.value!r} is not a code of '{rule.field}' ({', '.join(field.codes)}); "
+                "quote codes such as yes/no, which YAML reads as booleans"
+            )
+    elif isinstance(rule.value, bool) or not isinstance(rule.value, int | float) or not math.isfinite(rule.value):
+        raise ContractError(f"{where}.value: a numeric field '{rule.field}' needs a finite number, got {rule.value!r}")

@@ -5,6 +5,10 @@ shared by training and serving, so a model sees exactly the same columns in both
 
 * a numeric field is one column holding its value;
 * a categorical field is one 0/1 column per allowed value, named ``field=code``.
+
+Each field also carries the one definition of a valid value (:meth:`Field.check`): the HTTP request
+schemas and the batch file reader both call it, so an applicant is accepted or refused with the same
+words wherever it arrives.
 """
 
 from __future__ import annotations
@@ -26,6 +30,15 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _CODE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
 FieldKind = Literal["numeric", "categorical"]
+
+MISSING = "Missing data for required field."
+NOT_A_NUMBER = "Not a valid number."
+NOT_AN_INTEGER = "Not a valid integer."
+NOT_FINITE = "Must be a finite number."
+
+
+class InvalidValue(ValueError):
+    """A value a field does not accept; the message says why in words fit for an API client."""
 
 
 @dataclass(frozen=True)
@@ -59,15 +72,80 @@ class Field:
         """Allowed codes of a categorical field, in spec order."""
         return tuple(c.code for c in self.values)
 
+    def check(self, value: Any, *, text: bool = False) -> Any:
+        """The accepted value (``int``, ``float`` or a category code), or InvalidValue saying why not.
+
+        JSON semantics by default: numbers must be JSON numbers (never booleans or strings), and an
+        integer field takes ``12`` or ``12.0`` but not ``12.5``. With ``text=True`` the value is a cell
+        of a text file (CSV) and numbers are parsed from it. ``None`` (JSON null, a blank cell) is
+        missing data.
+        """
+        if value is None or (text and value == ""):
+            raise InvalidValue(MISSING)
+        if self.kind == "categorical":
+            if isinstance(value, str) and value in self._code_set:
+                return value
+            raise InvalidValue(self._one_of)
+        if text and isinstance(value, str):
+            try:
+                number: float = float(value)
+            except ValueError:
+                raise InvalidValue(self._not_a_number) from None
+        elif isinstance(value, bool) or not isinstance(value, int | float):
+            raise InvalidValue(self._not_a_number)
+        else:
+            number = value
+        if isinstance(number, float) and not math.isfinite(number):
+            raise InvalidValue(NOT_FINITE)
+        if self.dtype == "integer" and isinstance(number, float):
+            if not number.is_integer():
+                raise InvalidValue(NOT_AN_INTEGER)
+            number = int(number)
+        if not self._low <= number <= self._high:  # before float(): a huge int is out of range, not an overflow
+            raise InvalidValue(self._range)
+        return float(number) if self.dtype == "number" else number
+
+    @property
+    def _not_a_number(self) -> str:
+        return NOT_AN_INTEGER if self.dtype == "integer" else NOT_A_NUMBER
+
+    @cached_property
+    def _code_set(self) -> frozenset[str]:
+        return frozenset(self.codes)
+
+    @cached_property
+    def _one_of(self) -> str:
+        return f"Must be one of: {', '.join(self.codes)}."
+
+    @cached_property
+    def _low(self) -> float:
+        lo = -math.inf if self.minimum is None else self.minimum
+        return float(math.ceil(lo)) if self.dtype == "integer" and math.isfinite(lo) else lo
+
+    @cached_property
+    def _high(self) -> float:
+        hi = math.inf if self.maximum is None else self.maximum
+        return float(math.floor(hi)) if self.dtype == "integer" and math.isfinite(hi) else hi
+
+    @cached_property
+    def _range(self) -> str:
+        lo, hi = _plain(self._low), _plain(self._high)
+        return f"Must be an integer from {lo} to {hi}." if self.dtype == "integer" else f"Must be from {lo} to {hi}."
+
     def label_of(self, value: object) -> str:
         """Plain-language label of an applicant's value of this field."""
         if self.kind == "categorical":
-            for category in self.values:
-                if category.code == value:
-                    return category.label
-            return str(value)
-        unit = f" {self.unit.split(' (')[0]}" if self.unit else ""
-        return f"{value}{unit}"
+            label = self._labels.get(value) if isinstance(value, str) else None
+            return str(value) if label is None else label
+        return f"{value}{self._unit_suffix}"
+
+    @cached_property
+    def _labels(self) -> dict[str, str]:
+        return {c.code: c.label for c in self.values}
+
+    @cached_property
+    def _unit_suffix(self) -> str:
+        return f" {self.unit.split(' (')[0]}" if self.unit else ""
 
 
 @dataclass(frozen=True)
@@ -169,6 +247,22 @@ class FeatureSpec:
             idx.extend([i] * (1 if f.kind == "numeric" else len(f.values)))
         return np.asarray(idx, dtype=np.int64)
 
+    @cached_property
+    def _field_starts(self) -> np.ndarray:
+        return np.asarray(self.column_offsets, dtype=np.intp)
+
+    def field_sums(self, column_values: np.ndarray) -> np.ndarray:
+        """Per-column values [n, n_columns] summed into their fields [n, n_fields], float64.
+
+        The one column-to-field sum (attributions in the engine, importance in training): a segment
+        sum over each field's contiguous columns, in column order, so a row's sums do not depend on
+        the other rows decided with it.
+        """
+        values = np.asarray(column_values, dtype=np.float64)
+        if values.shape[0] == 0:
+            return np.zeros((0, len(self.fields)), dtype=np.float64)
+        return np.add.reduceat(values, self._field_starts, axis=1)
+
     @property
     def column_monotone(self) -> tuple[int, ...]:
         """Monotone constraint of each encoded column (one-hot columns are unconstrained)."""
@@ -239,6 +333,10 @@ class FeatureSpec:
                     raise ContractError(f"field '{f.name}': source label {raw!r} is not in the spec")
                 app[f.name] = by_source[str(raw)]
         return app
+
+
+def _plain(x: float) -> str:
+    return str(int(x)) if math.isfinite(x) and x == int(x) else repr(x)
 
 
 def _number(app: Mapping[str, Any], f: Field) -> float:

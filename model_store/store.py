@@ -261,6 +261,28 @@ class ModelStore:
             return None
         return str(champ["name"]), str(champ["version"])
 
+    def resolve(self, name: str | None = None, version: str | None = None) -> tuple[str, str]:
+        """(name, version) to serve: as given, the newest version of ``name``, or the champion.
+
+        ModelNotFoundError (naming the store) when there is no such model, no version of it, or no champion.
+        """
+        if name is None:
+            if version is not None:
+                raise ModelNotFoundError("a model version needs a model name")
+            champion = self.champion()
+            if champion is None:
+                raise ModelNotFoundError(
+                    f"no champion model in the model store {self.root}; run `credit-decision train` "
+                    "(or `make train`), or name a model"
+                )
+            return champion
+        if version is None:
+            versions = self.versions(name)
+            if not versions:
+                raise ModelNotFoundError(f"no versions of model {name!r} in the model store {self.root}")
+            version = versions[-1]
+        return name, version
+
     def promote(self, name: str, version: str, note: str = "") -> None:
         """Make a verified version the champion; the promotion is appended to the history."""
         problems = self.verify(name, version)

@@ -3,9 +3,9 @@
 At startup the factory loads the API keys (a key configuration error, or production without keys,
 refuses to build the app: see :mod:`service.auth`), then loads the configured model version (default:
 the store's champion), verifies every artifact hash, runs the self-check (score and explain the reference
-sample, attributions must sum to the ONNX margin) and opens the decision store. If any of that fails the app
-still starts, so that /healthz answers and /readyz can say why it is not ready (503); decision endpoints
-answer 503 too.
+sample, attributions must sum to the ONNX margin) and opens the decision store; all of it goes into one
+:class:`~service.decisions.DecisionService`. If any of that fails the app still starts, so that /healthz
+answers and /readyz can say why it is not ready (503); decision endpoints answer 503 too.
 """
 
 from __future__ import annotations
@@ -17,12 +17,15 @@ from typing import Any
 from flask import Flask
 
 from model_store.store import ModelStore
-from service import api, auth, errors
-from service.api.health import Metrics
-from service.api.schemas import build_schemas
+from service import api, auth
+from service.api.schemas import request_schemas
 from service.config import ConfigError, Settings
-from service.models import ModelCache, ModelUnavailable
-from service.records import RecordsError, open_decision_store
+from service.decisions import DecisionService
+from service.errors import ModelUnavailable, RecordsError
+from service.metrics import Metrics
+from service.models import ModelCache
+from service.records import DecisionStore, open_decision_store
+from service.runtime import ServedModel
 from service.state import EXTENSION_KEY, ServiceState
 
 log = logging.getLogger(__name__)
@@ -35,17 +38,25 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app = Flask(__name__)
     app.config.update(TESTING=settings.testing, MAX_CONTENT_LENGTH=settings.max_batch_content_length)
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
-    state = ServiceState(settings=settings, metrics=Metrics())
+    problems: list[str] = []
+    models, served = _load_model(settings, problems)
+    store = _open_store(settings, problems)
+    metrics = Metrics()
+    service = DecisionService(models=models, served=served, store=store, problems=problems, on_decided=metrics.decided)
+    state = ServiceState(settings=settings, metrics=metrics, service=service)
     app.extensions[EXTENSION_KEY] = state
-    errors.init_app(app)
     auth.init_app(app, keys)
-    api.init_app(app)
-    _load_model(state)
-    _open_store(state)
-    if state.ready and state.model is not None:
-        log.info("ready: serving %s %s", state.model.info.name, state.model.info.version)
+    example = (served.bundle.reference.get("applications") or [None])[0] if served is not None else None
+    requests = request_schemas(
+        served.bundle.spec if served is not None else None,
+        example if isinstance(example, dict) else None,
+        settings.max_batch_items,
+    )
+    state.api = api.init_app(app, requests, served)
+    if service.ready and served is not None:
+        log.info("ready: serving %s %s", served.info.name, served.info.version)
     else:
-        log.error("not ready: %s", state.not_ready_reason)
+        log.error("not ready: %s", service.not_ready_reason)
     return app
 
 
@@ -75,45 +86,29 @@ def load_keys(settings: Settings) -> auth.KeyRing:
     return ring
 
 
-def _load_model(state: ServiceState) -> None:
-    settings = state.settings
+def _load_model(settings: Settings, problems: list[str]) -> tuple[ModelCache, ServedModel | None]:
+    """The model cache of the store and the self-checked served version (None, with a problem, if it fails)."""
     store = ModelStore(settings.model_store)
-    state.models = ModelCache(store)
-    if settings.model_name:
-        name = settings.model_name
-        versions = store.versions(name)
-        version = settings.model_version or (versions[-1] if versions else "v1")
-    else:
-        champion = store.champion()
-        if champion is None:
-            state.problems.append(
-                f"no champion model in the model store {store.root}; run `credit-decision train` (or `make train`)"
-            )
-            return
-        name, version = champion
     models = ModelCache(store)
+    try:
+        name, version = settings.served_version(store)
+    except ConfigError as exc:
+        problems.append(str(exc))
+        return models, None
     try:
         served = models.get(name, version)
     except ModelUnavailable as exc:
-        state.problems.append(f"model {name} {version} failed to load or self-check: {exc}")
+        problems.append(f"model {name} {version} failed to load or self-check: {exc}")
         log.error("model %s %s failed to load or self-check", name, version, exc_info=exc)
-        return
+        return models, None
     models.serving = served
-    example = (served.bundle.reference.get("applications") or [None])[0]
-    state.model = served
-    state.models = models
-    state.schemas = build_schemas(
-        served.bundle.spec,
-        served.bundle.policy,
-        served.bundle.catalog,
-        example=example if isinstance(example, dict) else None,
-        max_batch_items=settings.max_batch_items,
-    )
+    return models, served
 
 
-def _open_store(state: ServiceState) -> None:
+def _open_store(settings: Settings, problems: list[str]) -> DecisionStore | None:
     try:
-        state.store = open_decision_store(state.settings.database_url)
-    except (RecordsError, OSError) as exc:
-        state.problems.append(f"decision store unavailable: {type(exc).__name__}")
+        return open_decision_store(settings.database_url)
+    except (RecordsError, OSError, ValueError) as exc:
+        problems.append(f"decision store unavailable: {type(exc).__name__}")
         log.error("decision store unavailable", exc_info=exc)
+        return None

@@ -36,7 +36,7 @@ from typing import Any, ParamSpec, TypeVar
 
 from flask import Flask, current_app, g, request
 
-from service.errors import Forbidden, Unauthorized
+from service.errors import Forbidden, Unauthenticated
 
 ROLES = ("scorer", "auditor", "admin")
 KEY_PREFIX = "cdk_"
@@ -213,24 +213,21 @@ def _presented_key() -> str | None:
     return None if api_key is None else api_key.strip()
 
 
-def _challenge(error: str | None) -> dict[str, str]:
-    value = f'Bearer realm="{REALM}"' + (f', error="{error}"' if error else "")
-    return {"WWW-Authenticate": value}
+def challenge(error: str | None) -> str:
+    """The ``WWW-Authenticate`` value of a 401 answer (RFC 6750), with the error code when a key was sent."""
+    return f'Bearer realm="{REALM}"' + (f', error="{error}"' if error else "")
 
 
 def authenticate() -> Principal:
-    """The caller of the current request, or a 401 Unauthorized problem."""
+    """The caller of the current request, or Unauthenticated."""
     presented = _presented_key()
     if presented is None:
-        raise Unauthorized(
-            "an API key is required: send `Authorization: Bearer <key>` (or `X-API-Key: <key>`)",
-            headers=_challenge(None),
-        )
+        raise Unauthenticated("an API key is required: send `Authorization: Bearer <key>` (or `X-API-Key: <key>`)")
     keys = current_app.extensions[EXTENSION_KEY]
     assert isinstance(keys, KeyRing)
     principal = keys.authenticate(presented) if 0 < len(presented) <= MAX_PRESENTED_KEY else None
     if principal is None:
-        raise Unauthorized("the API key is not valid", headers=_challenge("invalid_token"))
+        raise Unauthenticated("the API key is not valid", reason="invalid_token")
     return principal
 
 

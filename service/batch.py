@@ -1,17 +1,19 @@
-"""Batch decisions: ``credit-decision score`` decides a file of applications with the served model.
+"""Batch files: decide a file of applications with the served model, through the decision service.
 
-The file is read in chunks; each chunk is validated column by column, encoded, scored with the
-model's ONNX graph, explained with exact TreeSHAP and decided by the vectorised core
-(:mod:`service.core.batch`), which gives every row what the decision API would give it.
+The file is read in chunks; every row is validated field by field with the feature spec's own checks
+(:meth:`model_store.spec.Field.check`, the checks the HTTP schemas use) and the valid rows of a chunk
+are decided together by :meth:`service.decisions.DecisionService.evaluate`, i.e. by the one decision
+engine: every row gets exactly the decision, score, band, reasons and rules the API would give it.
 Invalid rows are reported with the field and the problem and skipped; they never stop the run.
 
 Input: CSV or JSON Lines (``.csv``, ``.jsonl``/``.ndjson``) or Parquet (needs pyarrow), one
 application per row with an ``application_id`` and the spec's fields (API codes, not training
 labels). A JSON line may also be a decision request ``{"application_id", "applicant": {...}}``.
+JSON and Parquet values follow JSON semantics (numbers are numbers); CSV cells are text.
 Output: CSV or JSON Lines with ``application_id, decision, score, probability_of_default,
-risk_band, reason_1..reason_4, rules_fired``, written whole or not at all.
+risk_band, reason_1..reason_N, rules_fired``, written whole or not at all.
 
-With ``--workers N`` the reading process only splits the file into chunks of text; the workers
+With ``workers > 1`` the reading process only splits the file into chunks of text; worker processes
 parse, validate, decide and format them, and the reading process writes their text in order.
 """
 
@@ -20,34 +22,27 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 import os
-import re
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
 from pathlib import Path
 from typing import IO, Any
 
-import click
-import numpy as np
-
-from model_store.spec import FeatureSpec
+from model_store.spec import MISSING, FeatureSpec, InvalidValue
+from model_store.vocabulary import ACTIONS, APPLICATION_ID, APPLICATION_ID_RULE
+from service.errors import InvalidInput
 
 DEFAULT_CHUNK_SIZE = 8192
-MAX_REPORTED_ERRORS = 50
 ID_COLUMN = "application_id"
-# the decision API's pattern for application ids (service.api.schemas.APPLICATION_ID_PATTERN)
-_APPLICATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}")
 _FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
-_ACTIONS = np.asarray(("approve", "refer", "decline"), dtype=object)  # index == severity, as in service.core.batch
 
 
-class BatchInputError(click.ClickException):
+class BatchInputError(InvalidInput):
     """The input or output cannot be used at all (unknown format, missing columns, no pyarrow)."""
 
 
@@ -74,29 +69,15 @@ class TextChunk:
     text: str
 
 
-@dataclass
-class RawChunk:
-    """Input rows column by column, as read (text for CSV, JSON or Parquet values otherwise)."""
-
-    rows: list[int]  # 1-based data row number of each position
-    ids: list[Any]
-    values: dict[str, list[Any]]
-    text: bool  # CSV cells: numbers arrive as text
-    strict_integers: bool  # JSON: integer fields take JSON integers only, as the API does
-    problems: dict[int, list[tuple[str, str]]] = field(default_factory=dict)  # position -> problems found reading
-    unreadable: set[int] = field(default_factory=set)  # positions whose record could not be read at all
-
-    def __len__(self) -> int:
-        return len(self.ids)
-
-
 @dataclass(frozen=True)
-class ParsedChunk:
-    """The valid rows of a chunk in columnar form, and the invalid ones."""
+class RawRow:
+    """One input row as read: its number, id and field values (text for CSV), or why it could not be read."""
 
-    ids: list[str]
-    columns: dict[str, np.ndarray]
-    errors: list[RowError]
+    row: int
+    application_id: Any
+    values: Mapping[str, Any]
+    problems: tuple[tuple[str, str], ...] = ()
+    unreadable: bool = False  # the record itself could not be read: its fields are not checked
 
 
 @dataclass(frozen=True)
@@ -109,130 +90,29 @@ class ChunkResult:
     n_input: int
 
 
-# ---- validation ------------------------------------------------------------------------------
-def parse_chunk(spec: FeatureSpec, raw: RawChunk) -> ParsedChunk:
-    """Validate a raw chunk field by field; rows with any problem are reported and left out."""
-    n = len(raw)
-    problems: list[list[tuple[str, str]]] = [list(raw.problems.get(i, ())) for i in range(n)]
-    ids: list[str] = []
-    for i, value in enumerate(raw.ids):
-        if value is None or value == "":
-            problems[i].append((ID_COLUMN, "missing"))
-        elif not isinstance(value, str) or not _APPLICATION_ID.fullmatch(value):
-            problems[i].append((ID_COLUMN, "must be 1 to 64 letters, digits or . _ : -"))
-            value = ""  # never echoed
-        ids.append(value)
-    columns: dict[str, np.ndarray] = {}
+# ---- validation: the spec's own checks, row by row --------------------------------------------------
+def validate_row(spec: FeatureSpec, raw: RawRow, *, text: bool) -> tuple[str, dict[str, Any]] | RowError:
+    """The application id and validated applicant of a row, or the RowError naming every bad field."""
+    problems = list(raw.problems)
+    if raw.unreadable:
+        return RowError(raw.row, None, tuple(problems))
+    application_id = raw.application_id
+    if application_id is None or application_id == "":
+        problems.append((ID_COLUMN, MISSING))
+        application_id = None
+    elif not isinstance(application_id, str) or not APPLICATION_ID.match(application_id):
+        problems.append((ID_COLUMN, f"Must be {APPLICATION_ID_RULE}."))
+        application_id = None  # never echoed
+    applicant: dict[str, Any] = {}
     for f in spec.fields:
-        values = raw.values.get(f.name)
-        if values is None:
-            values = [None] * n
-        if f.kind == "numeric":
-            columns[f.name] = _numbers(f.name, values, raw, problems, f.minimum, f.maximum, f.dtype == "integer")
-        else:
-            columns[f.name] = _codes(f.name, values, f.codes, problems)
-    for i in raw.unreadable:  # only the reading problem: its fields were never there
-        problems[i] = list(raw.problems.get(i, ()))
-    valid = np.asarray([not p for p in problems], dtype=bool)
-    errors = [RowError(raw.rows[i], ids[i] or None, tuple(p)) for i, p in enumerate(problems) if p]
-    if errors:
-        columns = {name: col[valid] for name, col in columns.items()}
-        ids = [app_id for app_id, ok in zip(ids, valid.tolist(), strict=True) if ok]
-    return ParsedChunk(ids, columns, errors)
-
-
-def _numbers(
-    name: str,
-    values: list[Any],
-    raw: RawChunk,
-    problems: list[list[tuple[str, str]]],
-    minimum: float | None,
-    maximum: float | None,
-    integer: bool,
-) -> np.ndarray:
-    """float64 column of a numeric field; NaN where invalid (and the row gets a problem)."""
-    out: np.ndarray | None = None
-    try:
-        if raw.text:
-            if all(values):
-                out = np.asarray(values, dtype=np.float64)
-        elif all(type(v) is int or type(v) is float for v in values):
-            out = np.asarray(values, dtype=np.float64)
-    except (ValueError, TypeError, OverflowError):
-        out = None
-    if out is None:
-        out = _slow_numbers(name, values, raw, problems)  # NaN where it reported a problem
-    else:
-        for i in np.flatnonzero(np.isnan(out)).tolist():
-            problems[i].append((name, "must be a finite number"))
-    checked = np.isfinite(out)
-    if integer:
-        if raw.strict_integers:
-            typed = np.asarray([type(v) is int for v in values], dtype=bool)
-            bad = checked & ~typed
-        else:
-            bad = checked & (np.floor(out) != out)
-        for i in np.flatnonzero(bad).tolist():
-            problems[i].append((name, "must be an integer"))
-        checked &= ~bad
-    lo = -math.inf if minimum is None else minimum
-    hi = math.inf if maximum is None else maximum
-    for i in np.flatnonzero(checked & ((out < lo) | (out > hi))).tolist():
-        problems[i].append((name, f"must be between {_plain(lo)} and {_plain(hi)}, got {_plain(float(out[i]))}"))
-    for i in np.flatnonzero(~np.isfinite(out) & ~np.isnan(out)).tolist():
-        problems[i].append((name, "must be a finite number"))
-    return out
-
-
-def _slow_numbers(name: str, values: list[Any], raw: RawChunk, problems: list[list[tuple[str, str]]]) -> np.ndarray:
-    """Element by element, naming the problem of each bad value (NaN in the result)."""
-    out = np.full(len(values), np.nan)
-    for i, v in enumerate(values):
-        if v is None or v == "":
-            problems[i].append((name, "missing"))
-            continue
-        if raw.text and isinstance(v, str):
-            try:
-                number = float(v)
-            except ValueError:
-                problems[i].append((name, f"not a number: {_clip(v)!r}"))
-                continue
-        elif type(v) is int or type(v) is float:
-            number = float(v)
-        else:
-            problems[i].append((name, f"expected a number, got {type(v).__name__}"))
-            continue
-        if math.isnan(number):
-            problems[i].append((name, "must be a finite number"))
-            continue
-        out[i] = number
-    return out
-
-
-def _codes(name: str, values: list[Any], codes: tuple[str, ...], problems: list[list[tuple[str, str]]]) -> np.ndarray:
-    """int64 column of code indices of a categorical field; 0 where invalid (the row gets a problem)."""
-    lookup = {c: k for k, c in enumerate(codes)}
-    try:
-        idx = [lookup.get(v, -1) for v in values]
-    except TypeError:  # an unhashable JSON value (list, object)
-        idx = [lookup.get(v, -1) if isinstance(v, str) else -1 for v in values]
-    out = np.asarray(idx, dtype=np.int64)
-    for i in np.flatnonzero(out < 0).tolist():
-        v = values[i]
-        if v is None or v == "":
-            problems[i].append((name, "missing"))
-        else:
-            problems[i].append((name, f"unknown value {_clip(str(v))!r}; allowed: {', '.join(codes)}"))
-    out[out < 0] = 0
-    return out
-
-
-def _plain(x: float) -> str:
-    return str(int(x)) if math.isfinite(x) and x == int(x) else repr(x)
-
-
-def _clip(text: str, width: int = 40) -> str:
-    return text if len(text) <= width else text[: width - 1] + "…"
+        try:
+            applicant[f.name] = f.check(raw.values.get(f.name), text=text)
+        except InvalidValue as exc:
+            problems.append((f.name, str(exc)))
+    if problems:
+        return RowError(raw.row, application_id, tuple(problems))
+    assert application_id is not None
+    return application_id, applicant
 
 
 # ---- reading ---------------------------------------------------------------------------------
@@ -302,7 +182,7 @@ class CsvLayout:
 
 def read_jobs(
     path: Path, spec: FeatureSpec, chunk_size: int, warn: Callable[[str], None]
-) -> tuple[CsvLayout | None, Iterator[TextChunk | RawChunk]]:
+) -> tuple[CsvLayout | None, Iterator[TextChunk | list[RawRow]]]:
     """The CSV layout (None for other formats) and the chunks of the input file, unparsed where possible."""
     fmt = input_format(path)
     if fmt == "csv":
@@ -335,61 +215,58 @@ def _text_chunks(fh: IO[str], fmt: str, chunk_size: int) -> Iterator[TextChunk]:
             first += len(records)
 
 
-def to_raw(job: TextChunk | RawChunk, spec: FeatureSpec, layout: CsvLayout | None) -> RawChunk:
-    """Parse a text chunk into columns (a raw chunk passes through)."""
-    if isinstance(job, RawChunk):
+def to_rows(job: TextChunk | list[RawRow], spec: FeatureSpec, layout: CsvLayout | None) -> list[RawRow]:
+    """Parse a text chunk into rows (Parquet chunks arrive as rows already)."""
+    if isinstance(job, list):
         return job
     if job.fmt == "csv":
         assert layout is not None
-        return _csv_raw(job, spec, layout)
-    return _jsonl_raw(job, spec)
+        return _csv_rows(job, spec, layout)
+    return _jsonl_rows(job, spec)
 
 
-def _csv_raw(job: TextChunk, spec: FeatureSpec, layout: CsvLayout) -> RawChunk:
-    records = list(csv.reader(io.StringIO(job.text, newline="")))
-    numbers = [job.first_row + i for i, r in enumerate(records) if r]  # blank lines are skipped, not rows
-    rows = [r for r in records if r]
-    width = layout.width
-    if any(len(r) < width for r in rows):  # a short row: its missing cells are reported as missing fields
-        rows = [r if len(r) >= width else r + [""] * (width - len(r)) for r in rows]
-    columns = list(zip(*rows, strict=False)) if rows else [()] * width
-    values = {name: list(columns[j]) for name, j in zip(spec.field_names, layout.index[1:], strict=True)}
-    return RawChunk(numbers, list(columns[layout.index[0]]), values, text=True, strict_integers=False)
-
-
-def _jsonl_raw(job: TextChunk, spec: FeatureSpec) -> RawChunk:
+def _csv_rows(job: TextChunk, spec: FeatureSpec, layout: CsvLayout) -> list[RawRow]:
     names = spec.field_names
-    allowed = set(names)
+    id_index, field_index = layout.index[0], layout.index[1:]
+    rows = []
+    for offset, record in enumerate(csv.reader(io.StringIO(job.text, newline=""))):
+        if not record:  # blank lines are skipped, not rows
+            continue
+        if len(record) < layout.width:  # a short row: its missing cells are reported as missing fields
+            record = record + [""] * (layout.width - len(record))
+        values = {name: record[j] for name, j in zip(names, field_index, strict=True)}
+        rows.append(RawRow(job.first_row + offset, record[id_index], values))
+    return rows
+
+
+def _jsonl_rows(job: TextChunk, spec: FeatureSpec) -> list[RawRow]:
+    allowed = set(spec.field_names)
     prohibited = {m.name for m in spec.monitoring_only}
-    lines = job.text.splitlines()
-    ids: list[Any] = []
-    values: dict[str, list[Any]] = {n: [] for n in names}
-    problems: dict[int, list[tuple[str, str]]] = {}
-    unreadable: set[int] = set()
-    for i, line in enumerate(lines):
+    rows = []
+    for offset, line in enumerate(job.text.splitlines()):
+        number = job.first_row + offset
         try:
             record = json.loads(line)
         except ValueError:
             record = None
         if not isinstance(record, dict):
-            problems[i] = [("line", "not a JSON object")]
-            unreadable.add(i)
-            record = {}
+            rows.append(RawRow(number, None, {}, (("line", "not a JSON object"),), unreadable=True))
+            continue
         applicant = record.get("applicant", record)
+        problems: list[tuple[str, str]] = []
         if not isinstance(applicant, dict):
-            problems.setdefault(i, []).append(("applicant", "must be an object"))
+            problems.append(("applicant", "must be an object"))
             applicant = {}
         for k in sorted(k for k in applicant if k not in allowed and k != ID_COLUMN):
             why = "prohibited-basis attribute, never accepted" if k in prohibited else "unknown field"
-            problems.setdefault(i, []).append((k, why))
-        ids.append(record.get(ID_COLUMN))
-        for n in names:
-            values[n].append(applicant.get(n))
-    rows = list(range(job.first_row, job.first_row + len(lines)))
-    return RawChunk(rows, ids, values, text=False, strict_integers=True, problems=problems, unreadable=unreadable)
+            problems.append((k, why))
+        rows.append(RawRow(number, record.get(ID_COLUMN), applicant, tuple(problems)))
+    return rows
 
 
-def _read_parquet(path: Path, spec: FeatureSpec, chunk_size: int, warn: Callable[[str], None]) -> Iterator[RawChunk]:
+def _read_parquet(
+    path: Path, spec: FeatureSpec, chunk_size: int, warn: Callable[[str], None]
+) -> Iterator[list[RawRow]]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -402,14 +279,13 @@ def _read_parquet(path: Path, spec: FeatureSpec, chunk_size: int, warn: Callable
     return _parquet_chunks(parquet, spec, chunk_size)
 
 
-def _parquet_chunks(parquet: Any, spec: FeatureSpec, chunk_size: int) -> Iterator[RawChunk]:
+def _parquet_chunks(parquet: Any, spec: FeatureSpec, chunk_size: int) -> Iterator[list[RawRow]]:
     first = 1
-    for batch in parquet.iter_batches(batch_size=chunk_size, columns=[ID_COLUMN, *spec.field_names]):
+    names = spec.field_names
+    for batch in parquet.iter_batches(batch_size=chunk_size, columns=[ID_COLUMN, *names]):
         data = batch.to_pydict()
         ids = [None if v is None else str(v) for v in data[ID_COLUMN]]
-        values = {n: list(data[n]) for n in spec.field_names}
-        rows = list(range(first, first + batch.num_rows))
-        yield RawChunk(rows, ids, values, text=False, strict_integers=False)
+        yield [RawRow(first + i, ids[i], {n: data[n][i] for n in names}) for i in range(batch.num_rows)]
         first += batch.num_rows
 
 
@@ -421,59 +297,86 @@ def output_header(width: int) -> list[str]:
 
 
 class ChunkDecider:
-    """A served model version and its vectorised decider; turns input chunks into output text."""
+    """Turns input chunks into output text through a decision service (no store: files are not recorded)."""
 
-    def __init__(self, store_root: Path, name: str, version: str, layout: CsvLayout | None, json_lines: bool) -> None:
-        from model_store.store import ModelStore
-        from service.core.batch import BatchDecider
-        from service.runtime import ServedModel
-
-        self.model = ServedModel.load(ModelStore(store_root), name, version)
-        self.model.self_check()
-        bundle = self.model.bundle
-        self.spec = bundle.spec
+    def __init__(
+        self, evaluate: Any, spec: FeatureSpec, width: int, layout: CsvLayout | None, json_lines: bool
+    ) -> None:
+        self.evaluate = evaluate
+        self.spec = spec
+        self.width = width
         self.layout = layout
         self.json_lines = json_lines
-        self.decider = BatchDecider(bundle.spec, bundle.policy, bundle.catalog, self.model.scorer, self.model.explainer)
-        self.header = output_header(self.decider.width)
+        self.header = output_header(width)
 
-    def run(self, job: TextChunk | RawChunk) -> ChunkResult:
+    @classmethod
+    def load(
+        cls, store_root: Path, name: str, version: str, layout: CsvLayout | None, json_lines: bool
+    ) -> ChunkDecider:
+        """A decider over one model version of a model store (loaded and self-checked)."""
+        from model_store.store import ModelStore
+        from service.decisions import DecisionService
+        from service.models import ModelCache
+
+        models = ModelCache(ModelStore(store_root))
+        served = models.get(name, version)
+        service = DecisionService(models=models, served=served, store=None)
+        return cls(service.evaluate, served.bundle.spec, served.engine.width, layout, json_lines)
+
+    def run(self, job: TextChunk | list[RawRow]) -> ChunkResult:
         """Parse, validate, decide and format one chunk."""
-        raw = to_raw(job, self.spec, self.layout)
-        parsed = parse_chunk(self.spec, raw)
-        if not parsed.ids:
-            return ChunkResult("", 0, parsed.errors, len(raw))
-        result = self.decider.decide(parsed.columns)
-        reasons = np.asarray([*result.reason_codes, ""], dtype=object)[result.reasons]  # -1 -> ""
-        fired = [""] * len(result)
-        for i in np.flatnonzero(result.rules_fired.any(axis=1)).tolist():
-            fired[i] = ";".join(result.rule_codes[j] for j in np.flatnonzero(result.rules_fired[i]).tolist())
-        columns = [
-            parsed.ids,
-            _ACTIONS[result.decision].tolist(),
-            result.score.tolist(),
-            result.probability_of_default.tolist(),
-            np.asarray(result.band_names, dtype=object)[result.band].tolist(),
-            *reasons.T.tolist(),
-            fired,
-        ]
-        return ChunkResult(self._format(columns), len(parsed.ids), parsed.errors, len(raw))
-
-    def _format(self, columns: list[list[Any]]) -> str:
+        rows = to_rows(job, self.spec, self.layout)
+        text = job.fmt == "csv" if isinstance(job, TextChunk) else False
+        ids: list[str] = []
+        applicants: list[dict[str, Any]] = []
+        errors: list[RowError] = []
+        for raw in rows:
+            checked = validate_row(self.spec, raw, text=text)
+            if isinstance(checked, RowError):
+                errors.append(checked)
+            else:
+                ids.append(checked[0])
+                applicants.append(checked[1])
+        if not applicants:
+            return ChunkResult("", 0, errors, len(rows))
+        batch = self.evaluate(applicants)
+        engine = batch.engine
+        codes, rule_codes, bands = engine.reason_codes, engine.rule_codes, engine.band_names
         out = io.StringIO()
-        if not self.json_lines:
-            csv.writer(out, lineterminator="\n").writerows(zip(*columns, strict=True))
-            return out.getvalue()
-        keys = self.header
-        n_reasons = len(keys) - 6
-        for row in zip(*columns, strict=True):
-            record = dict(zip(keys, row, strict=True))
-            for k in keys[5 : 5 + n_reasons]:
-                record[k] = record[k] or None
-            record["rules_fired"] = [c for c in row[-1].split(";") if c]
+        writer = None if self.json_lines else csv.writer(out, lineterminator="\n")
+        empty = [""] * self.width
+        for app_id, outcome, score, probability in zip(
+            ids, batch.outcomes, batch.score.tolist(), batch.probability_of_default.tolist(), strict=True
+        ):
+            reasons = [codes[i] for i in outcome.reasons]
+            fired = [rule_codes[j] for j in outcome.fired]
+            if writer is not None:
+                writer.writerow(
+                    [
+                        app_id,
+                        ACTIONS[outcome.action],
+                        score,
+                        probability,
+                        bands[outcome.band],
+                        *reasons,
+                        *empty[len(reasons) :],
+                        ";".join(fired),
+                    ]
+                )
+                continue
+            record: dict[str, Any] = {
+                ID_COLUMN: app_id,
+                "decision": ACTIONS[outcome.action],
+                "score": score,
+                "probability_of_default": probability,
+                "risk_band": bands[outcome.band],
+            }
+            for k in range(self.width):
+                record[f"reason_{k + 1}"] = reasons[k] if k < len(reasons) else None
+            record["rules_fired"] = fired
             out.write(json.dumps(record, separators=(",", ":")))
             out.write("\n")
-        return out.getvalue()
+        return ChunkResult(out.getvalue(), len(applicants), errors, len(rows))
 
 
 _WORKER: ChunkDecider | None = None
@@ -481,10 +384,10 @@ _WORKER: ChunkDecider | None = None
 
 def _init_worker(store_root: Path, name: str, version: str, layout: CsvLayout | None, json_lines: bool) -> None:
     global _WORKER
-    _WORKER = ChunkDecider(store_root, name, version, layout, json_lines)
+    _WORKER = ChunkDecider.load(store_root, name, version, layout, json_lines)
 
 
-def _run_in_worker(job: TextChunk | RawChunk) -> ChunkResult:
+def _run_in_worker(job: TextChunk | list[RawRow]) -> ChunkResult:
     assert _WORKER is not None, "worker not initialised"
     return _WORKER.run(job)
 
@@ -555,21 +458,19 @@ def score_file(
     """
     from tqdm import tqdm
 
-    from model_store.store import ModelStore
-    from service.core.batch import reason_width
-
     if input_path.resolve() == output_path.resolve():
         raise BatchInputError("the output must not overwrite the input")
     json_lines = not output_is_csv(output_path)
-    bundle = ModelStore(store_root).load_bundle(name, version)
-    header = output_header(reason_width(bundle.policy))
-    layout, jobs = read_jobs(input_path, bundle.spec, chunk_size, warn)
-    summary = BatchSummary()
     executor: ProcessPoolExecutor | None = None
     local: ChunkDecider | None = None
     if workers > 1:
         import multiprocessing
 
+        from model_store.store import ModelStore
+
+        bundle = ModelStore(store_root).load_bundle(name, version)
+        layout, jobs = read_jobs(input_path, bundle.spec, chunk_size, warn)
+        width = bundle.policy.reason_slots
         # fork before any onnxruntime session or tqdm thread exists in this process; the workers build their own
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
         executor = ProcessPoolExecutor(
@@ -580,8 +481,12 @@ def score_file(
         )
         list(executor.map(_ready, range(workers)))  # start-up (model load, self-check) before the clock
     else:
-        local = ChunkDecider(store_root, name, version, layout, json_lines)
-    writer = _Writer(output_path, header)
+        local = ChunkDecider.load(store_root, name, version, None, json_lines)
+        layout, jobs = read_jobs(input_path, local.spec, chunk_size, warn)
+        local.layout = layout
+        width = local.width
+    summary = BatchSummary()
+    writer = _Writer(output_path, output_header(width))
     bar = tqdm(total=count_rows(input_path), unit="rows", desc="score", disable=not progress, file=sys.stderr)
     started = time.perf_counter()
     try:
@@ -608,7 +513,7 @@ def _ready(_: int) -> bool:
 
 
 def _results(
-    jobs: Iterator[TextChunk | RawChunk], local: ChunkDecider | None, executor: Executor | None, workers: int
+    jobs: Iterator[TextChunk | list[RawRow]], local: ChunkDecider | None, executor: Executor | None, workers: int
 ) -> Iterator[ChunkResult]:
     """Chunk results in input order; at most two chunks per worker in flight."""
     if executor is None:
@@ -623,110 +528,3 @@ def _results(
             yield pending.pop(0).result()
     for future in pending:
         yield future.result()
-
-
-# ---- command -----------------------------------------------------------------------------------
-def resolve_model(store_root: Path, name: str | None, version: str | None) -> tuple[str, str]:
-    """(name, version): as given, the newest version of ``name``, or the store's champion."""
-    from model_store.store import ModelStore
-
-    store = ModelStore(store_root)
-    if name is None:
-        if version is not None:
-            raise click.UsageError("--version needs --model")
-        champion = store.champion()
-        if champion is None:
-            raise click.ClickException(f"no champion in the model store {store_root}; train one or pass --model")
-        return champion
-    if version is None:
-        versions = store.versions(name)
-        if not versions:
-            raise click.ClickException(f"no versions of model {name!r} in {store_root}")
-        version = versions[-1]
-    return name, version
-
-
-@click.command("score")
-@click.option(
-    "--input",
-    "input_path",
-    required=True,
-    type=click.Path(exists=True, dir_okay=False, path_type=Path),
-    help="applications: .csv, .jsonl or .parquet (Parquet needs pyarrow)",
-)
-@click.option(
-    "--output",
-    "output_path",
-    required=True,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="decisions: .csv or .jsonl (written whole or not at all)",
-)
-@click.option("--model", "model_name", default=None, help="model name (default: the champion)")
-@click.option("--version", "model_version", default=None, help="model version (default: the newest of --model)")
-@click.option(
-    "--store",
-    "store_root",
-    default=None,
-    type=click.Path(file_okay=False, path_type=Path),
-    help="model store root (default: the service's MODEL_STORE setting)",
-)
-@click.option("--chunk-size", default=DEFAULT_CHUNK_SIZE, show_default=True, type=click.IntRange(1, 1_000_000))
-@click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="worker processes")
-@click.option(
-    "--errors",
-    "errors_path",
-    default=None,
-    type=click.Path(dir_okay=False, path_type=Path),
-    help="also write every invalid row to this CSV (row, application_id, field, message)",
-)
-@click.option("--progress/--no-progress", default=None, help="progress bar (default: when stderr is a terminal)")
-def score_command(
-    input_path: Path,
-    output_path: Path,
-    model_name: str | None,
-    model_version: str | None,
-    store_root: Path | None,
-    chunk_size: int,
-    workers: int,
-    errors_path: Path | None,
-    progress: bool | None,
-) -> None:
-    """Decide a file of applications in batch: decision, score, band, reason codes and rules fired per row."""
-    from model_store.errors import ContractError
-    from service.config import Settings
-
-    settings = Settings.load({"MODEL_STORE": str(store_root)} if store_root else None)
-    name, version = resolve_model(
-        settings.model_store,
-        model_name or settings.model_name,
-        model_version or (settings.model_version if not model_name else None),
-    )
-    show = sys.stderr.isatty() if progress is None else progress
-    try:
-        summary = score_file(
-            input_path,
-            output_path,
-            store_root=settings.model_store,
-            name=name,
-            version=version,
-            chunk_size=chunk_size,
-            workers=workers,
-            progress=show,
-            warn=lambda message: click.echo(f"warning: {message}", err=True),
-        )
-    except ContractError as exc:
-        raise click.ClickException(str(exc)) from exc
-    for error in summary.errors[:MAX_REPORTED_ERRORS]:
-        click.echo(f"invalid: {error.describe()}", err=True)
-    if len(summary.errors) > MAX_REPORTED_ERRORS:
-        click.echo(f"invalid: ... and {len(summary.errors) - MAX_REPORTED_ERRORS} more rows", err=True)
-    if errors_path is not None:
-        with open(errors_path, "w", newline="", encoding="utf-8") as fh:
-            out = csv.writer(fh, lineterminator="\n")
-            out.writerow(["row", ID_COLUMN, "field", "message"])
-            out.writerows([e.row, e.application_id or "", f, m] for e in summary.errors for f, m in e.problems)
-    click.echo(
-        f"{name} {version}: {summary.decided} decided, {len(summary.errors)} invalid skipped, "
-        f"{summary.rows_in} rows in {summary.seconds:.2f} s ({summary.rows_per_second:,.0f} rows/s) -> {output_path}",
-        err=True,
-    )

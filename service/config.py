@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
-from model_store.store import default_store_root
+from model_store.errors import ContractError
+from model_store.store import ModelStore, default_store_root
 from service.auth import DEFAULT_KEY_FILE, ApiKey, KeyConfigError, parse_key_list
 from service.records import DEFAULT_DATABASE_URL
 
@@ -130,6 +131,15 @@ class Settings:
         if settings.max_batch_content_length < settings.max_content_length:
             raise ConfigError("MAX_BATCH_CONTENT_LENGTH must be at least MAX_CONTENT_LENGTH")
         return settings
+
+    def served_version(self, store: ModelStore | None = None) -> tuple[str, str]:
+        """(name, version) to serve: MODEL_NAME / MODEL_VERSION if set (newest version of the name), else the
+        champion of the model store; ConfigError saying what is missing."""
+        store = store if store is not None else ModelStore(self.model_store)
+        try:
+            return store.resolve(self.model_name, self.model_version)
+        except ContractError as exc:
+            raise ConfigError(str(exc)) from None
 
 
 def default_database_url() -> str:

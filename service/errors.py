@@ -1,46 +1,46 @@
-"""Errors as types, rendered in one place as ``application/problem+json`` (RFC 9457).
+"""The errors of credit-decision: one tree of domain errors, knowing nothing of HTTP.
+
+Every expected failure is a subclass of :class:`CreditDecisionError`; its message (``detail``) is fit to
+show a client, and ``errors`` names each invalid field or parameter. The HTTP layer maps the classes to
+problem types and statuses in one table (:mod:`service.api.problems`); the command line prints
+``detail``. Anything else that escapes is a bug: a 500 whose body never echoes its text.
 
 Hierarchy::
 
-    ProblemError                      status, type, title (+ detail, field-level errors)
-    ├── MalformedRequest         400  body is not JSON, too deeply nested, empty, bad header
-    ├── InvalidParameter         400  a query parameter is invalid; ``errors`` names it
-    ├── Unauthorized             401  no valid API key (with ``WWW-Authenticate: Bearer``)
-    ├── Forbidden                403  the key does not hold the role the endpoint needs
-    ├── NotFound                 404
-    ├── PayloadTooLarge          413
-    ├── UnsupportedMediaType     415  content type is not application/json (UTF-8)
-    ├── ValidationFailed         422  fields are invalid; ``errors`` names each one
-    └── NotReady                 503  the model failed its self-check or is not loaded
-
-Also rendered here: the decision store's ``RecordsError`` subclasses (``StoreUnavailable`` 503,
-``IdempotencyConflict`` 409, carrying ``http_status``), werkzeug's ``HTTPException`` (404, 405, 413, ...),
-and any unexpected exception as a 500 whose body never echoes the exception text.
+    CreditDecisionError
+    ├── InvalidInput                  the caller's input is wrong; nothing was changed
+    │   ├── MalformedBody             the body is not a JSON document we read (syntax, depth, empty, UTF-8,
+    │   │                             duplicate keys)
+    │   ├── InvalidHeader             a header's value is invalid (e.g. Idempotency-Key)
+    │   ├── InvalidParameter          a query parameter is unknown, repeated or invalid (the cursor too)
+    │   ├── ValidationFailed          fields of the body are missing, unknown or invalid
+    │   │   └── UnknownDecisions      outcomes posted for decisions the store does not hold
+    │   ├── UnsupportedMediaType      the body is not application/json in UTF-8
+    │   └── PayloadTooLarge           the body is larger than the endpoint accepts
+    ├── AccessDenied
+    │   ├── Unauthenticated           no valid API key
+    │   └── Forbidden                 the key does not hold the role the operation needs
+    ├── NotFound                      no such decision (or resource)
+    ├── Conflict                      the request contradicts what is recorded
+    │   ├── IdempotencyConflict       the idempotency key was used with another request body
+    │   ├── OutcomeConflict           an observation is already recorded with the other outcome
+    │   └── NoticeNotRequired         the decision is not a decline, so it has no adverse-action notice
+    ├── NotReady                      no model is served (not loaded, failed its self-check) or no store
+    ├── ModelUnavailable              a model version cannot be loaded: missing, changed, or fails its self-check
+    └── RecordsError                  the decision store failed
+        ├── StoreUnavailable          could not commit or read durably; the request must fail
+        └── DuplicateDecisionId       another record holds this decision id (a bug, never the client's)
 """
 
 from __future__ import annotations
 
-import logging
-import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
-from http import HTTPStatus
-from typing import Any, ClassVar
-
-from flask import Flask, Response, current_app, has_request_context, json, request
-from werkzeug.exceptions import HTTPException
-
-from service.records.errors import IdempotencyConflict, RecordsError
-
-PROBLEM_MEDIA_TYPE = "application/problem+json"
-TYPE_PREFIX = "urn:credit-decision:problem:"
-
-log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
 class FieldError:
-    """One invalid field: dotted path (``applicant.age_years``) and what is wrong with it."""
+    """One invalid field or parameter: its dotted path (``applicant.age_years``) and what is wrong."""
 
     field: str
     message: str
@@ -50,178 +50,110 @@ class FieldError:
         return {"field": self.field, "message": self.message}
 
 
-class ProblemError(Exception):
-    """Base of every expected failure: carries its HTTP status, problem type and title."""
+class CreditDecisionError(Exception):
+    """Base of every expected failure: ``detail`` for the client, ``errors`` naming fields."""
 
-    status: ClassVar[int] = 500
-    slug: ClassVar[str] = "internal-error"
-    title: ClassVar[str] = "Internal server error"
+    #: seconds after which a retry may succeed (a hint; None when retrying will not help)
+    retry_after: int | None = None
 
-    def __init__(
-        self, detail: str, errors: Sequence[FieldError] = (), headers: Mapping[str, str] | None = None
-    ) -> None:
+    def __init__(self, detail: str, errors: Sequence[FieldError] = ()) -> None:
         super().__init__(detail)
         self.detail = detail
         self.errors = tuple(errors)
-        self.headers = dict(headers or {})
-
-    @property
-    def type(self) -> str:
-        """The problem type URI."""
-        return TYPE_PREFIX + self.slug
 
 
-class MalformedRequest(ProblemError):
-    """The body is not a JSON document we can read (malformed, too deep, empty) or a header is invalid."""
-
-    status = 400
-    slug = "malformed-request"
-    title = "Malformed request"
+class InvalidInput(CreditDecisionError):
+    """The caller's input is wrong; nothing was changed."""
 
 
-class InvalidParameter(ProblemError):
-    """A query parameter is unknown, malformed or out of range; ``errors`` names each one."""
-
-    status = 400
-    slug = "invalid-parameter"
-    title = "Invalid query parameter"
+class MalformedBody(InvalidInput):
+    """The body is not a JSON document we can read: malformed, too deeply nested, empty, duplicate keys."""
 
 
-class Unauthorized(ProblemError):
-    """No API key, or one that is not valid."""
-
-    status = 401
-    slug = "unauthorized"
-    title = "Unauthorized"
+class InvalidHeader(InvalidInput):
+    """A request header's value is invalid."""
 
 
-class Forbidden(ProblemError):
-    """The API key is valid but does not hold the role this endpoint needs."""
-
-    status = 403
-    slug = "forbidden"
-    title = "Forbidden"
+class InvalidParameter(InvalidInput):
+    """A query parameter is unknown, repeated, malformed or out of range; ``errors`` names each one."""
 
 
-class NotFound(ProblemError):
-    """No such resource."""
-
-    status = 404
-    slug = "not-found"
-    title = "Not found"
+class ValidationFailed(InvalidInput):
+    """The body is well-formed JSON but fields are missing, unknown or invalid; ``errors`` names each one."""
 
 
-class PayloadTooLarge(ProblemError):
-    """The body is larger than this endpoint accepts."""
+class UnknownDecisions(ValidationFailed):
+    """Outcomes were posted for decisions the store does not hold; nothing was stored."""
 
-    status = 413
-    slug = "payload-too-large"
-    title = "Payload too large"
+    def __init__(self, decision_ids: Sequence[str], errors: Sequence[FieldError] = ()) -> None:
+        self.decision_ids = tuple(decision_ids)
+        shown = ", ".join(self.decision_ids[:10]) + (" ..." if len(self.decision_ids) > 10 else "")
+        super().__init__(f"no decision record for {len(self.decision_ids)} decision_id(s): {shown}", errors)
 
 
-class UnsupportedMediaType(ProblemError):
+class UnsupportedMediaType(InvalidInput):
     """The body is not ``application/json`` in UTF-8."""
 
-    status = 415
-    slug = "unsupported-media-type"
-    title = "Unsupported media type"
+
+class PayloadTooLarge(InvalidInput):
+    """The body is larger than this operation accepts."""
 
 
-class ValidationFailed(ProblemError):
-    """The JSON is well formed but fields are missing, unknown or invalid."""
-
-    status = 422
-    slug = "validation-error"
-    title = "Invalid application"
+class AccessDenied(CreditDecisionError):
+    """The caller may not do this."""
 
 
-class NotReady(ProblemError):
-    """The service cannot decide: the model is not loaded or failed its startup self-check."""
+class Unauthenticated(AccessDenied):
+    """No API key, or one that is not valid; ``reason`` says which (for the challenge)."""
 
-    status = 503
-    slug = "not-ready"
-    title = "Service not ready"
-
-
-_HTTP_SLUGS = {
-    400: MalformedRequest.slug,
-    401: Unauthorized.slug,
-    403: Forbidden.slug,
-    404: NotFound.slug,
-    413: PayloadTooLarge.slug,
-    415: UnsupportedMediaType.slug,
-}
+    def __init__(self, detail: str, reason: str | None = None) -> None:
+        super().__init__(detail)
+        self.reason = reason
 
 
-def problem_body(
-    status: int,
-    type_: str,
-    title: str,
-    detail: str | None = None,
-    errors: Sequence[FieldError] = (),
-    instance: str | None = None,
-) -> dict[str, Any]:
-    """The RFC 9457 problem object."""
-    body: dict[str, Any] = {"type": type_, "title": title, "status": status}
-    if detail:
-        body["detail"] = detail
-    if instance:
-        body["instance"] = instance
-    if errors:
-        body["errors"] = [e.to_dict() for e in errors]
-    return body
+class Forbidden(AccessDenied):
+    """The API key is valid but does not hold the role this operation needs."""
 
 
-def problem_of(exc: BaseException) -> tuple[dict[str, Any], dict[str, str]]:
-    """Problem body and extra headers of any exception (the body never echoes unexpected exception text)."""
-    instance = request.path if has_request_context() else None
-    if isinstance(exc, ProblemError):
-        return problem_body(exc.status, exc.type, exc.title, exc.detail, exc.errors, instance), exc.headers
-    if isinstance(exc, RecordsError):
-        status = int(exc.http_status)
-        if isinstance(exc, IdempotencyConflict):
-            detail = "this Idempotency-Key was already used with a different request body"
-        elif status < 500:
-            detail = str(exc)
-        else:
-            detail = "the decision could not be recorded or read durably, so none was returned; retry later"
-            log.error("decision store error", exc_info=exc)
-        headers = {"Retry-After": "5"} if status == 503 else {}
-        return problem_body(status, TYPE_PREFIX + exc.problem_type, exc.title, detail, (), instance), headers
-    if isinstance(exc, HTTPException) and exc.code is not None and 400 <= exc.code < 600 and exc.code != 500:
-        code = exc.code
-        try:
-            phrase = HTTPStatus(code).phrase
-        except ValueError:
-            phrase = "Error"
-        slug = _HTTP_SLUGS.get(code, _slugify(phrase))
-        headers = {k: v for k, v in exc.get_headers() if k.lower() not in ("content-type", "content-length")}
-        detail = (exc.description or phrase) if code < 500 else phrase
-        return problem_body(code, TYPE_PREFIX + slug, phrase, detail, (), instance), headers
-    log.error("unexpected error", exc_info=exc)
-    return (
-        problem_body(
-            500, TYPE_PREFIX + ProblemError.slug, ProblemError.title, "an unexpected error occurred", (), instance
-        ),
-        {},
-    )
+class NotFound(CreditDecisionError):
+    """No such resource."""
 
 
-def render_problem(exc: BaseException) -> Response:
-    """The one renderer: any exception -> ``application/problem+json`` response."""
-    body, headers = problem_of(exc)
-    response = current_app.response_class(
-        json.dumps(body, ensure_ascii=False), status=body["status"], mimetype=PROBLEM_MEDIA_TYPE
-    )
-    for key, value in headers.items():
-        response.headers[key] = value
-    return response
+class Conflict(CreditDecisionError):
+    """The request contradicts what is already recorded."""
 
 
-def init_app(app: Flask) -> None:
-    """Register the one renderer for every exception."""
-    app.register_error_handler(Exception, render_problem)
+class IdempotencyConflict(Conflict):
+    """The idempotency key was already used with a different request body."""
 
 
-def _slugify(text: str) -> str:
-    return re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+class OutcomeConflict(Conflict):
+    """The same observation (decision_id, observed_at) is already recorded with the other outcome."""
+
+
+class NoticeNotRequired(Conflict):
+    """The decision is not a decline, so no adverse-action notice is required."""
+
+
+class NotReady(CreditDecisionError):
+    """The service cannot decide: no model is served (not loaded, failed its self-check) or the store is closed."""
+
+    retry_after = 30
+
+
+class ModelUnavailable(CreditDecisionError):
+    """A model version cannot be served: missing from the store, failing verification or its self-check."""
+
+
+class RecordsError(CreditDecisionError):
+    """The decision store failed."""
+
+
+class StoreUnavailable(RecordsError):
+    """The store could not durably commit or read; the request must fail, never drop the record."""
+
+    retry_after = 5
+
+
+class DuplicateDecisionId(RecordsError):
+    """A different record with the same decision_id is already stored (decision ids must be unique)."""

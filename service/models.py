@@ -14,11 +14,8 @@ from typing import Any
 
 from model_store.errors import ContractError
 from model_store.store import ModelStore
+from service.errors import ModelUnavailable
 from service.runtime import SelfCheckError, ServedModel
-
-
-class ModelUnavailable(Exception):
-    """A model version cannot be served: missing, failing verification or its self-check."""
 
 
 @dataclass(frozen=True)

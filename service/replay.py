@@ -4,7 +4,8 @@ The recorded model name and version are loaded from the model store (older versi
 newer champion is promoted); the version's bundle carries its own feature spec, policy and reason catalog,
 so the recorded ``spec_version``, ``policy_version``, ``catalog_version``, model sha256 and manifest sha256
 must equal the loaded bundle's, else that is reported as a difference too. The stored request must still
-hash to the recorded ``request_hash``.
+hash to the recorded ``request_hash`` and pass the version's field checks. The record is read through its
+typed payload (any schema version) and decided by the one engine, like a live request.
 
 Compared: decision, score, probability_of_default, risk band, reasons (codes, order, texts, values,
 contributions), rules fired and the explanation (attributions, base value, margin). Numbers are compared
@@ -16,13 +17,16 @@ last-bit rounding, far below anything that could change a score, band or reason.
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.models import ModelCache, ModelUnavailable
-from service.records.model import StoredRecord
-from service.serialize import decision_to_json
+from model_store.spec import InvalidValue
+from service.core.recorded import PayloadError, RecordedDecision
+from service.errors import ModelUnavailable
+from service.models import ModelCache
+from service.records.model import DecisionRecord
+from service.serialize import decision_json
 
 FLOAT_TOLERANCE = 1e-9
 COMPARED_FIELDS = (
@@ -109,22 +113,16 @@ def compare(recorded: Any, replayed: Any, path: str, tolerance: float = FLOAT_TO
     return [] if recorded == replayed and type(recorded) is type(replayed) else [Difference(path, recorded, replayed)]
 
 
-def replay_record(
-    stored: StoredRecord, models: ModelCache, request_hash_of: Callable[[dict[str, Any]], str]
-) -> ReplayReport:
-    """Re-decide one stored request with its recorded model version and compare with what was recorded.
-
-    ``request_hash_of`` maps the stored validated request to its hash (the API's ``request_hash``).
-    """
-    record = stored.record
-    payload = record.payload
+def replay_record(record: DecisionRecord, models: ModelCache) -> ReplayReport:
+    """Re-decide one stored request with its recorded model version and compare with what was recorded."""
     report = ReplayReport(record.decision_id, record.model_name, record.model_version)
+    try:
+        recorded = RecordedDecision.of(record)
+    except PayloadError as exc:
+        return _with(report, [Difference("payload", "a readable decision payload", str(exc))])
     differences: list[Difference] = []
-    request = payload.get("request")
-    recorded = payload.get("response")
-    if not isinstance(request, Mapping) or not isinstance(recorded, Mapping):
-        return _with(report, [Difference("payload", "request and response", "missing or not objects")])
-    actual_hash = request_hash_of(dict(request))
+    request = recorded.request
+    actual_hash = request.request_hash
     if actual_hash != record.request_hash:
         differences.append(Difference("request_hash", record.request_hash, actual_hash))
     try:
@@ -133,34 +131,37 @@ def replay_record(
         differences.append(Difference("model", f"{record.model_name} {record.model_version}", f"not loadable: {exc}"))
         return _with(report, differences)
     info = model.info
-    versions = payload.get("versions") if isinstance(payload.get("versions"), Mapping) else {}
-    assert isinstance(versions, Mapping)
-    recorded_model = recorded.get("model") if isinstance(recorded.get("model"), Mapping) else {}
-    assert isinstance(recorded_model, Mapping)
-    differences.extend(compare(recorded_model.get("sha256"), info.sha256, "model.sha256"))
-    differences.extend(compare(versions.get("manifest_sha256"), info.manifest_sha256, "versions.manifest_sha256"))
+    provenance = recorded.payload.model
+    differences.extend(compare(provenance.sha256, info.sha256, "model.sha256"))
+    differences.extend(compare(provenance.manifest_sha256, info.manifest_sha256, "versions.manifest_sha256"))
     for name in VERSION_FIELDS:
-        differences.extend(compare(recorded.get(name), getattr(info, name), name))
-    applicant = request.get("applicant")
-    try:
-        if not isinstance(applicant, Mapping):
-            raise TypeError("the stored request has no applicant object")
-        decision = model.engine.decide_many([dict(applicant)])[0]
-    except (TypeError, ValueError, KeyError) as exc:  # a tampered or unreadable input is a finding, not a crash
-        differences.append(Difference("request", "a decidable application", f"cannot be decided: {exc!r}"))
+        differences.extend(compare(getattr(provenance, name), getattr(info, name), name))
+    # the stored input must still pass the version's own field checks (a tampered one may not)
+    problems = []
+    for spec_field in model.bundle.spec.fields:
+        try:
+            spec_field.check(request.applicant.get(spec_field.name))
+        except InvalidValue as exc:
+            problems.append(f"{spec_field.name}: {exc}")
+    if problems:
+        differences.append(Difference("request", "a valid application", "; ".join(problems)))
         return _with(report, differences)
-    scaling = model.bundle.policy.scaling
-    replayed = decision_to_json(
-        decision_id=record.decision_id,
-        application_id=record.application_id,
+    decision = model.engine.decide([dict(request.applicant)]).decision(0)
+    replayed = RecordedDecision.new(
+        decision_id=recorded.decision_id,
+        created_at=recorded.created_at,
+        request=request,
         decision=decision,
-        model=info,
-        score_range=(scaling.min_score, scaling.max_score),
-        created_at=record.created_at,
+        model_name=info.name,
+        model_version=info.version,
+        provenance=info.provenance,
+        score_scale=model.score_scale,
+        decided_by=recorded.payload.decided_by,
         latency_ms=0.0,
     )
+    before, after = decision_json(recorded), decision_json(replayed)
     for name in COMPARED_FIELDS:
-        differences.extend(compare(recorded.get(name), replayed[name], name))
+        differences.extend(compare(before[name], after[name], name))
     return _with(report, differences)
 
 

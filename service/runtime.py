@@ -13,9 +13,10 @@ from typing import Any
 import numpy as np
 
 from model_store.store import ModelBundle, ModelStore
+from model_store.treeshap import TreeShap
 from service.adapters.onnx_scorer import OnnxScorer
-from service.core.decision import DecisionEngine
-from service.core.treeshap import TreeShap
+from service.core.engine import DecisionEngine
+from service.core.recorded import ModelProvenance, ScoreScale
 
 ADDITIVITY_TOLERANCE = 1e-5
 REFERENCE_TOLERANCE = 1e-5
@@ -48,6 +49,18 @@ class ModelInfo:
             "family": self.family,
         }
 
+    @property
+    def provenance(self) -> ModelProvenance:
+        """What a decision records about this version beyond its name and version."""
+        return ModelProvenance(
+            sha256=self.sha256,
+            manifest_sha256=self.manifest_sha256,
+            family=self.family,
+            spec_version=self.spec_version,
+            policy_version=self.policy_version,
+            catalog_version=self.catalog_version,
+        )
+
 
 class ServedModel:
     """A model version ready to decide: bundle + ONNX scorer + exact explainer + engine."""
@@ -57,6 +70,8 @@ class ServedModel:
         self.scorer = OnnxScorer(bundle.onnx_path, len(bundle.spec.columns))
         self.explainer = TreeShap(bundle.explainer)
         self.engine = DecisionEngine(bundle.spec, bundle.policy, bundle.catalog, self.scorer, self.explainer)
+        scaling = bundle.policy.scaling
+        self.score_scale = ScoreScale(scaling.min_score, scaling.max_score, scaling.factor)
         self.info = ModelInfo(
             name=bundle.name,
             version=bundle.version,
@@ -94,4 +109,4 @@ class ServedModel:
         sig = 1.0 / (1.0 + np.exp(-margin))
         if float(np.max(np.abs(sig - probability))) > 1e-6:
             raise SelfCheckError("ONNX probability_of_default is not sigmoid(margin)")
-        self.engine.decide_many(applications)
+        self.engine.decide(applications).all()

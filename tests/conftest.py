@@ -281,7 +281,7 @@ def run_gunicorn() -> "Callable[..., Any]":
     import time
     import urllib.request
 
-    from service.cli import gunicorn_argv
+    from cli.serve import gunicorn_argv
 
     @contextlib.contextmanager
     def run(folder: Path, **env: str) -> "Iterator[tuple[str, subprocess.Popen[bytes], Path]]":

@@ -12,8 +12,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from cli.audit import audit_group
 from service.records import DecisionRecord, chain_hash, open_decision_store
-from service.records.cli import CSV_COLUMNS, audit_group
+from service.records.export import CSV_COLUMNS
 
 MakeRecord = Callable[..., DecisionRecord]
 NOW = datetime.now(UTC)

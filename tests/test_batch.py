@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import csv
+import itertools
 import json
 from pathlib import Path
 from typing import Any
@@ -11,10 +12,9 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from cli.score import score_command
 from model_store.spec import FeatureSpec
 from model_store.store import ModelStore
-from service.batch import score_command
-from service.core.batch import BatchDecider, columns_from_applications
 from service.runtime import ServedModel
 
 REPO = Path(__file__).resolve().parents[1]
@@ -55,51 +55,53 @@ def random_applications(spec: FeatureSpec, n: int, seed: int) -> list[dict[str, 
     return apps
 
 
-def test_vectorised_batch_equals_the_decision_engine_row_by_row(served: ServedModel) -> None:
-    bundle = served.bundle
-    apps = random_applications(bundle.spec, 3000, seed=7)
-    expected = served.engine.decide_many(apps)
-    decider = BatchDecider(bundle.spec, bundle.policy, bundle.catalog, served.scorer, served.explainer)
-    got = decider.decide(columns_from_applications(bundle.spec, apps))
-
-    assert len(got) == len(expected)
-    assert got.decisions() == [d.decision for d in expected]
-    assert got.score.tolist() == [d.score for d in expected]
-    assert got.risk_bands() == [d.risk_band for d in expected]
-    assert got.probability_of_default.tolist() == [d.probability_of_default for d in expected]
-    assert got.fired_lists() == [tuple(r.code for r in d.rules_fired) for d in expected]
-    assert got.reason_lists() == [tuple(r.code for r in d.reasons) for d in expected]
+def test_a_row_decided_alone_equals_the_same_row_decided_among_thousands(served: ServedModel) -> None:
+    """One engine: a single application is a batch of one, and its numbers do not depend on its batch-mates."""
+    apps = random_applications(served.bundle.spec, 3000, seed=7)
+    together = served.engine.decide(apps).all()
+    for i in range(0, len(apps), 41):
+        alone = served.engine.decide([apps[i]]).decision(0)
+        assert alone == together[i]  # every field, every float bit for bit
     # the rows exercise every branch: rules firing (several at once), all decisions, full reason lists
-    assert {d.decision for d in expected} == {"approve", "refer", "decline"}
-    assert max(len(d.rules_fired) for d in expected) >= 2
-    assert any(len(d.reasons) == 4 and not d.rules_fired for d in expected)
-    # and the ranked model reasons carry the engine's contributions (summed in another order: to rounding)
-    groups = list(bundle.spec.reason_groups)
-    for i in range(0, len(apps), 97):
-        for reason in expected[i].reasons:
-            if reason.kind == "model":
-                assert reason.group is not None
-                assert got.group_attributions[i, groups.index(reason.group)] == pytest.approx(
-                    reason.contribution_log_odds, rel=1e-12, abs=1e-15
-                )
+    assert {d.decision for d in together} == {"approve", "refer", "decline"}
+    assert max(len(d.rules_fired) for d in together) >= 2
+    assert any(len(d.reasons) == 4 and not d.rules_fired for d in together)
+    # the engine's summaries agree with its full decisions
+    batch = served.engine.decide(apps)
+    assert batch.decisions() == [d.decision for d in together]
+    assert batch.reason_lists() == [tuple(r.code for r in d.reasons) for d in together]
+    assert batch.fired_lists() == [tuple(r.code for r in d.rules_fired) for d in together]
+    assert batch.risk_bands() == [d.risk_band for d in together]
 
 
-def test_reason_ranking_breaks_ties_like_the_engine(served: ServedModel) -> None:
-    bundle = served.bundle
-    decider = BatchDecider(bundle.spec, bundle.policy, bundle.catalog, served.scorer, served.explainer)
-    n_groups = len(bundle.spec.reason_groups)
+def _reference_ranking(
+    group_attr: list[float], groups: list[str], fired: list[int], n_rules: int, max_reasons: int
+) -> list[int]:
+    """The documented ranking, by brute force: every order of the risk-raising groups, the first by the documented
+    key (larger attribution first, then group name); rules first, model reasons up to max_reasons in all."""
+    positive = [g for g in range(len(groups)) if group_attr[g] > 0]
+    best = min(itertools.permutations(positive), key=lambda order: [(-group_attr[g], groups[g]) for g in order])
+    return list(fired) + [n_rules + g for g in best][: max(0, max_reasons - len(fired))]
+
+
+def test_reason_ranking_breaks_ties_by_group_name(served: ServedModel) -> None:
+    engine = served.engine
+    groups = list(engine.groups)
     rng = np.random.default_rng(3)
-    # few distinct values: many exact ties, zeros and negatives
-    group_attr = rng.choice(np.array([-0.5, -0.1, 0.0, 0.1, 0.1, 0.3, 0.3]), size=(500, n_groups))
-    fired = rng.random((500, len(bundle.policy.rules))) < 0.3
-    ranked = decider.rank_reasons(group_attr, fired)
-    codes = decider.reason_codes
-    n_rules = len(bundle.policy.rules)
-    for i in range(500):
-        rules = [bundle.policy.rules[j].code for j in np.flatnonzero(fired[i])]
-        model = [codes[n_rules + g] for g in served.engine._ranked_risk_groups(group_attr[i])]
-        expected = (rules + model)[: max(4, len(rules))]
-        assert [codes[k] for k in ranked[i] if k >= 0] == expected
+    n_rules = len(served.bundle.policy.rules)
+    for _ in range(500):
+        # few distinct values: many exact ties, zeros and negatives
+        attr = rng.choice(
+            np.array([-0.5, -0.1, 0.0, 0.1, 0.1, 0.3, 0.3]),
+            size=len(groups),
+            p=[0.35, 0.25, 0.2, 0.06, 0.06, 0.04, 0.04],
+        ).tolist()
+        fired = [j for j in range(n_rules) if rng.random() < 0.3]
+        positive = sum(1 for a in attr if a > 0)
+        if positive > 6:  # keep the brute force small
+            continue
+        ranked = engine.rank_reasons(attr, fired)
+        assert list(ranked) == _reference_ranking(attr, groups, fired, n_rules, engine.max_reasons)
 
 
 def _write_csv(path: Path, rows: list[dict[str, Any]], columns: list[str]) -> None:
@@ -137,7 +139,7 @@ def test_cli_scores_a_csv_and_reports_bad_rows_without_stopping(store: ModelStor
             str(source),
             "--output",
             str(out),
-            "--store",
+            "--model-store",
             str(store.root),
             "--model",
             "german-credit-gbt",
@@ -147,21 +149,22 @@ def test_cli_scores_a_csv_and_reports_bad_rows_without_stopping(store: ModelStor
         ],
     )
     assert result.exit_code == 0, result.output
-    assert "row 4 (GC-0003): age_years: not a number: 'abc'" in result.output
-    assert "row 11 (GC-0010): purpose: unknown value 'yacht'" in result.output
-    assert "row 12 (GC-0011): duration_months: must be an integer" in result.output
-    assert "row 13 (GC-0012): credit_amount: missing" in result.output
-    assert "row 1001 (EXTRA-1): age_years: must be between 14 and 120, got 9" in result.output
+    # the same checks, in the same words, as the decision API's (the feature spec's field checks)
+    assert "row 4 (GC-0003): age_years: Not a valid integer." in result.output
+    assert "row 11 (GC-0010): purpose: Must be one of: " in result.output
+    assert "row 12 (GC-0011): duration_months: Not a valid integer." in result.output
+    assert "row 13 (GC-0012): credit_amount: Missing data for required field." in result.output
+    assert "row 1001 (EXTRA-1): age_years: Must be an integer from 14 to 120." in result.output
     assert "foreign_worker (prohibited-basis attribute)" in result.output
-    assert "row 21: application_id: must be 1 to 64 letters, digits or . _ : -" in result.output
+    assert "row 21: application_id: Must be 1 to 64 characters of A-Z a-z 0-9 . _ : -." in result.output
     assert "995 decided, 6 invalid skipped, 1001 rows" in result.output
 
     with open(out, newline="", encoding="utf-8") as fh:
         got = list(csv.DictReader(fh))
     keep = [a for i, a in enumerate(apps) if i not in (3, 10, 11, 12, 20)]
     assert [g["application_id"] for g in got] == [a["application_id"] for a in keep]
-    expected = served.engine.decide_many([{k: v for k, v in a.items() if k != "application_id"} for a in keep])
-    for g, d in zip(got, expected, strict=True):
+    expected = served.engine.decide([{k: v for k, v in a.items() if k != "application_id"} for a in keep])
+    for g, d in zip(got, expected.all(), strict=True):
         assert g["decision"] == d.decision and g["risk_band"] == d.risk_band and int(g["score"]) == d.score
         assert float(g["probability_of_default"]) == d.probability_of_default
         codes = [r.code for r in d.reasons] + [""] * (4 - len(d.reasons))
@@ -177,7 +180,7 @@ def test_cli_scores_a_csv_and_reports_bad_rows_without_stopping(store: ModelStor
             str(source),
             "--output",
             str(out2),
-            "--store",
+            "--model-store",
             str(store.root),
             "--model",
             "german-credit-gbt",
@@ -202,7 +205,8 @@ def test_cli_reads_and_writes_json_lines(store: ModelStore, tmp_path: Path) -> N
         for a in apps
     ]
     lines[5] = "{not json"
-    lines[6] = json.dumps({**apps[6], "age_years": 30.0, "foreign_worker": "yes"})
+    lines[6] = json.dumps({**apps[6], "age_years": 30.5, "foreign_worker": "yes"})
+    lines[7] = json.dumps({**apps[7], "age_years": 30.0})  # an integral number is an integer, as in the API
     source = tmp_path / "applications.jsonl"
     source.write_text("\n".join(lines) + "\n", encoding="utf-8")
     out = tmp_path / "decisions.jsonl"
@@ -213,7 +217,7 @@ def test_cli_reads_and_writes_json_lines(store: ModelStore, tmp_path: Path) -> N
             str(source),
             "--output",
             str(out),
-            "--store",
+            "--model-store",
             str(store.root),
             "--model",
             "german-credit-gbt",
@@ -223,12 +227,12 @@ def test_cli_reads_and_writes_json_lines(store: ModelStore, tmp_path: Path) -> N
     assert result.exit_code == 0, result.output
     assert "invalid: row 6: line: not a JSON object\n" in result.output
     assert (
-        "invalid: row 7 (GC-0006): foreign_worker: prohibited-basis attribute, never accepted; age_years: must be an integer\n"
+        "invalid: row 7 (GC-0006): foreign_worker: prohibited-basis attribute, never accepted; age_years: Not a valid integer.\n"
         in result.output
     )
     got = [json.loads(line) for line in out.read_text(encoding="utf-8").splitlines()]
     assert len(got) == 48
-    first = served.engine.decide({k: v for k, v in apps[0].items() if k != "application_id"})
+    first = served.engine.decide([{k: v for k, v in apps[0].items() if k != "application_id"}]).decision(0)
     assert got[0]["decision"] == first.decision and got[0]["score"] == first.score
     assert got[0]["rules_fired"] == [r.code for r in first.rules_fired]
     assert [got[0][f"reason_{k}"] for k in range(1, 1 + len(first.reasons))] == [r.code for r in first.reasons]
@@ -237,7 +241,7 @@ def test_cli_reads_and_writes_json_lines(store: ModelStore, tmp_path: Path) -> N
 def test_cli_refuses_what_it_cannot_read(store: ModelStore, tmp_path: Path) -> None:
     source = tmp_path / "applications.csv"
     source.write_text("application_id,age_years\nA1,30\n", encoding="utf-8")
-    args = ["--store", str(store.root), "--model", "german-credit-gbt", "--no-progress"]
+    args = ["--model-store", str(store.root), "--model", "german-credit-gbt", "--no-progress"]
     result = CliRunner().invoke(score_command, ["--input", str(source), "--output", str(tmp_path / "o.csv"), *args])
     assert result.exit_code == 1
     assert "missing column(s) checking_account_status" in result.output

@@ -20,9 +20,9 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
+from cli.audit import audit_group
 from service.auth import hash_key, new_key
 from service.records import open_decision_store
-from service.records.cli import audit_group
 
 REPO = Path(__file__).resolve().parents[1]
 EXAMPLE = REPO / "examples" / "application.json"
@@ -173,7 +173,7 @@ def test_sigkilled_workers_lose_no_acknowledged_decision(
             # every acknowledged decision is retrievable, with the very body the client received
             for ack in acks:
                 status, record = _get(f"{base}/v1/decisions/{ack['body']['decision_id']}", auditor)
-                assert status == 200 and record["payload"]["response"] == ack["body"]
+                assert status == 200 and record["response"] == ack["body"]
                 assert record["idempotency_key"] == ack["key"]
             # no duplicates: one record per key, and it is the one the client was given
             store = open_decision_store(url)

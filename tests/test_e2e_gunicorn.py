@@ -97,7 +97,7 @@ def test_gunicorn_end_to_end(gunicorn_server: tuple[str, subprocess.Popen, Path]
     record = json.loads(raw)
     assert status == 200
     assert record["payload"]["decided_by"]["label"] == "e2e scorer"
-    assert record["payload"]["response"] == decision and record["payload"]["request"] == example
+    assert record["response"] == decision and record["request"] == example
     assert record["seq"] == 1
 
     # a batch with a bad item

@@ -11,7 +11,7 @@ import pytest
 import shap
 
 from model_store.explainer import TreeEnsemble
-from service.core.treeshap import TreeShap
+from model_store.treeshap import TreeShap
 from training.config import TrainingConfig
 from training.export import ExportProofError, champion_onnx, ensemble_onnx, prove_exact, run_onnx
 from training.pipeline import fit_gbt, fit_scorecard, load_dataset

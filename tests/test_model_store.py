@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from model_store.cli import models_group
+from cli.models import models_group
 from model_store.errors import ContractError
 from model_store.store import (
     MODEL_FILE,
@@ -104,18 +104,18 @@ def test_promotion_is_recorded_with_history(store: ModelStore) -> None:
 def test_models_cli_verify_list_show_promote(store: ModelStore) -> None:
     runner = CliRunner()
     root = str(store.root)
-    ok = runner.invoke(models_group, ["verify", "--store", root])
+    ok = runner.invoke(models_group, ["verify", "--model-store", root])
     assert ok.exit_code == 0 and "ok   demo v1" in ok.output
-    assert runner.invoke(models_group, ["champion", "--store", root]).exit_code == 1
-    assert runner.invoke(models_group, ["promote", "demo", "v1", "--store", root]).exit_code == 0
-    listing = runner.invoke(models_group, ["list", "--store", root])
+    assert runner.invoke(models_group, ["champion", "--model-store", root]).exit_code == 1
+    assert runner.invoke(models_group, ["promote", "demo", "v1", "--model-store", root]).exit_code == 0
+    listing = runner.invoke(models_group, ["list", "--model-store", root])
     assert "* demo" in listing.output
-    shown = runner.invoke(models_group, ["show", "demo", "--store", root])
+    shown = runner.invoke(models_group, ["show", "demo", "--model-store", root])
     assert json.loads(shown.output)["version"] == "v1"
     target = store.path("demo", "v1") / MODEL_FILE
     target.chmod(0o644)
     target.write_bytes(b"onnx-bytez")
-    bad = runner.invoke(models_group, ["verify", "demo", "v1", "--store", root])
+    bad = runner.invoke(models_group, ["verify", "demo", "v1", "--model-store", root])
     assert bad.exit_code == 1 and "FAIL demo v1: model.onnx: changed" in bad.output
 
 
@@ -129,13 +129,13 @@ def test_verify_on_a_trained_version_names_a_single_flipped_byte_of_the_onnx_mod
     shutil.copytree(source.root, root)
     runner = CliRunner()
     name, version = result.champion.name, result.champion.version
-    assert runner.invoke(models_group, ["verify", name, version, "--store", str(root)]).exit_code == 0
+    assert runner.invoke(models_group, ["verify", name, version, "--model-store", str(root)]).exit_code == 0
     model = root / name / version / MODEL_FILE
     model.chmod(0o644)
     data = bytearray(model.read_bytes())
     data[len(data) // 2] ^= 0x01
     model.write_bytes(bytes(data))
-    failed = runner.invoke(models_group, ["verify", "--store", str(root)])
+    failed = runner.invoke(models_group, ["verify", "--model-store", str(root)])
     assert failed.exit_code == 1
     assert f"FAIL {name} {version}: model.onnx: changed" in failed.output
     assert f"ok   {result.baseline.name} {result.baseline.version}" in failed.output

@@ -41,19 +41,19 @@ def test_monitoring_data_is_recorded_but_never_changes_the_decision(
 def test_monitoring_attributes_never_reach_the_engine(api_app: Any, api_client: Any, example_application: dict) -> None:
     engine = get_state(api_app).model.engine  # type: ignore[union-attr]
     seen: list[list[dict[str, Any]]] = []
-    original = engine.decide_many
+    original = engine.decide
 
     def spy(applications: Any) -> Any:
         seen.append([dict(a) for a in applications])
         return original(applications)
 
-    engine.decide_many = spy
+    engine.decide = spy
     try:
         body = copy.deepcopy(example_application)
         body["monitoring"] = {"sex": "female", "foreign_worker": "yes"}
         assert _post(api_client, body).status_code == 201
     finally:
-        engine.decide_many = original
+        engine.decide = original
     assert seen and set(seen[0][0]) == set(example_application["applicant"])
     forbidden = {"sex", "foreign_worker", "personal_status_and_sex", "monitoring"}
     assert not forbidden & set(seen[0][0])

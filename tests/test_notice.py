@@ -3,60 +3,71 @@
 from __future__ import annotations
 
 import re
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
 
-from service.core.notice import NO_INQUIRY_DATA, NoticeNotRequired, build_notice
+from service.core.engine import Decision, Reason, ReasonValue
+from service.core.notice import NO_INQUIRY_DATA, build_notice
+from service.core.recorded import ApplicationRequest, ModelProvenance, RecordedDecision, ScoreScale
+from service.errors import NoticeNotRequired
 
 
-def _reason(code: str, kind: str, log_odds: float | None, adverse: bool = True) -> dict[str, Any]:
-    contribution = None if log_odds is None else {"log_odds": log_odds, "score_points": -57.7 * log_odds}
-    return {
-        "code": code,
-        "kind": kind,
-        "customer_text": f"text of {code}",
-        "auditor_text": f"auditor text of {code}",
-        "adverse": adverse,
-        "values": [{"field": "f", "value": 1, "label": f"value of {code}"}],
-        "contribution": contribution,
-    }
+def _reason(code: str, kind: str, log_odds: float | None, adverse: bool = True) -> Reason:
+    return Reason(
+        code=code,
+        kind="rule" if kind == "rule" else "model",
+        group=None if kind == "rule" else f"group_{code}",
+        customer_text=f"text of {code}",
+        auditor_text=f"auditor text of {code}",
+        values=(ReasonValue("f", 1, f"value of {code}"),),
+        contribution_log_odds=log_odds,
+        contribution_points=None if log_odds is None else -57.7 * log_odds,
+        adverse=adverse,
+    )
 
 
-def _record(decision: str, reasons: list[dict[str, Any]], attributions: dict[str, float] | None = None) -> dict:
-    return {
-        "decision_id": "d1",
-        "application_id": "APP-1",
-        "created_at": "2026-03-04T05:06:07.000000Z",
-        "decision": decision,
-        "score": 444,
-        "payload": {
-            "request": {"application_id": "APP-1", "applicant": {"credit_inquiries": 6} if attributions else {}},
-            "response": {
-                "score": {"value": 444, "min": 300, "max": 850},
-                "reasons": reasons,
-                "explanation": {"attributions": attributions or {"a": 0.1}},
-                "model": {"name": "m", "version": "v3", "sha256": "ab" * 32},
-                "policy_version": "p-1",
-                "catalog_version": "c-1",
-            },
-        },
-    }
+def _record(decision: str, reasons: list[Reason], attributions: dict[str, float] | None = None) -> RecordedDecision:
+    return RecordedDecision.new(
+        decision_id="d1",
+        created_at=datetime(2026, 3, 4, 5, 6, 7, tzinfo=UTC),
+        request=ApplicationRequest("APP-1", {"credit_inquiries": 6} if attributions else {}),
+        decision=Decision(
+            decision=decision,  # type: ignore[arg-type]
+            score=444,
+            probability_of_default=0.3,
+            margin=0.2,
+            base_value=-1.0,
+            risk_band="E",
+            reasons=tuple(reasons),
+            rules_fired=(),
+            attributions=tuple((attributions or {"a": 0.1}).items()),
+        ),
+        model_name="m",
+        model_version="v3",
+        provenance=ModelProvenance("ab" * 32, "cd" * 32, "gbt", "s-1", "p-1", "c-1"),
+        score_scale=ScoreScale(300, 850, 57.7),
+        decided_by={},
+        latency_ms=1.0,
+    )
 
 
-def test_rule_reasons_come_first_then_model_reasons_by_impact_at_most_four() -> None:
+def test_the_notice_lists_the_reasons_as_recorded_never_reranked() -> None:
+    # as the engine ranked them: the rule first, then model reasons by contribution, the tie C03/C02 broken by
+    # group name when the decision was made; the notice keeps exactly that order (it does not sort by code)
     reasons = [
-        _reason("C05", "model", 0.10),
         _reason("R01", "rule", None),
         _reason("C01", "model", 0.40),
-        _reason("C09", "model", -0.2, adverse=False),
         _reason("C03", "model", 0.25),
         _reason("C02", "model", 0.25),
+        _reason("C09", "model", -0.2, adverse=False),
+        _reason("C05", "model", 0.10),
     ]
     notice = build_notice(_record("decline", reasons))
-    assert [r.code for r in notice.principal_reasons] == ["R01", "C01", "C02", "C03"]  # tie C02/C03 by code
+    assert [r.code for r in notice.principal_reasons] == ["R01", "C01", "C03", "C02"]
     assert [r.rank for r in notice.principal_reasons] == [1, 2, 3, 4]
-    assert [f.code for f in notice.key_factors] == ["C01", "C02", "C03", "C05"]  # model reasons only
+    assert [f.code for f in notice.key_factors] == ["C01", "C03", "C02", "C05"]  # model reasons only
     assert notice.principal_reasons[1].text == "text of C01"
     assert notice.principal_reasons[1].values == ("value of C01",)
     assert notice.principal_reasons[1].score_points == round(-57.7 * 0.40, 1)

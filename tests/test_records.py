@@ -16,12 +16,13 @@ from typing import Any
 import psycopg
 import pytest
 
+from service.api.problems import problem_for
+from service.errors import InvalidParameter
 from service.records import (
     GENESIS_HASH,
     DecisionRecord,
     DuplicateDecisionId,
     IdempotencyConflict,
-    InvalidQuery,
     StoreUnavailable,
     chain_hash,
     open_decision_store,
@@ -169,7 +170,7 @@ def test_same_idempotency_key_with_another_body_is_a_409_conflict(
     decision_store.save(make_decision_record(idempotency_key="key-1", request_hash="c" * 64))
     with pytest.raises(IdempotencyConflict) as caught:
         decision_store.save(make_decision_record(idempotency_key="key-1", request_hash="d" * 64))
-    assert caught.value.http_status == 409
+    assert problem_for(type(caught.value)).status == 409
     assert decision_store.count() == 1
 
 
@@ -361,9 +362,9 @@ def test_search_pages_with_a_cursor_until_the_last_page(decision_store: Any, mak
         if cursor is None:
             break
     assert (seen, pages) == (list(range(1, 13)), 3)
-    with pytest.raises(InvalidQuery):
+    with pytest.raises(InvalidParameter):
         decision_store.search(cursor="not-a-cursor")
-    with pytest.raises(InvalidQuery):
+    with pytest.raises(InvalidParameter):
         decision_store.search(limit=0)
     assert [r.seq for r in decision_store.iter_records(since_seq=9)] == [10, 11, 12]
 
@@ -525,7 +526,7 @@ def test_a_save_that_cannot_get_the_write_lock_fails_with_503_and_writes_nothing
     try:
         with pytest.raises(StoreUnavailable) as caught:
             store.save(make_decision_record())
-        assert caught.value.http_status == 503
+        assert problem_for(type(caught.value)).status == 503
     finally:
         holder.rollback()
         holder.close()
@@ -573,11 +574,12 @@ def test_migrations_are_applied_once_and_recorded(decision_store_url: str) -> No
 def test_the_default_sqlite_url_is_relative_to_the_working_directory(
     tmp_path: Any, monkeypatch: pytest.MonkeyPatch, make_decision_record: MakeRecord
 ) -> None:
-    from service.records import database_url_from_env
+    from service.config import Settings
 
     monkeypatch.chdir(tmp_path)
     monkeypatch.delenv("DATABASE_URL", raising=False)
-    store = open_decision_store(database_url_from_env())
+    monkeypatch.delenv("CREDIT_DECISION_DATABASE_URL", raising=False)
+    store = open_decision_store(Settings.load().database_url)
     store.save(make_decision_record())
     store.close()
     assert (tmp_path / "var" / "decisions.sqlite3").is_file()

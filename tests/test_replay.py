@@ -14,9 +14,9 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from cli.audit import audit_group
 from model_store.store import MANIFEST_FILE, POLICY_FILE, ModelStore, sha256_file
 from service.app import create_app
-from service.records.cli import audit_group
 from service.replay import FLOAT_TOLERANCE, compare
 from service.state import get_state
 

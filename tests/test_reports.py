@@ -496,33 +496,67 @@ def test_report_is_deterministic(report: PeriodReport) -> None:
 # ---- adapters -----------------------------------------------------------------------------------
 
 
-def test_rows_from_stored_records_read_request_response_and_monitoring() -> None:
-    from service.records import DecisionRecord
+def _stored_record(
+    decision_id: str,
+    created_at: datetime,
+    decision: str,
+    band: str,
+    score: int,
+    probability: float,
+    reasons: tuple[ReasonRef, ...],
+    rules: tuple[str, ...],
+    model: tuple[str, str],
+    latency_ms: float | None,
+    applicant: dict[str, Any],
+    monitoring: dict[str, Any] | None,
+) -> Any:
+    """A decision record as the decision service writes it (typed payload, current schema version)."""
+    from service.core.engine import Decision, Reason, RuleHit
+    from service.core.recorded import ApplicationRequest, ModelProvenance, RecordedDecision, ScoreScale
+    from service.decisions import record_of
 
-    record = DecisionRecord(
-        decision_id="d-1",
-        application_id="app-1",
-        created_at=datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC),
-        idempotency_key=None,
-        request_hash="a" * 64,
-        decision="refer",
-        risk_band="D",
-        score=480,
-        model_name="gbt",
-        model_version="v3",
-        reason_codes=("R02", "C01"),
-        payload={
-            "request": {"application_id": "app-1", "applicant": {"age_years": 41}, "monitoring": {"sex": "female"}},
-            "response": {
-                "probability_of_default": 0.27,
-                "reasons": [
-                    {"code": "R02", "kind": "rule", "adverse": True},
-                    {"code": "C01", "kind": "model", "adverse": True},
-                ],
-                "rules_fired": [{"code": "R02", "field": "credit_amount"}],
-                "latency_ms": 7.25,
-            },
-        },
+    request = ApplicationRequest(f"app-{decision_id}", applicant, monitoring)
+    recorded = RecordedDecision.new(
+        decision_id=decision_id,
+        created_at=created_at,
+        request=request,
+        decision=Decision(
+            decision=decision,  # type: ignore[arg-type]
+            score=score,
+            probability_of_default=probability,
+            margin=0.0,
+            base_value=0.0,
+            risk_band=band,
+            reasons=tuple(
+                Reason(r.code, r.kind, None, "text", "audit text", (), None, None, r.adverse) for r in reasons
+            ),
+            rules_fired=tuple(RuleHit(code, "credit_amount", "gt", 0, "refer", "rule") for code in rules),
+            attributions=(),
+        ),
+        model_name=model[0],
+        model_version=model[1],
+        provenance=ModelProvenance("a" * 64, "b" * 64, "gbt", "spec-1", "policy-1", "catalog-1"),
+        score_scale=ScoreScale(300, 850, 57.7),
+        decided_by={},
+        latency_ms=latency_ms,
+    )
+    return record_of(recorded, None, request.request_hash)
+
+
+def test_rows_from_stored_records_read_request_response_and_monitoring() -> None:
+    record = _stored_record(
+        "d-1",
+        datetime(2025, 1, 2, 3, 4, 5, tzinfo=UTC),
+        "refer",
+        "D",
+        480,
+        0.27,
+        (ReasonRef("R02", "rule", True), ReasonRef("C01", "model", True)),
+        ("R02",),
+        ("gbt", "v3"),
+        7.25,
+        {"age_years": 41},
+        {"sex": "female"},
     )
     (row,) = rows_from_records([record], outcomes={"d-1": "bad"})
     assert row.reasons == (ReasonRef("R02", "rule", True), ReasonRef("C01", "model", True))
@@ -658,39 +692,25 @@ def _write_model_version(root: Path) -> None:
 
 
 def _record_of(row: DecisionRow) -> Any:
-    from service.records import DecisionRecord
-
-    return DecisionRecord(
-        decision_id=row.decision_id,
-        application_id=f"app-{row.decision_id}",
-        created_at=row.created_at,
-        idempotency_key=None,
-        request_hash="b" * 64,
-        decision=row.decision,
-        risk_band=row.risk_band,
-        score=row.score,
-        model_name=row.model_name,
-        model_version=row.model_version,
-        reason_codes=tuple(r.code for r in row.reasons),
-        payload={
-            "request": {
-                "application_id": f"app-{row.decision_id}",
-                "applicant": dict(row.applicant),
-                "monitoring": dict(row.monitoring),
-            },
-            "response": {
-                "probability_of_default": row.probability_of_default,
-                "reasons": [{"code": r.code, "kind": r.kind, "adverse": r.adverse} for r in row.reasons],
-                "rules_fired": [{"code": c} for c in row.rules_fired],
-                "latency_ms": row.latency_ms,
-            },
-        },
+    return _stored_record(
+        row.decision_id,
+        row.created_at,
+        row.decision,
+        row.risk_band,
+        row.score,
+        row.probability_of_default,
+        row.reasons,
+        row.rules_fired,
+        (row.model_name, row.model_version),
+        row.latency_ms,
+        dict(row.applicant),
+        dict(row.monitoring),
     )
 
 
 def test_cli_writes_every_format_from_a_real_sqlite_store(tmp_path: Path, sqlite_decision_store_url: str) -> None:
+    from cli.report import report_command
     from service.records import open_decision_store
-    from service.reports.cli import report_command
 
     store = open_decision_store(sqlite_decision_store_url)
     for row in sorted(CURRENT_ROWS + PREVIOUS_ROWS + OUTSIDE_ROWS, key=lambda r: r.created_at):
@@ -709,7 +729,7 @@ def test_cli_writes_every_format_from_a_real_sqlite_store(tmp_path: Path, sqlite
         "2025-01-08",
         "--database-url",
         sqlite_decision_store_url,
-        "--store",
+        "--model-store",
         str(tmp_path / "models"),
     ]
     common += ["--outcomes", str(outcomes)]

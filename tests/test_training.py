@@ -11,10 +11,10 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from cli.train import train_command
 from model_store.errors import ContractError
 from model_store.spec import FeatureSpec
 from model_store.store import ModelStore, VersionExistsError
-from training.cli import train_command
 from training.config import TrainingConfig
 from training.export import ensemble_onnx, run_onnx
 from training.pipeline import load_dataset, train
@@ -142,7 +142,7 @@ def test_spec_with_prohibited_field_is_refused(tmp_path: Path) -> None:
 def test_cli_refuses_prohibited_field_and_writes_nothing(tmp_path: Path) -> None:
     config = _tiny_config(tmp_path, spec_text=_spec_with_foreign_worker())
     store = tmp_path / "store"
-    result = CliRunner().invoke(train_command, ["--config", str(config), "--store", str(store), "--quiet"])
+    result = CliRunner().invoke(train_command, ["--config", str(config), "--model-store", str(store), "--quiet"])
     assert result.exit_code != 0
     assert "foreign_worker" in result.output and "prohibited-basis" in result.output
     assert ModelStore(store).names() == []
@@ -186,7 +186,8 @@ def test_cli_training_reproduces_the_models_exactly(trained_models: Any, tmp_pat
     config = _tiny_config(tmp_path)
     root = tmp_path / "again"
     result = CliRunner().invoke(
-        train_command, ["--config", str(config), "--store", str(root), "--version", "v3", "--no-promote", "--quiet"]
+        train_command,
+        ["--config", str(config), "--model-store", str(root), "--version", "v3", "--no-promote", "--quiet"],
     )
     assert result.exit_code == 0, result.output
     assert "wrote german-credit-gbt v3" in result.output and "wrote german-credit-scorecard v3" in result.output

@@ -1,4 +1,4 @@
-"""Exact path-dependent TreeSHAP (service.core.treeshap) against shap.TreeExplainer and brute force."""
+"""Exact path-dependent TreeSHAP (model_store.treeshap) against shap.TreeExplainer and brute force."""
 
 from __future__ import annotations
 
@@ -15,7 +15,7 @@ from hypothesis.extra.numpy import arrays
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from model_store.explainer import TreeEnsemble
-from service.core.treeshap import TreeShap
+from model_store.treeshap import TreeShap
 from training.trees import ensemble_from_hgb
 
 N_FEATURES = 6

@@ -164,7 +164,7 @@ def onnx_opsets(model: bytes) -> dict[str, int]:
 
 def service_tree_shap(ensemble: TreeEnsemble, X: np.ndarray) -> tuple[np.ndarray, float]:
     """Exact path-dependent TreeSHAP of the artifact, computed by the service's own implementation."""
-    from service.core.treeshap import TreeShap
+    from model_store.treeshap import TreeShap
 
     explainer = TreeShap(ensemble)
     return np.asarray(explainer.shap_values(X), dtype=np.float64), float(explainer.expected_value)

@@ -1,17 +1,36 @@
-"""HTTP layer: thin Flask blueprints over the pure decision core."""
+"""HTTP layer: thin flask-smorest blueprints over the decision service; the contract is generated from them."""
 
 from __future__ import annotations
 
 from flask import Flask
 
-from service.api import admin, audit, console, decisions, health, openapi
+from service.api import admin, audit, console, decisions, health, notice, openapi, outcomes, problems, reports
+from service.api.framework import Api
+from service.api.schemas import RequestSchemas
+from service.runtime import ServedModel
 
 
-def init_app(app: Flask) -> None:
-    """Register every blueprint of the API."""
+def init_app(app: Flask, requests: RequestSchemas, model: ServedModel | None) -> Api:
+    """Register the problem renderer, every blueprint of the API and the document describing them."""
+    app.config.update(
+        API_TITLE="credit-decision",
+        API_VERSION=openapi.package_version(),
+        OPENAPI_VERSION="3.1.0",
+    )
+    problems.init_app(app)
     health.init_app(app)
-    decisions.init_app(app)
-    audit.init_app(app)
-    admin.init_app(app)
-    openapi.init_app(app)
-    console.init_app(app)  # the auditor console and its compliance endpoints: reports, outcomes, notices
+    api = Api(app)
+    openapi.describe(api, model)
+    for blueprint in (
+        health.blueprint(),
+        decisions.blueprint(requests),
+        audit.blueprint(),
+        notice.blueprint(),
+        reports.blueprint(),
+        outcomes.blueprint(),
+        admin.blueprint(),
+        openapi.blueprint(),
+        console.blueprint(),
+    ):
+        api.register_blueprint(blueprint)
+    return api

@@ -2,23 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from flask import Response, jsonify
 
-from flask import Blueprint, Flask
-
-from service.auth import require_role
+from service.api.framework import Blueprint, guarded, problems
+from service.api.schemas import ModelListingSchema
 from service.state import get_state
 
-bp = Blueprint("admin", __name__, url_prefix="/v1")
 
+def blueprint() -> Blueprint:
+    """The admin endpoints."""
+    bp = Blueprint("admin", __name__, url_prefix="/v1", description="Models")
 
-@bp.get("/models")
-@require_role("admin")
-def list_models() -> dict[str, Any]:
-    """Every model name and version in the store, which one is champion, served and loaded in this process."""
-    return get_state().require_models().listing()
+    @bp.route("/models", methods=["GET"])
+    @bp.response(200, ModelListingSchema, description="The listing")
+    @problems(bp, 503)
+    @guarded(bp, "admin")
+    def list_models() -> Response:
+        """Model versions in the store
 
+        Every model name and version, the champion, the served version and which versions this process has loaded.
+        """
+        return jsonify(get_state().service.require_models().listing())
 
-def init_app(app: Flask) -> None:
-    """Register the admin endpoints."""
-    app.register_blueprint(bp)
+    return bp

@@ -5,109 +5,42 @@
   (``limit`` 1 to 1000, default 100; ``next_cursor`` in the body and a ``Link: <...>; rel="next"`` header).
 - ``GET /v1/decisions/export?format=csv|jsonl``: the same filters, every matching record streamed page by page.
 - ``POST /v1/decisions/{id}/replay``: re-decide the stored request with the recorded model version and report
-  any difference (see service.replay); writes nothing.
+  any difference (:mod:`service.replay`); writes nothing.
 
 An unknown, repeated or invalid query parameter is a 400 problem whose ``errors`` name it.
 """
 
 from __future__ import annotations
 
-import re
-from collections.abc import Iterator, Mapping
 from datetime import UTC, datetime
 from typing import Any
 from urllib.parse import urlencode
 
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Response, jsonify, request
 
-from service.api.decisions import request_hash
-from service.api.schemas import APPLICATION_ID
-from service.auth import require_role
-from service.errors import FieldError, InvalidParameter, NotFound
-from service.records import InvalidQuery
-from service.records.cli import format_records, record_pages
-from service.replay import replay_record
-from service.serialize import iso_utc
+from service.api.decisions import DECISION_ID_PARAMETER, stored_json
+from service.api.framework import Blueprint, guarded, problems
+from service.api.schemas import (
+    DecisionExportSchema,
+    DecisionPageSchema,
+    DecisionSearchSchema,
+    ReplayReportSchema,
+)
+from service.core.canonical import iso_utc
+from service.records.export import export_chunks
 from service.state import get_state
 
-DEFAULT_LIMIT = 100
-MAX_LIMIT = 1000
-DECISIONS = ("approve", "refer", "decline")
-EXPORT_FORMATS = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
-FILTERS = ("application_id", "from", "to", "decision", "risk_band", "reason_code", "model_version")
-_TOKEN = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z")
-_DECISION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
-# a '+' in an unencoded query string arrives as a space: "...T10:00:00 02:00" means "+02:00"
-_SPACE_OFFSET = re.compile(r" (\d{2}(?::?\d{2})?)\Z")
-
-bp = Blueprint("audit", __name__, url_prefix="/v1")
+EXPORT_MEDIA_TYPES = {"csv": "text/csv; charset=utf-8", "jsonl": "application/x-ndjson; charset=utf-8"}
 
 
-def _invalid(parameter: str, message: str) -> InvalidParameter:
-    return InvalidParameter(f"query parameter {parameter!r}: {message}", [FieldError(parameter, message)])
-
-
-def _single_args(allowed: tuple[str, ...]) -> dict[str, str]:
-    args: dict[str, str] = {}
-    for name in request.args:
-        values = request.args.getlist(name)
-        if name not in allowed:
-            raise _invalid(name, f"unknown parameter; allowed: {', '.join(allowed)}")
-        if len(values) > 1:
-            raise _invalid(name, "given more than once")
-        args[name] = values[0]
-    return args
-
-
-def _moment(name: str, value: str) -> datetime:
-    text = _SPACE_OFFSET.sub(r"+\1", value.strip())
-    try:
-        moment = datetime.fromisoformat(text)
-    except ValueError:
-        raise _invalid(name, "not an ISO-8601 datetime, e.g. 2026-01-31T00:00:00Z") from None
-    if moment.tzinfo is None or moment.utcoffset() is None:
-        raise _invalid(name, "needs a timezone, e.g. 2026-01-31T00:00:00Z or +01:00")
-    return moment.astimezone(UTC)
-
-
-def search_filters(args: Mapping[str, str]) -> dict[str, Any]:
-    """The store's search filters from validated query parameters."""
-    filters: dict[str, Any] = {}
-    if "application_id" in args:
-        if not APPLICATION_ID.match(args["application_id"]):
-            raise _invalid("application_id", "must be 1 to 64 characters of A-Z a-z 0-9 . _ : -")
-        filters["application_id"] = args["application_id"]
-    if "decision" in args:
-        if args["decision"] not in DECISIONS:
-            raise _invalid("decision", f"must be one of {', '.join(DECISIONS)}")
-        filters["decision"] = args["decision"]
-    for name in ("risk_band", "reason_code", "model_version"):
-        if name in args:
-            if not _TOKEN.match(args[name]):
-                raise _invalid(name, "must be 1 to 64 characters of A-Z a-z 0-9 . _ : -")
-            filters[name] = args[name]
-    if "from" in args:
-        filters["since"] = _moment("from", args["from"])
-    if "to" in args:
-        filters["until"] = _moment("to", args["to"])
-    if "since" in filters and "until" in filters and filters["until"] < filters["since"]:
-        raise _invalid("to", "must not be before 'from'")
-    return filters
-
-
-def _limit(args: Mapping[str, str]) -> int:
-    raw = args.get("limit")
-    if raw is None:
-        return DEFAULT_LIMIT
-    if not raw.isdigit() or not 1 <= int(raw) <= MAX_LIMIT:
-        raise _invalid("limit", f"must be an integer from 1 to {MAX_LIMIT}")
-    return int(raw)
-
-
-def _query_problem(exc: InvalidQuery) -> InvalidParameter:
-    # every other argument is validated above, so what the store can still refuse is the cursor
-    message = str(exc)
-    return _invalid("limit" if "limit" in message else "cursor", message)
+def store_filters(query: dict[str, Any]) -> dict[str, Any]:
+    """The store's search filters from a validated query."""
+    names = {"from_": "since", "to": "until"}
+    return {
+        names.get(key, key): value
+        for key, value in query.items()
+        if key not in ("cursor", "limit", "format") and value is not None
+    }
 
 
 def _no_store(response: Response) -> Response:
@@ -115,67 +48,77 @@ def _no_store(response: Response) -> Response:
     return response
 
 
-@bp.get("/decisions")
-@require_role("auditor")
-def list_decisions() -> Response:
-    """Decision records matching the filters, in chain order, one page at a time."""
-    args = _single_args((*FILTERS, "cursor", "limit"))
-    filters = search_filters(args)
-    limit = _limit(args)
-    store = get_state().require_store()
-    try:
-        page, next_cursor = store.search(**filters, cursor=args.get("cursor"), limit=limit)
-    except InvalidQuery as exc:
-        raise _query_problem(exc) from None
-    response = jsonify({"items": [stored.to_dict() for stored in page], "limit": limit, "next_cursor": next_cursor})
-    if next_cursor is not None:
-        following = {**args, "cursor": next_cursor, "limit": str(limit)}
-        response.headers["Link"] = f'<{request.path}?{urlencode(following)}>; rel="next"'
-    return _no_store(response)
+def blueprint() -> Blueprint:
+    """The auditor's search, export and replay endpoints."""
+    bp = Blueprint("audit", __name__, url_prefix="/v1", description="Audit decision records")
 
+    @bp.route("/decisions", methods=["GET"])
+    @bp.response(
+        200,
+        DecisionPageSchema,
+        description="One page of records, in chain order",
+        headers={"Link": {"schema": {"type": "string"}, "description": 'The next page (rel="next")'}},
+    )
+    @problems(bp, 400, 503)
+    @guarded(bp, "auditor")
+    @bp.arguments(DecisionSearchSchema, location="query", error_status_code=400)
+    def list_decisions(query: dict[str, Any]) -> Response:
+        """Search decision records
 
-@bp.get("/decisions/export")
-@require_role("auditor")
-def export_decisions() -> Response:
-    """Every matching record, streamed as CSV or JSON Lines in chain order (hashes included, re-verifiable)."""
-    args = _single_args((*FILTERS, "format"))
-    fmt = args.get("format", "jsonl")
-    if fmt not in EXPORT_FORMATS:
-        raise _invalid("format", f"must be one of {', '.join(EXPORT_FORMATS)}")
-    filters = search_filters(args)
-    store = get_state().require_store()
-    pages = record_pages(store, **filters)
-    try:
-        first = next(pages, None)  # read before streaming starts, so a failing store still gets a problem
-    except InvalidQuery as exc:
-        raise _query_problem(exc) from None
+        Records matching every given filter, in chain order, one page at a time: follow `next_cursor` (or the
+        `Link: <...>; rel="next"` header) until it is null.
+        """
+        limit = int(query["limit"])
+        store = get_state().service.require_store()
+        page, next_cursor = store.search(**store_filters(query), cursor=query.get("cursor"), limit=limit)
+        response = jsonify({"items": [stored_json(s) for s in page], "limit": limit, "next_cursor": next_cursor})
+        if next_cursor is not None:
+            following = {**request.args.to_dict(), "cursor": next_cursor, "limit": str(limit)}
+            response.headers["Link"] = f'<{request.path}?{urlencode(following)}>; rel="next"'
+        return _no_store(response)
 
-    def generate() -> Iterator[str]:
-        yield format_records([] if first is None else first, fmt, header=True)
-        for page in pages:
-            yield format_records(page, fmt)
+    @bp.route("/decisions/export", methods=["GET"])
+    @bp.response(
+        200,
+        {"type": "string"},
+        content_type="text/csv",
+        description="The records as CSV (an attachment), hashes included so an export can be re-verified",
+        headers={"Content-Disposition": {"schema": {"type": "string"}}},
+    )
+    @bp.alt_response(
+        200,
+        schema={"type": "string"},
+        content_type="application/x-ndjson",
+        description="The records as JSON Lines (an attachment)",
+        success=True,
+    )
+    @problems(bp, 400, 503)
+    @guarded(bp, "auditor")
+    @bp.arguments(DecisionExportSchema, location="query", error_status_code=400)
+    def export_decisions(query: dict[str, Any]) -> Response:
+        """Export decision records as CSV or JSON Lines
 
-    stamp = iso_utc(datetime.now(UTC)).replace("-", "").replace(":", "").split(".")[0]
-    response = Response(generate(), content_type=EXPORT_FORMATS[fmt])
-    response.headers["Content-Disposition"] = f'attachment; filename="decisions-{stamp}Z.{fmt}"'
-    response.headers["X-Content-Type-Options"] = "nosniff"
-    return _no_store(response)
+        Every record matching the filters, streamed in chain order with its hashes.
+        """
+        fmt = str(query["format"])
+        chunks = export_chunks(get_state().service.require_store(), fmt, **store_filters(query))
+        stamp = iso_utc(datetime.now(UTC)).replace("-", "").replace(":", "").split(".")[0]
+        response = Response(chunks, content_type=EXPORT_MEDIA_TYPES[fmt])
+        response.headers["Content-Disposition"] = f'attachment; filename="decisions-{stamp}Z.{fmt}"'
+        response.headers["X-Content-Type-Options"] = "nosniff"
+        return _no_store(response)
 
+    @bp.route("/decisions/<decision_id>/replay", methods=["POST"], parameters=[DECISION_ID_PARAMETER])
+    @bp.response(200, ReplayReportSchema, description="The replay report")
+    @problems(bp, 404, 503)
+    @guarded(bp, "auditor")
+    def replay_decision(decision_id: str) -> Response:
+        """Replay a decision with the exact model version recorded
 
-@bp.post("/decisions/<decision_id>/replay")
-@require_role("auditor")
-def replay_decision(decision_id: str) -> dict[str, Any]:
-    """Re-decide a stored request with the recorded model version and report any difference (writes nothing)."""
-    state = get_state()
-    store = state.require_store()
-    if not _DECISION_ID.match(decision_id):
-        raise NotFound(f"no decision {decision_id!r}")
-    stored = store.get(decision_id)
-    if stored is None:
-        raise NotFound(f"no decision {decision_id!r}")
-    return replay_record(stored, state.require_models(), request_hash).to_dict()
+        Re-decides the stored request with the recorded model version (its own feature spec, policy and reason
+        catalog) and lists every difference from what was recorded; numbers are compared within 1e-9. Writes
+        nothing.
+        """
+        return jsonify(get_state().service.replay(decision_id).to_dict())
 
-
-def init_app(app: Flask) -> None:
-    """Register the auditor endpoints."""
-    app.register_blueprint(bp)
+    return bp

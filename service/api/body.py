@@ -1,6 +1,6 @@
 """Reading a JSON request body defensively: content type, size, nesting depth, duplicate keys.
 
-Every failure here is a 4xx ProblemError; nothing the client sends can reach ``json.loads`` deep enough
+Every failure here is a domain error the API answers with a 4xx problem; nothing the client sends can reach ``json.loads`` deep enough
 to raise RecursionError, because the bracket depth is measured first with one regex pass.
 """
 
@@ -13,7 +13,7 @@ from typing import Any
 from flask import Request
 from werkzeug.exceptions import RequestEntityTooLarge
 
-from service.errors import MalformedRequest, PayloadTooLarge, UnsupportedMediaType
+from service.errors import MalformedBody, PayloadTooLarge, UnsupportedMediaType
 
 JSON_MEDIA_TYPE = "application/json"
 # a whole JSON string (escapes included) or one bracket; strings are skipped so brackets inside them don't count
@@ -43,18 +43,15 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
     out: dict[str, Any] = {}
     for key, value in pairs:
         if key in out:
-            raise MalformedRequest(f"duplicate key {key!r} in a JSON object")
+            raise MalformedBody(f"duplicate key {key!r} in a JSON object")
         out[key] = value
     return out
 
 
 def read_json(request: Request, max_bytes: int, max_depth: int) -> Any:
-    """The request body parsed as JSON; raises 415, 413 or 400 problems."""
+    """The request body parsed as JSON; UnsupportedMediaType, PayloadTooLarge or MalformedBody otherwise."""
     if request.mimetype != JSON_MEDIA_TYPE:
-        raise UnsupportedMediaType(
-            f"send the body as {JSON_MEDIA_TYPE} (got {request.mimetype or 'no content type'})",
-            headers={"Accept-Post": JSON_MEDIA_TYPE},
-        )
+        raise UnsupportedMediaType(f"send the body as {JSON_MEDIA_TYPE} (got {request.mimetype or 'no content type'})")
     charset = request.mimetype_params.get("charset", "utf-8").lower()
     if charset not in ("utf-8", "utf8"):
         raise UnsupportedMediaType(f"the body must be UTF-8 encoded (got charset={charset})")
@@ -68,18 +65,16 @@ def read_json(request: Request, max_bytes: int, max_depth: int) -> Any:
     if len(body) > max_bytes:
         raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
     if not body.strip():
-        raise MalformedRequest("the request body is empty; send a JSON object")
+        raise MalformedBody("the request body is empty; send a JSON object")
     if json_depth_exceeds(body, max_depth):
-        raise MalformedRequest(f"the JSON body is nested deeper than {max_depth} levels")
+        raise MalformedBody(f"the JSON body is nested deeper than {max_depth} levels")
     try:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
-        raise MalformedRequest(f"the body is not valid UTF-8 (byte {exc.start})") from None
+        raise MalformedBody(f"the body is not valid UTF-8 (byte {exc.start})") from None
     try:
         return json.loads(text, object_pairs_hook=_reject_duplicates)
     except json.JSONDecodeError as exc:
-        raise MalformedRequest(
-            f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}"
-        ) from None
+        raise MalformedBody(f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
-        raise MalformedRequest(f"the JSON body is nested deeper than {max_depth} levels") from None
+        raise MalformedBody(f"the JSON body is nested deeper than {max_depth} levels") from None

@@ -8,27 +8,15 @@ notice: 409 ``notice-not-required``.
 from __future__ import annotations
 
 import html
-import re
+from typing import Any
 
-from flask import Blueprint, Flask, Response, jsonify, request
+from flask import Response, jsonify, request
 
-from service.auth import require_role
-from service.core.notice import AdverseActionNotice, NoticeFactor, NoticeNotRequired, build_notice
-from service.errors import FieldError, InvalidParameter, NotFound, ProblemError
+from service.api.decisions import DECISION_ID_PARAMETER
+from service.api.framework import Blueprint, guarded, problems
+from service.api.schemas import NoticeQuerySchema, NoticeSchema
+from service.core.notice import AdverseActionNotice, NoticeFactor
 from service.state import get_state
-
-_DECISION_ID = re.compile(r"[A-Za-z0-9_-]{1,64}\Z")
-
-bp = Blueprint("notice", __name__, url_prefix="/v1")
-
-
-class NoticeNotApplicable(ProblemError):
-    """The decision is not a decline, so no adverse-action notice is required."""
-
-    status = 409
-    slug = "notice-not-required"
-    title = "No adverse-action notice is required"
-
 
 _CSS = """
 :root { color-scheme: light; }
@@ -103,38 +91,42 @@ def render_notice_html(notice: AdverseActionNotice) -> str:
     )
 
 
-def _wants_html() -> bool:
-    fmt = request.args.get("format")
+def _wants_html(query: dict[str, Any]) -> bool:
+    fmt = query.get("format")
     if fmt is not None:
-        if fmt not in ("json", "html"):
-            raise InvalidParameter("invalid notice query", [FieldError("format", "must be json or html")])
-        return fmt == "html"
-    best = request.accept_mimetypes.best_match(["application/json", "text/html"])
-    return best == "text/html"
+        return bool(fmt == "html")
+    return request.accept_mimetypes.best_match(["application/json", "text/html"]) == "text/html"
 
 
-@bp.get("/decisions/<decision_id>/notice")
-@require_role("auditor")
-def get_notice(decision_id: str) -> Response:
-    """Adverse-action notice data of a declined decision, as JSON or printable HTML."""
-    store = get_state().require_store()
-    as_html = _wants_html()
-    stored = store.get(decision_id) if _DECISION_ID.match(decision_id) else None
-    if stored is None:
-        raise NotFound(f"no decision {decision_id!r}")
-    try:
-        notice = build_notice(stored.to_dict())
-    except NoticeNotRequired as exc:
-        raise NoticeNotApplicable(str(exc)) from None
-    if as_html:
-        response = Response(render_notice_html(notice), status=200, content_type="text/html; charset=utf-8")
-    else:
-        response = jsonify(notice.to_dict())
-    response.headers["Cache-Control"] = "no-store"
-    response.headers["Vary"] = "Accept"
-    return response
+def blueprint() -> Blueprint:
+    """The adverse-action notice endpoint."""
+    bp = Blueprint("notice", __name__, url_prefix="/v1", description="Adverse-action notices")
 
+    @bp.route("/decisions/<decision_id>/notice", methods=["GET"], parameters=[DECISION_ID_PARAMETER])
+    @bp.response(200, NoticeSchema, description="The notice data of a declined decision")
+    @bp.alt_response(
+        200,
+        schema={"type": "string"},
+        content_type="text/html",
+        description="A printable, self-contained HTML page of the notice (`?format=html` or `Accept: text/html`)",
+        success=True,
+    )
+    @problems(bp, 400, 404, 409, 503, s409="The decision is not a decline: it needs no adverse-action notice")
+    @guarded(bp, "auditor")
+    @bp.arguments(NoticeQuerySchema, location="query", error_status_code=400)
+    def get_notice(query: dict[str, Any], decision_id: str) -> Response:
+        """Adverse-action notice of a declined decision
 
-def init_app(app: Flask) -> None:
-    """Register the notice endpoint."""
-    app.register_blueprint(bp)
+        The principal reasons in customer wording, exactly as recorded with the decision (in their recorded
+        order), the score and its range, the key factors and the date.
+        """
+        notice = get_state().service.notice(decision_id)
+        if _wants_html(query):
+            response = Response(render_notice_html(notice), status=200, content_type="text/html; charset=utf-8")
+        else:
+            response = jsonify(notice.to_dict())
+        response.headers["Cache-Control"] = "no-store"
+        response.headers["Vary"] = "Accept"
+        return response
+
+    return bp

@@ -1,225 +1,223 @@
-"""Marshmallow schemas built from the feature spec, policy and reason catalog of the served model.
+"""The API's marshmallow schemas: what each operation reads and answers, and so what /openapi.json says.
 
-Request schemas are strict: integer fields take JSON integers only (not 1.5, not ``true``, not ``"12"``),
-numbers must be finite, categorical fields take the spec's codes, every field is required and unknown
-fields are rejected, so no personal identifier or prohibited-basis attribute slips in. Response schemas
-document what ``service.serialize`` produces; ``service.api.openapi`` turns both into OpenAPI.
+Request bodies of decisions are built from the served model's feature spec: each applicant field is a
+:class:`SpecValue` that validates with the spec's own :meth:`~model_store.spec.Field.check` (the check the
+batch file reader uses too) and documents its type, range and allowed codes from the same field. Unknown
+fields are rejected, so no personal identifier or prohibited-basis attribute slips in.
+
+Response schemas document what :mod:`service.serialize` and the views produce; the contract test checks
+every answer against them. Reason codes, risk bands and field names are open strings in responses (the
+current values are listed in the descriptions), so a new catalog, policy or spec version does not break
+a generated client.
 """
 
 from __future__ import annotations
 
 import math
-import re
 from collections.abc import Mapping
 from dataclasses import dataclass
-from dataclasses import field as dataclass_field
+from datetime import UTC, date, datetime, timedelta
 from typing import Any
 
-from marshmallow import RAISE, Schema, ValidationError, fields, validate
+import marshmallow as ma
+from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
-from model_store.catalog import ReasonCatalog
-from model_store.policy import Policy
-from model_store.spec import FeatureSpec, Field
-from service.errors import FieldError, ValidationFailed
-
-APPLICATION_ID_PATTERN = r"^[A-Za-z0-9._:-]{1,64}$"
-# Python's "$" also matches before a trailing newline, so the compiled check anchors with \Z
-APPLICATION_ID = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z")
-PROHIBITED_MESSAGE = (
-    "prohibited-basis attribute: never a model input; it may be supplied for fairness monitoring "
-    "only, in the request's separate `monitoring` object"
+from model_store.spec import MISSING, FeatureSpec, Field, InvalidValue
+from model_store.vocabulary import (
+    ACTIONS,
+    APPLICATION_ID,
+    APPLICATION_ID_PATTERN,
+    APPLICATION_ID_RULE,
+    MODEL_NAME,
+    MODEL_NAME_PATTERN,
+    TOKEN,
+    TOKEN_PATTERN,
 )
-ROOT = "body"
+from service.api.framework import ProblemSchema
+from service.inputs import Matches, StrictSchema
+
+APPLICATION_ID_FIELD_METADATA = {
+    "description": "The caller's reference for the application (no personal data)",
+    "example": "APP-2026-000123",
+}
+EXPORT_FORMATS = ("jsonl", "csv")
+REPORT_FORMATS = ("json", "csv", "html", "pdf")
+MAX_SEARCH_LIMIT = 1000
+DEFAULT_SEARCH_LIMIT = 100
+MAX_OUTCOMES = 1000
+#: Longest period one report covers (it reads the period before it too).
+MAX_REPORT_PERIOD = timedelta(days=366)
+#: How far in the future an observation may lie (clock skew between the poster and us).
+OUTCOME_CLOCK_SKEW = timedelta(minutes=5)
 
 
-class StrictSchema(Schema):
-    """Rejects unknown fields."""
-
-    class Meta:
-        unknown = RAISE
+# ---- fields ------------------------------------------------------------------------------------
 
 
-class StrictInteger(fields.Integer):
-    """A JSON integer: rejects 1.5, booleans, strings and non-finite numbers.
+class SpecValue(fields.Field):
+    """One applicant field of the feature spec: validated by the spec's own check, documented from it."""
 
-    ``12.0`` is accepted as 12: JSON (RFC 8259) and JSON Schema's ``integer`` do not tell 12.0 from 12,
-    so a client whose serializer writes integral numbers with a fraction still meets the published schema.
-    """
+    def __init__(self, spec_field: Field, example: Any = None, **kwargs: Any) -> None:
+        self.spec_field = spec_field
+        metadata: dict[str, Any] = {"description": spec_field.description}
+        if spec_field.kind == "categorical":
+            metadata.update(type="string", enum=list(spec_field.codes))
+            metadata["x-labels"] = {c.code: c.label for c in spec_field.values}
+        else:
+            metadata["type"] = spec_field.dtype
+            low, high = spec_field.minimum, spec_field.maximum
+            if low is not None:
+                metadata["minimum"] = math.ceil(low) if spec_field.dtype == "integer" else low
+            if high is not None:
+                metadata["maximum"] = math.floor(high) if spec_field.dtype == "integer" else high
+            if spec_field.unit:
+                metadata["x-unit"] = spec_field.unit
+        if example is not None:
+            metadata["example"] = example
+        super().__init__(required=True, metadata=metadata, error_messages={"required": MISSING}, **kwargs)
+
+    def deserialize(
+        self, value: Any, attr: str | None = None, data: Mapping[str, Any] | None = None, **kwargs: Any
+    ) -> Any:
+        """The value as the spec's check accepts it (JSON semantics), or a ValidationError in its words."""
+        if value is ma.missing:
+            raise self.make_error("required")
+        try:
+            return self.spec_field.check(value)
+        except InvalidValue as exc:
+            raise ValidationError(str(exc)) from None
+
+
+class ApplicationId(fields.String):
+    """The caller's application id (pattern from the shared vocabulary)."""
 
     def __init__(self, **kwargs: Any) -> None:
-        super().__init__(strict=True, **kwargs)
-
-    def _validated(self, value: Any) -> int:
-        if isinstance(value, float) and not isinstance(value, bool) and math.isfinite(value) and value.is_integer():
-            value = int(value)
-        return int(super()._validated(value))
-
-
-class StrictNumber(fields.Float):
-    """A finite JSON number: rejects strings, booleans, NaN and infinities."""
-
-    def _validated(self, value: Any) -> float:
-        if not isinstance(value, (int, float)):
-            raise self.make_error("invalid", input=value)
-        return super()._validated(value)
-
-
-def _field_for(field: Field, example: Any) -> fields.Field:
-    metadata: dict[str, Any] = {"description": field.description}
-    if example is not None:
-        metadata["example"] = example
-    if field.kind == "categorical":
-        metadata["x-labels"] = {c.code: c.label for c in field.values}
-        return fields.String(
-            required=True,
-            validate=validate.OneOf(field.codes, error="Must be one of: {choices}."),
-            metadata=metadata,
+        super().__init__(
+            validate=Matches(APPLICATION_ID, f"Must be {APPLICATION_ID_RULE}."),
+            metadata={**APPLICATION_ID_FIELD_METADATA, "pattern": APPLICATION_ID_PATTERN},
+            **kwargs,
         )
-    if field.unit:
-        metadata["x-unit"] = field.unit
-    lo, hi = field.minimum, field.maximum
-    if field.dtype == "integer":
-        rng = validate.Range(
-            min=None if lo is None else math.ceil(lo),
-            max=None if hi is None else math.floor(hi),
-            error="Must be an integer from {min} to {max}.",
-        )
-        return StrictInteger(required=True, validate=rng, metadata=metadata)
-    return StrictNumber(
-        required=True, validate=validate.Range(min=lo, max=hi, error="Must be from {min} to {max}."), metadata=metadata
-    )
+
+
+class AwareDateTime(fields.DateTime):
+    """An ISO 8601 date-time with a time zone (``Z`` or an offset); a '+' sent unencoded as a space is read as '+'."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> datetime:
+        if not isinstance(value, str) or len(value) > 40:
+            raise ValidationError("Not an ISO-8601 date-time, e.g. 2026-01-31T00:00:00Z.")
+        text = value.strip()
+        if len(text) > 6 and text[-6] == " " and text[-5:-3].isdigit():  # "...T10:00:00 02:00" meant "+02:00"
+            text = text[:-6] + "+" + text[-5:]
+        try:
+            moment = datetime.fromisoformat(text)
+        except ValueError:
+            raise ValidationError("Not an ISO-8601 date-time, e.g. 2026-01-31T00:00:00Z.") from None
+        if moment.tzinfo is None or moment.utcoffset() is None:
+            raise ValidationError("Needs a time zone, e.g. 2026-01-31T00:00:00Z or +01:00.")
+        try:
+            return moment.astimezone(UTC)
+        except OverflowError:
+            raise ValidationError("Out of the supported date range.") from None
+
+
+class Day(fields.Date):
+    """A calendar day ``YYYY-MM-DD`` (UTC)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> date:
+        if not isinstance(value, str) or len(value) != 10:
+            raise ValidationError("Must be a date YYYY-MM-DD (UTC).")
+        try:
+            return date.fromisoformat(value)
+        except ValueError:
+            raise ValidationError("Must be a date YYYY-MM-DD (UTC).") from None
+
+
+class DigitsInteger(fields.Integer):
+    """An integer query parameter written in ASCII digits only (no sign, no '²', no full-width digits)."""
+
+    def _deserialize(self, value: Any, attr: str | None, data: Mapping[str, Any] | None, **kwargs: Any) -> int:
+        if not isinstance(value, str) or not (value.isascii() and value.isdigit()) or len(value) > 9:
+            raise self.make_error("invalid")
+        return int(value)
+
+
+# ---- requests built from the served model's spec -----------------------------------------------
 
 
 @dataclass(frozen=True)
-class ApiSchemas:
-    """The request and response schemas of one served model version."""
+class RequestSchemas:
+    """The request schemas of one served feature spec (generic ones when no model is served)."""
 
-    spec: FeatureSpec
-    applicant: type[Schema]
-    decision_request: type[Schema]
-    batch_envelope: type[Schema]
+    spec: FeatureSpec | None
+    decision_request: Schema
+    batch_envelope: Schema
     batch_request: type[Schema]
-    decision_response: type[Schema]
-    batch_response: type[Schema]
-    stored_decision: type[Schema]
-    problem: type[Schema]
     example_application: dict[str, Any]
-    # One instance per schema class, built on first use: constructing a marshmallow Schema deep-copies its
-    # declared fields (about 100 µs a request for the default spec), and loading does not mutate the instance.
-    _instances: dict[type[Schema], Schema] = dataclass_field(
-        default_factory=dict, init=False, repr=False, compare=False
-    )
-
-    def load_request(self, payload: Any) -> dict[str, Any]:
-        """Validate one decision request; raises ValidationFailed naming every invalid field."""
-        return self._load(self.decision_request, payload)
-
-    def load_batch(self, payload: Any) -> list[Any]:
-        """Validate the batch envelope (not its items); returns the raw items."""
-        return list(self._load(self.batch_envelope, payload)["applications"])
-
-    def _load(self, schema: type[Schema], payload: Any) -> dict[str, Any]:
-        if not isinstance(payload, dict):
-            raise ValidationFailed(
-                "the request body must be a JSON object", [FieldError(ROOT, "Must be a JSON object.")]
-            )
-        try:
-            instance = self._instances.get(schema)
-            if instance is None:
-                instance = self._instances.setdefault(schema, schema())
-            loaded: dict[str, Any] = instance.load(payload)
-        except ValidationError as exc:
-            errors = field_errors(exc.messages, self.prohibited)
-            raise ValidationFailed(f"{len(errors)} invalid field(s)", errors) from None
-        return loaded
 
     @property
     def prohibited(self) -> frozenset[str]:
         """Names of the prohibited-basis (monitoring-only) attributes."""
+        if self.spec is None:
+            return frozenset()
         return frozenset(
             name for m in self.spec.monitoring_only for name in (m.name, m.source_column, m.monitoring_field)
         )
 
 
-def field_errors(messages: Any, prohibited: frozenset[str] = frozenset(), prefix: str = "") -> list[FieldError]:
-    """Flatten marshmallow's nested messages into sorted dotted-path field errors."""
-    out: list[FieldError] = []
-    if isinstance(messages, Mapping):
-        for key, value in messages.items():
-            if key == "_schema":
-                out.extend(field_errors(value, prohibited, prefix))
-                continue
-            path = f"{prefix}.{key}" if prefix else str(key)
-            if str(key) in prohibited and prefix != "monitoring":
-                out.append(FieldError(path, PROHIBITED_MESSAGE))
-            else:
-                out.extend(field_errors(value, prohibited, path))
-    elif isinstance(messages, list | tuple):
-        for message in messages:
-            out.extend(field_errors(message, prohibited, prefix))
+def request_schemas(
+    spec: FeatureSpec | None, example: Mapping[str, Any] | None, max_batch_items: int
+) -> RequestSchemas:
+    """Decision request schemas for a feature spec (``None``: generic, while no model is served)."""
+    example_applicant = dict(example) if example else {}
+    if spec is None:
+        applicant: fields.Field = fields.Dict(
+            required=True, metadata={"description": "The applicant fields of the served feature spec"}
+        )
+        monitoring: fields.Field = fields.Dict(required=False)
+        name = "Generic"
     else:
-        out.append(FieldError(prefix or ROOT, str(messages)))
-    return sorted(set(out), key=lambda e: (e.field, e.message))
-
-
-def build_schemas(
-    spec: FeatureSpec,
-    policy: Policy,
-    catalog: ReasonCatalog,
-    example: Mapping[str, Any] | None = None,
-    max_batch_items: int = 100,
-) -> ApiSchemas:
-    """Request and response schemas for one feature spec, policy and catalog."""
-    example_applicant = dict(example) if example else None
-    applicant = StrictSchema.from_dict(
-        {f.name: _field_for(f, (example_applicant or {}).get(f.name)) for f in spec.fields}, name="Applicant"
-    )
-    application_id = fields.String(
-        required=True,
-        validate=[
-            validate.Length(min=1, max=64),
-            validate.Regexp(APPLICATION_ID, error="Must be 1 to 64 characters of A-Z a-z 0-9 . _ : -"),
-        ],
-        metadata={
-            "description": "The caller's reference for the application (no personal data)",
-            "example": "APP-2026-000123",
-            "pattern": APPLICATION_ID_PATTERN,
-        },
-    )
-    monitoring = StrictSchema.from_dict(
-        {
-            m.monitoring_field: fields.String(
-                validate=validate.OneOf(m.values),
-                metadata={"description": f"{m.basis}: for fairness monitoring only, never used in scoring"},
-            )
-            for m in spec.monitoring_only
-        },
-        name="Monitoring",
-    )
+        applicant_schema = StrictSchema.from_dict(
+            {f.name: SpecValue(f, example_applicant.get(f.name)) for f in spec.fields}, name="Applicant"
+        )
+        applicant = fields.Nested(
+            applicant_schema, required=True, metadata={"description": "The applicant fields of the feature spec"}
+        )
+        monitoring_schema = StrictSchema.from_dict(
+            {
+                m.monitoring_field: fields.String(
+                    validate=validate.OneOf(m.values),
+                    metadata={"description": f"{m.basis}: for fairness monitoring only, never used in scoring"},
+                )
+                for m in spec.monitoring_only
+            },
+            name="Monitoring",
+        )
+        monitoring = fields.Nested(
+            monitoring_schema,
+            required=False,
+            metadata={
+                "description": "Optional prohibited-basis attributes for fairness monitoring only: recorded "
+                "beside the decision for the compliance report, never passed to the model or the policy"
+            },
+        )
+        name = ""
     decision_request = StrictSchema.from_dict(
-        {
-            "application_id": application_id,
-            "applicant": fields.Nested(
-                applicant, required=True, metadata={"description": "The applicant fields of the feature spec"}
-            ),
-            "monitoring": fields.Nested(
-                monitoring,
-                required=False,
-                metadata={
-                    "description": "Optional prohibited-basis attributes for fairness monitoring only: recorded "
-                    "beside the decision for the compliance report, never passed to the model or the policy"
-                },
-            ),
-        },
-        name="DecisionRequest",
+        {"application_id": ApplicationId(required=True), "applicant": applicant, "monitoring": monitoring},
+        name=f"{name}DecisionRequest",
     )
-    batch_envelope = StrictSchema.from_dict(
+    prohibited = (
+        frozenset(n for m in spec.monitoring_only for n in (m.name, m.source_column, m.monitoring_field))
+        if spec is not None
+        else frozenset()
+    )
+    decision_request.prohibited = prohibited  # type: ignore[attr-defined]
+    envelope = StrictSchema.from_dict(
         {
             "applications": fields.List(
                 fields.Raw(allow_none=True), required=True, validate=validate.Length(min=1, max=max_batch_items)
             )
         },
-        name="BatchEnvelope",
+        name=f"{name}BatchEnvelope",
     )
     batch_request = StrictSchema.from_dict(
         {
@@ -227,196 +225,323 @@ def build_schemas(
                 fields.Nested(decision_request),
                 required=True,
                 validate=validate.Length(min=1, max=max_batch_items),
-                metadata={"description": "Applications, each validated and decided on its own"},
+                metadata={"description": "Applications, each validated, decided and recorded on its own"},
             )
         },
-        name="BatchDecisionRequest",
+        name=f"{name}BatchDecisionRequest",
     )
-    responses = _response_schemas(spec, policy, catalog)
-    return ApiSchemas(
-        spec=spec,
-        applicant=applicant,
-        decision_request=decision_request,
-        batch_envelope=batch_envelope,
-        batch_request=batch_request,
-        example_application=example_applicant or {},
-        **responses,
+    batch_envelope = envelope()
+    batch_envelope.body_limit = "max_batch_content_length"  # type: ignore[attr-defined]
+    return RequestSchemas(spec, decision_request(), batch_envelope, batch_request, example_applicant)
+
+
+# ---- decisions: responses ------------------------------------------------------------------------
+
+
+class ReasonValueSchema(Schema):
+    field = fields.String(required=True)
+    value = fields.Raw(required=True, allow_none=True)
+    label = fields.String(required=True)
+
+
+class ContributionSchema(Schema):
+    log_odds = fields.Float(required=True, metadata={"description": "Attribution toward default, log-odds"})
+    score_points = fields.Float(required=True, metadata={"description": "The same in score points"})
+
+
+class ReasonSchema(Schema):
+    code = fields.String(
+        required=True, metadata={"description": "Reason code of the recorded catalog version (codes may be added)"}
+    )
+    kind = fields.String(required=True, validate=validate.OneOf(["rule", "model"]))
+    group = fields.String(required=True, allow_none=True, metadata={"description": "Reason group (model reasons)"})
+    customer_text = fields.String(required=True)
+    auditor_text = fields.String(required=True)
+    adverse = fields.Boolean(required=True)
+    values = fields.List(fields.Nested(ReasonValueSchema), required=True)
+    contribution = fields.Nested(ContributionSchema, required=True, allow_none=True)
+
+
+class RuleFiredSchema(Schema):
+    code = fields.String(required=True)
+    field = fields.String(required=True)
+    operator = fields.String(required=True)
+    threshold = fields.Raw(required=True, allow_none=True)
+    action = fields.String(required=True, validate=validate.OneOf(["refer", "decline"]))
+    description = fields.String(required=True)
+
+
+class ScoreSchema(Schema):
+    value = fields.Integer(required=True)
+    min = fields.Integer(required=True)
+    max = fields.Integer(required=True)
+
+
+class ExplanationSchema(Schema):
+    base_value = fields.Float(required=True, metadata={"description": "SHAP base value (log-odds)"})
+    margin = fields.Float(required=True, metadata={"description": "Model log-odds of default"})
+    attributions = fields.Dict(
+        keys=fields.String(),
+        values=fields.Float(),
+        required=True,
+        metadata={"description": "Exact SHAP attribution of each field (log-odds); sum + base = margin"},
     )
 
 
-def _response_schemas(spec: FeatureSpec, policy: Policy, catalog: ReasonCatalog) -> dict[str, type[Schema]]:
-    codes = [r.code for r in catalog.rule_reasons + catalog.model_reasons]
-    field_names = list(spec.field_names)
-    bands = [b.band for b in policy.bands]
-    decisions = ["approve", "refer", "decline"]
+class ModelRefSchema(Schema):
+    name = fields.String(required=True)
+    version = fields.String(required=True)
+    sha256 = fields.String(required=True)
+    family = fields.String(required=True)
 
-    field_error = Schema.from_dict(
-        {"field": fields.String(required=True), "message": fields.String(required=True)}, name="FieldError"
+
+class DecisionResponseSchema(Schema):
+    decision_id = fields.String(required=True)
+    application_id = fields.String(required=True)
+    decision = fields.String(required=True, validate=validate.OneOf(ACTIONS))
+    score = fields.Nested(ScoreSchema, required=True)
+    probability_of_default = fields.Float(required=True, validate=validate.Range(0.0, 1.0))
+    risk_band = fields.String(required=True, metadata={"description": "Risk band of the recorded policy version"})
+    reasons = fields.List(fields.Nested(ReasonSchema), required=True)
+    rules_fired = fields.List(fields.Nested(RuleFiredSchema), required=True)
+    explanation = fields.Nested(ExplanationSchema, required=True)
+    model = fields.Nested(ModelRefSchema, required=True)
+    policy_version = fields.String(required=True)
+    catalog_version = fields.String(required=True)
+    spec_version = fields.String(required=True)
+    created_at = fields.String(required=True, metadata={"description": "UTC, ISO 8601"})
+    latency_ms = fields.Float(
+        required=True, allow_none=True, metadata={"description": "Server-side time to decide, ms"}
     )
-    problem = Schema.from_dict(
-        {
-            "type": fields.String(required=True, metadata={"description": "Problem type URI"}),
-            "title": fields.String(required=True),
-            "status": fields.Integer(required=True),
-            "detail": fields.String(),
-            "instance": fields.String(),
-            "errors": fields.List(
-                fields.Nested(field_error), metadata={"description": "Field-level errors (dotted paths)"}
-            ),
+
+
+class BatchItemSchema(Schema):
+    index = fields.Integer(required=True)
+    status = fields.Integer(required=True, metadata={"description": "HTTP status this item would have had"})
+    application_id = fields.String(allow_none=True)
+    decision = fields.Nested(DecisionResponseSchema)
+    problem = fields.Nested(ProblemSchema)
+
+
+class BatchDecisionResponseSchema(Schema):
+    items = fields.List(fields.Nested(BatchItemSchema), required=True)
+    succeeded = fields.Integer(required=True)
+    failed = fields.Integer(required=True)
+
+
+class StoredDecisionSchema(Schema):
+    seq = fields.Integer(required=True, metadata={"description": "Position in the hash chain"})
+    prev_hash = fields.String(required=True)
+    record_hash = fields.String(
+        required=True, metadata={"description": "sha256(prev_hash + canonical JSON of the stored fields)"}
+    )
+    decision_id = fields.String(required=True)
+    application_id = fields.String(required=True)
+    created_at = fields.String(required=True)
+    idempotency_key = fields.String(required=True, allow_none=True)
+    request_hash = fields.String(required=True)
+    decision = fields.String(required=True, validate=validate.OneOf(ACTIONS))
+    risk_band = fields.String(required=True)
+    score = fields.Integer(required=True)
+    model_name = fields.String(required=True)
+    model_version = fields.String(required=True)
+    reason_codes = fields.List(fields.String(), required=True)
+    payload = fields.Dict(
+        required=True,
+        metadata={
+            "description": "Everything else recorded, exactly as stored and hashed; `schema_version` (absent in "
+            "the first version's records) tells its layout"
         },
-        name="Problem",
     )
-    reason_value = Schema.from_dict(
-        {
-            "field": fields.String(required=True, validate=validate.OneOf(field_names)),
-            "value": fields.Raw(required=True, allow_none=True),
-            "label": fields.String(required=True),
-        },
-        name="ReasonValue",
+    request = fields.Dict(
+        required=True,
+        allow_none=True,
+        metadata={"description": "The validated request as recorded (derived from payload; null if unreadable)"},
     )
-    contribution = Schema.from_dict(
-        {
-            "log_odds": fields.Float(required=True, metadata={"description": "Attribution toward default, log-odds"}),
-            "score_points": fields.Float(required=True, metadata={"description": "The same in score points"}),
-        },
-        name="Contribution",
+    response = fields.Nested(
+        DecisionResponseSchema,
+        required=True,
+        allow_none=True,
+        metadata={"description": "The decision as answered (derived from payload; null if unreadable)"},
     )
-    reason = Schema.from_dict(
-        {
-            "code": fields.String(required=True, validate=validate.OneOf(codes)),
-            "kind": fields.String(required=True, validate=validate.OneOf(["rule", "model"])),
-            "group": fields.String(required=True, allow_none=True, validate=validate.OneOf(spec.reason_groups)),
-            "customer_text": fields.String(required=True),
-            "auditor_text": fields.String(required=True),
-            "adverse": fields.Boolean(required=True),
-            "values": fields.List(fields.Nested(reason_value), required=True),
-            "contribution": fields.Nested(contribution, required=True, allow_none=True),
-        },
-        name="Reason",
+    versions = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        required=True,
+        allow_none=True,
+        metadata={"description": "Every version the decision depended on, with hashes (derived from payload)"},
     )
-    rule_fired = Schema.from_dict(
-        {
-            "code": fields.String(required=True),
-            "field": fields.String(required=True, validate=validate.OneOf(field_names)),
-            "operator": fields.String(required=True),
-            "threshold": fields.Raw(required=True, allow_none=True),
-            "action": fields.String(required=True, validate=validate.OneOf(["refer", "decline"])),
-            "description": fields.String(required=True),
-        },
-        name="RuleFired",
+    decided_by = fields.Dict(
+        keys=fields.String(),
+        values=fields.String(),
+        required=True,
+        allow_none=True,
+        metadata={"description": "Who decided: API key id (first 12 hex of its sha256), label and role"},
     )
-    score = Schema.from_dict(
-        {
-            "value": fields.Integer(
-                required=True, validate=validate.Range(policy.scaling.min_score, policy.scaling.max_score)
-            ),
-            "min": fields.Integer(required=True),
-            "max": fields.Integer(required=True),
-        },
-        name="Score",
+
+
+class DecisionPageSchema(Schema):
+    items = fields.List(fields.Nested(StoredDecisionSchema), required=True)
+    limit = fields.Integer(required=True)
+    next_cursor = fields.String(required=True, allow_none=True)
+
+
+class DifferenceSchema(Schema):
+    field = fields.String(required=True)
+    recorded = fields.Raw(allow_none=True)
+    replayed = fields.Raw(allow_none=True)
+
+
+class ReplayReportSchema(Schema):
+    decision_id = fields.String(required=True)
+    identical = fields.Boolean(required=True)
+    model = fields.Dict(required=True)
+    tolerance = fields.Float(required=True)
+    differences = fields.List(fields.Nested(DifferenceSchema), required=True)
+
+
+class NoticeFactorSchema(Schema):
+    rank = fields.Integer(required=True)
+    code = fields.String(required=True)
+    kind = fields.String(required=True)
+    text = fields.String(required=True)
+    values = fields.List(fields.String(), required=True)
+    score_points = fields.Float(required=True, allow_none=True)
+
+
+class NoticeScoreSchema(Schema):
+    value = fields.Integer(required=True)
+    min = fields.Integer(required=True)
+    max = fields.Integer(required=True)
+    higher_is_better = fields.Boolean(required=True)
+
+
+class NoticeSchema(Schema):
+    decision_id = fields.String(required=True)
+    application_id = fields.String(required=True)
+    decision = fields.String(required=True)
+    decision_date = fields.String(required=True)
+    created_at = fields.String(required=True)
+    principal_reasons = fields.List(fields.Nested(NoticeFactorSchema), required=True)
+    score = fields.Nested(NoticeScoreSchema, required=True)
+    key_factors = fields.List(fields.Nested(NoticeFactorSchema), required=True)
+    inquiries_factor = fields.Nested(NoticeFactorSchema, required=True, allow_none=True)
+    inquiries_note = fields.String(required=True)
+    model = fields.Dict(required=True)
+    policy_version = fields.String(required=True)
+    catalog_version = fields.String(required=True)
+
+
+# ---- queries ---------------------------------------------------------------------------------------
+
+
+def _token(description: str) -> fields.String:
+    return fields.String(
+        validate=Matches(TOKEN, "Must be 1 to 64 characters of A-Z a-z 0-9 . _ : -."),
+        metadata={"description": description, "pattern": TOKEN_PATTERN},
     )
-    explanation = Schema.from_dict(
-        {
-            "base_value": fields.Float(required=True, metadata={"description": "SHAP base value (log-odds)"}),
-            "margin": fields.Float(required=True, metadata={"description": "Model log-odds of default"}),
-            "attributions": fields.Dict(
-                keys=fields.String(validate=validate.OneOf(field_names)),
-                values=fields.Float(),
-                required=True,
-                metadata={"description": "Exact SHAP attribution of each field (log-odds); sum + base = margin"},
-            ),
-        },
-        name="Explanation",
+
+
+class DecisionFilterSchema(StrictSchema):
+    """The audit search filters (shared by search and export)."""
+
+    application_id = ApplicationId()
+    from_ = AwareDateTime(data_key="from", metadata={"description": "Created at or after (ISO-8601 with a time zone)"})
+    to = AwareDateTime(metadata={"description": "Created before (ISO-8601 with a time zone)"})
+    decision = fields.String(validate=validate.OneOf(ACTIONS), metadata={"description": "Only this outcome"})
+    risk_band = _token("Only this risk band")
+    reason_code = _token("Only decisions giving this reason code")
+    model_version = _token("Only decisions made by this model version")
+
+    @validates_schema
+    def _ordered(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if "from_" in data and "to" in data and data["to"] < data["from_"]:
+            raise ValidationError("Must not be before 'from'.", field_name="to")
+
+
+class DecisionSearchSchema(DecisionFilterSchema):
+    cursor = fields.String(
+        validate=validate.Length(min=1, max=200), metadata={"description": "`next_cursor` of the previous page"}
     )
-    model = Schema.from_dict(
-        {
-            "name": fields.String(required=True),
-            "version": fields.String(required=True),
-            "sha256": fields.String(required=True),
-            "family": fields.String(required=True),
-        },
-        name="ModelRef",
+    limit = DigitsInteger(
+        load_default=DEFAULT_SEARCH_LIMIT,
+        validate=validate.Range(1, MAX_SEARCH_LIMIT, error=f"Must be an integer from 1 to {MAX_SEARCH_LIMIT}."),
+        metadata={"description": "Page size", "default": DEFAULT_SEARCH_LIMIT},
     )
-    decision_response = Schema.from_dict(
-        {
-            "decision_id": fields.String(required=True),
-            "application_id": fields.String(required=True),
-            "decision": fields.String(required=True, validate=validate.OneOf(decisions)),
-            "score": fields.Nested(score, required=True),
-            "probability_of_default": fields.Float(required=True, validate=validate.Range(0.0, 1.0)),
-            "risk_band": fields.String(required=True, validate=validate.OneOf(bands)),
-            "reasons": fields.List(fields.Nested(reason), required=True),
-            "rules_fired": fields.List(fields.Nested(rule_fired), required=True),
-            "explanation": fields.Nested(explanation, required=True),
-            "model": fields.Nested(model, required=True),
-            "policy_version": fields.String(required=True),
-            "catalog_version": fields.String(required=True),
-            "spec_version": fields.String(required=True),
-            "created_at": fields.String(required=True, metadata={"description": "UTC, ISO 8601"}),
-            "latency_ms": fields.Float(required=True, metadata={"description": "Server-side time to decide, ms"}),
-        },
-        name="DecisionResponse",
+
+
+class DecisionExportSchema(DecisionFilterSchema):
+    format = fields.String(
+        load_default="jsonl", validate=validate.OneOf(EXPORT_FORMATS), metadata={"description": "Export format"}
     )
-    batch_item = Schema.from_dict(
-        {
-            "index": fields.Integer(required=True),
-            "status": fields.Integer(required=True, metadata={"description": "HTTP status this item would have had"}),
-            "application_id": fields.String(allow_none=True),
-            "decision": fields.Nested(decision_response),
-            "problem": fields.Nested(problem),
-        },
-        name="BatchItem",
+
+
+class NoticeQuerySchema(StrictSchema):
+    format = fields.String(
+        validate=validate.OneOf(["json", "html"]),
+        metadata={"description": "json (default) or a printable html page; `Accept: text/html` also asks for html"},
     )
-    batch_response = Schema.from_dict(
-        {
-            "items": fields.List(fields.Nested(batch_item), required=True),
-            "succeeded": fields.Integer(required=True),
-            "failed": fields.Integer(required=True),
-        },
-        name="BatchDecisionResponse",
+
+
+class ReportQuerySchema(StrictSchema):
+    from_ = Day(data_key="from", required=True, metadata={"description": "First day (UTC), inclusive"})
+    to = Day(required=True, metadata={"description": "Last day (UTC), exclusive"})
+    model = fields.String(
+        validate=Matches(MODEL_NAME, "Must be a model name (lower-case letters, digits and -)."),
+        metadata={"description": "Only decisions of this model name", "pattern": MODEL_NAME_PATTERN},
     )
-    stored_payload = Schema.from_dict(
-        {
-            "request": fields.Dict(required=True, metadata={"description": "The validated request"}),
-            "response": fields.Nested(decision_response, required=True),
-            "attributions": fields.Dict(keys=fields.String(), values=fields.Float(), required=True),
-            "base_value": fields.Float(required=True),
-            "margin": fields.Float(required=True),
-            "versions": fields.Dict(keys=fields.String(), values=fields.String(), required=True),
-            "latency": fields.Dict(keys=fields.String(), values=fields.Float(), required=True),
-            "decided_by": fields.Dict(
-                keys=fields.String(),
-                values=fields.String(),
-                metadata={"description": "Who decided: API key id (first 12 hex of its sha256), label and role"},
-            ),
-        },
-        name="StoredPayload",
-    )
-    stored_decision = Schema.from_dict(
-        {
-            "seq": fields.Integer(required=True, metadata={"description": "Position in the hash chain"}),
-            "prev_hash": fields.String(required=True),
-            "record_hash": fields.String(
-                required=True, metadata={"description": "sha256(prev_hash + canonical JSON of the other fields)"}
-            ),
-            "decision_id": fields.String(required=True),
-            "application_id": fields.String(required=True),
-            "created_at": fields.String(required=True),
-            "idempotency_key": fields.String(required=True, allow_none=True),
-            "request_hash": fields.String(required=True),
-            "decision": fields.String(required=True, validate=validate.OneOf(decisions)),
-            "risk_band": fields.String(required=True, validate=validate.OneOf(bands)),
-            "score": fields.Integer(required=True),
-            "model_name": fields.String(required=True),
-            "model_version": fields.String(required=True),
-            "reason_codes": fields.List(fields.String(validate=validate.OneOf(codes)), required=True),
-            "payload": fields.Nested(stored_payload, required=True),
-        },
-        name="StoredDecision",
-    )
-    return {
-        "decision_response": decision_response,
-        "batch_response": batch_response,
-        "stored_decision": stored_decision,
-        "problem": problem,
-    }
+    format = fields.String(load_default="json", validate=validate.OneOf(REPORT_FORMATS))
+
+    @validates_schema
+    def _period(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        first, end = data.get("from_"), data.get("to")
+        if first is None or end is None:
+            return
+        if end <= first:
+            raise ValidationError("Must be after from.", field_name="to")
+        if end - first > MAX_REPORT_PERIOD:
+            raise ValidationError(f"The period may cover at most {MAX_REPORT_PERIOD.days} days.", field_name="to")
+        if first - date.min < end - first:  # the report compares with the period before, which must exist
+            raise ValidationError("The period before this one would start before year 1.", field_name="from")
+
+
+# ---- outcomes ----------------------------------------------------------------------------------
+
+
+class OutcomesResultSchema(Schema):
+    received = fields.Integer(required=True)
+    stored = fields.Integer(required=True)
+    unchanged = fields.Integer(required=True)
+
+
+# ---- health, models, field catalog ----------------------------------------------------------------
+
+
+class HealthSchema(Schema):
+    status = fields.String(required=True)
+
+
+class ReadySchema(Schema):
+    status = fields.String(required=True)
+    model = fields.Dict(required=True)
+    spec_version = fields.String(required=True)
+
+
+class ModelListingSchema(Schema):
+    champion = fields.Dict(required=True, allow_none=True)
+    serving = fields.Dict(required=True, allow_none=True)
+    models = fields.List(fields.Dict(), required=True)
+
+
+class FieldCatalogSchema(Schema):
+    spec_version = fields.String(required=True)
+    policy_version = fields.String(required=True)
+    catalog_version = fields.String(required=True)
+    request = fields.Dict(required=True)
+    fields_ = fields.List(fields.Dict(), required=True, data_key="fields")
+    never_accepted = fields.List(fields.Dict(), required=True)
+    score = fields.Dict(required=True)
+    risk_bands = fields.List(fields.Dict(), required=True)
+    rules = fields.List(fields.Dict(), required=True)
+    max_reasons = fields.Integer(required=True)
+    reason_codes = fields.List(fields.Dict(), required=True)

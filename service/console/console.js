@@ -176,9 +176,13 @@
   }
 
   function search(more) {
+    if (more && !state.cursor) {  // no next page: never fetch page 1 again (it would duplicate the rows)
+      $("load-more").hidden = true;
+      return Promise.resolve();
+    }
     if (!more) { state.query = searchParams(); state.cursor = null; clear($("results-body")); }
     var params = new URLSearchParams(state.query);
-    if (more && state.cursor) params.set("cursor", state.cursor);
+    if (more) params.set("cursor", state.cursor);
     var button = more ? $("load-more") : $("search-button");
     button.disabled = true;
     return api("/v1/decisions?" + params.toString()).then(function (body) {
@@ -254,9 +258,9 @@
   }
 
   function renderDecision(record) {
-    var payload = record.payload || {};
-    var response = payload.response || {};
-    var request = payload.request || {};
+    // the API derives these views from the stored payload, whatever its schema version
+    var response = record.response || {};
+    var request = record.request || {};
     var score = response.score || { value: record.score };
     $("d-sub").textContent = "Application " + record.application_id + " · decided " + record.created_at +
       " · record #" + record.seq;
@@ -271,16 +275,16 @@
     $("d-band-note").textContent = bandNote(record.risk_band);
     $("d-pd").textContent = fmt(100 * response.probability_of_default, 1) + " %";
     var explanation = response.explanation || {};
-    var margin = explanation.margin !== undefined ? explanation.margin : payload.margin;
+    var margin = explanation.margin;
     $("d-margin").textContent = "margin (log-odds) " + fmt(margin, 4);
 
-    var attributions = explanation.attributions || payload.attributions || {};
-    var base = explanation.base_value !== undefined ? explanation.base_value : payload.base_value;
+    var attributions = explanation.attributions || {};
+    var base = explanation.base_value;
     drawWaterfall($("waterfall"), attributions, base, margin, score.value, record.decision, request.applicant || {});
     renderReasons(response.reasons || []);
     renderRules(response.rules_fired || []);
     renderInputs(request.applicant || {}, attributions, request.monitoring);
-    renderVersions(record, payload.versions || {}, response);
+    renderVersions(record, record.versions || {}, response);
     renderNoticeArea(record);
   }
 

@@ -1,13 +1,16 @@
-"""What an adverse-action notice needs, taken from one stored decision (pure: a record in, a notice out).
+"""What an adverse-action notice needs, taken from one recorded decision (pure: a record in, a notice out).
 
-Two lists, both in order of impact:
+The notice never ranks anything itself: it lists the reasons exactly as the decision engine ranked and
+the record holds them (:mod:`service.core.engine` has the one ranking), with the score points recorded
+with them.
 
-- **principal reasons** for the action (ECOA / Reg B 1002.9): the adverse reasons of the decision,
-  policy-rule reasons first, then model reasons by their contribution to risk; at most four;
-- **key factors** that adversely affected the credit score (FCRA 615(a)): the adverse *model* reasons,
-  at most four, plus a credit-inquiry factor as a fifth when the data has an inquiry field (``credit_inquiries``)
-  whose attribution raised the risk and which is not among the four already. The German credit data has no
-  inquiry field; the notice says so explicitly rather than leaving the fifth factor out silently.
+- **principal reasons** for the action (ECOA / Reg B 1002.9): the decision's adverse reasons in their
+  recorded order (fired policy rules first, then model reasons by contribution); at most four;
+- **key factors** that adversely affected the credit score (FCRA 615(a)): the adverse *model* reasons in
+  their recorded order, at most four, plus a credit-inquiry factor as a fifth when the data has an inquiry
+  field (``credit_inquiries``) whose attribution raised the risk and which is not among the four already.
+  A data set without an inquiry field gets a notice that says so explicitly rather than leaving the fifth
+  factor out silently.
 
 Only declines get a notice: a referral is not a final decision and an approval is not adverse action.
 """
@@ -17,6 +20,11 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
+
+from service.core.canonical import iso_utc
+from service.core.engine import Reason
+from service.core.recorded import RecordedDecision
+from service.errors import NoticeNotRequired
 
 MAX_PRINCIPAL_REASONS = 4
 MAX_KEY_FACTORS = 4
@@ -28,10 +36,6 @@ NO_INQUIRY_DATA = (
 )
 INQUIRY_NOT_ADVERSE = "Credit inquiries did not adversely affect this score."
 INQUIRY_ALREADY_LISTED = "Credit inquiries are already listed among the key factors above."
-
-
-class NoticeNotRequired(ValueError):
-    """The decision is not a decline, so no adverse-action notice is required."""
 
 
 @dataclass(frozen=True)
@@ -101,56 +105,38 @@ class AdverseActionNotice:
         }
 
 
-def _log_odds(reason: Mapping[str, Any]) -> float:
-    contribution = reason.get("contribution")
-    if isinstance(contribution, Mapping) and isinstance(contribution.get("log_odds"), int | float):
-        return float(contribution["log_odds"])
-    return 0.0
-
-
-def _points(reason: Mapping[str, Any]) -> float | None:
-    contribution = reason.get("contribution")
-    if isinstance(contribution, Mapping) and isinstance(contribution.get("score_points"), int | float):
-        return round(float(contribution["score_points"]), 1)
-    return None
-
-
-def _values(reason: Mapping[str, Any]) -> tuple[str, ...]:
-    out = []
-    for value in reason.get("values") or ():
-        if isinstance(value, Mapping):
-            out.append(str(value.get("label") or value.get("value")))
-    return tuple(out)
-
-
-def _factor(rank: int, reason: Mapping[str, Any]) -> NoticeFactor:
+def _factor(rank: int, reason: Reason) -> NoticeFactor:
+    points = None if reason.contribution_points is None else round(reason.contribution_points, 1)
     return NoticeFactor(
         rank=rank,
-        code=str(reason.get("code")),
-        kind=str(reason.get("kind")),
-        text=str(reason.get("customer_text")),
-        values=_values(reason),
-        score_points=_points(reason),
+        code=reason.code,
+        kind=reason.kind,
+        text=reason.customer_text,
+        values=tuple(v.label or str(v.value) for v in reason.values),
+        score_points=points,
     )
 
 
-def ranked_adverse_reasons(reasons: Sequence[Mapping[str, Any]]) -> list[Mapping[str, Any]]:
-    """Adverse reasons: rule reasons first (in policy order), then model reasons by contribution, ties by code."""
-    adverse = [r for r in reasons if isinstance(r, Mapping) and r.get("adverse")]
-    rules = [r for r in adverse if r.get("kind") == "rule"]
-    model = sorted((r for r in adverse if r.get("kind") != "rule"), key=lambda r: (-_log_odds(r), str(r.get("code"))))
-    return rules + model
+def _points_per_log_odds(recorded: RecordedDecision, model_reasons: Sequence[Reason]) -> float:
+    """The score scaling recorded with the decision (first-version records: as their reasons imply)."""
+    factor = recorded.payload.score_scale.points_per_log_odds
+    if factor is not None:
+        return factor
+    for r in model_reasons:
+        if r.contribution_log_odds and r.contribution_points is not None:
+            return -r.contribution_points / r.contribution_log_odds
+    return 0.0
 
 
 def _inquiries(
-    attributions: Mapping[str, Any], applicant: Mapping[str, Any], listed: Sequence[NoticeFactor], factor: float
+    attributions: Mapping[str, float], applicant: Mapping[str, Any], listed: Sequence[NoticeFactor], factor: float
 ) -> tuple[NoticeFactor | None, str]:
     if INQUIRY_FIELD not in attributions and INQUIRY_FIELD not in applicant:
         return None, NO_INQUIRY_DATA
     if any(INQUIRY_FIELD in f.code or f.text == INQUIRY_TEXT for f in listed):
         return None, INQUIRY_ALREADY_LISTED
     contribution = attributions.get(INQUIRY_FIELD)
-    if not isinstance(contribution, int | float) or contribution <= 0:
+    if contribution is None or contribution <= 0:
         return None, INQUIRY_NOT_ADVERSE
     value = applicant.get(INQUIRY_FIELD)
     points = round(-factor * float(contribution), 1) if factor else None
@@ -158,44 +144,41 @@ def _inquiries(
     return inquiry, "Credit inquiries adversely affected this score."
 
 
-def build_notice(record: Mapping[str, Any]) -> AdverseActionNotice:
-    """The notice content of a stored decision record (``StoredRecord.to_dict()``); NoticeNotRequired unless declined."""
-    decision = str(record.get("decision"))
-    if decision != "decline":
+def build_notice(recorded: RecordedDecision) -> AdverseActionNotice:
+    """The notice content of a recorded decision; NoticeNotRequired unless it was declined."""
+    decision = recorded.decision
+    if decision.decision != "decline":
         raise NoticeNotRequired(
-            f"decision {record.get('decision_id')} is '{decision}': an adverse-action notice is required only for "
-            "a decline (a referral is not a final decision; an approval is not adverse action)"
+            f"decision {recorded.decision_id} is '{decision.decision}': an adverse-action notice is required only "
+            "for a decline (a referral is not a final decision; an approval is not adverse action)"
         )
-    payload = record.get("payload") or {}
-    response: Mapping[str, Any] = payload.get("response") or {}
-    request: Mapping[str, Any] = payload.get("request") or {}
-    reasons = ranked_adverse_reasons(response.get("reasons") or ())
-    principal = tuple(_factor(i + 1, r) for i, r in enumerate(reasons[:MAX_PRINCIPAL_REASONS]))
-    model_reasons = [r for r in reasons if r.get("kind") != "rule"][:MAX_KEY_FACTORS]
+    adverse = [r for r in decision.reasons if r.adverse]
+    principal = tuple(_factor(i + 1, r) for i, r in enumerate(adverse[:MAX_PRINCIPAL_REASONS]))
+    model_reasons = [r for r in adverse if r.kind == "model"][:MAX_KEY_FACTORS]
     key_factors = tuple(_factor(i + 1, r) for i, r in enumerate(model_reasons))
-    # score points per log-odds unit, as the recorded reasons carry both (points = -factor * log-odds)
-    factor = next(
-        (-(_points(r) or 0.0) / _log_odds(r) for r in model_reasons if _log_odds(r) and _points(r) is not None), 0.0
-    )
-    explanation = response.get("explanation") or {}
-    attributions = explanation.get("attributions") or payload.get("attributions") or {}
-    inquiries, note = _inquiries(attributions, request.get("applicant") or {}, key_factors, factor)
-    score = response.get("score") or {}
-    created_at = str(record.get("created_at") or response.get("created_at"))
+    factor = _points_per_log_odds(recorded, model_reasons)
+    payload = recorded.payload
+    inquiries, note = _inquiries(dict(decision.attributions), payload.applicant, key_factors, factor)
+    created_at = iso_utc(recorded.created_at)
     return AdverseActionNotice(
-        decision_id=str(record.get("decision_id")),
-        application_id=str(record.get("application_id")),
-        decision=decision,
+        decision_id=recorded.decision_id,
+        application_id=recorded.application_id,
+        decision=decision.decision,
         decision_date=created_at[:10],
         created_at=created_at,
-        score=int(score.get("value", record.get("score", 0))),
-        score_min=int(score.get("min", 0)),
-        score_max=int(score.get("max", 0)),
+        score=decision.score,
+        score_min=payload.score_scale.min,
+        score_max=payload.score_scale.max,
         principal_reasons=principal,
         key_factors=key_factors,
         inquiries_factor=inquiries,
         inquiries_note=note,
-        model=dict(response.get("model") or {}),
-        policy_version=str(response.get("policy_version")),
-        catalog_version=str(response.get("catalog_version")),
+        model={
+            "name": recorded.model_name,
+            "version": recorded.model_version,
+            "sha256": payload.model.sha256,
+            "family": payload.model.family,
+        },
+        policy_version=payload.model.policy_version,
+        catalog_version=payload.model.catalog_version,
     )

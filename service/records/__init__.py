@@ -39,31 +39,29 @@ raises :class:`StoreUnavailable` and the API answers 503 — a record is never s
       it also survives losing the primary. If the connection drops during COMMIT the outcome is unknown;
       the client retries with its ``Idempotency-Key`` and gets the original decision if it was stored.
 
-Exceptions::
+Errors (one tree with the rest of the service, :mod:`service.errors`; none of them knows HTTP)::
 
-    RecordsError              http_status 500, base of every expected failure
-    ├── StoreUnavailable      503  could not commit or read
-    ├── IdempotencyConflict   409  key already used with a different request body
-    ├── InvalidQuery          400  malformed cursor or limit out of range
-    └── DuplicateDecisionId   500  another record already has this decision_id (a bug, never the client's)
+    RecordsError              base of every decision-store failure
+    ├── StoreUnavailable      could not commit or read durably
+    └── DuplicateDecisionId   another record already has this decision_id (a bug, never the client's)
+    IdempotencyConflict       (a Conflict) key already used with a different request body
+    InvalidParameter          (an InvalidInput) malformed cursor, limit out of range, naive datetimes
 """
 
 from __future__ import annotations
 
-import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
 from typing import Protocol
 
-from service.records.chain import ChainProblem, ChainReport, PurgeReport
-from service.records.errors import (
+from service.errors import (
     DuplicateDecisionId,
     IdempotencyConflict,
-    InvalidQuery,
     RecordsError,
     StoreUnavailable,
 )
+from service.records.chain import ChainProblem, ChainReport, PurgeReport
 from service.records.model import GENESIS_HASH, DecisionRecord, StoredRecord, canonical_content, chain_hash
 
 DEFAULT_DATABASE_URL = "sqlite:///var/decisions.sqlite3"
@@ -77,14 +75,12 @@ __all__ = [
     "DecisionStore",
     "DuplicateDecisionId",
     "IdempotencyConflict",
-    "InvalidQuery",
     "PurgeReport",
     "RecordsError",
     "StoreUnavailable",
     "StoredRecord",
     "canonical_content",
     "chain_hash",
-    "database_url_from_env",
     "open_decision_store",
 ]
 
@@ -102,6 +98,10 @@ class DecisionStore(Protocol):
 
     def get_by_idempotency_key(self, key: str) -> StoredRecord | None:
         """The record saved with this idempotency key, or None."""
+        ...
+
+    def get_by_idempotency_keys(self, keys: Sequence[str]) -> dict[str, StoredRecord]:
+        """The records saved with any of these idempotency keys, by key (one read)."""
         ...
 
     def count(self) -> int:
@@ -139,11 +139,6 @@ class DecisionStore(Protocol):
     def close(self) -> None:
         """Release connections."""
         ...
-
-
-def database_url_from_env() -> str:
-    """``DATABASE_URL`` from the environment, else the embedded SQLite default."""
-    return os.environ.get("DATABASE_URL") or DEFAULT_DATABASE_URL
 
 
 def open_decision_store(url: str) -> DecisionStore:

@@ -17,20 +17,21 @@ from datetime import UTC, datetime
 from importlib import resources
 from typing import Any, Generic, Literal, TypeVar
 
-from service.records.chain import ChainAnchor, ChainLink, ChainReport, ChainScan, PurgeReport, analyse_chain
-from service.records.errors import (
+from service.core.canonical import canonical_json
+from service.errors import (
     DuplicateDecisionId,
+    FieldError,
     IdempotencyConflict,
-    InvalidQuery,
+    InvalidParameter,
     RecordsError,
     StoreUnavailable,
 )
+from service.records.chain import ChainAnchor, ChainLink, ChainReport, ChainScan, PurgeReport, analyse_chain
 from service.records.model import (
     GENESIS_HASH,
     DecisionRecord,
     StoredRecord,
     canonical_content,
-    canonical_json,
     chain_hash,
 )
 
@@ -101,20 +102,24 @@ class Transaction(ABC):
         return found[0] if found else None
 
 
+def _invalid(parameter: str, message: str) -> InvalidParameter:
+    return InvalidParameter(f"query parameter {parameter!r}: {message}", [FieldError(parameter, message)])
+
+
 def encode_cursor(seq: int) -> str:
     """Opaque pagination cursor for 'records after seq'."""
     return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode("ascii").rstrip("=")
 
 
 def decode_cursor(cursor: str) -> int:
-    """Inverse of :func:`encode_cursor`; raises InvalidQuery for anything else."""
+    """Inverse of :func:`encode_cursor`; raises InvalidParameter (naming ``cursor``) for anything else."""
     try:
         text = base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode("ascii")
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
-        raise InvalidQuery("malformed cursor") from exc
+        raise _invalid("cursor", "malformed cursor: pass the next_cursor of a previous page") from exc
     prefix, _, number = text.partition(":")
     if prefix != "seq" or not number.isdigit():
-        raise InvalidQuery("malformed cursor")
+        raise _invalid("cursor", "malformed cursor: pass the next_cursor of a previous page")
     return int(number)
 
 
@@ -382,9 +387,22 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
 
     def get_by_idempotency_key(self, key: str) -> StoredRecord | None:
         """The record saved with this idempotency key, or None."""
+        return self.get_by_idempotency_keys([key]).get(key)
+
+    def get_by_idempotency_keys(self, keys: Sequence[str]) -> dict[str, StoredRecord]:
+        """The records saved with any of these idempotency keys, by key (one read)."""
+        wanted = sorted(set(keys))
+        found: dict[str, StoredRecord] = {}
+        if not wanted:
+            return found
         with self._transaction("read") as tx:
-            row = tx.one(_select("WHERE idempotency_key = ?"), (key,))
-        return None if row is None else self._stored_of(row)
+            for start in range(0, len(wanted), _BATCH):
+                chunk = wanted[start : start + _BATCH]
+                marks = ", ".join("?" * len(chunk))
+                for row in tx.rows(_select(f"WHERE idempotency_key IN ({marks})"), chunk):
+                    stored = self._stored_of(row)
+                    found[str(stored.record.idempotency_key)] = stored
+        return found
 
     def count(self) -> int:
         """How many records are stored (purged ones excluded)."""
@@ -407,7 +425,7 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
     ) -> tuple[list[StoredRecord], str | None]:
         """Records matching every given filter in seq order (``since`` inclusive, ``until`` exclusive)."""
         if not 1 <= limit <= MAX_SEARCH_LIMIT:
-            raise InvalidQuery(f"limit must be between 1 and {MAX_SEARCH_LIMIT}")
+            raise _invalid("limit", f"must be an integer from 1 to {MAX_SEARCH_LIMIT}")
         clauses: list[str] = []
         params: list[Any] = []
         for column, value in (
@@ -422,7 +440,7 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
         for clause, moment in (("created_at >= ?", since), ("created_at < ?", until)):
             if moment is not None:
                 if moment.tzinfo is None:
-                    raise InvalidQuery("since/until must be timezone-aware")
+                    raise _invalid("from" if moment is since else "to", "needs a timezone")
                 clauses.append(clause)
                 params.append(self._encode_time(moment))
         if reason_code is not None:

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import hashlib
-import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
+
+from service.core.canonical import canonical_json
 
 #: ``prev_hash`` of the first record ever stored.
 GENESIS_HASH = "0" * 64
@@ -83,14 +84,6 @@ def record_content(record: DecisionRecord) -> dict[str, Any]:
         "reason_codes": list(record.reason_codes),
         "payload": record.payload,
     }
-
-
-def canonical_json(value: Any) -> str:
-    """Canonical JSON: sorted keys, no whitespace, UTF-8 text, no NaN/Infinity."""
-    try:
-        return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, allow_nan=False)
-    except TypeError as exc:
-        raise ValueError(f"decision record is not JSON-ready: {exc}") from exc
 
 
 def canonical_content(record: DecisionRecord, payload_text: str | None = None) -> str:

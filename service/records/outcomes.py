@@ -7,11 +7,8 @@ loan first reported repaying and later defaulting counts as ``bad``. Re-posting 
 no-op; the same ``(decision_id, observed_at)`` with the other outcome is a conflict (409). A batch is
 all or nothing: if any decision is unknown, nothing is stored (422 naming each one).
 
-Exceptions::
-
-    RecordsError (service.records.errors)
-    ├── UnknownDecisions   422  outcomes posted for decisions the store does not hold
-    └── OutcomeConflict    409  an observation already recorded with the other outcome
+Errors (:mod:`service.errors`): ``UnknownDecisions`` (outcomes posted for decisions the store does not
+hold) and ``OutcomeConflict`` (an observation already recorded with the other outcome).
 """
 
 from __future__ import annotations
@@ -21,33 +18,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
+from service.errors import OutcomeConflict, RecordsError, UnknownDecisions
 from service.records._sql import SqlDecisionStore, Transaction
-from service.records.errors import RecordsError
 
 Outcome = Literal["good", "bad"]
 OUTCOMES: tuple[Outcome, ...] = ("good", "bad")
 _CHUNK = 500
-
-
-class UnknownDecisions(RecordsError):
-    """Outcomes were posted for decisions the store does not hold; nothing was stored."""
-
-    http_status = 422
-    title = "Outcome for an unknown decision"
-    problem_type = "unknown-decision"
-
-    def __init__(self, decision_ids: Sequence[str]) -> None:
-        self.decision_ids = tuple(decision_ids)
-        shown = ", ".join(self.decision_ids[:10]) + (" ..." if len(self.decision_ids) > 10 else "")
-        super().__init__(f"no decision record for {len(self.decision_ids)} decision_id(s): {shown}")
-
-
-class OutcomeConflict(RecordsError):
-    """The same observation (decision_id, observed_at) is already recorded with the other outcome."""
-
-    http_status = 409
-    title = "Outcome conflicts with a recorded observation"
-    problem_type = "outcome-conflict"
 
 
 @dataclass(frozen=True)

@@ -112,6 +112,13 @@ class Period:
         if self.end <= self.start:
             raise ReportError("period end must be after its start")
 
+    @classmethod
+    def of_days(cls, first: date, end: date) -> Period:
+        """The days ``[first, end)``, midnight to midnight UTC."""
+        return cls(
+            datetime(first.year, first.month, first.day, tzinfo=UTC), datetime(end.year, end.month, end.day, tzinfo=UTC)
+        )
+
     @property
     def previous(self) -> Period:
         """The period of the same length that ends where this one starts."""

@@ -9,14 +9,14 @@ is the only part the scoring path encodes; the report reads both.
 from __future__ import annotations
 
 import json
-import math
 from collections import Counter
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Literal, Protocol
+from typing import Any, Protocol
 
+from service.core.recorded import RecordedDecision
 from service.reports.core import (
     Baseline,
     CategoricalBaseline,
@@ -29,18 +29,6 @@ from service.reports.core import (
     ReportError,
     build_report,
 )
-
-
-class _Record(Protocol):
-    decision_id: str
-    created_at: Any
-    decision: str
-    risk_band: str
-    score: int
-    model_name: str
-    model_version: str
-    reason_codes: tuple[str, ...]
-    payload: dict[str, Any]
 
 
 class RecordSource(Protocol):
@@ -70,36 +58,32 @@ def records_between(store: RecordSource, since: datetime, until: datetime) -> It
 
 
 def rows_from_records(stored_records: Iterable[Any], outcomes: Mapping[str, str] | None = None) -> list[DecisionRow]:
-    """Decision rows of stored records (``StoredRecord`` or bare ``DecisionRecord``), outcomes joined by id."""
+    """Decision rows of stored records (``StoredRecord`` or bare ``DecisionRecord``), outcomes joined by id.
+
+    Every record is read through its typed payload (:class:`RecordedDecision`), whatever its schema version.
+    """
     outcomes = outcomes or {}
     rows = []
     for item in stored_records:
-        record: _Record = getattr(item, "record", item)
-        payload = record.payload if isinstance(record.payload, Mapping) else {}
-        request = _mapping(payload.get("request"))
-        response = _mapping(payload.get("response"))
-        reasons = _reasons(response.get("reasons"), record.reason_codes, record.decision)
-        rules = tuple(
-            str(rule.get("code")) if isinstance(rule, Mapping) else str(rule)
-            for rule in response.get("rules_fired") or ()
-        )
-        outcome = outcomes.get(record.decision_id, payload.get("outcome"))
+        recorded = RecordedDecision.of(getattr(item, "record", item))
+        decision = recorded.decision
+        payload = recorded.payload
         rows.append(
             DecisionRow(
-                decision_id=record.decision_id,
-                created_at=record.created_at,
-                decision=record.decision,
-                risk_band=record.risk_band,
-                score=int(record.score),
-                probability_of_default=_float(response.get("probability_of_default")),
-                reasons=reasons,
-                rules_fired=rules,
-                model_name=record.model_name,
-                model_version=record.model_version,
-                latency_ms=_latency(response),
-                applicant=_mapping(request.get("applicant")),
-                monitoring=_mapping(request.get("monitoring") or payload.get("monitoring")),
-                outcome=_outcome(outcome),
+                decision_id=recorded.decision_id,
+                created_at=recorded.created_at,
+                decision=decision.decision,
+                risk_band=decision.risk_band,
+                score=decision.score,
+                probability_of_default=decision.probability_of_default,
+                reasons=tuple(ReasonRef(r.code, r.kind, r.adverse) for r in decision.reasons),
+                rules_fired=tuple(rule.code for rule in decision.rules_fired),
+                model_name=recorded.model_name,
+                model_version=recorded.model_version,
+                latency_ms=payload.latency_ms,
+                applicant=payload.applicant,
+                monitoring=payload.monitoring or {},
+                outcome=_outcome(outcomes.get(recorded.decision_id)),
             )
         )
     return rows
@@ -107,35 +91,6 @@ def rows_from_records(stored_records: Iterable[Any], outcomes: Mapping[str, str]
 
 def _mapping(value: Any) -> Mapping[str, Any]:
     return value if isinstance(value, Mapping) else {}
-
-
-def _float(value: Any) -> float:
-    try:
-        return float(value)
-    except (TypeError, ValueError):
-        return math.nan
-
-
-def _latency(response: Mapping[str, Any]) -> float | None:
-    value = response.get("latency_ms")
-    if isinstance(value, Mapping):  # e.g. {"server": 4.2}
-        value = next(iter(value.values()), None)
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        return None
-    return float(value)
-
-
-def _reasons(raw: Any, codes: Iterable[str], decision: str) -> tuple[ReasonRef, ...]:
-    if isinstance(raw, list | tuple) and raw:
-        refs = []
-        for item in raw:
-            if not isinstance(item, Mapping) or "code" not in item:
-                continue
-            kind: Literal["rule", "model"] = "rule" if item.get("kind") == "rule" else "model"
-            refs.append(ReasonRef(str(item["code"]), kind, bool(item.get("adverse", decision != "approve"))))
-        return tuple(refs)
-    # without the response's reasons, the record's codes are model reasons, adverse unless approved
-    return tuple(ReasonRef(str(code), "model", decision != "approve") for code in codes)
 
 
 def _outcome(value: Any) -> Outcome | None:

@@ -11,7 +11,9 @@ from typing import Any
 
 import click
 
-GUNICORN_CONF = Path(__file__).with_name("gunicorn_conf.py")
+from cli.options import database_url_option, model_store_option
+
+GUNICORN_CONF = Path(__file__).resolve().parents[1] / "service" / "gunicorn_conf.py"
 APP_FACTORY = "service.app:create_app()"
 
 
@@ -33,24 +35,15 @@ def gunicorn_argv() -> list[str]:
     show_default=True,
     help="Gunicorn worker processes (env WEB_CONCURRENCY).",
 )
-@click.option(
-    "--model-store",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Model store root (default: $CREDIT_DECISION_MODEL_STORE or the repository's model_store/).",
-)
-@click.option(
-    "--database-url",
-    default=None,
-    help="Decision store URL (default: $DATABASE_URL or sqlite:///var/decisions.sqlite3).",
-)
+@model_store_option
+@database_url_option
 def serve_command(host: str, port: int, workers: int, model_store: Path | None, database_url: str | None) -> None:
     """Serve the decision API with gunicorn (production config) until interrupted."""
     env = dict(os.environ, HOST=host, PORT=str(port), WEB_CONCURRENCY=str(workers))
     if model_store is not None:
         env["CREDIT_DECISION_MODEL_STORE"] = str(model_store.resolve())
     if database_url is not None:
-        env["DATABASE_URL"] = database_url
+        env["CREDIT_DECISION_DATABASE_URL"] = database_url
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}"
     keys_line = _check_keys(env)

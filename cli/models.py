@@ -8,20 +8,13 @@ from pathlib import Path
 
 import click
 
+from cli.options import model_store_option, settings
 from model_store.errors import ContractError
-from model_store.store import ModelStore, default_store_root
-
-_store_option = click.option(
-    "--store",
-    "store_root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Model store root (default: $CREDIT_DECISION_MODEL_STORE or the repository's model_store/).",
-)
+from model_store.store import ModelStore
 
 
-def _store(store_root: Path | None) -> ModelStore:
-    return ModelStore(store_root or default_store_root())
+def _store(model_store: Path | None) -> ModelStore:
+    return ModelStore(settings(model_store=model_store).model_store)
 
 
 @click.group("models")
@@ -30,10 +23,10 @@ def models_group() -> None:
 
 
 @models_group.command("list")
-@_store_option
-def list_command(store_root: Path | None) -> None:
+@model_store_option
+def list_command(model_store: Path | None) -> None:
     """List every model version, marking the champion."""
-    store = _store(store_root)
+    store = _store(model_store)
     champion = store.champion()
     names = store.names()
     if not names:
@@ -54,10 +47,10 @@ def list_command(store_root: Path | None) -> None:
 @models_group.command("show")
 @click.argument("name")
 @click.argument("version", required=False)
-@_store_option
-def show_command(name: str, version: str | None, store_root: Path | None) -> None:
+@model_store_option
+def show_command(name: str, version: str | None, model_store: Path | None) -> None:
     """Print a version's manifest (the latest version when VERSION is omitted)."""
-    store = _store(store_root)
+    store = _store(model_store)
     try:
         versions = store.versions(name)
         if version is None and not versions:
@@ -71,10 +64,10 @@ def show_command(name: str, version: str | None, store_root: Path | None) -> Non
 @models_group.command("verify")
 @click.argument("name", required=False)
 @click.argument("version", required=False)
-@_store_option
-def verify_command(name: str | None, version: str | None, store_root: Path | None) -> None:
+@model_store_option
+def verify_command(name: str | None, version: str | None, model_store: Path | None) -> None:
     """Recompute every file hash of one version (or all versions) and name any file that changed."""
-    store = _store(store_root)
+    store = _store(model_store)
     targets: list[tuple[str, str]] = (
         [(name, version)]
         if name and version
@@ -102,10 +95,10 @@ def verify_command(name: str | None, version: str | None, store_root: Path | Non
 @click.argument("name")
 @click.argument("version")
 @click.option("--note", default="", help="Why this version is promoted (kept in the registry history).")
-@_store_option
-def promote_command(name: str, version: str, note: str, store_root: Path | None) -> None:
+@model_store_option
+def promote_command(name: str, version: str, note: str, model_store: Path | None) -> None:
     """Make a verified version the champion served by default."""
-    store = _store(store_root)
+    store = _store(model_store)
     try:
         store.promote(name, version, note=note)
     except ContractError as exc:
@@ -114,10 +107,10 @@ def promote_command(name: str, version: str, note: str, store_root: Path | None)
 
 
 @models_group.command("champion")
-@_store_option
-def champion_command(store_root: Path | None) -> None:
+@model_store_option
+def champion_command(model_store: Path | None) -> None:
     """Print the champion; exit 1 when there is none."""
-    champion = _store(store_root).champion()
+    champion = _store(model_store).champion()
     if champion is None:
         click.echo("no champion", err=True)
         sys.exit(1)

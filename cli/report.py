@@ -1,4 +1,4 @@
-"""``credit-decision report``: the period report of the decision store as HTML, PDF, JSON or CSV."""
+"""``credit-decision report`` (the period report as HTML, PDF, JSON or CSV) and ``credit-decision outcomes``."""
 
 from __future__ import annotations
 
@@ -9,6 +9,8 @@ from pathlib import Path
 
 import click
 
+from cli.options import database_url_option, decision_store, model_store_option, settings
+
 FORMATS = ("html", "pdf", "json", "csv")
 
 
@@ -18,16 +20,8 @@ FORMATS = ("html", "pdf", "json", "csv")
 )
 @click.option("--to", "date_to", required=True, type=click.DateTime(["%Y-%m-%d"]), help="Last day (UTC), exclusive.")
 @click.option("--model", "model_name", default=None, help="Only decisions of this model name.")
-@click.option(
-    "--database-url", default=None, help="Decision store (default: $DATABASE_URL or the embedded SQLite file)."
-)
-@click.option(
-    "--store",
-    "store_root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Model store root, for the training baselines (default: $CREDIT_DECISION_MODEL_STORE or model_store/).",
-)
+@database_url_option
+@model_store_option
 @click.option(
     "--outcomes",
     "outcomes_path",
@@ -44,15 +38,12 @@ def report_command(
     date_to: datetime,
     model_name: str | None,
     database_url: str | None,
-    store_root: Path | None,
+    model_store: Path | None,
     outcomes_path: Path | None,
     fmt: str,
     output: Path | None,
 ) -> None:
     """Write the period report [--from, --to) of the decision store."""
-    from model_store.store import default_store_root
-    from service.config import Settings
-    from service.records import open_decision_store
     from service.reports.core import Period, ReportError
     from service.reports.render import render
     from service.reports.source import report_from_store, stored_outcomes
@@ -61,17 +52,12 @@ def report_command(
         period = Period(date_from.replace(tzinfo=UTC), date_to.replace(tzinfo=UTC))
     except ReportError as exc:
         raise click.BadParameter(str(exc), param_hint="--from/--to") from exc
-    url = database_url or Settings.load().database_url
-    store = open_decision_store(url)
-    try:
+    chosen = settings(model_store=model_store, database_url=database_url)
+    with decision_store(chosen) as store:
         outcomes = None
         if outcomes_path:
             outcomes = {**stored_outcomes(store, period.previous.start, period.end), **_read_outcomes(outcomes_path)}
-        report = report_from_store(store, store_root or default_store_root(), period, model_name, outcomes)
-    finally:
-        close = getattr(store, "close", None)
-        if callable(close):
-            close()
+        report = report_from_store(store, chosen.model_store, period, model_name, outcomes)
     data = render(report, fmt, generated_at=datetime.now(UTC))
     if output is None:
         if fmt == "pdf" and sys.stdout.isatty():
@@ -90,10 +76,10 @@ def _read_outcomes(path: Path) -> dict[str, str]:
         if reader.fieldnames is None or not {"decision_id", "outcome"} <= set(reader.fieldnames):
             raise click.BadParameter("needs the columns decision_id,outcome", param_hint="--outcomes")
         outcomes = {}
-        for line in reader:
+        for number, line in enumerate(reader, start=2):
             if line["outcome"] not in ("good", "bad"):
                 raise click.BadParameter(
-                    f"outcome must be good or bad, got {line['outcome']!r}", param_hint="--outcomes"
+                    f"line {number}: outcome must be good or bad, got {line['outcome']!r}", param_hint="--outcomes"
                 )
             outcomes[line["decision_id"]] = line["outcome"]
     return outcomes
@@ -106,16 +92,15 @@ def outcomes_group() -> None:
 
 @outcomes_group.command("import")
 @click.argument("csv_path", metavar="FILE.csv", type=click.Path(dir_okay=False, exists=True, path_type=Path))
-@click.option(
-    "--database-url", default=None, help="Decision store (default: $DATABASE_URL or the embedded SQLite file)."
-)
+@database_url_option
 def import_outcomes_command(csv_path: Path, database_url: str | None) -> None:
-    """Store the outcomes of FILE.csv (columns decision_id,outcome,observed_at), all or nothing."""
-    from service.api.outcomes import parse_outcomes
-    from service.config import Settings
-    from service.errors import ProblemError
-    from service.records import RecordsError, open_decision_store
-    from service.records.outcomes import record_outcomes
+    """Store the outcomes of FILE.csv (columns decision_id,outcome,observed_at), all or nothing.
+
+    Each row is checked exactly as ``POST /v1/outcomes`` checks an item.
+    """
+    from service.decisions import DecisionService
+    from service.errors import CreditDecisionError
+    from service.inputs import OutcomesRequestSchema, load_valid, observed_outcomes
 
     with open(csv_path, newline="", encoding="utf-8") as fh:
         reader = csv.DictReader(fh)
@@ -123,17 +108,21 @@ def import_outcomes_command(csv_path: Path, database_url: str | None) -> None:
         if reader.fieldnames is None or not needed <= set(reader.fieldnames):
             raise click.BadParameter("needs the columns decision_id,outcome,observed_at", param_hint="FILE.csv")
         items = [{key: line[key] for key in sorted(needed)} for line in reader]
-    now = datetime.now(UTC)
-    try:
-        outcomes = parse_outcomes({"outcomes": items}, now)
-    except ProblemError as exc:
-        lines = [f"{e.field.replace('outcomes[', 'row[')}: {e.message}" for e in exc.errors]
-        raise click.ClickException("; ".join(lines) or exc.detail) from None
-    store = open_decision_store(database_url or Settings.load().database_url)
-    try:
-        result = record_outcomes(store, outcomes, recorded_at=now)
-    except RecordsError as exc:
-        raise click.ClickException(f"nothing was stored: {exc}") from None
-    finally:
-        store.close()
+    with decision_store(settings(database_url=database_url)) as store:
+        try:
+            outcomes = observed_outcomes(load_valid(OutcomesRequestSchema(), {"outcomes": items}))
+            result = DecisionService(models=None, served=None, store=store).record_outcomes(outcomes)
+        except CreditDecisionError as exc:
+            # row numbers as in the file: its header is line 1
+            lines = [_row_of(e.field) + f": {e.message}" for e in exc.errors] or [exc.detail]
+            raise click.ClickException("nothing was stored: " + "; ".join(lines)) from None
     click.echo(f"{result.received} outcomes read: {result.stored} stored, {result.unchanged} already recorded")
+
+
+def _row_of(field: str) -> str:
+    """``outcomes[3].observed_at`` -> ``line 5, observed_at``."""
+    if field.startswith("outcomes[") and "]" in field:
+        index, _, rest = field[len("outcomes[") :].partition("]")
+        if index.isdigit():
+            return f"line {int(index) + 2}" + (f", {rest.lstrip('.')}" if rest else "")
+    return field

@@ -7,6 +7,8 @@ from pathlib import Path
 
 import click
 
+from cli.options import model_store_option, settings
+
 _REPO = Path(__file__).resolve().parent.parent
 DEFAULT_CONFIG = _REPO / "config" / "german_credit" / "training.yaml"
 
@@ -20,13 +22,7 @@ DEFAULT_CONFIG = _REPO / "config" / "german_credit" / "training.yaml"
     show_default="config/german_credit/training.yaml",
     help="Training configuration YAML (paths inside are relative to it).",
 )
-@click.option(
-    "--store",
-    "store_root",
-    type=click.Path(file_okay=False, path_type=Path),
-    default=None,
-    help="Model store root [default: $CREDIT_DECISION_MODEL_STORE, else the repository's model_store/].",
-)
+@model_store_option
 @click.option("--version", default=None, help="Version to write (e.g. v7) [default: the next free version].")
 @click.option(
     "--promote/--no-promote",
@@ -35,11 +31,11 @@ DEFAULT_CONFIG = _REPO / "config" / "german_credit" / "training.yaml"
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
 def train_command(
-    config_path: Path, store_root: Path | None, version: str | None, promote: bool | None, quiet: bool
+    config_path: Path, model_store: Path | None, version: str | None, promote: bool | None, quiet: bool
 ) -> None:
     """Train the champion (gbt) and baseline (scorecard), prove their explanations, write two versions."""
     from model_store.errors import ContractError
-    from model_store.store import ModelStore, default_store_root
+    from model_store.store import ModelStore
 
     try:
         from training.pipeline import train
@@ -48,7 +44,7 @@ def train_command(
             f"training needs the 'training' extras ({exc.name} is not installed): pip install 'credit-decision[training]'"
         ) from None
 
-    store = ModelStore(store_root or default_store_root())
+    store = ModelStore(settings(model_store=model_store).model_store)
     try:
         result = train(
             config_path,

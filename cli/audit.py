@@ -1,0 +1,128 @@
+"""``credit-decision audit``: verify the hash chain, purge by retention, export records, replay decisions."""
+
+from __future__ import annotations
+
+import sys
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+
+import click
+
+from cli.options import database_url_option, decision_store, model_store_option, settings
+from service.records.export import EXPORT_FORMATS, format_records, record_pages
+from service.records.model import format_timestamp
+
+
+def _moment(value: str | None, name: str) -> datetime | None:
+    """An ISO-8601 date or datetime; naive values are taken as UTC."""
+    if value is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(value.replace("Z", "+00:00"))
+        return moment.replace(tzinfo=UTC) if moment.tzinfo is None else moment.astimezone(UTC)
+    except (ValueError, OverflowError) as exc:
+        raise click.BadParameter(f"not an ISO-8601 date or datetime: {value!r}", param_hint=name) from exc
+
+
+@click.group("audit")
+def audit_group() -> None:
+    """Audit trail: verify the hash chain, apply retention, export and replay decision records."""
+
+
+@audit_group.command("verify")
+@database_url_option
+def verify_command(database_url: str | None) -> None:
+    """Check every record against the hash chain; exit 1 naming each changed, deleted, inserted or moved one."""
+    with decision_store(settings(database_url=database_url)) as store:
+        report = store.verify_chain()
+    for problem in report.problems:
+        click.echo(problem.describe())
+    click.echo(report.summary())
+    if not report.ok:
+        sys.exit(1)
+
+
+@audit_group.command("purge")
+@click.option(
+    "--older-than-days",
+    type=click.IntRange(min=0),
+    default=None,
+    help="Delete records older than this many days [default: the RETENTION_DAYS setting, 760 days ≈ 25 months].",
+)
+@database_url_option
+def purge_command(older_than_days: int | None, database_url: str | None) -> None:
+    """Delete records older than the retention period, keeping the chain verifiable with a checkpoint."""
+    chosen = settings(database_url=database_url)
+    days = chosen.retention_days if older_than_days is None else older_than_days
+    cutoff = datetime.now(UTC) - timedelta(days=days)
+    with decision_store(chosen) as store:
+        # Purging destroys evidence: never purge over a chain that already fails verification.
+        report = store.verify_chain()
+        if not report.ok:
+            for problem in report.problems:
+                click.echo(problem.describe(), err=True)
+            raise click.ClickException("the hash chain does not verify; refusing to purge (run `audit verify`)")
+        result = store.purge_before(cutoff)
+    click.echo(
+        f"purged {result.purged_records} records created before {format_timestamp(cutoff)} "
+        f"(retention {days} days); checkpoint seq {result.checkpoint_seq} hash {result.checkpoint_hash}"
+    )
+
+
+@audit_group.command("export")
+@click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="jsonl", show_default=True)
+@click.option("--since", default=None, help="Only records created at or after this ISO-8601 date/datetime (UTC).")
+@click.option("--until", default=None, help="Only records created before this ISO-8601 date/datetime (UTC).")
+@click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default="-", show_default=True)
+@database_url_option
+def export_command(fmt: str, since: str | None, until: str | None, output: str, database_url: str | None) -> None:
+    """Export decision records in seq order as JSON Lines or CSV (hashes included, so exports can be re-verified)."""
+    since_at, until_at = _moment(since, "--since"), _moment(until, "--until")
+    written = 0
+    with (
+        decision_store(settings(database_url=database_url)) as store,
+        click.open_file(output, "w", encoding="utf-8") as out,
+    ):
+        out.write(format_records([], fmt, header=True))
+        for page in record_pages(store, since=since_at, until=until_at):
+            out.write(format_records(page, fmt))
+            written += len(page)
+    click.echo(f"exported {written} records", err=True)
+
+
+@audit_group.command("replay")
+@click.option("--since", default=None, help="Only decisions created at or after this ISO-8601 date/datetime (UTC).")
+@database_url_option
+@model_store_option
+def replay_command(since: str | None, database_url: str | None, model_store: Path | None) -> None:
+    """Re-decide stored requests with the exact model versions recorded; print every difference, exit 1 if any."""
+    from model_store.store import ModelStore
+    from service.decisions import DecisionService
+    from service.models import ModelCache
+    from service.replay import FLOAT_TOLERANCE
+
+    since_at = _moment(since, "--since")
+    chosen = settings(model_store=model_store, database_url=database_url)
+    models = ModelCache(ModelStore(chosen.model_store))
+    replayed = differing = 0
+    with decision_store(chosen) as store:
+        service = DecisionService(models=models, served=None, store=store)
+        for page in record_pages(store, since=since_at):
+            for stored in page:
+                report = service.replay_stored(stored)
+                replayed += 1
+                if not report.identical:
+                    differing += 1
+                    click.echo(
+                        f"decision {report.decision_id} (seq {stored.seq}, model {report.model_name} "
+                        f"{report.model_version}): {len(report.differences)} difference(s)"
+                    )
+                    for difference in report.differences:
+                        click.echo(f"  {difference.describe()}")
+    used = ", ".join(f"{name} {version}" for name, version in models.loaded()) or "none"
+    click.echo(
+        f"replayed {replayed} decision(s){f' since {since}' if since else ''}: {replayed - differing} identical, "
+        f"{differing} differ (numbers compared within {FLOAT_TOLERANCE:g}; models loaded: {used})"
+    )
+    if differing:
+        sys.exit(1)

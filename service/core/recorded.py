@@ -1,0 +1,476 @@
+"""The recorded decision, typed: the one module that writes and reads a decision record's payload.
+
+A decision record is the store's columns (``decision_id``, ``application_id``, ``created_at``,
+``decision``, ``risk_band``, ``score``, ``model_name``, ``model_version``, ``reason_codes``, ...) plus a
+JSON payload holding everything else, each fact once. The payload carries its ``schema_version``:
+
+- **2** (written now)::
+
+    {"schema_version": 2,
+     "request": {"applicant": {...}, "monitoring": {...}},            # the validated request; monitoring only if sent
+     "probability_of_default": 0.18, "margin": -1.48, "base_value": -1.19,
+     "score_scale": {"min": 300, "max": 850, "points_per_log_odds": 57.7},
+     "reasons": [{"code", "kind", "group", "customer_text", "auditor_text", "adverse",
+                  "values": [{"field", "value", "label"}], "log_odds", "score_points"}],   # as given, in order
+     "rules_fired": [{"code", "field", "operator", "threshold", "action", "description"}],
+     "attributions": {"<field>": log-odds, ...},                      # exact SHAP per field, spec order
+     "model": {"sha256", "manifest_sha256", "family", "spec_version", "policy_version", "catalog_version"},
+     "decided_by": {"key_id", "label", "role"},
+     "latency_ms": 0.61}
+
+- **1** (the first version's records, still read): no ``schema_version``; ``request`` (with the
+  application id), the whole response body under ``response``, and ``attributions``, ``base_value``,
+  ``margin``, ``versions``, ``latency`` and ``decided_by`` beside it.
+
+Replay, the adverse-action notice, the reports and the API read every record through
+:class:`RecordedDecision`, whatever its version; the hash chain covers the payload exactly as stored.
+Pure: JSON-ready values in and out; the decision store (``service.records``) keeps the payload as the
+JSON object it is given and never looks inside.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, Protocol
+
+from model_store.vocabulary import ACTIONS, Action
+from service.core.canonical import canonical_json
+from service.core.engine import Decision, Reason, ReasonValue, RuleHit
+
+PAYLOAD_SCHEMA_VERSION = 2
+KNOWN_VERSIONS = (1, 2)
+
+
+class PayloadError(ValueError):
+    """A stored payload cannot be read as a decision; the message names the key."""
+
+
+@dataclass(frozen=True)
+class ApplicationRequest:
+    """A validated decision request: the caller's id, the applicant's fields and optional monitoring data."""
+
+    application_id: str
+    applicant: Mapping[str, Any]
+    monitoring: Mapping[str, Any] | None = None
+
+    def to_json(self) -> dict[str, Any]:
+        """The validated request as the client's JSON (what ``request_hash`` covers)."""
+        body: dict[str, Any] = {"application_id": self.application_id, "applicant": dict(self.applicant)}
+        if self.monitoring is not None:
+            body["monitoring"] = dict(self.monitoring)
+        return body
+
+    @property
+    def request_hash(self) -> str:
+        """sha256 of the canonical JSON of the validated request (idempotency and replay compare it)."""
+        return hashlib.sha256(canonical_json(self.to_json()).encode("utf-8")).hexdigest()
+
+
+@dataclass(frozen=True)
+class ModelProvenance:
+    """What produced a decision, beyond the model name and version the record's columns hold."""
+
+    sha256: str
+    manifest_sha256: str
+    family: str
+    spec_version: str
+    policy_version: str
+    catalog_version: str
+
+
+@dataclass(frozen=True)
+class ScoreScale:
+    """The score range and the points per unit of log-odds the decision was scaled with."""
+
+    min: int
+    max: int
+    points_per_log_odds: float | None  # not recorded by schema version 1
+
+
+@dataclass(frozen=True)
+class DecisionPayload:
+    """Everything recorded about a decision that the record's columns do not hold."""
+
+    applicant: Mapping[str, Any]
+    monitoring: Mapping[str, Any] | None
+    probability_of_default: float
+    margin: float
+    base_value: float
+    score_scale: ScoreScale
+    reasons: tuple[Reason, ...]
+    rules_fired: tuple[RuleHit, ...]
+    attributions: tuple[tuple[str, float], ...]
+    model: ModelProvenance
+    decided_by: Mapping[str, str]
+    latency_ms: float | None
+    schema_version: int = PAYLOAD_SCHEMA_VERSION
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored form (always the current schema version)."""
+        request: dict[str, Any] = {"applicant": dict(self.applicant)}
+        if self.monitoring is not None:
+            request["monitoring"] = dict(self.monitoring)
+        model = self.model
+        return {
+            "schema_version": PAYLOAD_SCHEMA_VERSION,
+            "request": request,
+            "probability_of_default": self.probability_of_default,
+            "margin": self.margin,
+            "base_value": self.base_value,
+            "score_scale": {
+                "min": self.score_scale.min,
+                "max": self.score_scale.max,
+                "points_per_log_odds": self.score_scale.points_per_log_odds,
+            },
+            "reasons": [reason_to_json(r) for r in self.reasons],
+            "rules_fired": [rule_to_json(r) for r in self.rules_fired],
+            "attributions": dict(self.attributions),
+            "model": {
+                "sha256": model.sha256,
+                "manifest_sha256": model.manifest_sha256,
+                "family": model.family,
+                "spec_version": model.spec_version,
+                "policy_version": model.policy_version,
+                "catalog_version": model.catalog_version,
+            },
+            "decided_by": dict(self.decided_by),
+            "latency_ms": self.latency_ms,
+        }
+
+    @classmethod
+    def from_json(cls, data: Mapping[str, Any]) -> DecisionPayload:
+        """Read a stored payload of any known schema version; PayloadError names what is wrong."""
+        version = data.get("schema_version", 1)
+        if version == 2:
+            return _read_v2(_Reader(data, "payload"))
+        if version == 1:
+            return _read_v1(_Reader(data, "payload"))
+        raise PayloadError(f"payload.schema_version: {version!r} is not one of {KNOWN_VERSIONS}")
+
+
+class RecordColumns(Protocol):
+    """The columns of a stored decision record (``service.records.DecisionRecord`` has them)."""
+
+    @property
+    def decision_id(self) -> str: ...
+    @property
+    def application_id(self) -> str: ...
+    @property
+    def created_at(self) -> datetime: ...
+    @property
+    def decision(self) -> str: ...
+    @property
+    def risk_band(self) -> str: ...
+    @property
+    def score(self) -> int: ...
+    @property
+    def model_name(self) -> str: ...
+    @property
+    def model_version(self) -> str: ...
+    @property
+    def payload(self) -> dict[str, Any]: ...
+
+
+@dataclass(frozen=True)
+class RecordedDecision:
+    """A decision as recorded: the record's columns and its typed payload.
+
+    What the API renders, replay compares, the notice and the reports read, whatever the payload's version.
+    """
+
+    decision_id: str
+    application_id: str
+    created_at: datetime
+    decision: Decision
+    model_name: str
+    model_version: str
+    payload: DecisionPayload
+
+    @classmethod
+    def of(cls, record: RecordColumns) -> RecordedDecision:
+        """The typed view of a stored record (PayloadError if its payload is unreadable)."""
+        payload = DecisionPayload.from_json(record.payload)
+        if record.decision not in ACTIONS:
+            raise PayloadError(f"decision: {record.decision!r} is not one of {', '.join(ACTIONS)}")
+        decision = Decision(
+            decision=record.decision,
+            score=record.score,
+            probability_of_default=payload.probability_of_default,
+            margin=payload.margin,
+            base_value=payload.base_value,
+            risk_band=record.risk_band,
+            reasons=payload.reasons,
+            rules_fired=payload.rules_fired,
+            attributions=payload.attributions,
+        )
+        return cls(
+            decision_id=record.decision_id,
+            application_id=record.application_id,
+            created_at=record.created_at,
+            decision=decision,
+            model_name=record.model_name,
+            model_version=record.model_version,
+            payload=payload,
+        )
+
+    @classmethod
+    def new(
+        cls,
+        *,
+        decision_id: str,
+        created_at: datetime,
+        request: ApplicationRequest,
+        decision: Decision,
+        model_name: str,
+        model_version: str,
+        provenance: ModelProvenance,
+        score_scale: ScoreScale,
+        decided_by: Mapping[str, str],
+        latency_ms: float | None,
+    ) -> RecordedDecision:
+        """A decision just made, ready to be recorded."""
+        payload = DecisionPayload(
+            applicant=request.applicant,
+            monitoring=request.monitoring,
+            probability_of_default=decision.probability_of_default,
+            margin=decision.margin,
+            base_value=decision.base_value,
+            score_scale=score_scale,
+            reasons=decision.reasons,
+            rules_fired=decision.rules_fired,
+            attributions=decision.attributions,
+            model=provenance,
+            decided_by=decided_by,
+            latency_ms=None if latency_ms is None else round(latency_ms, 3),
+        )
+        return cls(decision_id, request.application_id, created_at, decision, model_name, model_version, payload)
+
+    @property
+    def action(self) -> Action:
+        """approve, refer or decline."""
+        return self.decision.decision
+
+    @property
+    def request(self) -> ApplicationRequest:
+        """The validated request as recorded."""
+        return ApplicationRequest(self.application_id, self.payload.applicant, self.payload.monitoring)
+
+    @property
+    def reason_codes(self) -> tuple[str, ...]:
+        """The codes of the reasons given, in order."""
+        return tuple(r.code for r in self.decision.reasons)
+
+
+# ---- JSON of the engine's types (stored form) --------------------------------------------------
+
+
+def reason_to_json(reason: Reason) -> dict[str, Any]:
+    """One reason as stored."""
+    return {
+        "code": reason.code,
+        "kind": reason.kind,
+        "group": reason.group,
+        "customer_text": reason.customer_text,
+        "auditor_text": reason.auditor_text,
+        "adverse": reason.adverse,
+        "values": [{"field": v.field, "value": v.value, "label": v.label} for v in reason.values],
+        "log_odds": reason.contribution_log_odds,
+        "score_points": reason.contribution_points,
+    }
+
+
+def rule_to_json(rule: RuleHit) -> dict[str, Any]:
+    """One fired rule as stored (and as the API shows it)."""
+    return {
+        "code": rule.code,
+        "field": rule.field,
+        "operator": rule.operator,
+        "threshold": rule.threshold,
+        "action": rule.action,
+        "description": rule.description,
+    }
+
+
+# ---- reading --------------------------------------------------------------------------------------
+
+
+class _Reader:
+    """Typed access to a JSON object, raising PayloadError naming the dotted key."""
+
+    def __init__(self, data: Any, where: str) -> None:
+        if not isinstance(data, Mapping):
+            raise PayloadError(f"{where}: expected an object")
+        self.data = data
+        self.where = where
+
+    def sub(self, key: str) -> _Reader:
+        return _Reader(self.data.get(key), f"{self.where}.{key}")
+
+    def optional_sub(self, key: str) -> _Reader | None:
+        value = self.data.get(key)
+        return None if value is None else _Reader(value, f"{self.where}.{key}")
+
+    def raw(self, key: str) -> Any:
+        if key not in self.data:
+            raise PayloadError(f"{self.where}.{key}: missing")
+        return self.data[key]
+
+    def text(self, key: str) -> str:
+        value = self.raw(key)
+        if not isinstance(value, str):
+            raise PayloadError(f"{self.where}.{key}: expected a string")
+        return value
+
+    def optional_str(self, key: str) -> str | None:
+        value = self.data.get(key)
+        if value is not None and not isinstance(value, str):
+            raise PayloadError(f"{self.where}.{key}: expected a string or null")
+        return value
+
+    def number(self, key: str) -> float:
+        value = self.raw(key)
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            raise PayloadError(f"{self.where}.{key}: expected a finite number")
+        return float(value)
+
+    def optional_number(self, key: str) -> float | None:
+        return None if self.data.get(key) is None else self.number(key)
+
+    def integer(self, key: str) -> int:
+        value = self.raw(key)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise PayloadError(f"{self.where}.{key}: expected an integer")
+        return value
+
+    def boolean(self, key: str) -> bool:
+        value = self.raw(key)
+        if not isinstance(value, bool):
+            raise PayloadError(f"{self.where}.{key}: expected true or false")
+        return value
+
+    def items(self, key: str) -> list[_Reader]:
+        value = self.data.get(key)
+        if not isinstance(value, list):
+            raise PayloadError(f"{self.where}.{key}: expected a list")
+        return [_Reader(item, f"{self.where}.{key}[{i}]") for i, item in enumerate(value)]
+
+    def mapping(self, key: str) -> dict[str, Any]:
+        value = self.data.get(key)
+        if not isinstance(value, Mapping):
+            raise PayloadError(f"{self.where}.{key}: expected an object")
+        return dict(value)
+
+    def optional_mapping(self, key: str) -> dict[str, Any] | None:
+        return None if self.data.get(key) is None else self.mapping(key)
+
+    def numbers(self, key: str) -> tuple[tuple[str, float], ...]:
+        reader = self.sub(key)
+        return tuple((str(name), reader.number(name)) for name in reader.data)
+
+
+def _reason(item: _Reader, log_odds: float | None, points: float | None) -> Reason:
+    kind = item.text("kind")
+    if kind not in ("rule", "model"):
+        raise PayloadError(f"{item.where}.kind: expected rule or model")
+    return Reason(
+        code=item.text("code"),
+        kind="rule" if kind == "rule" else "model",
+        group=item.optional_str("group"),
+        customer_text=item.text("customer_text"),
+        auditor_text=item.text("auditor_text"),
+        values=tuple(
+            ReasonValue(field=v.text("field"), value=v.data.get("value"), label=v.text("label"))
+            for v in item.items("values")
+        ),
+        contribution_log_odds=log_odds,
+        contribution_points=points,
+        adverse=item.boolean("adverse"),
+    )
+
+
+def _rule(item: _Reader) -> RuleHit:
+    return RuleHit(
+        code=item.text("code"),
+        field=item.text("field"),
+        operator=item.text("operator"),
+        threshold=item.data.get("threshold"),
+        action=item.text("action"),
+        description=item.text("description"),
+    )
+
+
+def _read_v2(data: _Reader) -> DecisionPayload:
+    request = data.sub("request")
+    scale = data.sub("score_scale")
+    model = data.sub("model")
+    return DecisionPayload(
+        applicant=request.mapping("applicant"),
+        monitoring=request.optional_mapping("monitoring"),
+        probability_of_default=data.number("probability_of_default"),
+        margin=data.number("margin"),
+        base_value=data.number("base_value"),
+        score_scale=ScoreScale(
+            scale.integer("min"), scale.integer("max"), scale.optional_number("points_per_log_odds")
+        ),
+        reasons=tuple(
+            _reason(r, r.optional_number("log_odds"), r.optional_number("score_points")) for r in data.items("reasons")
+        ),
+        rules_fired=tuple(_rule(r) for r in data.items("rules_fired")),
+        attributions=data.numbers("attributions"),
+        model=ModelProvenance(
+            sha256=model.text("sha256"),
+            manifest_sha256=model.text("manifest_sha256"),
+            family=model.text("family"),
+            spec_version=model.text("spec_version"),
+            policy_version=model.text("policy_version"),
+            catalog_version=model.text("catalog_version"),
+        ),
+        decided_by={str(k): str(v) for k, v in data.mapping("decided_by").items()},
+        latency_ms=data.optional_number("latency_ms"),
+        schema_version=2,
+    )
+
+
+def _read_v1(data: _Reader) -> DecisionPayload:
+    request = data.sub("request")
+    response = data.sub("response")
+    score = response.sub("score")
+    explanation = response.sub("explanation")
+    versions = data.sub("versions")
+    model = response.sub("model")
+    reasons = []
+    for item in response.items("reasons"):
+        contribution = item.optional_sub("contribution")
+        log_odds = None if contribution is None else contribution.number("log_odds")
+        points = None if contribution is None else contribution.number("score_points")
+        reasons.append(_reason(item, log_odds, points))
+    decided_by = data.data.get("decided_by") or {}
+    latency = response.data.get("latency_ms")
+    return DecisionPayload(
+        applicant=request.mapping("applicant"),
+        monitoring=request.optional_mapping("monitoring"),
+        probability_of_default=response.number("probability_of_default"),
+        margin=data.number("margin") if "margin" in data.data else explanation.number("margin"),
+        base_value=data.number("base_value") if "base_value" in data.data else explanation.number("base_value"),
+        score_scale=ScoreScale(score.integer("min"), score.integer("max"), None),
+        reasons=tuple(reasons),
+        rules_fired=tuple(_rule(r) for r in response.items("rules_fired")),
+        attributions=data.numbers("attributions")
+        if "attributions" in data.data
+        else explanation.numbers("attributions"),
+        model=ModelProvenance(
+            sha256=model.text("sha256"),
+            manifest_sha256=versions.text("manifest_sha256"),
+            family=model.text("family"),
+            spec_version=response.text("spec_version"),
+            policy_version=response.text("policy_version"),
+            catalog_version=response.text("catalog_version"),
+        ),
+        decided_by={str(k): str(v) for k, v in decided_by.items()} if isinstance(decided_by, Mapping) else {},
+        latency_ms=float(latency) if isinstance(latency, int | float) and not isinstance(latency, bool) else None,
+        schema_version=1,
+    )

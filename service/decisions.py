@@ -1,0 +1,283 @@
+"""The decision service: the one use-case layer between the transports and the decision core.
+
+Like MLServer's ``DataPlane`` it knows no HTTP and no command line. The HTTP views (single and batch
+decisions, records, replay, notices), the batch file command and the audit commands are thin callers
+of :class:`DecisionService`; the clock, the decision-id factory and the timer are injected.
+
+Deciding, step by step (:meth:`DecisionService.decide`):
+
+1. **readiness**: a self-checked model is served and the decision store is open, else ``NotReady``;
+2. **idempotency first**: a request whose idempotency key is already recorded gets the recorded decision
+   back (``replayed``), or ``IdempotencyConflict`` if the key came with another body; it never reaches the
+   model;
+3. **one engine** decides every remaining request together (one ONNX run, one attribution pass);
+4. each decision becomes a :class:`RecordedDecision` and is **committed** to the store before anything is
+   returned; a concurrent retry with the same key is settled under the store's append lock (the loser
+   gets the winner's record);
+5. the ``on_decided`` hook (metrics) hears of every new decision.
+"""
+
+from __future__ import annotations
+
+import time
+import uuid
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from typing import Any
+
+from model_store.vocabulary import DECISION_ID
+from service.core.engine import DecisionBatch
+from service.core.notice import AdverseActionNotice, build_notice
+from service.core.recorded import ApplicationRequest, RecordedDecision
+from service.errors import CreditDecisionError, FieldError, IdempotencyConflict, NotFound, NotReady, UnknownDecisions
+from service.models import ModelCache
+from service.records import DecisionRecord, DecisionStore, StoredRecord
+from service.records.outcomes import ObservedOutcome, OutcomeImport, record_outcomes
+from service.replay import ReplayReport, replay_record
+from service.runtime import ServedModel
+
+Clock = Callable[[], datetime]
+IdFactory = Callable[[], str]
+Timer = Callable[[], float]
+
+
+def utc_now() -> datetime:
+    """The current time, UTC."""
+    return datetime.now(UTC)
+
+
+def new_decision_id() -> str:
+    """A fresh decision id (uuid4, hex)."""
+    return uuid.uuid4().hex
+
+
+@dataclass(frozen=True)
+class Decided:
+    """One request's decision as recorded; ``replayed`` when an idempotent retry got the recorded one."""
+
+    recorded: RecordedDecision
+    stored: StoredRecord
+    replayed: bool
+
+
+@dataclass(frozen=True)
+class Timings:
+    """Where a call's time went: deciding (from the request's start) and recording, in milliseconds."""
+
+    decide_ms: float
+    store_ms: float
+
+
+class DecisionService:
+    """Decides, records, retrieves, replays and explains decisions for one served model and one store."""
+
+    def __init__(
+        self,
+        *,
+        models: ModelCache | None,
+        served: ServedModel | None,
+        store: DecisionStore | None,
+        problems: Iterable[str] = (),
+        clock: Clock = utc_now,
+        new_id: IdFactory = new_decision_id,
+        timer: Timer = time.perf_counter,
+        on_decided: Callable[[RecordedDecision], None] | None = None,
+    ) -> None:
+        self.models = models
+        self.served = served
+        self.store = store
+        self.problems = list(problems)
+        self._clock = clock
+        self._new_id = new_id
+        self._timer = timer
+        self._on_decided = on_decided
+
+    # ---- readiness ---------------------------------------------------------------------------------
+    @property
+    def ready(self) -> bool:
+        """True once the served model passed its self-check and the decision store is open."""
+        return not self.problems and self.served is not None and self.store is not None
+
+    @property
+    def not_ready_reason(self) -> str:
+        """Why the service is not ready ('' when it is); for operators (/readyz), never for API clients."""
+        if self.ready:
+            return ""
+        return "; ".join(self.problems) or "starting"
+
+    def served_model(self) -> ServedModel:
+        """The model being served, or NotReady."""
+        if self.served is None:
+            raise NotReady("no model is being served; /readyz says why")
+        return self.served
+
+    def require_store(self) -> DecisionStore:
+        """The decision store, or NotReady."""
+        if self.store is None:
+            raise NotReady("the decision store is not open; /readyz says why")
+        return self.store
+
+    def require_models(self) -> ModelCache:
+        """Every model version this process can load (for replay), or NotReady."""
+        if self.models is None:
+            raise NotReady("the model store is not available; /readyz says why")
+        return self.models
+
+    def _require_ready(self) -> tuple[ServedModel, DecisionStore]:
+        if not self.ready:
+            raise NotReady("the service is not ready; /readyz says why")
+        return self.served_model(), self.require_store()
+
+    # ---- deciding ----------------------------------------------------------------------------------
+    def decide(
+        self,
+        requests: Sequence[ApplicationRequest],
+        *,
+        decided_by: Mapping[str, str],
+        idempotency_keys: Sequence[str | None] | None = None,
+        started: float | None = None,
+    ) -> tuple[list[Decided | CreditDecisionError], Timings]:
+        """Decide and record validated requests; each result is its decision or the error it alone failed with.
+
+        ``started`` is the timer reading when the request arrived (default: now), so ``latency_ms`` covers
+        reading and validating it too.
+        """
+        began = self._timer() if started is None else started
+        model, store = self._require_ready()
+        keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(requests)
+        if len(keys) != len(requests):
+            raise ValueError("one idempotency key (or None) per request")
+        results: list[Decided | CreditDecisionError | None] = [None] * len(requests)
+        given = [key for key in keys if key is not None]
+        earlier = store.get_by_idempotency_keys(given) if given else {}
+        pending: list[int] = []
+        for i, (request, key) in enumerate(zip(requests, keys, strict=True)):
+            found = earlier.get(key) if key is not None else None
+            if found is None:
+                pending.append(i)
+            else:
+                results[i] = _retried(found, request)
+        batch = model.engine.decide([requests[i].applicant for i in pending]) if pending else None
+        decided = self._timer()
+        for j, i in enumerate(pending):
+            assert batch is not None
+            results[i] = self._record(model, store, requests[i], batch, j, keys[i], decided_by, decided - began)
+        done = self._timer()
+        timings = Timings(decide_ms=(decided - began) * 1000.0, store_ms=(done - decided) * 1000.0)
+        return [r for r in results if r is not None], timings
+
+    def decide_one(
+        self,
+        request: ApplicationRequest,
+        *,
+        decided_by: Mapping[str, str],
+        idempotency_key: str | None = None,
+        started: float | None = None,
+    ) -> tuple[Decided, Timings]:
+        """Decide and record one validated request (a batch of one); raises what it failed with."""
+        results, timings = self.decide(
+            [request], decided_by=decided_by, idempotency_keys=[idempotency_key], started=started
+        )
+        result = results[0]
+        if isinstance(result, CreditDecisionError):
+            raise result
+        return result, timings
+
+    def evaluate(self, applicants: Sequence[Mapping[str, Any]]) -> DecisionBatch:
+        """Decide validated applicants with the served model without recording them (batch files)."""
+        return self.served_model().engine.decide(applicants)
+
+    def _record(
+        self,
+        model: ServedModel,
+        store: DecisionStore,
+        request: ApplicationRequest,
+        batch: DecisionBatch,
+        row: int,
+        key: str | None,
+        decided_by: Mapping[str, str],
+        seconds: float,
+    ) -> Decided | CreditDecisionError:
+        info = model.info
+        recorded = RecordedDecision.new(
+            decision_id=self._new_id(),
+            created_at=self._clock(),
+            request=request,
+            decision=batch.decision(row),
+            model_name=info.name,
+            model_version=info.version,
+            provenance=info.provenance,
+            score_scale=model.score_scale,
+            decided_by=decided_by,
+            latency_ms=seconds * 1000.0,
+        )
+        try:
+            stored = store.save(record_of(recorded, key, request.request_hash))
+        except CreditDecisionError as exc:  # IdempotencyConflict, StoreUnavailable: this request fails alone
+            return exc
+        if stored.record.decision_id != recorded.decision_id:  # a concurrent retry of this key was recorded first
+            return Decided(RecordedDecision.of(stored.record), stored, replayed=True)
+        if self._on_decided is not None:
+            self._on_decided(recorded)
+        return Decided(recorded, stored, replayed=False)
+
+    # ---- reading, replaying, explaining ------------------------------------------------------------
+    def stored(self, decision_id: str) -> StoredRecord:
+        """The stored record of a decision, or NotFound."""
+        store = self.require_store()
+        found = store.get(decision_id) if DECISION_ID.match(decision_id) else None
+        if found is None:
+            raise NotFound(f"no decision {decision_id!r}")
+        return found
+
+    def recorded(self, decision_id: str) -> RecordedDecision:
+        """A decision as recorded, read through its typed payload, or NotFound."""
+        return RecordedDecision.of(self.stored(decision_id).record)
+
+    def replay(self, decision_id: str) -> ReplayReport:
+        """Re-decide a recorded request with the recorded model version and report every difference."""
+        return self.replay_stored(self.stored(decision_id))
+
+    def replay_stored(self, stored: StoredRecord) -> ReplayReport:
+        """Replay one stored record (the audit command replays many)."""
+        return replay_record(stored.record, self.require_models())
+
+    def notice(self, decision_id: str) -> AdverseActionNotice:
+        """The adverse-action notice of a declined decision (NoticeNotRequired otherwise)."""
+        return build_notice(self.recorded(decision_id))
+
+    # ---- outcomes ----------------------------------------------------------------------------------
+    def record_outcomes(self, outcomes: Sequence[ObservedOutcome]) -> OutcomeImport:
+        """Store observed outcomes, all or nothing; UnknownDecisions names each unknown one by its position."""
+        try:
+            return record_outcomes(self.require_store(), outcomes, recorded_at=self._clock())
+        except UnknownDecisions as exc:
+            first = {o.decision_id: i for i, o in reversed(list(enumerate(outcomes)))}
+            errors = [FieldError(f"outcomes[{first[d]}].decision_id", f"no decision {d}") for d in exc.decision_ids]
+            raise UnknownDecisions(exc.decision_ids, errors) from None
+
+
+def record_of(recorded: RecordedDecision, idempotency_key: str | None, request_hash: str) -> DecisionRecord:
+    """The store's record of a decision (its columns and the payload in the current schema version)."""
+    decision = recorded.decision
+    return DecisionRecord(
+        decision_id=recorded.decision_id,
+        application_id=recorded.application_id,
+        created_at=recorded.created_at,
+        idempotency_key=idempotency_key,
+        request_hash=request_hash,
+        decision=decision.decision,
+        risk_band=decision.risk_band,
+        score=decision.score,
+        model_name=recorded.model_name,
+        model_version=recorded.model_version,
+        reason_codes=recorded.reason_codes,
+        payload=recorded.payload.to_json(),
+    )
+
+
+def _retried(found: StoredRecord, request: ApplicationRequest) -> Decided | CreditDecisionError:
+    if found.record.request_hash != request.request_hash:
+        return IdempotencyConflict("this Idempotency-Key was already used with a different request body")
+    return Decided(RecordedDecision.of(found.record), found, replayed=True)

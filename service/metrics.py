@@ -1,0 +1,55 @@
+"""Prometheus metrics of one app instance, in a registry of their own (never module globals).
+
+Under gunicorn each worker is a process, so when ``PROMETHEUS_MULTIPROC_DIR`` is set (the production
+gunicorn config sets it) metrics are written to that folder and the exposition aggregates every worker.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
+
+from service.core.recorded import RecordedDecision
+
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Metrics:
+    """Request counts and latencies by route, decisions by outcome and band."""
+
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry(auto_describe=True)
+        self.requests = Counter(
+            "credit_decision_http_requests",
+            "HTTP requests by method, route and status",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "credit_decision_http_request_duration_seconds",
+            "HTTP request latency by method and route",
+            ["method", "route"],
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.decisions = Counter(
+            "credit_decision_decisions",
+            "Decisions made, by outcome and risk band",
+            ["decision", "risk_band"],
+            registry=self.registry,
+        )
+
+    def decided(self, recorded: RecordedDecision) -> None:
+        """Count a new decision (the decision service's hook)."""
+        self.decisions.labels(recorded.decision.decision, recorded.decision.risk_band).inc()
+
+    def exposition(self) -> bytes:
+        """The text exposition of every worker's metrics (or this process's when not under gunicorn)."""
+        if os.environ.get(MULTIPROC_ENV):
+            registry = CollectorRegistry()
+            MultiProcessCollector(registry)  # type: ignore[no-untyped-call]
+            return generate_latest(registry)
+        return generate_latest(self.registry)
