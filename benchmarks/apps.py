@@ -93,7 +93,7 @@ def reasons_app() -> Flask:
     @app.post("/reasons")
     def reasons() -> Any:
         body = request.get_json()
-        decision = model.engine.decide_many([body["applicant"]])[0]
+        decision = model.engine.decide([body["applicant"]]).decision(0)
         return jsonify(
             {
                 "application_id": body["application_id"],

@@ -1,9 +1,9 @@
 """In-process micro-benchmarks of every stage of one decision, and a profile of the whole request.
 
-Median microseconds over many repetitions of: validation (marshmallow schema load), feature
-encoding, the ONNX run, exact TreeSHAP attribution, rules + band + reason ranking, JSON
+Median microseconds over many repetitions of: validation (the request schema built from the feature
+spec), feature encoding, the ONNX run, exact TreeSHAP attribution, rules + band + reason ranking, JSON
 serialisation of the response, the durable record write (SQLite), the whole decision core and the
-whole HTTP request through the Flask test client; plus the vectorised batch core's rows/s.
+whole HTTP request through the Flask test client; plus the engine's rows/s on a large batch.
 
 Run alone: ``python -m benchmarks.micro STORE_ROOT NAME VERSION``.
 """
@@ -26,6 +26,7 @@ from typing import Any
 import numpy as np
 
 REPO = Path(__file__).resolve().parents[1]
+CORE_STAGE = "decision core total (DecisionEngine.decide, one row)"
 
 
 def median_us(fn: Callable[[], object], repeat: int, warmup: int = 20) -> float:
@@ -52,12 +53,13 @@ def run_all(
 ) -> dict[str, Any]:
     """Every stage's median µs, the batch core's rows/s and (optionally) the request profile."""
     from flask import json as flask_json
-    from service.core.batch import BatchDecider, columns_from_applications
 
+    from service.api.schemas import request_schemas
     from service.app import create_app
     from service.auth import new_key
-    from service.records.model import DecisionRecord
-    from service.serialize import decision_to_json
+    from service.core.recorded import ApplicationRequest, RecordedDecision
+    from service.decisions import record_of
+    from service.serialize import decision_json
     from service.state import get_state
 
     db = workdir / f"micro-{name}-{version}.sqlite3"
@@ -72,9 +74,10 @@ def run_all(
         }
     )
     state = get_state(app)
-    model, schemas, store = state.require_ready()
+    model, store = state.service.served_model(), state.service.require_store()
     bundle = model.bundle
     spec, engine = bundle.spec, model.engine
+    schema = request_schemas(spec, None, 100).decision_request
     apps = list(applications or bundle.reference["applications"])
     bodies = [{"application_id": f"M-{i}", "applicant": dict(a)} for i, a in enumerate(apps)]
     n = 300 if quick else 2000
@@ -85,68 +88,54 @@ def run_all(
     applicant = body["applicant"]
     X = spec.encode([applicant])
     stages: dict[str, float] = {}
-    stages["validation (marshmallow schema load)"] = median_us(lambda: schemas.load_request(bodies[next(cycle)]), n)
+    stages["validation (request schema from the spec)"] = median_us(lambda: schema.load(bodies[next(cycle)]), n)
     stages["feature encoding (spec.encode)"] = median_us(lambda: spec.encode([applicant]), n)
     stages["ONNX run (onnxruntime)"] = median_us(lambda: model.scorer.score(X), n)
     stages["exact TreeSHAP attribution"] = median_us(lambda: model.explainer.shap_values(X), n)
     stages["rules, band and reason ranking"] = _rules_and_reasons_us(engine, applicant, X, n)
-    decision = engine.decide_many([applicant])[0]
-    stages["decision core total (DecisionEngine.decide_many)"] = median_us(lambda: engine.decide_many([applicant]), n)
-    scaling = bundle.policy.scaling
+    decision = engine.decide([applicant]).decision(0)
+    stages[CORE_STAGE] = median_us(lambda: engine.decide([applicant]).decision(0), n)
+    request = ApplicationRequest(body["application_id"], applicant)
 
-    def response() -> dict[str, Any]:
-        return decision_to_json(
+    def recorded() -> RecordedDecision:
+        return RecordedDecision.new(
             decision_id=uuid.uuid4().hex,
-            application_id=body["application_id"],
-            decision=decision,
-            model=model.info,
-            score_range=(scaling.min_score, scaling.max_score),
             created_at=datetime.now(UTC),
+            request=request,
+            decision=decision,
+            model_name=model.info.name,
+            model_version=model.info.version,
+            provenance=model.info.provenance,
+            score_scale=model.score_scale,
+            decided_by={"key_id": "0" * 12, "label": "bench", "role": "scorer"},
             latency_ms=1.0,
         )
 
     with app.app_context():
-        stages["JSON serialisation of the response"] = median_us(lambda: flask_json.dumps(response()), n)
-    payload = {"request": body, "response": response(), "attributions": dict(decision.attributions)}
+        stages["JSON serialisation of the response"] = median_us(lambda: flask_json.dumps(decision_json(recorded())), n)
 
     def record() -> None:
-        store.save(
-            DecisionRecord(
-                decision_id=uuid.uuid4().hex,
-                application_id=body["application_id"],
-                created_at=datetime.now(UTC),
-                idempotency_key=None,
-                request_hash="0" * 64,
-                decision=decision.decision,
-                risk_band=decision.risk_band,
-                score=decision.score,
-                model_name=model.info.name,
-                model_version=model.info.version,
-                reason_codes=tuple(r.code for r in decision.reasons),
-                payload=payload,
-            )
-        )
+        store.save(record_of(recorded(), None, request.request_hash))
 
     stages["record write (SQLite, durable commit)"] = median_us(record, slow, warmup=5)
     client = app.test_client()
 
-    def request() -> None:
+    def post() -> None:
         response = client.post("/v1/decisions", json=bodies[next(cycle)], headers={"Authorization": f"Bearer {key}"})
         if response.status_code != 201:
             raise RuntimeError(
                 f"decision request failed: {response.status_code} {response.get_data(as_text=True)[:500]}"
             )
 
-    stages["whole request (Flask test client)"] = median_us(request, slow, warmup=5)
+    stages["whole request (Flask test client)"] = median_us(post, slow, warmup=5)
 
-    # the vectorised batch core on many rows at once
+    # the engine on many rows at once (what the batch file command runs per chunk)
     rng = np.random.default_rng(0)
     picks = rng.integers(0, len(apps), size=2_000 if quick else 20_000)
-    columns = columns_from_applications(spec, [apps[i] for i in picks])
-    decider = BatchDecider(spec, bundle.policy, bundle.catalog, model.scorer, model.explainer)
-    decider.decide({k: v[:100] for k, v in columns.items()})
+    many = [apps[i] for i in picks]
+    engine.decide(many[:100])
     t = time.perf_counter()
-    decider.decide(columns)
+    engine.decide(many)
     batch_s = time.perf_counter() - t
 
     result: dict[str, Any] = {
@@ -154,33 +143,17 @@ def run_all(
         "batch_core": {"rows": len(picks), "rows_per_s": len(picks) / batch_s},
     }
     if profile:
-        result["profile"] = profile_requests(lambda: request(), 200 if quick else 1000)
-    store.close() if hasattr(store, "close") else None
+        result["profile"] = profile_requests(lambda: post(), 200 if quick else 1000)
+    store.close()
     return result
 
 
 def _rules_and_reasons_us(engine: Any, applicant: Mapping[str, Any], X: np.ndarray, n: int) -> float:
-    """The engine's per-row work after scoring and attribution (private hooks; else a difference)."""
-    margin, probability = engine.scorer.score(X)
-    phi = engine.explainer.shap_values(X)
-    if hasattr(engine, "_one") and hasattr(engine, "_column_to_field") and hasattr(engine, "_field_to_group"):
-        fields = phi @ engine._column_to_field
-        groups = fields @ engine._field_to_group
-        score = int(engine.policy.scaling.scores(margin)[0])
-        try:
-            engine._one(applicant, float(margin[0]), float(probability[0]), score, fields[0], groups[0])
-            return median_us(
-                lambda: engine._one(applicant, float(margin[0]), float(probability[0]), score, fields[0], groups[0]), n
-            )
-        except TypeError:
-            pass
-    total = median_us(lambda: engine.decide_many([applicant]), n)
-    parts = (
-        median_us(lambda: engine.spec.encode([applicant]), n)
-        + median_us(lambda: engine.scorer.score(X), n)
-        + median_us(lambda: engine.explainer.shap_values(X), n)
-    )
-    return max(0.0, total - parts)
+    """The engine's per-row policy pass after scoring and attribution: band, rules, decision, ranked reasons."""
+    margin, _probability = engine.scorer.score(X)
+    groups = engine.group_sums(engine.spec.field_sums(engine.explainer.shap_values(X)))[0].tolist()
+    score = int(engine.policy.scaling.scores(margin)[0])
+    return median_us(lambda: engine.policy_outcome(applicant, score, groups), n)
 
 
 def profile_requests(request: Callable[[], None], n: int, top: int = 22) -> str:

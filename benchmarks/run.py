@@ -43,10 +43,11 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
+from benchmarks import micro
+
 REPO = Path(__file__).resolve().parents[1]
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 LUA = REPO / "benchmarks" / "wrk"
-GUNICORN_CONF = REPO / "service" / "gunicorn_conf.py"
 OUTPUT = REPO / "docs" / "PERFORMANCE.md"
 TRAINING_CONFIG = REPO / "config" / "german_credit" / "training.yaml"
 DATA = REPO / "data" / "german_credit.csv"
@@ -81,6 +82,7 @@ class App:
     levels: tuple[int, ...] = LEVELS
     half_peak: bool = False
     api_key: str = ""
+    root: Path = REPO  # the source tree served (another revision's worktree for --baseline)
 
 
 @dataclass
@@ -162,14 +164,14 @@ def gunicorn(app: App, workdir: Path) -> Iterator[tuple[str, subprocess.Popen[by
         "PORT": str(port),
         "WEB_CONCURRENCY": "2",
         "PROMETHEUS_MULTIPROC_DIR": str(workdir / f"metrics-{app.key}"),
-        "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO), os.environ.get("PYTHONPATH")])),
+        "PYTHONPATH": os.pathsep.join(filter(None, [str(app.root), os.environ.get("PYTHONPATH")])),
     }
     (workdir / f"metrics-{app.key}").mkdir(exist_ok=True)
     cmd = [
-        sys.executable, "-m", "gunicorn", "-c", str(GUNICORN_CONF),
+        sys.executable, "-m", "gunicorn", "-c", str(app.root / "service" / "gunicorn_conf.py"),
         "--bind", f"127.0.0.1:{port}", "--workers", "2", "--worker-class", "sync", app.spec,
     ]  # fmt: skip
-    proc = subprocess.Popen(cmd, cwd=REPO, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(cmd, cwd=app.root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
     try:
         wait_ready(base, proc, workdir / f"gunicorn-{app.key}.log")
@@ -447,6 +449,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="1 run of 2 s per level, smaller batch (a smoke test)")
     parser.add_argument("--output", type=Path, default=OUTPUT, help="report file (default docs/PERFORMANCE.md)")
     parser.add_argument("--keep", action="store_true", help="keep the temporary folder (logs, stores)")
+    parser.add_argument(
+        "--baseline",
+        metavar="REV",
+        default=os.environ.get("BENCH_BASELINE") or None,
+        help="also measure the full decision and the decision core of another git revision (a worktree), "
+        "side by side in the same run (env BENCH_BASELINE)",
+    )
     args = parser.parse_args(argv)
     runs, seconds = (1, 2.0) if args.quick else (args.runs, args.seconds)
     if not Path(WRK).is_file():
@@ -456,12 +465,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     load_at_start = load_average()
     workdir = Path(tempfile.mkdtemp(prefix="credit-decision-bench-"))
     scratch: list[Path] = [workdir]
+    scratch_trees: list[Path] = []
 
     def log(message: str) -> None:
         print(f"[{time.perf_counter() - started:6.1f}s] {message}", file=sys.stderr, flush=True)
 
     try:
-        from benchmarks import micro, prodmodel
+        from benchmarks import prodmodel
         from model_store.store import ModelStore
         from training.pipeline import train
 
@@ -539,6 +549,24 @@ def main(argv: Sequence[str] | None = None) -> int:
                 prod_bodies, service_env(prod.name, prod.version, "decisions-prod.sqlite3"), half_peak=True, api_key=api_key,
             ),
         ]  # fmt: skip
+        baseline: dict[str, Any] | None = None
+        if args.baseline:
+            tree = baseline_worktree(args.baseline, workdir)
+            scratch_trees.append(tree)
+            log(f"baseline revision {args.baseline}: decision core ...")
+            baseline = {
+                "revision": args.baseline,
+                "commit": git("rev-parse", "--short", args.baseline),
+                "stages": baseline_stages(tree, store_root, DEFAULT_MODEL, dv, workdir, args.quick),
+            }
+            apps.insert(
+                apps.index(next(a for a in apps if a.key == "full")) + 1,
+                App(
+                    "full-baseline", f"(c) full decision, revision {baseline['commit']}", "service.app:create_app()",
+                    "/v1/decisions", default_bodies, service_env(DEFAULT_MODEL, dv, "decisions-baseline.sqlite3"),
+                    api_key=api_key, root=tree,
+                ),
+            )  # fmt: skip
         results: dict[str, AppResult] = {}
         for app in apps:
             log(f"HTTP {app.label} ...")
@@ -554,18 +582,50 @@ def main(argv: Sequence[str] | None = None) -> int:
             runs,
             seconds,
             time.perf_counter() - started,
+            baseline,
         )
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(report, encoding="utf-8")
         print(summary_text(results, batch))
         log(f"wrote {args.output}")
     finally:
+        for tree in scratch_trees:
+            subprocess.run(["git", "-C", str(REPO), "worktree", "remove", "--force", str(tree)], check=False)
         if args.keep:
             log(f"kept {workdir}")
         else:
             for folder in scratch:
                 shutil.rmtree(folder, ignore_errors=True)
     return 0
+
+
+def git(*args: str) -> str:
+    """Output of a git command in this repository."""
+    return subprocess.run(["git", "-C", str(REPO), *args], check=True, capture_output=True, text=True).stdout.strip()
+
+
+def baseline_worktree(revision: str, workdir: Path) -> Path:
+    """A detached worktree of ``revision`` (its code only; it is served with this run's model store)."""
+    tree = workdir / "baseline"
+    git("worktree", "add", "--detach", str(tree), revision)
+    return tree
+
+
+def baseline_stages(
+    tree: Path, store_root: Path, name: str, version: str, workdir: Path, quick: bool
+) -> dict[str, float]:
+    """The baseline revision's own micro-benchmark stages (its benchmarks.micro, in a process of its own)."""
+    script = (
+        "import json, sys; from pathlib import Path; from benchmarks import micro; "
+        "r = micro.run_all(Path(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4]), quick=sys.argv[5] == '1', "
+        "profile=False); print(json.dumps(r['stages']))"
+    )
+    env = {**os.environ, "PYTHONPATH": str(tree)}
+    done = subprocess.run(
+        [sys.executable, "-c", script, str(store_root), name, version, str(workdir), "1" if quick else "0"],
+        cwd=tree, env=env, check=True, capture_output=True, text=True,
+    )  # fmt: skip
+    return dict(json.loads(done.stdout.strip().splitlines()[-1]))
 
 
 # ---- report --------------------------------------------------------------------------------------
@@ -687,6 +747,40 @@ def summary_text(results: dict[str, AppResult], batch: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def against_baseline(results: dict[str, AppResult], micro_results: dict[str, Any], baseline: dict[str, Any]) -> str:
+    """This revision against the baseline revision, measured side by side in this run."""
+    full, base = results["full"], results["full-baseline"]
+    commit = baseline["commit"]
+    lines = [
+        f"## Against revision {commit}\n",
+        f"The same run also served revision `{baseline['revision']}` ({commit}) from a git worktree, with the same model "
+        "version, gunicorn config, keys, bodies and load, and ran that revision's own micro-benchmarks. Ratios are "
+        "this revision over the baseline (throughput: higher is better; time: lower is better).\n",
+        "| measure | this revision | baseline | ratio |\n|---|---:|---:|---:|",
+    ]
+    for connections in LEVELS:
+        now, then = full.at(connections), base.at(connections)
+        lines.append(
+            f"| full decision req/s, {connections} connection(s) | {now.rps:,.0f} | {then.rps:,.0f} | {now.rps / then.rps:.2f} |"
+        )
+        lines.append(
+            f"| full decision p99 ms, {connections} connection(s) | {now.median('p99'):.2f} | {then.median('p99'):.2f} | "
+            f"{now.median('p99') / then.median('p99'):.2f} |"
+        )
+    now_stages, then_stages = micro_results["stages"], baseline["stages"]
+    core_now = now_stages.get(micro.CORE_STAGE, float("nan"))
+    core_then = next((v for k, v in then_stages.items() if k.startswith("decision core total")), float("nan"))
+    lines.append(
+        f"| decision core, one application (µs) | {core_now:,.1f} | {core_then:,.1f} | {core_now / core_then:.2f} |"
+    )
+    request_now = now_stages.get("whole request (Flask test client)", float("nan"))
+    request_then = then_stages.get("whole request (Flask test client)", float("nan"))
+    lines.append(
+        f"| whole request in process (µs) | {request_now:,.1f} | {request_then:,.1f} | {request_now / request_then:.2f} |"
+    )
+    return "\n".join(lines) + "\n"
+
+
 def where_the_time_goes(results: dict[str, AppResult], micro_results: dict[str, Any]) -> str:
     """What stands between the measured full decision and the targets, from this run's own numbers."""
 
@@ -697,8 +791,8 @@ def where_the_time_goes(results: dict[str, AppResult], micro_results: dict[str, 
     echo, score, reasons = cost_us("echo"), cost_us("score"), cost_us("reasons")
     full, full_shm, naive = cost_us("full"), cost_us("full-shm"), cost_us("naive")
     stages = micro_results["stages"]
-    core = stages.get("decision core total (DecisionEngine.decide_many)", float("nan"))
-    validation = stages.get("validation (marshmallow schema load)", float("nan"))
+    core = stages.get(micro.CORE_STAGE, float("nan"))
+    validation = stages.get("validation (request schema from the spec)", float("nan"))
     record = stages.get("record write (SQLite, durable commit)", float("nan"))
     return (
         "## What stands in the way\n\n"
@@ -733,6 +827,7 @@ def render(
     runs: int,
     seconds: float,
     elapsed: float,
+    baseline: dict[str, Any] | None = None,
 ) -> str:
     """docs/PERFORMANCE.md."""
     out: list[str] = []
@@ -752,6 +847,8 @@ def render(
     for what, measured, goal, met, by in ratios(results, batch):
         w(f"| {what} | {measured} | {goal} | {'yes' if met else '**no**'} | {by} |")
     w("")
+    if baseline is not None:
+        w(against_baseline(results, micro_results, baseline))
     w(where_the_time_goes(results, micro_results))
     w("## HTTP: throughput and latency\n")
     w(
@@ -797,7 +894,7 @@ def render(
         w(f"| {workers} | {b['rows_per_s']:,.0f} | {b['seconds']:.2f} | {b['wall_s']:.2f} |")
     w("")
     w(
-        f"Vectorised core alone (`service.core.batch.BatchDecider.decide`, one process, {micro_results['batch_core']['rows']:,} rows "
+        f"The decision engine alone on a large batch (`service.core.engine.DecisionEngine.decide`, one process, {micro_results['batch_core']['rows']:,} rows "
         f"in memory): {micro_results['batch_core']['rows_per_s']:,.0f} rows/s default model, "
         f"{prod_micro['batch_core']['rows_per_s']:,.0f} rows/s production-size model.\n"
     )

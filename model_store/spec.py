@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -80,30 +80,56 @@ class Field:
         of a text file (CSV) and numbers are parsed from it. ``None`` (JSON null, a blank cell) is
         missing data.
         """
-        if value is None or (text and value == ""):
-            raise InvalidValue(MISSING)
+        return self.checker(text=text)(value)
+
+    def checker(self, *, text: bool = False) -> Callable[[Any], Any]:
+        """:meth:`check` as a function of the value alone (what a reader applies to every cell)."""
+        return self._checkers[text]
+
+    @cached_property
+    def _checkers(self) -> dict[bool, Callable[[Any], Any]]:
+        return {False: self._make_checker(text=False), True: self._make_checker(text=True)}
+
+    def _make_checker(self, *, text: bool) -> Callable[[Any], Any]:
+        """The one definition of a valid value of this field, specialised once per input kind."""
         if self.kind == "categorical":
-            if isinstance(value, str) and value in self._code_set:
-                return value
-            raise InvalidValue(self._one_of)
-        if text and isinstance(value, str):
-            try:
-                number: float = float(value)
-            except ValueError:
-                raise InvalidValue(self._not_a_number) from None
-        elif isinstance(value, bool) or not isinstance(value, int | float):
-            raise InvalidValue(self._not_a_number)
-        else:
-            number = value
-        if isinstance(number, float) and not math.isfinite(number):
-            raise InvalidValue(NOT_FINITE)
-        if self.dtype == "integer" and isinstance(number, float):
-            if not number.is_integer():
-                raise InvalidValue(NOT_AN_INTEGER)
-            number = int(number)
-        if not self._low <= number <= self._high:  # before float(): a huge int is out of range, not an overflow
-            raise InvalidValue(self._range)
-        return float(number) if self.dtype == "number" else number
+            codes, one_of = self._code_set, self._one_of
+
+            def check_code(value: Any) -> Any:
+                if value.__class__ is str and value in codes:
+                    return value
+                if value is None or (text and value == ""):
+                    raise InvalidValue(MISSING)
+                raise InvalidValue(one_of)
+
+            return check_code
+        low, high, integer = self._low, self._high, self.dtype == "integer"
+        not_a_number, out_of_range = self._not_a_number, self._range
+
+        def check_number(value: Any) -> Any:
+            if value is None or (text and value == ""):
+                raise InvalidValue(MISSING)
+            if text and value.__class__ is str:
+                try:
+                    number: float = float(value)
+                except ValueError:
+                    raise InvalidValue(not_a_number) from None
+            elif isinstance(value, bool) or not isinstance(value, int | float):
+                raise InvalidValue(not_a_number)
+            else:
+                number = value
+            if isinstance(number, float):
+                if not math.isfinite(number):
+                    raise InvalidValue(NOT_FINITE)
+                if integer:
+                    if not number.is_integer():
+                        raise InvalidValue(NOT_AN_INTEGER)
+                    number = int(number)
+            if not low <= number <= high:  # before float(): a huge int is out of range, not an overflow
+                raise InvalidValue(out_of_range)
+            return number if integer else float(number)
+
+        return check_number
 
     @property
     def _not_a_number(self) -> str:
@@ -246,6 +272,14 @@ class FeatureSpec:
         for i, f in enumerate(self.fields):
             idx.extend([i] * (1 if f.kind == "numeric" else len(f.values)))
         return np.asarray(idx, dtype=np.int64)
+
+    def checkers(self, *, text: bool = False) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
+        """(name, :meth:`Field.check` of the field) for every field, in spec order (what readers apply)."""
+        return self._checkers[text]
+
+    @cached_property
+    def _checkers(self) -> dict[bool, tuple[tuple[str, Callable[[Any], Any]], ...]]:
+        return {text: tuple((f.name, f.checker(text=text)) for f in self.fields) for text in (False, True)}
 
     @cached_property
     def _field_starts(self) -> np.ndarray:

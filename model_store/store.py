@@ -323,6 +323,5 @@ def _force_remove(func: Any, path: str, _exc: Any) -> None:
 
 
 def default_store_root() -> Path:
-    """The store root: ``$CREDIT_DECISION_MODEL_STORE``, else the repository's ``model_store/`` folder."""
-    env = os.environ.get("CREDIT_DECISION_MODEL_STORE")
-    return Path(env) if env else Path(__file__).resolve().parent
+    """The repository's ``model_store/`` folder: the store root when the MODEL_STORE setting is not given."""
+    return Path(__file__).resolve().parent

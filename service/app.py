@@ -35,7 +35,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     """Build the app: settings from ``test_config`` over the environment, model loaded and self-checked."""
     settings = Settings.load(test_config)
     keys = load_keys(settings)
-    app = Flask(__name__)
+    app = Flask(__name__, static_folder=None)  # the console and docs serve their own files
     app.config.update(TESTING=settings.testing, MAX_CONTENT_LENGTH=settings.max_batch_content_length)
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
     problems: list[str] = []

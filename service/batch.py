@@ -30,8 +30,9 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
+from operator import itemgetter
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, Any, NamedTuple
 
 from model_store.spec import MISSING, FeatureSpec, InvalidValue
 from model_store.vocabulary import ACTIONS, APPLICATION_ID, APPLICATION_ID_RULE
@@ -69,8 +70,7 @@ class TextChunk:
     text: str
 
 
-@dataclass(frozen=True)
-class RawRow:
+class RawRow(NamedTuple):
     """One input row as read: its number, id and field values (text for CSV), or why it could not be read."""
 
     row: int
@@ -103,12 +103,13 @@ def validate_row(spec: FeatureSpec, raw: RawRow, *, text: bool) -> tuple[str, di
     elif not isinstance(application_id, str) or not APPLICATION_ID.match(application_id):
         problems.append((ID_COLUMN, f"Must be {APPLICATION_ID_RULE}."))
         application_id = None  # never echoed
+    values = raw.values
     applicant: dict[str, Any] = {}
-    for f in spec.fields:
+    for name, check in spec.checkers(text=text):
         try:
-            applicant[f.name] = f.check(raw.values.get(f.name), text=text)
+            applicant[name] = check(values.get(name))
         except InvalidValue as exc:
-            problems.append((f.name, str(exc)))
+            problems.append((name, str(exc)))
     if problems:
         return RowError(raw.row, application_id, tuple(problems))
     assert application_id is not None
@@ -227,15 +228,15 @@ def to_rows(job: TextChunk | list[RawRow], spec: FeatureSpec, layout: CsvLayout 
 
 def _csv_rows(job: TextChunk, spec: FeatureSpec, layout: CsvLayout) -> list[RawRow]:
     names = spec.field_names
-    id_index, field_index = layout.index[0], layout.index[1:]
+    id_index, width = layout.index[0], layout.width
+    cells = itemgetter(*layout.index[1:])
     rows = []
     for offset, record in enumerate(csv.reader(io.StringIO(job.text, newline=""))):
         if not record:  # blank lines are skipped, not rows
             continue
-        if len(record) < layout.width:  # a short row: its missing cells are reported as missing fields
-            record = record + [""] * (layout.width - len(record))
-        values = {name: record[j] for name, j in zip(names, field_index, strict=True)}
-        rows.append(RawRow(job.first_row + offset, record[id_index], values))
+        if len(record) < width:  # a short row: its missing cells are reported as missing fields
+            record = record + [""] * (width - len(record))
+        rows.append(RawRow(job.first_row + offset, record[id_index], dict(zip(names, cells(record), strict=True))))
     return rows
 
 

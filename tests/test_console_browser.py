@@ -95,6 +95,9 @@ def test_console_search_decision_waterfall_replay_notice_report(
 
     # sign in: a wrong key is refused, the auditor key is accepted
     page.goto(f"{console_server}/console/")
+    # what carries the `hidden` attribute is not shown, whatever display the style sheet gives it
+    for hidden in ("#nav", "#session", "#view-decisions", "#load-more", "#notice-panel"):
+        assert page.locator(hidden).is_hidden(), f"{hidden} is shown although hidden"
     page.get_by_label("Auditor API key").fill(api_keys["scorer"])
     page.get_by_role("button", name="Sign in").click()
     page.wait_for_selector("#signin-error:has-text('auditor role')")
@@ -104,7 +107,21 @@ def test_console_search_decision_waterfall_replay_notice_report(
     problems.clear()  # the refused key's 403 was logged as a failed resource load
     assert page.locator("#results-body tr").count() == 25
     assert page.evaluate("sessionStorage.length") == 1
+    assert page.locator("#results-empty").is_hidden() and page.locator("#view-signin").is_hidden()
     page.screenshot(path=str(ARTIFACTS / "search.png"))
+
+    # "Load more" follows the cursor to the last page and then goes away: every decision once, none twice
+    load_more = page.get_by_role("button", name="Load more")
+    while load_more.is_visible():
+        shown = page.locator("#results-body tr").count()
+        load_more.click()
+        page.wait_for_function(
+            f"() => document.querySelectorAll('#results-body tr').length > {shown}"
+            " || document.getElementById('load-more').hidden"
+        )
+    ids = page.eval_on_selector_all("#results-body tr", "rows => rows.map(r => r.dataset.decisionId)")
+    assert len(ids) == len(set(ids)) == len(seeded["decided"])
+    assert load_more.is_hidden()
 
     # search the declines; open the first one with the keyboard
     page.get_by_role("form", name="Search filters").get_by_label("Decision").select_option("decline")

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from flask import Response, jsonify
 
-from service.api.framework import Blueprint, guarded, problems
+from service.api.framework import Blueprint, guarded, problems, responds
 from service.api.schemas import ModelListingSchema
 from service.state import get_state
 
@@ -14,9 +14,9 @@ def blueprint() -> Blueprint:
     bp = Blueprint("admin", __name__, url_prefix="/v1", description="Models")
 
     @bp.route("/models", methods=["GET"])
-    @bp.response(200, ModelListingSchema, description="The listing")
-    @problems(bp, 503)
-    @guarded(bp, "admin")
+    @responds(200, ModelListingSchema, description="The listing")
+    @problems(503)
+    @guarded("admin")
     def list_models() -> Response:
         """Model versions in the store
 

@@ -19,7 +19,7 @@ from urllib.parse import urlencode
 from flask import Response, jsonify, request
 
 from service.api.decisions import DECISION_ID_PARAMETER, stored_json
-from service.api.framework import Blueprint, guarded, problems
+from service.api.framework import Blueprint, guarded, problems, responds
 from service.api.schemas import (
     DecisionExportSchema,
     DecisionPageSchema,
@@ -53,14 +53,14 @@ def blueprint() -> Blueprint:
     bp = Blueprint("audit", __name__, url_prefix="/v1", description="Audit decision records")
 
     @bp.route("/decisions", methods=["GET"])
-    @bp.response(
+    @responds(
         200,
         DecisionPageSchema,
         description="One page of records, in chain order",
         headers={"Link": {"schema": {"type": "string"}, "description": 'The next page (rel="next")'}},
     )
-    @problems(bp, 400, 503)
-    @guarded(bp, "auditor")
+    @problems(400, 503)
+    @guarded("auditor")
     @bp.arguments(DecisionSearchSchema, location="query", error_status_code=400)
     def list_decisions(query: dict[str, Any]) -> Response:
         """Search decision records
@@ -78,22 +78,22 @@ def blueprint() -> Blueprint:
         return _no_store(response)
 
     @bp.route("/decisions/export", methods=["GET"])
-    @bp.response(
+    @responds(
         200,
         {"type": "string"},
         content_type="text/csv",
         description="The records as CSV (an attachment), hashes included so an export can be re-verified",
         headers={"Content-Disposition": {"schema": {"type": "string"}}},
     )
-    @bp.alt_response(
+    @responds(
         200,
-        schema={"type": "string"},
+        {"type": "string"},
         content_type="application/x-ndjson",
         description="The records as JSON Lines (an attachment)",
         success=True,
     )
-    @problems(bp, 400, 503)
-    @guarded(bp, "auditor")
+    @problems(400, 503)
+    @guarded("auditor")
     @bp.arguments(DecisionExportSchema, location="query", error_status_code=400)
     def export_decisions(query: dict[str, Any]) -> Response:
         """Export decision records as CSV or JSON Lines
@@ -109,9 +109,9 @@ def blueprint() -> Blueprint:
         return _no_store(response)
 
     @bp.route("/decisions/<decision_id>/replay", methods=["POST"], parameters=[DECISION_ID_PARAMETER])
-    @bp.response(200, ReplayReportSchema, description="The replay report")
-    @problems(bp, 404, 503)
-    @guarded(bp, "auditor")
+    @responds(200, ReplayReportSchema, description="The replay report")
+    @problems(404, 503)
+    @guarded("auditor")
     def replay_decision(decision_id: str) -> Response:
         """Replay a decision with the exact model version recorded
 

@@ -13,7 +13,7 @@ from pathlib import Path
 
 from flask import Response, redirect, send_from_directory
 
-from service.api.framework import Blueprint, public
+from service.api.framework import Blueprint, public, responds
 
 STATIC_FOLDER = Path(__file__).resolve().parents[1] / "console"
 FILES = ("index.html", "console.js", "console.css")
@@ -36,25 +36,23 @@ def blueprint() -> Blueprint:
     bp = Blueprint("console", __name__, url_prefix="/console", description="The auditor console")
 
     @bp.route("", methods=["GET"])
-    @bp.response(308, description="To /console/", headers={"Location": {"schema": {"type": "string"}}})
-    @public(bp)
+    @responds(308, description="To /console/", headers={"Location": {"schema": {"type": "string"}}})
+    @public
     def console_root() -> Response:
         """The console (redirect)"""
         return redirect("/console/", code=308)  # type: ignore[return-value]
 
     @bp.route("/", methods=["GET"])
-    @bp.response(200, {"type": "string"}, content_type="text/html", description="The console page")
-    @public(bp)
+    @responds(200, {"type": "string"}, content_type="text/html", description="The console page")
+    @public
     def console_page() -> Response:
         """The auditor console (public page: it asks for an auditor key and calls the API with it)"""
         return _secure(send_from_directory(STATIC_FOLDER, "index.html", mimetype="text/html"))
 
     @bp.route("/<any('console.js', 'console.css'):name>", methods=["GET"])
-    @bp.response(200, {"type": "string"}, content_type="text/javascript", description="The console's script")
-    @bp.alt_response(
-        200, schema={"type": "string"}, content_type="text/css", description="The console's style", success=True
-    )
-    @public(bp)
+    @responds(200, {"type": "string"}, content_type="text/javascript", description="The console's script")
+    @responds(200, {"type": "string"}, content_type="text/css", description="The console's style", success=True)
+    @public
     def console_asset(name: str) -> Response:
         """An asset of the console"""
         mimetype = "text/javascript" if name.endswith(".js") else "text/css"

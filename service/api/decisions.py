@@ -20,7 +20,7 @@ from model_store.vocabulary import (
     IDEMPOTENCY_KEY_PATTERN,
     IDEMPOTENCY_KEY_RULE,
 )
-from service.api.framework import Blueprint, guarded, problems
+from service.api.framework import Blueprint, documented, guarded, problems, responds
 from service.api.problems import problem_of
 from service.api.schemas import (
     BatchDecisionResponseSchema,
@@ -112,7 +112,7 @@ def blueprint(schemas: RequestSchemas) -> Blueprint:
     example = {"application_id": "APP-2026-000123", "applicant": schemas.example_application}
 
     @bp.route("/decisions", methods=["POST"], parameters=[IDEMPOTENCY_PARAMETER])
-    @bp.response(
+    @responds(
         201,
         DecisionResponseSchema,
         description="The decision, recorded",
@@ -122,8 +122,8 @@ def blueprint(schemas: RequestSchemas) -> Blueprint:
             REPLAYED_HEADER: REPLAYED,
         },
     )
-    @problems(bp, 400, 409, 413, 415, 422, 503)
-    @guarded(bp, "scorer")
+    @problems(400, 409, 413, 415, 422, 503)
+    @guarded("scorer")
     @bp.arguments(schemas.decision_request, example=example)
     def create_decision(validated: dict[str, Any]) -> Response:
         """Decide one application
@@ -147,20 +147,20 @@ def blueprint(schemas: RequestSchemas) -> Blueprint:
         return response
 
     @bp.route("/decisions:batch", methods=["POST"], parameters=[IDEMPOTENCY_PARAMETER])
-    @bp.doc(
+    @documented(
         requestBody={
             "required": True,
             "content": {"application/json": {"schema": schemas.batch_request, "example": {"applications": [example]}}},
         }
     )
-    @bp.response(
+    @responds(
         200,
         BatchDecisionResponseSchema,
         description="One result per item, in order; each item carries its own status and a decision or a problem",
         headers={**TIMING_HEADERS, REPLAYED_HEADER: REPLAYED},
     )
-    @problems(bp, 400, 413, 415, 422, 503)
-    @guarded(bp, "scorer")
+    @problems(400, 413, 415, 422, 503)
+    @guarded("scorer")
     @bp.arguments(schemas.batch_envelope)
     def create_decisions_batch(envelope: dict[str, Any]) -> Response:
         """Decide several applications
@@ -209,9 +209,9 @@ def blueprint(schemas: RequestSchemas) -> Blueprint:
         return response
 
     @bp.route("/decisions/<decision_id>", methods=["GET"], parameters=[DECISION_ID_PARAMETER])
-    @bp.response(200, StoredDecisionSchema, description="The record")
-    @problems(bp, 404, 503)
-    @guarded(bp, "auditor")
+    @responds(200, StoredDecisionSchema, description="The record")
+    @problems(404, 503)
+    @guarded("auditor")
     def get_decision(decision_id: str) -> Response:
         """The stored record of a decision
 

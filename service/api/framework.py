@@ -15,7 +15,7 @@ refused rather than silently taking the first value.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any, NoReturn, TypeVar
+from typing import Any, NoReturn, TypeVar, cast
 
 import flask_smorest
 import marshmallow as ma
@@ -138,13 +138,65 @@ class Api(flask_smorest.Api):  # type: ignore[misc]  # flask-smorest is untyped
         """The app registers the one problem renderer itself."""
 
 
-def problems(blp: flask_smorest.Blueprint, *statuses: int, **descriptions: str) -> Callable[[F], F]:
+def _apidoc(view: Any) -> dict[str, Any]:
+    """The documentation flask-smorest collects on a view (``_apidoc``), created on first use."""
+    doc: dict[str, Any] = view.__dict__.setdefault("_apidoc", {})
+    return doc
+
+
+def responds(
+    status: int,
+    schema: Any = None,
+    *,
+    description: str,
+    content_type: str | None = None,
+    headers: dict[str, Any] | None = None,
+    success: bool = True,
+) -> Callable[[F], F]:
+    """Document one answer of a view, as ``blp.response``/``blp.alt_response`` do, without wrapping it.
+
+    The views build their own responses (one serialisation, headers set where they are decided), so
+    flask-smorest's response wrappers would only add a call layer per documented status to every request.
+    """
+
+    def decorate(view: F) -> F:
+        entry: dict[str, Any] = {"description": description}
+        if schema is not None:
+            entry["schema"] = schema() if isinstance(schema, type) else schema
+        if headers:
+            entry["headers"] = headers
+        entry["content_type"] = content_type
+        doc = _apidoc(view)
+        doc.setdefault("response", {}).setdefault("responses", {}).setdefault(status, []).append(entry)
+        if success:
+            doc.setdefault("success_status_codes", []).append(status)
+        return view
+
+    return decorate
+
+
+def documented(**operation: Any) -> Callable[[F], F]:
+    """Add fields to a view's OpenAPI operation (as ``blp.doc`` does, without wrapping it)."""
+
+    def decorate(view: F) -> F:
+        manual = _apidoc(view).setdefault("manual_doc", {})
+        for key, value in operation.items():
+            if isinstance(value, dict) and isinstance(manual.get(key), dict):
+                manual[key] = {**manual[key], **value}
+            else:
+                manual[key] = value
+        return view
+
+    return decorate
+
+
+def problems(*statuses: int, **descriptions: str) -> Callable[[F], F]:
     """Document the problems a view can answer (each an ``application/problem+json`` Problem)."""
 
     def decorate(view: F) -> F:
         for status in statuses:
             text = descriptions.get(f"s{status}", _PROBLEM_TEXT.get(status, "Problem"))
-            view = blp.alt_response(status, schema=ProblemSchema, content_type=PROBLEM_MEDIA_TYPE, description=text)(
+            view = responds(status, ProblemSchema, description=text, content_type=PROBLEM_MEDIA_TYPE, success=False)(
                 view
             )
         return view
@@ -152,18 +204,17 @@ def problems(blp: flask_smorest.Blueprint, *statuses: int, **descriptions: str) 
     return decorate
 
 
-def guarded(blp: flask_smorest.Blueprint, role: str) -> Callable[[F], F]:
+def guarded(role: str) -> Callable[[F], F]:
     """The caller's API key must hold ``role``: enforced, and documented (security, 401, 403)."""
 
     def decorate(view: F) -> F:
-        documented = blp.doc(security=SECURITY, **{"x-required-roles": [role]})(view)
-        documented = problems(blp, 401, 403)(documented)
-        return require_role(role)(documented)  # type: ignore[return-value]
+        view = documented(security=SECURITY, **{"x-required-roles": [role]})(view)
+        view = problems(401, 403)(view)
+        return cast(F, require_role(role)(view))
 
     return decorate
 
 
-def public(blp: flask_smorest.Blueprint) -> Callable[[F], F]:
+def public(view: F) -> F:
     """A view anyone may call: documented with an empty security requirement."""
-    decorate: Callable[[F], F] = blp.doc(security=[])
-    return decorate
+    return documented(security=[])(view)

@@ -7,7 +7,7 @@ import time
 from flask import Flask, Response, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
 
-from service.api.framework import Blueprint, problems, public
+from service.api.framework import Blueprint, problems, public, responds
 from service.api.schemas import HealthSchema, ReadySchema
 from service.errors import NotReady
 from service.state import get_state
@@ -18,16 +18,16 @@ def blueprint() -> Blueprint:
     bp = Blueprint("health", __name__, description="Health, readiness and metrics")
 
     @bp.route("/healthz", methods=["GET"])
-    @bp.response(200, HealthSchema, description="The process answers")
-    @public(bp)
+    @responds(200, HealthSchema, description="The process answers")
+    @public
     def healthz() -> Response:
         """Liveness"""
         return jsonify({"status": "ok"})
 
     @bp.route("/readyz", methods=["GET"])
-    @bp.response(200, ReadySchema, description="Ready: the served model passed its self-check, the store is open")
-    @problems(bp, 503, s503="Not ready; `detail` says why (for operators)")
-    @public(bp)
+    @responds(200, ReadySchema, description="Ready: the served model passed its self-check, the store is open")
+    @problems(503, s503="Not ready; `detail` says why (for operators)")
+    @public
     def readyz() -> Response:
         """Readiness: 503 until the startup self-check passed"""
         service = get_state().service
@@ -39,8 +39,8 @@ def blueprint() -> Blueprint:
         return jsonify({"status": "ready", "model": info.to_dict(), "spec_version": info.spec_version})
 
     @bp.route("/metrics", methods=["GET"])
-    @bp.response(200, {"type": "string"}, content_type="text/plain", description="Prometheus text exposition")
-    @public(bp)
+    @responds(200, {"type": "string"}, content_type="text/plain", description="Prometheus text exposition")
+    @public
     def metrics() -> Response:
         """Prometheus metrics"""
         return Response(get_state().metrics.exposition(), content_type=CONTENT_TYPE_LATEST)

@@ -13,7 +13,7 @@ from typing import Any
 from flask import Response, jsonify, request
 
 from service.api.decisions import DECISION_ID_PARAMETER
-from service.api.framework import Blueprint, guarded, problems
+from service.api.framework import Blueprint, guarded, problems, responds
 from service.api.schemas import NoticeQuerySchema, NoticeSchema
 from service.core.notice import AdverseActionNotice, NoticeFactor
 from service.state import get_state
@@ -103,16 +103,16 @@ def blueprint() -> Blueprint:
     bp = Blueprint("notice", __name__, url_prefix="/v1", description="Adverse-action notices")
 
     @bp.route("/decisions/<decision_id>/notice", methods=["GET"], parameters=[DECISION_ID_PARAMETER])
-    @bp.response(200, NoticeSchema, description="The notice data of a declined decision")
-    @bp.alt_response(
+    @responds(200, NoticeSchema, description="The notice data of a declined decision")
+    @responds(
         200,
-        schema={"type": "string"},
+        {"type": "string"},
         content_type="text/html",
         description="A printable, self-contained HTML page of the notice (`?format=html` or `Accept: text/html`)",
         success=True,
     )
-    @problems(bp, 400, 404, 409, 503, s409="The decision is not a decline: it needs no adverse-action notice")
-    @guarded(bp, "auditor")
+    @problems(400, 404, 409, 503, s409="The decision is not a decline: it needs no adverse-action notice")
+    @guarded("auditor")
     @bp.arguments(NoticeQuerySchema, location="query", error_status_code=400)
     def get_notice(query: dict[str, Any], decision_id: str) -> Response:
         """Adverse-action notice of a declined decision

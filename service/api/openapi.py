@@ -14,7 +14,7 @@ from flask import Response, jsonify
 
 from model_store.vocabulary import APPLICATION_ID_PATTERN
 from service.api.docs_page import DOCS_CSS, DOCS_HTML, DOCS_JS
-from service.api.framework import Api, Blueprint, problems, public
+from service.api.framework import Api, Blueprint, problems, public, responds
 from service.api.schemas import FieldCatalogSchema
 from service.runtime import ServedModel
 from service.state import get_state
@@ -116,8 +116,8 @@ def blueprint() -> Blueprint:
     bp = Blueprint("contract", __name__, description="The contract")
 
     @bp.route("/openapi.json", methods=["GET"])
-    @bp.response(200, {"type": "object"}, description="The OpenAPI 3.1 document of this API")
-    @public(bp)
+    @responds(200, {"type": "object"}, description="The OpenAPI 3.1 document of this API")
+    @public
     def openapi_json() -> Response:
         """The OpenAPI document"""
         state = get_state()
@@ -127,26 +127,24 @@ def blueprint() -> Blueprint:
         return jsonify(state.openapi)
 
     @bp.route("/v1/schema", methods=["GET"])
-    @bp.response(200, FieldCatalogSchema, description="Fields with types, allowed values, ranges and units")
-    @problems(bp, 503)
-    @public(bp)
+    @responds(200, FieldCatalogSchema, description="Fields with types, allowed values, ranges and units")
+    @problems(503)
+    @public
     def get_field_schema() -> Response:
         """The applicant fields for integrators"""
         return jsonify(field_catalog(get_state().service.served_model()))
 
     @bp.route("/docs", methods=["GET"])
-    @bp.response(200, {"type": "string"}, content_type="text/html", description="The offline API docs page")
-    @public(bp)
+    @responds(200, {"type": "string"}, content_type="text/html", description="The offline API docs page")
+    @public
     def docs() -> Response:
         """The API docs page (offline, no CDN)"""
         return _static(DOCS_HTML, "text/html")
 
     @bp.route("/docs/<any('docs.js', 'docs.css'):asset>", methods=["GET"])
-    @bp.response(200, {"type": "string"}, content_type="text/javascript", description="The docs page's script")
-    @bp.alt_response(
-        200, schema={"type": "string"}, content_type="text/css", description="The docs page's style", success=True
-    )
-    @public(bp)
+    @responds(200, {"type": "string"}, content_type="text/javascript", description="The docs page's script")
+    @responds(200, {"type": "string"}, content_type="text/css", description="The docs page's style", success=True)
+    @public
     def docs_asset(asset: str) -> Response:
         """An asset of the docs page"""
         if asset == "docs.js":

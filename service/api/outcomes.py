@@ -20,7 +20,7 @@ from typing import Any
 
 from flask import Response, jsonify
 
-from service.api.framework import Blueprint, guarded, problems
+from service.api.framework import Blueprint, guarded, problems, responds
 from service.api.schemas import OutcomesResultSchema
 from service.inputs import OutcomesRequestSchema, observed_outcomes
 from service.state import get_state
@@ -31,9 +31,9 @@ def blueprint() -> Blueprint:
     bp = Blueprint("outcomes", __name__, url_prefix="/v1", description="Observed outcomes for back-testing")
 
     @bp.route("/outcomes", methods=["POST"])
-    @bp.response(200, OutcomesResultSchema, description="What was stored")
-    @problems(bp, 400, 409, 413, 415, 422, 503, s409="An observation is already recorded with the other outcome")
-    @guarded(bp, "admin")
+    @responds(200, OutcomesResultSchema, description="What was stored")
+    @problems(400, 409, 413, 415, 422, 503, s409="An observation is already recorded with the other outcome")
+    @guarded("admin")
     @bp.arguments(OutcomesRequestSchema)
     def post_outcomes(validated: dict[str, Any]) -> Response:
         """Record observed outcomes of past decisions

@@ -13,7 +13,7 @@ from typing import Any
 
 from flask import Response
 
-from service.api.framework import Blueprint, guarded, problems
+from service.api.framework import Blueprint, guarded, problems, responds
 from service.api.schemas import ReportQuerySchema
 from service.reports.core import Period
 from service.reports.render import MEDIA_TYPES, render
@@ -26,18 +26,18 @@ def blueprint() -> Blueprint:
     bp = Blueprint("reports", __name__, url_prefix="/v1", description="Compliance reports")
 
     @bp.route("/reports", methods=["GET"])
-    @bp.response(200, {"type": "object"}, description="The report as JSON (format=json, the default)")
-    @bp.alt_response(200, schema={"type": "string"}, content_type="text/html", description="format=html", success=True)
-    @bp.alt_response(200, schema={"type": "string"}, content_type="text/csv", description="format=csv", success=True)
-    @bp.alt_response(
+    @responds(200, {"type": "object"}, description="The report as JSON (format=json, the default)")
+    @responds(200, {"type": "string"}, content_type="text/html", description="format=html", success=True)
+    @responds(200, {"type": "string"}, content_type="text/csv", description="format=csv", success=True)
+    @responds(
         200,
-        schema={"type": "string", "format": "binary"},
+        {"type": "string", "format": "binary"},
         content_type="application/pdf",
         description="format=pdf",
         success=True,
     )
-    @problems(bp, 400, 503)
-    @guarded(bp, "auditor")
+    @problems(400, 503)
+    @guarded("auditor")
     @bp.arguments(ReportQuerySchema, location="query", error_status_code=400)
     def get_report(query: dict[str, Any]) -> Response:
         """The compliance period report

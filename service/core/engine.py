@@ -30,7 +30,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from typing import Any, Literal, Protocol
+from typing import Any, Literal, NamedTuple, Protocol
 
 import numpy as np
 
@@ -106,8 +106,7 @@ class Decision:
     attributions: tuple[tuple[str, float], ...]  # per field, spec order, log-odds
 
 
-@dataclass(frozen=True, slots=True)
-class RowOutcome:
+class RowOutcome(NamedTuple):
     """The policy's outcome for one row: indices into ``ACTIONS``, ``policy.bands``, ``policy.rules`` and
     ``DecisionEngine.reason_codes`` (rule codes in policy order, then one code per reason group in spec order)."""
 
@@ -186,8 +185,12 @@ class DecisionEngine:
         group_of_field = np.asarray([groups.index(f.reason_group) for f in spec.fields], dtype=np.int64)
         self._fields_by_group = np.argsort(group_of_field, kind="stable").astype(np.intp)
         self._group_starts = np.flatnonzero(np.r_[True, np.diff(group_of_field[self._fields_by_group]) != 0])
-        # the ranking's tie-break: each group's position in name order
-        self._name_rank = tuple(sorted(groups).index(g) for g in groups)
+        # the ranking's tie-break (each group's position in name order) and each group's reason index
+        n_rules = len(policy.rules)
+        self._group_keys = (
+            tuple(sorted(groups).index(g) for g in groups),
+            tuple(n_rules + g for g in range(len(groups))),
+        )
         # what a reason shows, per reason index: the catalog entry and the fields behind it
         self._reason_entries = tuple(catalog.for_rule(r.code) for r in policy.rules) + tuple(
             catalog.for_group(g) for g in groups
@@ -238,10 +241,7 @@ class DecisionEngine:
         band = policy.band_index(score)
         fired = policy.fired_rule_indices(application)
         return RowOutcome(
-            action=policy.action_index(band, fired),
-            band=band,
-            fired=tuple(fired),
-            reasons=self.rank_reasons(group_attributions, fired),
+            policy.action_index(band, fired), band, tuple(fired), self.rank_reasons(group_attributions, fired)
         )
 
     def rank_reasons(self, group_attributions: Sequence[float], fired: Sequence[int]) -> tuple[int, ...]:
@@ -254,11 +254,14 @@ class DecisionEngine:
         room = self.max_reasons - len(fired)
         if room <= 0:
             return tuple(fired)
-        rank = self._name_rank
-        positive = [g for g, value in enumerate(group_attributions) if value > 0.0]
-        positive.sort(key=lambda g: (-group_attributions[g], rank[g]))
-        offset = len(self.rule_codes)
-        return (*fired, *(offset + g for g in positive[:room]))
+        # (minus the attribution, the group's rank by name, its reason index): sorting these tuples is the ranking
+        keyed = [
+            (-value, rank, index)
+            for value, rank, index in zip(group_attributions, *self._group_keys, strict=True)
+            if value > 0.0
+        ]
+        keyed.sort()
+        return (*fired, *(index for _, _, index in keyed[:room]))
 
     # ---- one row, in full ------------------------------------------------------------------------
     def decision_of(self, batch: DecisionBatch, i: int) -> Decision:

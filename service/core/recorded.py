@@ -35,6 +35,7 @@ import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
+from functools import cached_property
 from typing import Any, Protocol
 
 from model_store.vocabulary import ACTIONS, Action
@@ -64,7 +65,7 @@ class ApplicationRequest:
             body["monitoring"] = dict(self.monitoring)
         return body
 
-    @property
+    @cached_property
     def request_hash(self) -> str:
         """sha256 of the canonical JSON of the validated request (idempotency and replay compare it)."""
         return hashlib.sha256(canonical_json(self.to_json()).encode("utf-8")).hexdigest()

@@ -39,6 +39,8 @@ from typing import Any, Literal
 
 import numpy as np
 
+from model_store.vocabulary import ACTIONS
+
 STABILITY_EPSILON = 1e-4
 STABILITY_WATCH = 0.1
 STABILITY_ACTION = 0.25
@@ -54,7 +56,7 @@ AGE_BANDS: tuple[tuple[str, float, float], ...] = (
     ("50-64", 50.0, 65.0),
     ("65+", 65.0, math.inf),
 )
-DECISIONS = ("approve", "refer", "decline")
+DECISIONS = ACTIONS
 OTHER_CODE = "(other)"
 
 Outcome = Literal["good", "bad"]
