@@ -21,7 +21,7 @@ COPY setup.cfg pyproject.toml README.md ./
 COPY requirements/ requirements/
 COPY model_store/*.py model_store/
 COPY service/ service/
-COPY training/__init__.py training/cli.py training/
+COPY training/__init__.py training/
 COPY cli/ cli/
 RUN pip install -c requirements/constraints.txt . && mkdir -p /srv/model_store /var/lib/credit-decision \
     && chown app:app /var/lib/credit-decision

@@ -53,6 +53,7 @@ TRAINING_CONFIG = REPO / "config" / "german_credit" / "training.yaml"
 DATA = REPO / "data" / "german_credit.csv"
 DEFAULT_MODEL = "german-credit-gbt"
 LEVELS = (1, 4, 16)
+MICRO_ROUNDS = 2  # alternating micro-benchmark rounds per revision against a baseline
 READY_TIMEOUT_S = 180.0
 BATCH_ROWS = 200_000
 LIBRARIES = ("flask", "gunicorn", "werkzeug", "marshmallow", "numpy", "onnxruntime", "scikit-learn", "shap")
@@ -360,29 +361,37 @@ def write_bodies(path: Path, applicants: Sequence[dict[str, Any]], prefix: str) 
     return path
 
 
-def batch_bench(store_root: Path, workdir: Path, rows: int, log: Any) -> dict[str, Any]:
-    """``credit-decision score`` on a generated CSV of ``rows`` German credit applications."""
+def batch_bench(store_root: Path, workdir: Path, rows: int, log: Any, tree: Path = REPO) -> dict[str, Any]:
+    """``credit-decision score`` of a source tree on a generated CSV of ``rows`` German credit applications."""
     from model_store.spec import FeatureSpec
 
     spec = FeatureSpec.load(REPO / "config" / "german_credit" / "feature_spec.yaml")
     applicants = german_applications()
     source = workdir / "batch.csv"
-    with open(source, "w", newline="", encoding="utf-8") as fh:
-        out = csv.writer(fh, lineterminator="\n")
-        out.writerow(["application_id", *spec.field_names])
-        for i in range(rows):
-            a = applicants[i % len(applicants)]
-            out.writerow([f"B{i:07d}", *(a[n] for n in spec.field_names)])
+    if not source.exists():
+        with open(source, "w", newline="", encoding="utf-8") as fh:
+            out = csv.writer(fh, lineterminator="\n")
+            out.writerow(["application_id", *spec.field_names])
+            for i in range(rows):
+                a = applicants[i % len(applicants)]
+                out.writerow([f"B{i:07d}", *(a[n] for n in spec.field_names)])
+    # the command and its store option as that tree spells them (before the commands moved to cli/: service.batch)
+    command, store_option = (
+        ("from cli.score import score_command; score_command()", "--model-store")
+        if (tree / "cli" / "score.py").exists()
+        else ("from service.batch import score_command; score_command()", "--store")
+    )
     results: dict[str, Any] = {"rows": rows}
+    env = {**os.environ, "PYTHONPATH": str(tree)}
     for workers in (1, 2):
         target = workdir / f"batch-out-{workers}.csv"
         cmd = [
-            sys.executable, "-c", "from cli.score import score_command; score_command()",
-            "--input", str(source), "--output", str(target), "--model-store", str(store_root), "--model", DEFAULT_MODEL,
+            sys.executable, "-c", command,
+            "--input", str(source), "--output", str(target), store_option, str(store_root), "--model", DEFAULT_MODEL,
             "--workers", str(workers), "--no-progress",
         ]  # fmt: skip
         started = time.perf_counter()
-        done = subprocess.run(cmd, cwd=REPO, capture_output=True, text=True, timeout=600, check=False)
+        done = subprocess.run(cmd, cwd=tree, env=env, capture_output=True, text=True, timeout=600, check=False)
         wall = time.perf_counter() - started
         if done.returncode != 0:
             raise RuntimeError(f"batch failed: {done.stderr[-3000:]}")
@@ -553,11 +562,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.baseline:
             tree = baseline_worktree(args.baseline, workdir)
             scratch_trees.append(tree)
-            log(f"baseline revision {args.baseline}: decision core ...")
+            log(f"baseline revision {args.baseline}: micro-benchmarks of both revisions, alternating ...")
+            both = [
+                revision_stages(root, store_root, DEFAULT_MODEL, dv, workdir, args.quick)
+                for _ in range(MICRO_ROUNDS)
+                for root in (tree, REPO)
+            ]
             baseline = {
                 "revision": args.baseline,
                 "commit": git("rev-parse", "--short", args.baseline),
-                "stages": baseline_stages(tree, store_root, DEFAULT_MODEL, dv, workdir, args.quick),
+                "stages": fastest(both[0::2]),
+                "this": fastest(both[1::2]),
+                "rounds": MICRO_ROUNDS,
+                "batch": batch_bench(store_root, workdir, 40_000 if args.quick else BATCH_ROWS, log, tree=tree),
             }
             apps.insert(
                 apps.index(next(a for a in apps if a.key == "full")) + 1,
@@ -611,10 +628,15 @@ def baseline_worktree(revision: str, workdir: Path) -> Path:
     return tree
 
 
-def baseline_stages(
+def fastest(runs: list[dict[str, float]]) -> dict[str, float]:
+    """Per stage, the lowest of several runs' medians (timing noise only ever adds)."""
+    return {name: min(run[name] for run in runs if name in run) for name in runs[0]}
+
+
+def revision_stages(
     tree: Path, store_root: Path, name: str, version: str, workdir: Path, quick: bool
 ) -> dict[str, float]:
-    """The baseline revision's own micro-benchmark stages (its benchmarks.micro, in a process of its own)."""
+    """A source tree's own micro-benchmark stages (its benchmarks.micro, in a process of its own)."""
     script = (
         "import json, sys; from pathlib import Path; from benchmarks import micro; "
         "r = micro.run_all(Path(sys.argv[1]), sys.argv[2], sys.argv[3], Path(sys.argv[4]), quick=sys.argv[5] == '1', "
@@ -747,15 +769,17 @@ def summary_text(results: dict[str, AppResult], batch: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
-def against_baseline(results: dict[str, AppResult], micro_results: dict[str, Any], baseline: dict[str, Any]) -> str:
+def against_baseline(results: dict[str, AppResult], batch: dict[str, Any], baseline: dict[str, Any]) -> str:
     """This revision against the baseline revision, measured side by side in this run."""
     full, base = results["full"], results["full-baseline"]
     commit = baseline["commit"]
     lines = [
         f"## Against revision {commit}\n",
         f"The same run also served revision `{baseline['revision']}` ({commit}) from a git worktree, with the same model "
-        "version, gunicorn config, keys, bodies and load, and ran that revision's own micro-benchmarks. Ratios are "
-        "this revision over the baseline (throughput: higher is better; time: lower is better).\n",
+        "version, gunicorn config, keys, bodies and load, right after this revision. The in-process rows come from "
+        f"each revision's own micro-benchmarks, run {baseline['rounds']} times alternating between the two revisions "
+        "(the lowest median of the rounds). Ratios are this revision over the baseline (throughput: higher is "
+        "better; time: lower is better).\n",
         "| measure | this revision | baseline | ratio |\n|---|---:|---:|---:|",
     ]
     for connections in LEVELS:
@@ -767,12 +791,18 @@ def against_baseline(results: dict[str, AppResult], micro_results: dict[str, Any
             f"| full decision p99 ms, {connections} connection(s) | {now.median('p99'):.2f} | {then.median('p99'):.2f} | "
             f"{now.median('p99') / then.median('p99'):.2f} |"
         )
-    now_stages, then_stages = micro_results["stages"], baseline["stages"]
+    now_stages, then_stages = baseline["this"], baseline["stages"]
     core_now = now_stages.get(micro.CORE_STAGE, float("nan"))
     core_then = next((v for k, v in then_stages.items() if k.startswith("decision core total")), float("nan"))
     lines.append(
         f"| decision core, one application (µs) | {core_now:,.1f} | {core_then:,.1f} | {core_now / core_then:.2f} |"
     )
+    for workers in (1, 2):
+        now_rows = batch[f"workers_{workers}"]["rows_per_s"]
+        then_rows = baseline["batch"][f"workers_{workers}"]["rows_per_s"]
+        lines.append(
+            f"| batch file rows/s, {workers} worker(s) | {now_rows:,.0f} | {then_rows:,.0f} | {now_rows / then_rows:.2f} |"
+        )
     request_now = now_stages.get("whole request (Flask test client)", float("nan"))
     request_then = then_stages.get("whole request (Flask test client)", float("nan"))
     lines.append(
@@ -848,7 +878,7 @@ def render(
         w(f"| {what} | {measured} | {goal} | {'yes' if met else '**no**'} | {by} |")
     w("")
     if baseline is not None:
-        w(against_baseline(results, micro_results, baseline))
+        w(against_baseline(results, batch, baseline))
     w(where_the_time_goes(results, micro_results))
     w("## HTTP: throughput and latency\n")
     w(

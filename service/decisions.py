@@ -199,16 +199,11 @@ class DecisionService:
         decided_by: Mapping[str, str],
         seconds: float,
     ) -> Decided | CreditDecisionError:
-        info = model.info
-        recorded = RecordedDecision.new(
+        recorded = model.recorded(
             decision_id=self._new_id(),
             created_at=self._clock(),
             request=request,
             decision=batch.decision(row),
-            model_name=info.name,
-            model_version=info.version,
-            provenance=info.provenance,
-            score_scale=model.score_scale,
             decided_by=decided_by,
             latency_ms=seconds * 1000.0,
         )

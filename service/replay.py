@@ -147,17 +147,13 @@ def replay_record(record: DecisionRecord, models: ModelCache) -> ReplayReport:
         differences.append(Difference("request", "a valid application", "; ".join(problems)))
         return _with(report, differences)
     decision = model.engine.decide([dict(request.applicant)]).decision(0)
-    replayed = RecordedDecision.new(
+    replayed = model.recorded(
         decision_id=recorded.decision_id,
         created_at=recorded.created_at,
         request=request,
         decision=decision,
-        model_name=info.name,
-        model_version=info.version,
-        provenance=info.provenance,
-        score_scale=model.score_scale,
         decided_by=recorded.payload.decided_by,
-        latency_ms=0.0,
+        latency_ms=recorded.payload.latency_ms,
     )
     before, after = decision_json(recorded), decision_json(replayed)
     for name in COMPARED_FIELDS:

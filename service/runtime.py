@@ -7,7 +7,9 @@ the service is ready only when that passes.
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import numpy as np
@@ -15,8 +17,8 @@ import numpy as np
 from model_store.store import ModelBundle, ModelStore
 from model_store.treeshap import TreeShap
 from service.adapters.onnx_scorer import OnnxScorer
-from service.core.engine import DecisionEngine
-from service.core.recorded import ModelProvenance, ScoreScale
+from service.core.engine import Decision, DecisionEngine
+from service.core.recorded import ApplicationRequest, ModelProvenance, RecordedDecision, ScoreScale
 
 ADDITIVITY_TOLERANCE = 1e-5
 REFERENCE_TOLERANCE = 1e-5
@@ -28,16 +30,41 @@ class SelfCheckError(RuntimeError):
 
 @dataclass(frozen=True)
 class ModelInfo:
-    """What a decision records about the model version that made it."""
+    """The served version: its name and version, and the provenance every decision it makes records."""
 
     name: str
     version: str
-    sha256: str
-    manifest_sha256: str
-    family: str
-    spec_version: str
-    policy_version: str
-    catalog_version: str
+    provenance: ModelProvenance
+
+    @property
+    def sha256(self) -> str:
+        """sha256 of the ONNX model file."""
+        return self.provenance.sha256
+
+    @property
+    def manifest_sha256(self) -> str:
+        """sha256 of the version's manifest (which lists every other file's hash)."""
+        return self.provenance.manifest_sha256
+
+    @property
+    def family(self) -> str:
+        """Model family (gbt, scorecard)."""
+        return self.provenance.family
+
+    @property
+    def spec_version(self) -> str:
+        """The feature spec version the model was validated with."""
+        return self.provenance.spec_version
+
+    @property
+    def policy_version(self) -> str:
+        """The policy version."""
+        return self.provenance.policy_version
+
+    @property
+    def catalog_version(self) -> str:
+        """The reason catalog version."""
+        return self.provenance.catalog_version
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
@@ -48,18 +75,6 @@ class ModelInfo:
             "manifest_sha256": self.manifest_sha256,
             "family": self.family,
         }
-
-    @property
-    def provenance(self) -> ModelProvenance:
-        """What a decision records about this version beyond its name and version."""
-        return ModelProvenance(
-            sha256=self.sha256,
-            manifest_sha256=self.manifest_sha256,
-            family=self.family,
-            spec_version=self.spec_version,
-            policy_version=self.policy_version,
-            catalog_version=self.catalog_version,
-        )
 
 
 class ServedModel:
@@ -72,15 +87,38 @@ class ServedModel:
         self.engine = DecisionEngine(bundle.spec, bundle.policy, bundle.catalog, self.scorer, self.explainer)
         scaling = bundle.policy.scaling
         self.score_scale = ScoreScale(scaling.min_score, scaling.max_score, scaling.factor)
-        self.info = ModelInfo(
-            name=bundle.name,
-            version=bundle.version,
+        provenance = ModelProvenance(
             sha256=bundle.onnx_sha256,
             manifest_sha256=bundle.manifest_sha256,
             family=str(bundle.manifest.get("family", "")),
             spec_version=bundle.spec.version,
             policy_version=bundle.policy.version,
             catalog_version=bundle.catalog.version,
+        )
+        self.info = ModelInfo(name=bundle.name, version=bundle.version, provenance=provenance)
+
+    def recorded(
+        self,
+        *,
+        decision_id: str,
+        created_at: datetime,
+        request: ApplicationRequest,
+        decision: Decision,
+        decided_by: Mapping[str, str],
+        latency_ms: float | None,
+    ) -> RecordedDecision:
+        """A decision this version made, as it is recorded (its name, version, provenance and score scale)."""
+        return RecordedDecision.new(
+            decision_id=decision_id,
+            created_at=created_at,
+            request=request,
+            decision=decision,
+            model_name=self.info.name,
+            model_version=self.info.version,
+            provenance=self.info.provenance,
+            score_scale=self.score_scale,
+            decided_by=decided_by,
+            latency_ms=latency_ms,
         )
 
     @classmethod

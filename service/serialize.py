@@ -10,27 +10,9 @@ from __future__ import annotations
 from typing import Any
 
 from service.core.canonical import iso_utc
-from service.core.engine import Reason
-from service.core.recorded import RecordedDecision, rule_to_json
+from service.core.recorded import RecordedDecision, reason_to_json, rule_to_json
 
-__all__ = ["decision_json", "iso_utc", "reason_json"]
-
-
-def reason_json(reason: Reason) -> dict[str, Any]:
-    """One reason code as the API shows it."""
-    contribution = None
-    if reason.contribution_log_odds is not None and reason.contribution_points is not None:
-        contribution = {"log_odds": reason.contribution_log_odds, "score_points": reason.contribution_points}
-    return {
-        "code": reason.code,
-        "kind": reason.kind,
-        "group": reason.group,
-        "customer_text": reason.customer_text,
-        "auditor_text": reason.auditor_text,
-        "adverse": reason.adverse,
-        "values": [{"field": v.field, "value": v.value, "label": v.label} for v in reason.values],
-        "contribution": contribution,
-    }
+__all__ = ["decision_json", "iso_utc"]
 
 
 def decision_json(recorded: RecordedDecision) -> dict[str, Any]:
@@ -45,7 +27,7 @@ def decision_json(recorded: RecordedDecision) -> dict[str, Any]:
         "score": {"value": decision.score, "min": payload.score_scale.min, "max": payload.score_scale.max},
         "probability_of_default": decision.probability_of_default,
         "risk_band": decision.risk_band,
-        "reasons": [reason_json(r) for r in decision.reasons],
+        "reasons": [reason_to_json(r) for r in decision.reasons],
         "rules_fired": [rule_to_json(r) for r in decision.rules_fired],
         "explanation": {
             "base_value": decision.base_value,

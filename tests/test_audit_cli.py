@@ -55,9 +55,21 @@ def test_verify_exits_1_naming_each_bad_record(filled_store_url: str) -> None:
 
 
 def test_verify_uses_database_url_from_the_environment(filled_store_url: str) -> None:
-    result = run("verify", env={"DATABASE_URL": filled_store_url})
+    result = run("verify", env={"DATABASE_URL": filled_store_url, "CREDIT_DECISION_DATABASE_URL": None})
     assert result.exit_code == 0
     assert "5 records checked" in result.output
+
+
+def test_commands_read_the_store_the_service_serves(filled_store_url: str, tmp_path: Any) -> None:
+    """The service's own setting wins over the twelve-factor DATABASE_URL, in the commands as in the service."""
+    from service.config import Settings
+
+    decoy = f"sqlite:///{tmp_path / 'empty.sqlite3'}"
+    env = {"CREDIT_DECISION_DATABASE_URL": filled_store_url, "DATABASE_URL": decoy}
+    assert Settings.load(environ={k: v for k, v in env.items() if v}).database_url == filled_store_url
+    result = run("verify", env=env)
+    assert result.exit_code == 0 and "5 records checked" in result.output
+    assert not (tmp_path / "empty.sqlite3").exists()  # the decoy was never opened (nor created)
 
 
 def test_purge_deletes_records_past_retention_and_verify_still_passes(filled_store_url: str) -> None:

@@ -1,10 +1,11 @@
 """flask-smorest, fitted to this API: request parsing, documented errors and access control in one place.
 
-Every view declares, with decorators that also enforce it, what it reads (``blp.arguments``: a JSON body
-or query parameters, parsed and validated by the same marshmallow schema the OpenAPI document shows),
-what it answers (``blp.response``/``blp.alt_response``), every problem it can answer (:func:`problems`)
-and the role it needs (:func:`guarded`). The OpenAPI document is generated from those declarations,
-so it cannot forget an endpoint or a status.
+Every view declares, with decorators beside its code, what it reads (``blp.arguments``: a JSON body or
+query parameters, parsed and validated by the same marshmallow schema the OpenAPI document shows), what
+it answers (:func:`responds`), every problem it can answer (:func:`problems`) and the role it needs
+(:func:`guarded`, which also enforces it). flask-smorest generates the OpenAPI document from those
+declarations, so it cannot forget an endpoint or a status; a test checks every URL rule is in it and the
+contract test checks the live answers against it.
 
 The parser reads JSON bodies with :func:`service.api.body.read_json` (media type, size limit, nesting
 depth, duplicate keys, UTF-8) and turns validation errors into the domain's ``ValidationFailed`` (body,
@@ -19,13 +20,14 @@ from typing import Any, NoReturn, TypeVar, cast
 
 import flask_smorest
 import marshmallow as ma
-from flask import Request, current_app
+from flask import Request
 from webargs.flaskparser import FlaskParser
 
 from service.api.body import read_json
 from service.auth import require_role
 from service.errors import FieldError, InvalidParameter
 from service.inputs import field_errors, validation_failed
+from service.state import get_state
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 SECURITY: list[dict[str, list[str]]] = [{"bearerAuth": []}, {"apiKeyHeader": []}]
@@ -79,7 +81,7 @@ class Parser(FlaskParser):
 
     def load_json(self, req: Request, schema: ma.Schema) -> Any:
         """The request's JSON body within the schema's size limit (415, 413 and 400 problems otherwise)."""
-        settings = current_app.extensions["credit_decision"].settings
+        settings = get_state().settings
         limit_name = getattr(schema, BODY_LIMIT_ATTRIBUTE, "max_content_length")
         return read_json(req, int(getattr(settings, limit_name)), settings.max_json_depth)
 

@@ -10,8 +10,8 @@ JSON payload holding everything else, each fact once. The payload carries its ``
      "request": {"applicant": {...}, "monitoring": {...}},            # the validated request; monitoring only if sent
      "probability_of_default": 0.18, "margin": -1.48, "base_value": -1.19,
      "score_scale": {"min": 300, "max": 850, "points_per_log_odds": 57.7},
-     "reasons": [{"code", "kind", "group", "customer_text", "auditor_text", "adverse",
-                  "values": [{"field", "value", "label"}], "log_odds", "score_points"}],   # as given, in order
+     "reasons": [{"code", "kind", "group", "customer_text", "auditor_text", "adverse",       # as given, in
+                  "values": [{"field", "value", "label"}], "contribution": {"log_odds", "score_points"}}],  # order
      "rules_fired": [{"code", "field", "operator", "threshold", "action", "description"}],
      "attributions": {"<field>": log-odds, ...},                      # exact SHAP per field, spec order
      "model": {"sha256", "manifest_sha256", "family", "spec_version", "policy_version", "catalog_version"},
@@ -270,7 +270,10 @@ class RecordedDecision:
 
 
 def reason_to_json(reason: Reason) -> dict[str, Any]:
-    """One reason as stored."""
+    """One reason as stored and as the API shows it."""
+    contribution = None
+    if reason.contribution_log_odds is not None and reason.contribution_points is not None:
+        contribution = {"log_odds": reason.contribution_log_odds, "score_points": reason.contribution_points}
     return {
         "code": reason.code,
         "kind": reason.kind,
@@ -279,8 +282,7 @@ def reason_to_json(reason: Reason) -> dict[str, Any]:
         "auditor_text": reason.auditor_text,
         "adverse": reason.adverse,
         "values": [{"field": v.field, "value": v.value, "label": v.label} for v in reason.values],
-        "log_odds": reason.contribution_log_odds,
-        "score_points": reason.contribution_points,
+        "contribution": contribution,
     }
 
 
@@ -373,7 +375,8 @@ class _Reader:
         return tuple((str(name), reader.number(name)) for name in reader.data)
 
 
-def _reason(item: _Reader, log_odds: float | None, points: float | None) -> Reason:
+def _reason(item: _Reader) -> Reason:
+    contribution = item.optional_sub("contribution")
     kind = item.text("kind")
     if kind not in ("rule", "model"):
         raise PayloadError(f"{item.where}.kind: expected rule or model")
@@ -387,8 +390,8 @@ def _reason(item: _Reader, log_odds: float | None, points: float | None) -> Reas
             ReasonValue(field=v.text("field"), value=v.data.get("value"), label=v.text("label"))
             for v in item.items("values")
         ),
-        contribution_log_odds=log_odds,
-        contribution_points=points,
+        contribution_log_odds=None if contribution is None else contribution.number("log_odds"),
+        contribution_points=None if contribution is None else contribution.number("score_points"),
         adverse=item.boolean("adverse"),
     )
 
@@ -417,9 +420,7 @@ def _read_v2(data: _Reader) -> DecisionPayload:
         score_scale=ScoreScale(
             scale.integer("min"), scale.integer("max"), scale.optional_number("points_per_log_odds")
         ),
-        reasons=tuple(
-            _reason(r, r.optional_number("log_odds"), r.optional_number("score_points")) for r in data.items("reasons")
-        ),
+        reasons=tuple(_reason(r) for r in data.items("reasons")),
         rules_fired=tuple(_rule(r) for r in data.items("rules_fired")),
         attributions=data.numbers("attributions"),
         model=ModelProvenance(
@@ -443,12 +444,6 @@ def _read_v1(data: _Reader) -> DecisionPayload:
     explanation = response.sub("explanation")
     versions = data.sub("versions")
     model = response.sub("model")
-    reasons = []
-    for item in response.items("reasons"):
-        contribution = item.optional_sub("contribution")
-        log_odds = None if contribution is None else contribution.number("log_odds")
-        points = None if contribution is None else contribution.number("score_points")
-        reasons.append(_reason(item, log_odds, points))
     decided_by = data.data.get("decided_by") or {}
     latency = response.data.get("latency_ms")
     return DecisionPayload(
@@ -458,7 +453,7 @@ def _read_v1(data: _Reader) -> DecisionPayload:
         margin=data.number("margin") if "margin" in data.data else explanation.number("margin"),
         base_value=data.number("base_value") if "base_value" in data.data else explanation.number("base_value"),
         score_scale=ScoreScale(score.integer("min"), score.integer("max"), None),
-        reasons=tuple(reasons),
+        reasons=tuple(_reason(r) for r in response.items("reasons")),
         rules_fired=tuple(_rule(r) for r in response.items("rules_fired")),
         attributions=data.numbers("attributions")
         if "attributions" in data.data
