@@ -281,21 +281,9 @@ class FeatureSpec:
     def _checkers(self) -> dict[bool, tuple[tuple[str, Callable[[Any], Any]], ...]]:
         return {text: tuple((f.name, f.checker(text=text)) for f in self.fields) for text in (False, True)}
 
-    @cached_property
-    def _field_starts(self) -> np.ndarray:
-        return np.asarray(self.column_offsets, dtype=np.intp)
-
     def field_sums(self, column_values: np.ndarray) -> np.ndarray:
-        """Per-column values [n, n_columns] summed into their fields [n, n_fields], float64.
-
-        The one column-to-field sum (attributions in the engine, importance in training): a segment
-        sum over each field's contiguous columns, in column order, so a row's sums do not depend on
-        the other rows decided with it.
-        """
-        values = np.asarray(column_values, dtype=np.float64)
-        if values.shape[0] == 0:
-            return np.zeros((0, len(self.fields)), dtype=np.float64)
-        return np.add.reduceat(values, self._field_starts, axis=1)
+        """Per-column values [n, n_columns] summed into their fields [n, n_fields], float64 (see :func:`field_sums`)."""
+        return field_sums(column_values, self.column_field_index)
 
     @property
     def column_monotone(self) -> tuple[int, ...]:
@@ -367,6 +355,24 @@ class FeatureSpec:
                     raise ContractError(f"field '{f.name}': source label {raw!r} is not in the spec")
                 app[f.name] = by_source[str(raw)]
         return app
+
+
+def field_sums(column_values: np.ndarray, column_field_index: np.ndarray) -> np.ndarray:
+    """Per-column values [n, n_columns] summed into their fields [n, n_fields], float64.
+
+    The one column-to-field sum (attributions in the engine, proofs and importance in training): a
+    segment sum over each field's contiguous columns (``column_field_index`` is non-decreasing), in
+    column order, so a row's sums do not depend on the other rows summed with it.
+    """
+    values = np.asarray(column_values, dtype=np.float64)
+    index = np.asarray(column_field_index)
+    n_fields = int(index[-1]) + 1 if index.size else 0
+    if values.shape[0] == 0:
+        return np.zeros((0, n_fields), dtype=np.float64)
+    if np.any(np.diff(index) < 0):
+        raise ContractError("column_field_index must not decrease: a field's columns are contiguous")
+    starts = np.flatnonzero(np.r_[True, np.diff(index) != 0]).astype(np.intp)
+    return np.add.reduceat(values, starts, axis=1)
 
 
 def _plain(x: float) -> str:

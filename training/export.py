@@ -25,6 +25,7 @@ from onnx import TensorProto, helper
 
 from model_store.errors import ContractError
 from model_store.explainer import TreeEnsemble
+from model_store.spec import field_sums
 
 INPUT_NAME = "features"
 MARGIN = "margin"
@@ -209,7 +210,7 @@ def prove_exact(
         ours = attributions
         level = "column"
     elif reference.shape[1] == n_fields:
-        ours = field_sums(attributions, column_field_index, n_fields)
+        ours = field_sums(attributions, column_field_index)
         level = "field"
     else:
         raise ExportProofError(f"{family}: reference attributions have shape {reference.shape}")
@@ -236,13 +237,6 @@ def prove_exact(
                 f"hold-out rows exceeds {TOLERANCE[tol]:g}; nothing was written"
             )
     return Proof(attributions, expected_value, margin, probability, errors)
-
-
-def field_sums(attributions: np.ndarray, column_field_index: np.ndarray, n_fields: int) -> np.ndarray:
-    """Sum column attributions into their fields: float64 [n, n_fields]."""
-    out = np.zeros((attributions.shape[0], n_fields), dtype=np.float64)
-    np.add.at(out.T, column_field_index, attributions.T)
-    return out
 
 
 def _max_abs(diff: np.ndarray) -> float:

@@ -38,7 +38,6 @@ from training.export import (
     Proof,
     champion_onnx,
     ensemble_onnx,
-    field_sums,
     onnx_opsets,
     prove_exact,
 )
@@ -401,7 +400,7 @@ def _evidence(
     """Hold-out evidence of one family, computed from the ONNX outputs (what will be served)."""
     probability = fam.proof.probability.astype(np.float64)
     margin = fam.proof.margin.astype(np.float64)
-    field_attr = field_sums(fam.proof.attributions, spec.column_field_index, len(spec.fields))
+    field_attr = spec.field_sums(fam.proof.attributions)
     analysis = metrics.decision_analysis(policy, hold_apps, y_hold, margin)
     scores = policy.scaling.scores(margin)
     fpr_tpr = _roc(y_hold, probability)
