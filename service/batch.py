@@ -26,13 +26,12 @@ import os
 import sys
 import tempfile
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from itertools import islice
-from operator import itemgetter
 from pathlib import Path
-from typing import IO, Any, NamedTuple
+from typing import IO, Any
 
 from model_store.spec import MISSING, FeatureSpec, InvalidValue
 from model_store.vocabulary import ACTIONS, APPLICATION_ID, APPLICATION_ID_RULE
@@ -70,14 +69,19 @@ class TextChunk:
     text: str
 
 
-class RawRow(NamedTuple):
-    """One input row as read: its number, id and field values (text for CSV), or why it could not be read."""
+@dataclass
+class RawChunk:
+    """Input rows column by column, as read (text cells for CSV, JSON or Parquet values otherwise)."""
 
-    row: int
-    application_id: Any
-    values: Mapping[str, Any]
-    problems: tuple[tuple[str, str], ...] = ()
-    unreadable: bool = False  # the record itself could not be read: its fields are not checked
+    rows: list[int]  # 1-based data row number of each position
+    ids: list[Any]
+    columns: dict[str, list[Any]]  # the spec's fields, a value per position (None where absent)
+    text: bool  # CSV cells: numbers are parsed from text
+    problems: dict[int, list[tuple[str, str]]] = field(default_factory=dict)  # position -> found while reading
+    unreadable: set[int] = field(default_factory=set)  # positions whose record could not be read at all
+
+    def __len__(self) -> int:
+        return len(self.ids)
 
 
 @dataclass(frozen=True)
@@ -91,29 +95,49 @@ class ChunkResult:
 
 
 # ---- validation: the spec's own checks, row by row --------------------------------------------------
-def validate_row(spec: FeatureSpec, raw: RawRow, *, text: bool) -> tuple[str, dict[str, Any]] | RowError:
-    """The application id and validated applicant of a row, or the RowError naming every bad field."""
-    problems = list(raw.problems)
-    if raw.unreadable:
-        return RowError(raw.row, None, tuple(problems))
-    application_id = raw.application_id
-    if application_id is None or application_id == "":
-        problems.append((ID_COLUMN, MISSING))
-        application_id = None
-    elif not isinstance(application_id, str) or not APPLICATION_ID.match(application_id):
-        problems.append((ID_COLUMN, f"Must be {APPLICATION_ID_RULE}."))
-        application_id = None  # never echoed
-    values = raw.values
-    applicant: dict[str, Any] = {}
-    for name, check in spec.checkers(text=text):
+def validate_chunk(spec: FeatureSpec, raw: RawChunk) -> tuple[list[str], list[dict[str, Any]], list[RowError]]:
+    """The ids and validated applicants of a chunk's valid rows, and a RowError naming every bad field of the rest.
+
+    Every cell goes through its field's own check (:meth:`model_store.spec.Field.check`, as in the API),
+    a column at a time; a column with a bad value is checked again cell by cell to name each one.
+    """
+    n = len(raw)
+    problems: list[list[tuple[str, str]]] = [list(raw.problems.get(i, ())) for i in range(n)]
+    ids: list[str] = []
+    for i, value in enumerate(raw.ids):
+        if value is None or value == "":
+            problems[i].append((ID_COLUMN, MISSING))
+        elif not isinstance(value, str) or not APPLICATION_ID.match(value):
+            problems[i].append((ID_COLUMN, f"Must be {APPLICATION_ID_RULE}."))
+            value = ""  # never echoed
+        ids.append(value)
+    checked: list[list[Any]] = []
+    for name, check in spec.checkers(text=raw.text):
+        cells = raw.columns[name]
         try:
-            applicant[name] = check(values.get(name))
-        except InvalidValue as exc:
-            problems.append((name, str(exc)))
-    if problems:
-        return RowError(raw.row, application_id, tuple(problems))
-    assert application_id is not None
-    return application_id, applicant
+            checked.append(list(map(check, cells)))
+        except InvalidValue:
+            column: list[Any] = []
+            for i, cell in enumerate(cells):
+                try:
+                    column.append(check(cell))
+                except InvalidValue as exc:
+                    column.append(None)
+                    problems[i].append((name, str(exc)))
+            checked.append(column)
+    for i in raw.unreadable:  # only the reading problem: its fields were never there
+        problems[i] = list(raw.problems.get(i, ()))
+    names = spec.field_names
+    valid_ids: list[str] = []
+    applicants: list[dict[str, Any]] = []
+    errors: list[RowError] = []
+    for i, values in enumerate(zip(*checked, strict=True) if checked else [()] * n):
+        if problems[i]:
+            errors.append(RowError(raw.rows[i], ids[i] or None, tuple(problems[i])))
+        else:
+            valid_ids.append(ids[i])
+            applicants.append(dict(zip(names, values, strict=True)))
+    return valid_ids, applicants, errors
 
 
 # ---- reading ---------------------------------------------------------------------------------
@@ -183,7 +207,7 @@ class CsvLayout:
 
 def read_jobs(
     path: Path, spec: FeatureSpec, chunk_size: int, warn: Callable[[str], None]
-) -> tuple[CsvLayout | None, Iterator[TextChunk | list[RawRow]]]:
+) -> tuple[CsvLayout | None, Iterator[TextChunk | RawChunk]]:
     """The CSV layout (None for other formats) and the chunks of the input file, unparsed where possible."""
     fmt = input_format(path)
     if fmt == "csv":
@@ -216,58 +240,61 @@ def _text_chunks(fh: IO[str], fmt: str, chunk_size: int) -> Iterator[TextChunk]:
             first += len(records)
 
 
-def to_rows(job: TextChunk | list[RawRow], spec: FeatureSpec, layout: CsvLayout | None) -> list[RawRow]:
-    """Parse a text chunk into rows (Parquet chunks arrive as rows already)."""
-    if isinstance(job, list):
+def to_chunk(job: TextChunk | RawChunk, spec: FeatureSpec, layout: CsvLayout | None) -> RawChunk:
+    """Parse a text chunk into columns (Parquet chunks arrive as columns already)."""
+    if isinstance(job, RawChunk):
         return job
     if job.fmt == "csv":
         assert layout is not None
-        return _csv_rows(job, spec, layout)
-    return _jsonl_rows(job, spec)
+        return _csv_chunk(job, spec, layout)
+    return _jsonl_chunk(job, spec)
 
 
-def _csv_rows(job: TextChunk, spec: FeatureSpec, layout: CsvLayout) -> list[RawRow]:
+def _csv_chunk(job: TextChunk, spec: FeatureSpec, layout: CsvLayout) -> RawChunk:
+    records = list(csv.reader(io.StringIO(job.text, newline="")))
+    numbers = [job.first_row + i for i, r in enumerate(records) if r]  # blank lines are skipped, not rows
+    rows = [r for r in records if r]
+    width = layout.width
+    if any(len(r) < width for r in rows):  # a short row: its missing cells are reported as missing fields
+        rows = [r if len(r) >= width else r + [""] * (width - len(r)) for r in rows]
+    columns = list(zip(*rows, strict=False)) if rows else [()] * width
+    values = {name: list(columns[j]) for name, j in zip(spec.field_names, layout.index[1:], strict=True)}
+    return RawChunk(numbers, list(columns[layout.index[0]]), values, text=True)
+
+
+def _jsonl_chunk(job: TextChunk, spec: FeatureSpec) -> RawChunk:
     names = spec.field_names
-    id_index, width = layout.index[0], layout.width
-    cells = itemgetter(*layout.index[1:])
-    rows = []
-    for offset, record in enumerate(csv.reader(io.StringIO(job.text, newline=""))):
-        if not record:  # blank lines are skipped, not rows
-            continue
-        if len(record) < width:  # a short row: its missing cells are reported as missing fields
-            record = record + [""] * (width - len(record))
-        rows.append(RawRow(job.first_row + offset, record[id_index], dict(zip(names, cells(record), strict=True))))
-    return rows
-
-
-def _jsonl_rows(job: TextChunk, spec: FeatureSpec) -> list[RawRow]:
-    allowed = set(spec.field_names)
+    allowed = set(names)
     prohibited = {m.name for m in spec.monitoring_only}
-    rows = []
-    for offset, line in enumerate(job.text.splitlines()):
-        number = job.first_row + offset
+    lines = job.text.splitlines()
+    ids: list[Any] = []
+    values: dict[str, list[Any]] = {n: [] for n in names}
+    problems: dict[int, list[tuple[str, str]]] = {}
+    unreadable: set[int] = set()
+    for i, line in enumerate(lines):
         try:
             record = json.loads(line)
         except ValueError:
             record = None
         if not isinstance(record, dict):
-            rows.append(RawRow(number, None, {}, (("line", "not a JSON object"),), unreadable=True))
-            continue
+            problems[i] = [("line", "not a JSON object")]
+            unreadable.add(i)
+            record = {}
         applicant = record.get("applicant", record)
-        problems: list[tuple[str, str]] = []
         if not isinstance(applicant, dict):
-            problems.append(("applicant", "must be an object"))
+            problems.setdefault(i, []).append(("applicant", "must be an object"))
             applicant = {}
         for k in sorted(k for k in applicant if k not in allowed and k != ID_COLUMN):
             why = "prohibited-basis attribute, never accepted" if k in prohibited else "unknown field"
-            problems.append((k, why))
-        rows.append(RawRow(number, record.get(ID_COLUMN), applicant, tuple(problems)))
-    return rows
+            problems.setdefault(i, []).append((k, why))
+        ids.append(record.get(ID_COLUMN))
+        for n in names:
+            values[n].append(applicant.get(n))
+    rows = list(range(job.first_row, job.first_row + len(lines)))
+    return RawChunk(rows, ids, values, text=False, problems=problems, unreadable=unreadable)
 
 
-def _read_parquet(
-    path: Path, spec: FeatureSpec, chunk_size: int, warn: Callable[[str], None]
-) -> Iterator[list[RawRow]]:
+def _read_parquet(path: Path, spec: FeatureSpec, chunk_size: int, warn: Callable[[str], None]) -> Iterator[RawChunk]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -280,13 +307,14 @@ def _read_parquet(
     return _parquet_chunks(parquet, spec, chunk_size)
 
 
-def _parquet_chunks(parquet: Any, spec: FeatureSpec, chunk_size: int) -> Iterator[list[RawRow]]:
+def _parquet_chunks(parquet: Any, spec: FeatureSpec, chunk_size: int) -> Iterator[RawChunk]:
     first = 1
     names = spec.field_names
     for batch in parquet.iter_batches(batch_size=chunk_size, columns=[ID_COLUMN, *names]):
         data = batch.to_pydict()
         ids = [None if v is None else str(v) for v in data[ID_COLUMN]]
-        yield [RawRow(first + i, ids[i], {n: data[n][i] for n in names}) for i in range(batch.num_rows)]
+        rows = list(range(first, first + batch.num_rows))
+        yield RawChunk(rows, ids, {n: list(data[n]) for n in names}, text=False)
         first += batch.num_rows
 
 
@@ -324,22 +352,12 @@ class ChunkDecider:
         service = DecisionService(models=models, served=served, store=None)
         return cls(service.evaluate, served.bundle.spec, served.engine.width, layout, json_lines)
 
-    def run(self, job: TextChunk | list[RawRow]) -> ChunkResult:
+    def run(self, job: TextChunk | RawChunk) -> ChunkResult:
         """Parse, validate, decide and format one chunk."""
-        rows = to_rows(job, self.spec, self.layout)
-        text = job.fmt == "csv" if isinstance(job, TextChunk) else False
-        ids: list[str] = []
-        applicants: list[dict[str, Any]] = []
-        errors: list[RowError] = []
-        for raw in rows:
-            checked = validate_row(self.spec, raw, text=text)
-            if isinstance(checked, RowError):
-                errors.append(checked)
-            else:
-                ids.append(checked[0])
-                applicants.append(checked[1])
+        raw = to_chunk(job, self.spec, self.layout)
+        ids, applicants, errors = validate_chunk(self.spec, raw)
         if not applicants:
-            return ChunkResult("", 0, errors, len(rows))
+            return ChunkResult("", 0, errors, len(raw))
         batch = self.evaluate(applicants)
         engine = batch.engine
         codes, rule_codes, bands = engine.reason_codes, engine.rule_codes, engine.band_names
@@ -377,7 +395,7 @@ class ChunkDecider:
             record["rules_fired"] = fired
             out.write(json.dumps(record, separators=(",", ":")))
             out.write("\n")
-        return ChunkResult(out.getvalue(), len(applicants), errors, len(rows))
+        return ChunkResult(out.getvalue(), len(applicants), errors, len(raw))
 
 
 _WORKER: ChunkDecider | None = None
@@ -388,7 +406,7 @@ def _init_worker(store_root: Path, name: str, version: str, layout: CsvLayout | 
     _WORKER = ChunkDecider.load(store_root, name, version, layout, json_lines)
 
 
-def _run_in_worker(job: TextChunk | list[RawRow]) -> ChunkResult:
+def _run_in_worker(job: TextChunk | RawChunk) -> ChunkResult:
     assert _WORKER is not None, "worker not initialised"
     return _WORKER.run(job)
 
@@ -514,7 +532,7 @@ def _ready(_: int) -> bool:
 
 
 def _results(
-    jobs: Iterator[TextChunk | list[RawRow]], local: ChunkDecider | None, executor: Executor | None, workers: int
+    jobs: Iterator[TextChunk | RawChunk], local: ChunkDecider | None, executor: Executor | None, workers: int
 ) -> Iterator[ChunkResult]:
     """Chunk results in input order; at most two chunks per worker in flight."""
     if executor is None:

@@ -15,7 +15,7 @@ from model_store.catalog import ReasonCatalog
 from model_store.errors import ContractError
 from model_store.explainer import TreeEnsemble
 from model_store.policy import Policy
-from model_store.spec import FeatureSpec
+from model_store.spec import COLUMNWISE_FROM, FeatureSpec
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "german_credit"
 
@@ -96,6 +96,16 @@ def test_encoding_is_one_hot_for_categories_and_raw_for_numbers(spec: FeatureSpe
         spec.encode([{**apps[0], "purpose": "yacht"}])
     with pytest.raises(ContractError, match="age_years: must be finite"):
         spec.encode([{**apps[0], "age_years": math.nan}])
+    # a large batch is filled a column at a time: the same matrix as row by row, and the same errors
+    many = apps * 4
+    assert len(many) >= COLUMNWISE_FROM
+    assert np.array_equal(spec.encode(many), np.vstack([spec.encode([a]) for a in many]))
+    with pytest.raises(ContractError, match="purpose: unknown value"):
+        spec.encode([*many, {**apps[0], "purpose": "yacht"}])
+    with pytest.raises(ContractError, match="age_years: must be finite"):
+        spec.encode([*many, {**apps[0], "age_years": math.inf}])
+    with pytest.raises(ContractError, match="duration_months: expected a number, got bool"):
+        spec.encode([*many, {**apps[0], "duration_months": True}])
 
 
 def test_score_scaling_follows_points_to_double_odds(policy: Policy) -> None:
