@@ -285,7 +285,11 @@ class FeatureSpec:
 
     def field_sums(self, column_values: np.ndarray) -> np.ndarray:
         """Per-column values [n, n_columns] summed into their fields [n, n_fields], float64 (see :func:`field_sums`)."""
-        return field_sums(column_values, self.column_field_index)
+        return _segment_sums(column_values, self._field_starts, len(self.fields))
+
+    @cached_property
+    def _field_starts(self) -> np.ndarray:
+        return np.asarray(self.column_offsets, dtype=np.intp)
 
     @property
     def column_monotone(self) -> tuple[int, ...]:
@@ -392,14 +396,17 @@ def field_sums(column_values: np.ndarray, column_field_index: np.ndarray) -> np.
     segment sum over each field's contiguous columns (``column_field_index`` is non-decreasing), in
     column order, so a row's sums do not depend on the other rows summed with it.
     """
-    values = np.asarray(column_values, dtype=np.float64)
     index = np.asarray(column_field_index)
-    n_fields = int(index[-1]) + 1 if index.size else 0
-    if values.shape[0] == 0:
-        return np.zeros((0, n_fields), dtype=np.float64)
     if np.any(np.diff(index) < 0):
         raise ContractError("column_field_index must not decrease: a field's columns are contiguous")
     starts = np.flatnonzero(np.r_[True, np.diff(index) != 0]).astype(np.intp)
+    return _segment_sums(column_values, starts, int(index[-1]) + 1 if index.size else 0)
+
+
+def _segment_sums(column_values: np.ndarray, starts: np.ndarray, n_fields: int) -> np.ndarray:
+    values = np.asarray(column_values, dtype=np.float64)
+    if values.shape[0] == 0:
+        return np.zeros((0, n_fields), dtype=np.float64)
     return np.add.reduceat(values, starts, axis=1)
 
 
