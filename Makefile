@@ -55,6 +55,7 @@ unit: $(STAMP) system-deps
 
 test: lint typecheck unit ## lint, type-check and run the whole test suite
 
+# BENCH_BASELINE=<git revision> also serves and measures that revision side by side in the same run.
 bench: $(STAMP) system-deps ## benchmarks; writes docs/PERFORMANCE.md
 	$(BIN)/python -m benchmarks.run
 
