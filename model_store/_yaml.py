@@ -1,7 +1,13 @@
-"""Safe YAML loading for contract files."""
+"""Safe YAML loading for contract files.
+
+The loader follows YAML 1.2 for booleans: only ``true`` and ``false`` (any case) are booleans, so a
+category written ``yes``, ``no``, ``on`` or ``off`` stays the string its author wrote (YAML 1.1, PyYAML's
+default, would silently turn it into ``True``/``False``). Everything else is PyYAML's safe loader.
+"""
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 from typing import Any
 
@@ -9,11 +15,32 @@ import yaml
 
 from model_store.errors import ContractError
 
+_TYPE_NAMES = {str: "a string", int: "an integer", float: "a number", bool: "true or false", dict: "a mapping",
+               list: "a list"}  # fmt: skip
+
+
+class ContractLoader(yaml.SafeLoader):
+    """PyYAML's safe loader with YAML 1.2 booleans (``yes``/``no``/``on``/``off`` are strings)."""
+
+
+ContractLoader.yaml_implicit_resolvers = {
+    first: [(tag, regexp) for tag, regexp in resolvers if tag != "tag:yaml.org,2002:bool"]
+    for first, resolvers in yaml.SafeLoader.yaml_implicit_resolvers.items()
+}
+ContractLoader.add_implicit_resolver(
+    "tag:yaml.org,2002:bool", re.compile(r"^(?:true|True|TRUE|false|False|FALSE)$"), list("tTfF")
+)
+
+
+def load_yaml(text: str) -> Any:
+    """Parse YAML text with :class:`ContractLoader`."""
+    return yaml.load(text, Loader=ContractLoader)  # noqa: S506 (ContractLoader is a SafeLoader)
+
 
 def load_mapping(path: Path) -> dict[str, Any]:
     """Load a YAML file that must contain a mapping at the top level."""
     try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
+        data = load_yaml(Path(path).read_text(encoding="utf-8"))
     except FileNotFoundError as exc:
         raise ContractError(f"{path}: file not found") from exc
     except yaml.YAMLError as exc:
@@ -23,13 +50,23 @@ def load_mapping(path: Path) -> dict[str, Any]:
     return data
 
 
+def describe(kind: type | tuple[type, ...]) -> str:
+    """``(str, int)`` as ``a string or an integer``."""
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    return " or ".join(_TYPE_NAMES.get(k, k.__name__) for k in kinds)
+
+
 def require(mapping: dict[str, Any], key: str, kind: type | tuple[type, ...], where: str) -> Any:
-    """Return ``mapping[key]`` or raise a ContractError naming ``where.key``."""
+    """Return ``mapping[key]`` or raise a ContractError naming ``where.key`` and the value found."""
     if key not in mapping:
         raise ContractError(f"{where}: missing required key '{key}'")
     value = mapping[key]
-    if isinstance(value, bool) and bool not in (kind if isinstance(kind, tuple) else (kind,)):
-        raise ContractError(f"{where}.{key}: expected {kind}, got a boolean")
+    kinds = kind if isinstance(kind, tuple) else (kind,)
+    if isinstance(value, bool) and bool not in kinds:
+        raise ContractError(
+            f"{where}.{key}: expected {describe(kind)}, got the boolean {str(value).lower()}; "
+            f'write it in quotes ("{str(value).lower()}") if it is a code or a label'
+        )
     if not isinstance(value, kind):
-        raise ContractError(f"{where}.{key}: expected {kind}, got {type(value).__name__}")
+        raise ContractError(f"{where}.{key}: expected {describe(kind)}, got {value!r} ({type(value).__name__})")
     return value

@@ -103,6 +103,22 @@ class Rule:
 
 
 @dataclass(frozen=True)
+class Monitoring:
+    """When the period report flags drift and disparate impact (data, versioned with the policy).
+
+    A stability index (PSI of the score, CSI of an input) at or above ``stability_watch`` is flagged
+    "watch", at or above ``stability_action`` "action"; a group's approval rate below
+    ``four_fifths`` of the most favoured group's is flagged. Numbers computed from fewer than
+    ``min_sample`` decisions (a period, or a group) are shown but never flagged.
+    """
+
+    stability_watch: float = 0.1
+    stability_action: float = 0.25
+    four_fifths: float = 0.8
+    min_sample: int = 100
+
+
+@dataclass(frozen=True)
 class Policy:
     """The validated policy."""
 
@@ -111,6 +127,7 @@ class Policy:
     bands: tuple[Band, ...]
     rules: tuple[Rule, ...]
     max_reasons: int = DEFAULT_MAX_REASONS
+    monitoring: Monitoring = Monitoring()
 
     @classmethod
     def load(cls, path: str | Path, spec: FeatureSpec | None = None) -> Policy:
@@ -172,7 +189,14 @@ class Policy:
         max_reasons = data.get("max_reasons", DEFAULT_MAX_REASONS)
         if isinstance(max_reasons, bool) or not isinstance(max_reasons, int) or not 1 <= max_reasons <= 10:
             raise ContractError(f"{where}.max_reasons: must be an integer from 1 to 10, got {max_reasons!r}")
-        return cls(version=version, scaling=scaling, bands=tuple(bands), rules=tuple(rules), max_reasons=max_reasons)
+        return cls(
+            version=version,
+            scaling=scaling,
+            bands=tuple(bands),
+            rules=tuple(rules),
+            max_reasons=max_reasons,
+            monitoring=_parse_monitoring(data.get("monitoring"), f"{where}.monitoring"),
+        )
 
     @property
     def reason_slots(self) -> int:
@@ -235,3 +259,29 @@ def _check_rule_against_spec(rule: Rule, spec: FeatureSpec, where: str) -> None:
             )
     elif isinstance(rule.value, bool) or not isinstance(rule.value, int | float) or not math.isfinite(rule.value):
         raise ContractError(f"{where}.value: a numeric field '{rule.field}' needs a finite number, got {rule.value!r}")
+
+
+def _parse_monitoring(raw: Any, where: str) -> Monitoring:
+    """The ``monitoring`` section (every key optional; defaults as :class:`Monitoring`)."""
+    if raw is None:
+        return Monitoring()
+    if not isinstance(raw, dict):
+        raise ContractError(f"{where}: expected a mapping")
+    defaults = Monitoring()
+    unknown = sorted(set(raw) - {"stability_watch", "stability_action", "four_fifths", "min_sample"})
+    if unknown:
+        raise ContractError(f"{where}: unknown key(s) {unknown}")
+    values: dict[str, Any] = {}
+    for key in ("stability_watch", "stability_action", "four_fifths"):
+        value = raw.get(key, getattr(defaults, key))
+        if isinstance(value, bool) or not isinstance(value, int | float) or not 0 < value < 10:
+            raise ContractError(f"{where}.{key}: expected a positive number, got {value!r}")
+        values[key] = float(value)
+    min_sample = raw.get("min_sample", defaults.min_sample)
+    if isinstance(min_sample, bool) or not isinstance(min_sample, int) or min_sample < 1:
+        raise ContractError(f"{where}.min_sample: expected a positive integer, got {min_sample!r}")
+    if values["stability_action"] < values["stability_watch"]:
+        raise ContractError(f"{where}: stability_action must be at least stability_watch")
+    if values["four_fifths"] > 1:
+        raise ContractError(f"{where}.four_fifths: a ratio of approval rates, at most 1")
+    return Monitoring(min_sample=min_sample, **values)

@@ -3,8 +3,14 @@
 The spec is data (``feature_spec.yaml``) validated on load. Encoding is pure NumPy and is
 shared by training and serving, so a model sees exactly the same columns in both places:
 
-* a numeric field is one column holding its value;
-* a categorical field is one 0/1 column per allowed value, named ``field=code``.
+* a numeric field is one column holding its value (NaN when the value is missing);
+* a categorical field is one 0/1 column per allowed value, named ``field=code``, plus, when the
+  field may be missing, a last column ``field=(missing)`` that is 1 when it is.
+
+A field may be missing only when the spec says so (``missing: true``); then the API takes ``null``
+or no value, the batch reader a blank cell, and the training data a blank cell or one of the field's
+``missing_values`` (source labels meaning "not known"). Gradient-boosted trees learn where a missing
+value goes at every split; the scorecard gives it a bin of its own.
 
 Each field also carries the one definition of a valid value (:meth:`Field.check`): the HTTP request
 schemas and the batch file reader both call it, so an applicant is accepted or refused with the same
@@ -13,6 +19,7 @@ words wherever it arrives.
 
 from __future__ import annotations
 
+import itertools
 import math
 import re
 from collections.abc import Callable, Mapping, Sequence
@@ -30,6 +37,9 @@ _NAME = re.compile(r"^[a-z][a-z0-9_]*$")
 _CODE = re.compile(r"^[a-z0-9][a-z0-9_]*$")
 
 FieldKind = Literal["numeric", "categorical"]
+#: The code of the extra one-hot column of a categorical field that may be missing.
+MISSING_CODE = "(missing)"
+MISSING_LABEL = "Not provided"
 #: Batches at least this large are encoded a column at a time (fewer Python steps per row).
 COLUMNWISE_FROM = 64
 
@@ -68,6 +78,18 @@ class Field:
     maximum: float | None = None
     unit: str = ""
     values: tuple[Category, ...] = ()
+    missing: bool = False  # the value may be missing (None): NaN or the (missing) column when encoded
+    missing_values: tuple[str, ...] = ("",)  # source labels in the training data that mean missing
+
+    @cached_property
+    def column_codes(self) -> tuple[str, ...]:
+        """Codes of a categorical field's encoded columns: its codes, then ``(missing)`` if it may be missing."""
+        return (*self.codes, MISSING_CODE) if self.missing else self.codes
+
+    @property
+    def width(self) -> int:
+        """Number of encoded columns."""
+        return 1 if self.kind == "numeric" else len(self.column_codes)
 
     @cached_property
     def codes(self) -> tuple[str, ...]:
@@ -80,7 +102,7 @@ class Field:
         JSON semantics by default: numbers must be JSON numbers (never booleans or strings), and an
         integer field takes ``12`` or ``12.0`` but not ``12.5``. With ``text=True`` the value is a cell
         of a text file (CSV) and numbers are parsed from it. ``None`` (JSON null, a blank cell) is
-        missing data.
+        missing data: accepted as ``None`` when the field may be missing, refused otherwise.
         """
         return self.checker(text=text)(value)
 
@@ -94,6 +116,7 @@ class Field:
 
     def _make_checker(self, *, text: bool) -> Callable[[Any], Any]:
         """The one definition of a valid value of this field, specialised once per input kind."""
+        may_be_missing = self.missing
         if self.kind == "categorical":
             codes, one_of = self._code_set, self._one_of
 
@@ -101,6 +124,8 @@ class Field:
                 if value.__class__ is str and value in codes:
                     return value
                 if value is None or (text and value == ""):
+                    if may_be_missing:
+                        return None
                     raise InvalidValue(MISSING)
                 raise InvalidValue(one_of)
 
@@ -110,6 +135,8 @@ class Field:
 
         def check_number(value: Any) -> Any:
             if value is None or (text and value == ""):
+                if may_be_missing:
+                    return None
                 raise InvalidValue(MISSING)
             if text and value.__class__ is str:
                 try:
@@ -162,6 +189,8 @@ class Field:
 
     def label_of(self, value: object) -> str:
         """Plain-language label of an applicant's value of this field."""
+        if value is None:
+            return MISSING_LABEL
         if self.kind == "categorical":
             label = self._labels.get(value) if isinstance(value, str) else None
             return str(value) if label is None else label
@@ -188,6 +217,27 @@ class MonitoringAttribute:
 
 
 @dataclass(frozen=True)
+class FairnessBands:
+    """Groups of a numeric model input for the disparate-impact report (e.g. age bands).
+
+    ``edges`` [25, 35] make the groups ``<25``, ``25-34`` and ``35+`` (integers) or ``<25``,
+    ``25 to <35``, ``>=35`` (numbers); a missing value belongs to no group.
+    """
+
+    name: str
+    field: str
+    edges: tuple[float, ...]
+    labels: tuple[str, ...]
+
+    def group_of(self, value: Any) -> str | None:
+        """The group of one value (None when the value is missing or not a number)."""
+        if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+            return None
+        index = sum(1 for edge in self.edges if value >= edge)
+        return self.labels[index]
+
+
+@dataclass(frozen=True)
 class FeatureSpec:
     """The validated feature specification."""
 
@@ -196,6 +246,7 @@ class FeatureSpec:
     bad_value: str
     fields: tuple[Field, ...]
     monitoring_only: tuple[MonitoringAttribute, ...]
+    fairness_bands: tuple[FairnessBands, ...] = ()
 
     # ---- loading -------------------------------------------------------------------------
     @classmethod
@@ -214,12 +265,18 @@ class FeatureSpec:
             raise ContractError(f"{where}.monitoring_only: expected a list")
         monitoring = tuple(_parse_monitoring(m, f"{where}.monitoring_only[{i}]") for i, m in enumerate(monitoring_raw))
         fields = tuple(_parse_field(f, f"{where}.fields[{i}]") for i, f in enumerate(fields_raw))
+        bands_raw = data.get("fairness_bands", []) or []
+        if not isinstance(bands_raw, list):
+            raise ContractError(f"{where}.fairness_bands: expected a list")
+        by_name = {f.name: f for f in fields}
+        bands = tuple(_parse_bands(b, by_name, f"{where}.fairness_bands[{i}]") for i, b in enumerate(bands_raw))
         spec = cls(
             version=version,
             target_column=require(target, "source_column", str, f"{where}.target"),
             bad_value=str(require(target, "bad_value", (str, int), f"{where}.target")),
             fields=fields,
             monitoring_only=monitoring,
+            fairness_bands=bands,
         )
         spec._validate(where)
         return spec
@@ -264,7 +321,7 @@ class FeatureSpec:
             if f.kind == "numeric":
                 out.append(f.name)
             else:
-                out.extend(f"{f.name}={c}" for c in f.codes)
+                out.extend(f"{f.name}={c}" for c in f.column_codes)
         return tuple(out)
 
     @property
@@ -272,7 +329,7 @@ class FeatureSpec:
         """For each encoded column, the index of its field in ``fields`` (int64)."""
         idx: list[int] = []
         for i, f in enumerate(self.fields):
-            idx.extend([i] * (1 if f.kind == "numeric" else len(f.values)))
+            idx.extend([i] * f.width)
         return np.asarray(idx, dtype=np.int64)
 
     def checkers(self, *, text: bool = False) -> tuple[tuple[str, Callable[[Any], Any]], ...]:
@@ -296,7 +353,7 @@ class FeatureSpec:
         """Monotone constraint of each encoded column (one-hot columns are unconstrained)."""
         out: list[int] = []
         for f in self.fields:
-            out.extend([f.monotone] if f.kind == "numeric" else [0] * len(f.values))
+            out.extend([f.monotone] if f.kind == "numeric" else [0] * f.width)
         return tuple(out)
 
     @property
@@ -312,16 +369,22 @@ class FeatureSpec:
         col = 0
         for f in self.fields:
             offsets.append(col)
-            col += 1 if f.kind == "numeric" else len(f.values)
+            col += f.width
         return tuple(offsets)
 
     @cached_property
-    def _encoding(self) -> tuple[tuple[Field, int, dict[str, int] | None], ...]:
-        """Per field: the field, its first column and, for a category, code -> column offset."""
-        return tuple(
-            (f, col, None if f.kind == "numeric" else {c: k for k, c in enumerate(f.codes)})
-            for f, col in zip(self.fields, self.column_offsets, strict=True)
-        )
+    def _encoding(self) -> tuple[tuple[Field, int, dict[str | None, int] | None], ...]:
+        """Per field: the field, its first column and, for a category, code -> column offset (None: missing)."""
+        plan: list[tuple[Field, int, dict[str | None, int] | None]] = []
+        for f, col in zip(self.fields, self.column_offsets, strict=True):
+            if f.kind == "numeric":
+                plan.append((f, col, None))
+                continue
+            lookup: dict[str | None, int] = {c: k for k, c in enumerate(f.codes)}
+            if f.missing:
+                lookup[None] = len(f.codes)
+            plan.append((f, col, lookup))
+        return tuple(plan)
 
     def encode(self, applications: Sequence[Mapping[str, Any]]) -> np.ndarray:
         """Encode validated applications (field name -> value) into the model's float32 matrix.
@@ -345,11 +408,12 @@ class FeatureSpec:
                 if lookup is None:
                     row[col] = _number(app, f)
                     continue
-                if f.name not in app:
+                if f.name not in app and not f.missing:
                     raise ContractError(f"{f.name}: missing")
-                k = lookup.get(app[f.name])
+                value = app.get(f.name)
+                k = lookup.get(value) if value is None or isinstance(value, str) else None
                 if k is None:
-                    raise ContractError(f"{f.name}: unknown value {app[f.name]!r}")
+                    raise ContractError(f"{f.name}: unknown value {value!r}")
                 row[col + k] = 1.0
         return out
 
@@ -361,10 +425,12 @@ class FeatureSpec:
         for f, col, lookup in self._encoding:
             values = [app[f.name] for app in applications]
             if lookup is None:
+                if f.missing:
+                    values = [math.nan if v is None else v for v in values]
                 if not all(type(v) is float or type(v) is int for v in values):
                     raise TypeError(f.name)
                 column = np.asarray(values, dtype=np.float64)
-                if not np.isfinite(column).all():
+                if not np.isfinite(column[~np.isnan(column)] if f.missing else column).all():
                     raise ValueError(f.name)
                 out[:, col] = column
             else:
@@ -372,21 +438,46 @@ class FeatureSpec:
         return out
 
     def from_source_row(self, row: Mapping[str, Any]) -> dict[str, Any]:
-        """Translate one training-data row (source columns and labels) into an API application."""
+        """Translate one training-data row (source columns and labels) into an API application.
+
+        Raises ContractError naming the source column and the value for a cell the spec cannot take:
+        a missing column, a number that does not parse, an unknown label, or a missing value in a field
+        that may not be missing. Ranges are not checked here: :meth:`Field.check` does that.
+        """
         app: dict[str, Any] = {}
         for f in self.fields:
             if f.source_column not in row:
                 raise ContractError(f"source column '{f.source_column}' for field '{f.name}' is missing")
             raw = row[f.source_column]
-            if f.kind == "numeric":
-                value = float(raw)
-                app[f.name] = int(value) if f.dtype == "integer" else value
+            text = "" if raw is None else str(raw).strip()
+            if text in f.missing_values or raw is None:
+                if not f.missing:
+                    raise ContractError(
+                        f"column '{f.source_column}' (field '{f.name}'): value {raw!r} means missing, but the spec "
+                        "does not let this field be missing (add `missing: true` to it)"
+                    )
+                app[f.name] = None
+            elif f.kind == "numeric":
+                try:
+                    value = float(text)
+                except ValueError:
+                    raise ContractError(
+                        f"column '{f.source_column}' (field '{f.name}'): {raw!r} is not a number"
+                    ) from None
+                app[f.name] = int(value) if f.dtype == "integer" and value.is_integer() else value
             else:
-                by_source = {c.source: c.code for c in f.values}
-                if str(raw) not in by_source:
-                    raise ContractError(f"field '{f.name}': source label {raw!r} is not in the spec")
-                app[f.name] = by_source[str(raw)]
+                code = self._source_codes[f.name].get(text)
+                if code is None:
+                    raise ContractError(
+                        f"column '{f.source_column}' (field '{f.name}'): label {raw!r} is not one of the spec's "
+                        f"sources ({', '.join(repr(c.source) for c in f.values)})"
+                    )
+                app[f.name] = code
         return app
+
+    @cached_property
+    def _source_codes(self) -> dict[str, dict[str, str]]:
+        return {f.name: {c.source.strip(): c.code for c in f.values} for f in self.fields if f.kind == "categorical"}
 
 
 def field_sums(column_values: np.ndarray, column_field_index: np.ndarray) -> np.ndarray:
@@ -415,9 +506,11 @@ def _plain(x: float) -> str:
 
 
 def _number(app: Mapping[str, Any], f: Field) -> float:
+    value = app.get(f.name)
+    if value is None and f.missing:
+        return math.nan
     if f.name not in app:
         raise ContractError(f"{f.name}: missing")
-    value = app[f.name]
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ContractError(f"{f.name}: expected a number, got {type(value).__name__}")
     if not math.isfinite(value):
@@ -469,6 +562,7 @@ def _parse_field(raw: Any, where: str) -> Field:
         "monotone": int(monotone),
         "source_column": str(raw.get("source_column", name)),
         "unit": str(raw.get("unit", "")),
+        **_parse_missing(raw, where),
     }
     if kind == "numeric":
         dtype = raw.get("dtype", "number")
@@ -494,8 +588,57 @@ def _parse_field(raw: Any, where: str) -> Field:
         code = str(require(v, "code", (str, int), w))
         if not _CODE.match(code):
             raise ContractError(f"{w}.code: '{code}' must be lower-case letters, digits and '_'")
-        values.append(Category(code=code, label=str(v.get("label", code)), source=str(v.get("source", code))))
+        source = require(v, "source", (str, int, float), w) if "source" in v else code
+        label = require(v, "label", str, w) if "label" in v else code
+        values.append(Category(code=code, label=label, source=str(source)))
     codes = [c.code for c in values]
     if len(set(codes)) != len(codes):
         raise ContractError(f"{where}.values: duplicate codes")
+    sources = [c.source.strip() for c in values]
+    if len(set(sources)) != len(sources):
+        raise ContractError(f"{where}.values: two codes have the same source label")
+    clash = sorted(set(sources) & set(common["missing_values"])) if common["missing"] else []
+    if clash:
+        raise ContractError(f"{where}: source label(s) {clash} are both a code's source and a missing value")
     return Field(values=tuple(values), **common)
+
+
+def _parse_missing(raw: dict[str, Any], where: str) -> dict[str, Any]:
+    """``missing: true|false`` (default false) and ``missing_values``: source labels meaning missing (default a blank)."""
+    missing = raw.get("missing", False)
+    if not isinstance(missing, bool):
+        raise ContractError(f"{where}.missing: must be true or false, got {missing!r}")
+    values = raw.get("missing_values", [""])
+    if not isinstance(values, list) or not all(
+        isinstance(v, str | int | float) and not isinstance(v, bool) for v in values
+    ):
+        raise ContractError(
+            f'{where}.missing_values: expected a list of source labels (quote labels such as "NA" or "no")'
+        )
+    if "missing_values" in raw and not missing:
+        raise ContractError(f"{where}.missing_values: the field is not allowed to be missing (add `missing: true`)")
+    return {"missing": missing, "missing_values": tuple(str(v).strip() for v in values)}
+
+
+def _parse_bands(raw: Any, fields: Mapping[str, Field], where: str) -> FairnessBands:
+    """``{name, field, edges}``: groups of a numeric model input for the fairness report."""
+    if not isinstance(raw, dict):
+        raise ContractError(f"{where}: expected a mapping with name, field and edges")
+    name = require(raw, "name", str, where)
+    field_name = require(raw, "field", str, where)
+    field = fields.get(field_name)
+    if field is None or field.kind != "numeric":
+        raise ContractError(f"{where}.field: '{field_name}' is not a numeric field of the spec")
+    edges_raw = require(raw, "edges", list, where)
+    if not edges_raw or not all(isinstance(e, int | float) and not isinstance(e, bool) for e in edges_raw):
+        raise ContractError(f"{where}.edges: expected a non-empty list of numbers")
+    edges = tuple(float(e) for e in edges_raw)
+    if any(b <= a for a, b in itertools.pairwise(edges)):
+        raise ContractError(f"{where}.edges: must increase strictly")
+    integer = field.dtype == "integer" and all(e.is_integer() for e in edges)
+    plain = [_plain(e) for e in edges]
+    labels = [f"<{plain[0]}"]
+    for i in range(1, len(edges)):
+        labels.append(f"{plain[i - 1]}-{_plain(edges[i] - 1)}" if integer else f"{plain[i - 1]} to <{plain[i]}")
+    labels.append(f"{plain[-1]}+" if integer else f">={plain[-1]}")
+    return FairnessBands(name=name, field=field_name, edges=edges, labels=tuple(labels))
