@@ -8,8 +8,10 @@ of either without scikit-learn and without pickle:
   holding ``coefficient * WOE`` of its bin (so the margin is the logistic regression's).
 
 ``margin(x) = base_offset + sum over trees of the value of the leaf x reaches``, where a row
-goes to the left child iff ``x[feature] <= threshold``. ``cover`` is the number of training
-rows that reached each node (what path-dependent TreeSHAP weights by).
+goes to the left child iff ``x[feature] <= threshold``, and a missing value (NaN) goes where the node's
+``default_left`` says (learned by the gradient-boosted trees; the scorecard's missing bin). ``cover`` is
+the number of training rows that reached each node (what path-dependent TreeSHAP weights by).
+Archives written before ``default_left`` existed read as "a missing value goes right everywhere".
 
 On disk the artifact is an ``.npz`` archive of numeric arrays only, read with
 ``allow_pickle=False``.
@@ -26,7 +28,7 @@ import numpy as np
 
 from model_store.errors import ContractError
 
-_ARRAYS = ("tree_offsets", "children_left", "children_right", "feature", "threshold", "value", "cover")
+_ARRAYS = ("tree_offsets", "children_left", "children_right", "feature", "threshold", "value", "cover", "default_left")
 
 
 @dataclass(frozen=True, eq=False)
@@ -40,6 +42,7 @@ class TreeEnsemble:
     threshold: float64 [n_nodes], go left iff x[feature] <= threshold (NaN at leaves).
     value: float64 [n_nodes], leaf values in log-odds (0 at internal nodes).
     cover: float64 [n_nodes], training rows reaching the node (> 0).
+    default_left: bool [n_nodes], a missing value (NaN) goes left at the node (False at leaves).
     """
 
     tree_offsets: np.ndarray
@@ -51,8 +54,13 @@ class TreeEnsemble:
     cover: np.ndarray
     base_offset: float
     n_features: int
+    default_left: np.ndarray = None  # type: ignore[assignment]  # default: all False (set in __post_init__)
 
     def __post_init__(self) -> None:
+        if self.default_left is None:
+            object.__setattr__(self, "default_left", np.zeros(self.feature.shape, dtype=bool))
+        else:
+            object.__setattr__(self, "default_left", np.asarray(self.default_left, dtype=bool))
         for name in _ARRAYS:
             arr = getattr(self, name)
             if not isinstance(arr, np.ndarray):
@@ -111,7 +119,8 @@ class TreeEnsemble:
                 if not active.any():
                     break
                 a = node[active]
-                go_left = X[rows[active], self.feature[a]] <= self.threshold[a]
+                x = X[rows[active], self.feature[a]]
+                go_left = np.where(np.isnan(x), self.default_left[a], x <= self.threshold[a])
                 node[active] = np.where(go_left, self.children_left[a], self.children_right[a])
             out[:, t] = node
         return out
@@ -145,6 +154,7 @@ class TreeEnsemble:
             threshold=self.threshold.astype(np.float64),
             value=self.value.astype(np.float64),
             cover=self.cover.astype(np.float64),
+            default_left=self.default_left.astype(np.int8),
             base_offset=np.float64(self.base_offset),
             n_features=np.int64(self.n_features),
         )
@@ -155,14 +165,21 @@ class TreeEnsemble:
         """Read ``.npz`` bytes written by :meth:`to_bytes` (never unpickles)."""
         try:
             with np.load(io.BytesIO(data), allow_pickle=False) as npz:
-                arrays = {name: np.array(npz[name]) for name in _ARRAYS}
+                arrays = {name: np.array(npz[name]) for name in _ARRAYS if name in npz.files or name != "default_left"}
                 base = float(npz["base_offset"])
                 n_features = int(npz["n_features"])
         except (KeyError, ValueError, OSError, zipfile.BadZipFile) as exc:
             raise ContractError(f"explainer: not a valid explainer archive: {exc}") from exc
         ints = {k: arrays[k].astype(np.int64) for k in ("tree_offsets", "children_left", "children_right", "feature")}
         floats = {k: arrays[k].astype(np.float64) for k in ("threshold", "value", "cover")}
-        return cls(base_offset=base, n_features=n_features, **ints, **floats)
+        default_left = arrays.get("default_left")
+        return cls(
+            base_offset=base,
+            n_features=n_features,
+            default_left=None if default_left is None else default_left.astype(bool),  # type: ignore[arg-type]
+            **ints,
+            **floats,
+        )
 
     @classmethod
     def load(cls, path: str | Path) -> TreeEnsemble:

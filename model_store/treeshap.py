@@ -26,8 +26,14 @@ How it works (the "Fast TreeSHAP v2" / GPUTreeShap decomposition):
 Comparisons are made in float32, as the ONNX runtime makes them: a row goes left iff
 ``float32(x) <= float32(threshold)`` (thresholds beyond the float32 range are clamped to it).
 For inputs that are float32 values not equal to a float32-rounded threshold this is the same
-path as the float64 reference ``TreeEnsemble.margin``. A NaN goes right at every split, as in
-``TreeEnsemble.leaf_indices``.
+path as the float64 reference ``TreeEnsemble.margin``.
+
+Missing values: a NaN goes where each node's ``default_left`` sends it, as in
+``TreeEnsemble.leaf_indices`` (and as the ONNX graph's missing-value tracking and shap do). On a path,
+feature ``j`` then admits a NaN iff every split on ``j`` along the path sends NaN the way the path
+goes (``nan_ok_j``), and ``o_j = 1`` for a NaN exactly then. Rows are evaluated with NaN replaced by
+``+inf``, which the comparisons treat as "right at every split"; where that differs from ``nan_ok_j``
+an extra comparison ``x > float32 max`` (true only for the replaced NaN) corrects the table index.
 """
 
 from __future__ import annotations
@@ -66,6 +72,12 @@ class _Path:
     lower: tuple[float, ...]  # float32-exact; -inf when unbounded
     upper: tuple[float, ...]  # float32-exact; +inf when unbounded
     zero_fraction: tuple[float, ...]
+    nan_ok: tuple[bool, ...]  # a missing value (NaN) follows this path at every split on the feature
+
+    def nan_fix(self, j: int) -> int:
+        """How o_j of a NaN must be corrected from its +inf stand-in's: -1, 0 or +1."""
+        natural = self.upper[j] == math.inf  # +inf is inside (lower, +inf] and nowhere else
+        return int(self.nan_ok[j]) - int(natural)
 
 
 def _f32(value: float) -> float:
@@ -77,10 +89,11 @@ def _tree_paths(ensemble: TreeEnsemble, tree: int) -> tuple[list[_Path], dict[in
     """All root-to-leaf paths of one tree, left to right, and the range of paths under each node."""
     feature, threshold = ensemble.feature, ensemble.threshold
     left, right, cover, value = ensemble.children_left, ensemble.children_right, ensemble.cover, ensemble.value
+    default_left = ensemble.default_left
     paths: list[_Path] = []
     spans: dict[int, tuple[int, int]] = {}
     internal: list[int] = []
-    stack: list[tuple[int, dict[int, tuple[float, float, float]]]] = [(int(ensemble.tree_offsets[tree]), {})]
+    stack: list[tuple[int, dict[int, tuple[float, float, float, bool]]]] = [(int(ensemble.tree_offsets[tree]), {})]
     while stack:
         node, conditions = stack.pop()
         f = int(feature[node])
@@ -94,17 +107,19 @@ def _tree_paths(ensemble: TreeEnsemble, tree: int) -> tuple[list[_Path], dict[in
                     lower=tuple(c[0] for _, c in items),
                     upper=tuple(c[1] for _, c in items),
                     zero_fraction=tuple(c[2] for _, c in items),
+                    nan_ok=tuple(c[3] for _, c in items),
                 )
             )
             continue
         internal.append(node)
         thr = _f32(float(threshold[node]))
-        lo, hi, z = conditions.get(f, (-math.inf, math.inf, 1.0))
+        lo, hi, z, nan_ok = conditions.get(f, (-math.inf, math.inf, 1.0, True))
         lc, rc = int(left[node]), int(right[node])
+        nan_left = bool(default_left[node])
         go_right = dict(conditions)
-        go_right[f] = (max(lo, thr), hi, z * float(cover[rc]) / float(cover[node]))
+        go_right[f] = (max(lo, thr), hi, z * float(cover[rc]) / float(cover[node]), nan_ok and not nan_left)
         go_left = dict(conditions)
-        go_left[f] = (lo, min(hi, thr), z * float(cover[lc]) / float(cover[node]))
+        go_left[f] = (lo, min(hi, thr), z * float(cover[lc]) / float(cover[node]), nan_ok and nan_left)
         stack.append((rc, go_right))
         stack.append((lc, go_left))
     for node in reversed(internal):  # children are visited after their parent
@@ -127,10 +142,16 @@ def _bins(paths: list[_Path]) -> dict[int, list[float]]:
     return {f: sorted(cuts[f]) for f in sorted(cuts)}
 
 
+def _nan_features(paths: list[_Path]) -> set[int]:
+    """Features on which some path treats a missing value unlike its +inf stand-in (they get a NaN bin)."""
+    return {f for p in paths for j, f in enumerate(p.features) if p.nan_fix(j) != 0}
+
+
 def _subtree_table_entries(paths: list[_Path]) -> int:
-    """Entries of one table over all the bins of a set of paths' features."""
+    """Entries of one table over all the bins of a set of paths' features (a NaN bin where needed)."""
     bins = _bins(paths)
-    return math.prod(len(c) + 1 for c in bins.values()) * (len(bins) + 1)
+    nan = _nan_features(paths)
+    return math.prod(len(c) + 1 + (f in nan) for f, c in bins.items()) * (len(bins) + 1)
 
 
 def _plan_tree(ensemble: TreeEnsemble, paths: list[_Path], spans: dict[int, tuple[int, int]]) -> list[tuple[int, int]]:
@@ -198,7 +219,9 @@ def _subtree_unit(paths: list[_Path], n_features: int) -> _Unit:
     """One table for a set of paths, indexed by the bin of each feature among the paths' bounds (mixed radix)."""
     thresholds = _bins(paths)
     feats = list(thresholds)
-    radix = [len(thresholds[f]) + 1 for f in feats]
+    nan = _nan_features(paths)
+    # bins 0..len(ts) count the thresholds below x; len(ts) + 1 is a missing value where it matters
+    radix = [len(thresholds[f]) + 1 + (f in nan) for f in feats]
     n_rows = math.prod(radix)
     # digits[r, i] = bin of feats[i] (number of its thresholds below x) in table row r
     place = np.cumprod([1, *radix[:-1]])
@@ -217,6 +240,8 @@ def _subtree_unit(paths: list[_Path], n_features: int) -> _Unit:
                 a = 0 if lo == -math.inf else ts.index(lo) + 1
                 b = len(ts) + 1 if hi == math.inf else ts.index(hi) + 1
                 o[:, g, j] = (digits[:, column[f]] >= a) & (digits[:, column[f]] <= b - 1)
+                if f in nan:
+                    o[digits[:, column[f]] == len(ts) + 1, g, j] = p.nan_ok[j]
         z = np.array([p.zero_fraction for p in group])
         v = np.array([p.value for p in group])
         phi = _path_attributions(o, z, v)
@@ -228,7 +253,7 @@ def _subtree_unit(paths: list[_Path], n_features: int) -> _Unit:
     term_threshold: list[float] = []
     term_coef: list[int] = []
     for f, p_i in zip(feats, place.tolist(), strict=True):
-        for t in thresholds[f]:
+        for t in [*thresholds[f], *([_F32_MAX] if f in nan else [])]:  # the last: a missing value (+inf)
             term_feature.append(f)
             term_threshold.append(t)
             term_coef.append(int(p_i))
@@ -243,7 +268,17 @@ def _path_terms(path: _Path) -> tuple[list[int], list[float], list[int], int]:
     base = 0
     for j, (f, lo, hi) in enumerate(zip(path.features, path.lower, path.upper, strict=True)):
         if lo != -math.inf and lo >= hi:
-            continue  # empty interval (contradictory splits): o_j is always 0
+            # empty interval (contradictory splits): o_j is 0 for every value, and for a missing one nan_ok
+            if path.nan_ok[j]:
+                feats.append(f)
+                thrs.append(_F32_MAX)
+                coefs.append(1 << j)
+            continue
+        fix = path.nan_fix(j)
+        if fix:  # a missing value (+inf stand-in, the only x above float32 max) is in or out unlike +inf
+            feats.append(f)
+            thrs.append(_F32_MAX)
+            coefs.append(fix << j)
         if lo == -math.inf:
             base += 1 << j
         else:
@@ -288,6 +323,7 @@ class _DirectGroup:
     upper: Float32Array  # [P, d]
     zero_fraction: Float64Array  # [P, d]
     value: Float64Array  # [P]
+    nan_ok: np.ndarray  # bool [P, d]
 
 
 class TreeShap:
@@ -334,6 +370,7 @@ class TreeShap:
                 upper=np.array([p.upper for p in group], dtype=np.float32),
                 zero_fraction=np.array([p.zero_fraction for p in group], dtype=np.float64),
                 value=np.array([p.value for p in group], dtype=np.float64),
+                nan_ok=np.array([p.nan_ok for p in group], dtype=bool),
             )
             for group in direct.values()
         ]
@@ -423,7 +460,7 @@ class TreeShap:
 
     # ---- evaluation ----------------------------------------------------------------------------
     def _prepare(self, X: np.ndarray) -> Float32Array:
-        """Validate shape; float32 values with NaN mapped to +inf (goes right at every split)."""
+        """Validate shape; float32 values with NaN mapped to +inf (see the module docstring)."""
         x32 = np.asarray(X, dtype=np.float32)
         if x32.ndim != 2 or x32.shape[1] != self.n_features:
             raise ValueError(f"expected an array of shape (n_rows, {self.n_features}), got {x32.shape}")
@@ -471,6 +508,7 @@ class TreeShap:
         for lo in range(0, x32.shape[0], step):
             x = x32[lo : lo + step][:, group.feature]  # [n, P, d]
             inside = ((x > group.lower) | unbounded) & (x <= group.upper)
+            inside = np.where(x > np.float32(_F32_MAX), group.nan_ok, inside)  # a missing value (+inf stand-in)
             if margin is not None:
                 margin[lo : lo + step] += (inside.all(axis=2) * group.value).sum(axis=1)
             if attributions is not None:

@@ -311,3 +311,73 @@ def test_rejects_rows_of_the_wrong_width() -> None:
         explainer.shap_values(np.zeros((2, 5)))
     with pytest.raises(ValueError, match="shape"):
         explainer.margin(np.zeros(4))
+
+
+# ---- missing values: NaN goes where each split learned to send it --------------------------------------------------
+
+
+@pytest.fixture(scope="module", params=["depth3", "deep", "stumps"])
+def fitted_with_missing(request: pytest.FixtureRequest) -> Fitted:
+    """A model trained on data where several features are often missing (NaN), missing itself informative."""
+    X, y = _training_data(seed=11)
+    rng = np.random.default_rng(5)
+    for j, share in ((0, 0.2), (1, 0.3), (4, 0.15)):
+        gone = rng.random(X.shape[0]) < share
+        X[gone, j] = np.nan
+        y[gone & (rng.random(X.shape[0]) < 0.4)] = 1  # missing raises the risk somewhat
+    params = MODEL_PARAMS[request.param]
+    model = HistGradientBoostingClassifier(learning_rate=0.3, early_stopping=False, random_state=0, **params)  # type: ignore[arg-type]
+    model.fit(X, y)
+    ensemble = ensemble_from_hgb(model)
+    return Fitted(model, ensemble, shap.TreeExplainer(model), TreeShap(ensemble))
+
+
+def _rows_with_missing(n: int, seed: int) -> np.ndarray:
+    X = _test_rows(n, seed)
+    rng = np.random.default_rng(seed + 100)
+    X[rng.random(X.shape) < 0.25] = np.nan
+    return X
+
+
+def test_missing_values_follow_the_learned_direction(fitted_with_missing: Fitted) -> None:
+    ensemble = fitted_with_missing.ensemble
+    assert ensemble.default_left.any() and not ensemble.default_left.all()  # both directions were learned
+    X = _rows_with_missing(400, seed=21)
+    decision = fitted_with_missing.model.decision_function(X)
+    np.testing.assert_allclose(ensemble.margin(X), decision, rtol=0, atol=1e-9)
+    explainer = fitted_with_missing.explainer
+    np.testing.assert_allclose(explainer.margin(X), decision, rtol=0, atol=1e-9)
+    phi = explainer.shap_values(X)
+    np.testing.assert_allclose(phi, fitted_with_missing.reference.shap_values(X), rtol=0, atol=1e-6)
+    np.testing.assert_allclose(phi.sum(axis=1) + explainer.expected_value, decision, rtol=0, atol=1e-9)
+
+
+@pytest.mark.parametrize("budget_share", [0.0, 0.3])
+def test_missing_values_without_tables_too(fitted_with_missing: Fitted, budget_share: float) -> None:
+    """The direct (untabulated) evaluation and the per-path tables treat a missing value alike."""
+    X = _rows_with_missing(150, seed=22)
+    full = fitted_with_missing.explainer
+    small = TreeShap(fitted_with_missing.ensemble, max_table_bytes=int(budget_share * full.table_bytes))
+    np.testing.assert_allclose(small.shap_values(X), full.shap_values(X), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(small.margin(X), full.margin(X), rtol=0, atol=1e-12)
+    single = np.vstack([full.shap_values(X[i : i + 1]) for i in range(20)])
+    np.testing.assert_allclose(single, full.shap_values(X[:20]), rtol=0, atol=1e-12)
+
+
+def test_an_archive_without_missing_directions_reads_as_all_right() -> None:
+    """Artifacts written before default_left existed: a missing value goes right at every split."""
+    import io
+    import zipfile
+
+    X, y = _training_data(seed=7)
+    ensemble = ensemble_from_hgb(HistGradientBoostingClassifier(max_iter=5, random_state=0).fit(X, y))
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(io.BytesIO(ensemble.to_bytes())) as old, zipfile.ZipFile(buffer, "w") as new:
+        for item in old.namelist():
+            if item != "default_left.npy":
+                new.writestr(item, old.read(item))
+    again = TreeEnsemble.from_bytes(buffer.getvalue())
+    assert not again.default_left.any()
+    x = np.full((1, N_FEATURES), np.nan)
+    right = np.full((1, N_FEATURES), np.inf)
+    np.testing.assert_allclose(TreeShap(again).shap_values(x), TreeShap(again).shap_values(right), atol=0)

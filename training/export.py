@@ -74,6 +74,7 @@ def champion_onnx(model: Any, n_columns: int) -> bytes:
 def ensemble_onnx(ensemble: TreeEnsemble, doc: str) -> bytes:
     """Build a TreeEnsembleRegressor graph (BRANCH_LEQ) from the explainer artifact."""
     tree_ids, node_ids, features, modes, thresholds, true_ids, false_ids = [], [], [], [], [], [], []
+    missing_true: list[int] = []  # a missing value (NaN) takes the true (left, <=) branch
     target_tree, target_node, weights = [], [], []
     for t in range(ensemble.n_trees):
         lo, hi = int(ensemble.tree_offsets[t]), int(ensemble.tree_offsets[t + 1])
@@ -86,6 +87,7 @@ def ensemble_onnx(ensemble: TreeEnsemble, doc: str) -> bytes:
             thresholds.append(0.0 if leaf else float(ensemble.threshold[g]))
             true_ids.append(0 if leaf else int(ensemble.children_left[g]) - lo)
             false_ids.append(0 if leaf else int(ensemble.children_right[g]) - lo)
+            missing_true.append(0 if leaf else int(ensemble.default_left[g]))
             if leaf:
                 target_tree.append(t)
                 target_node.append(g - lo)
@@ -107,7 +109,7 @@ def ensemble_onnx(ensemble: TreeEnsemble, doc: str) -> bytes:
         nodes_values=thresholds,
         nodes_truenodeids=true_ids,
         nodes_falsenodeids=false_ids,
-        nodes_missing_value_tracks_true=[0] * len(tree_ids),
+        nodes_missing_value_tracks_true=missing_true,
         target_treeids=target_tree,
         target_nodeids=target_node,
         target_ids=[0] * len(target_tree),

@@ -9,6 +9,13 @@ thresholds; categorical: a code-to-bin table), so the explainer trees, the ONNX 
 scikit-learn reference all bin identically.
 
 Categories that never occur in the training data are pooled with the field's most populous bin.
+
+Missing values (fields the spec lets be missing): a categorical field's ``(missing)`` column is binned
+like any other category. A numeric field's missing values (NaN) get a bin of their own, tested first in
+the field's tree (``x <= float32 max`` holds for every number, a NaN goes right to the missing leaf);
+when the training data has too few missing values for a bin (fewer than ``min_bin_size`` of the rows,
+or all good or all bad), missing values are pooled with the field's most populous bin, by sending them
+that way at every split (the tree's ``default_left``).
 """
 
 from __future__ import annotations
@@ -23,6 +30,7 @@ from model_store.explainer import TreeEnsemble
 from model_store.spec import FeatureSpec
 
 _TREND = {1: "ascending", -1: "descending", 0: "auto"}
+_F32_MAX = float(np.finfo(np.float32).max)
 
 
 @dataclass(frozen=True)
@@ -38,12 +46,20 @@ class FieldBins:
     bin_counts: tuple[int, ...]  # training rows per bin
     bin_bads: tuple[int, ...]  # training bad rows per bin
     category_counts: tuple[int, ...]  # categorical: training rows per code
+    missing_bin: int | None = None  # numeric: the bin of a missing value (its own last bin, or a pooled one)
+    missing_own_bin: bool = False  # numeric: the missing bin is a bin of its own (the last one)
 
     def bin_of(self, X: np.ndarray) -> np.ndarray:
         """Bin index of each row of the encoded matrix (int64)."""
         if self.kind == "numeric":
             x = np.asarray(X[:, self.columns[0]], dtype=np.float64)
-            return np.searchsorted(np.asarray(self.thresholds, dtype=np.float64), x, side="left").astype(np.int64)
+            bins = np.searchsorted(np.asarray(self.thresholds, dtype=np.float64), x, side="left").astype(np.int64)
+            missing = np.isnan(x)
+            if missing.any():
+                if self.missing_bin is None:
+                    raise ValueError(f"scorecard: field '{self.field}' may not be missing")
+                bins[missing] = self.missing_bin
+            return bins
         code = np.argmax(np.asarray(X[:, list(self.columns)]), axis=1)
         bins: np.ndarray = np.asarray(self.category_bin, dtype=np.int64)[code]
         return bins
@@ -52,7 +68,13 @@ class FieldBins:
         """Human-readable description of each bin."""
         if self.kind == "numeric":
             edges = [-np.inf, *self.thresholds, np.inf]
-            return [_interval(edges[i], edges[i + 1]) for i in range(len(self.woe))]
+            regular = len(self.woe) - int(self.missing_own_bin)
+            labels = [_interval(edges[i], edges[i + 1]) for i in range(regular)]
+            if self.missing_own_bin:
+                labels.append("missing")
+            elif self.missing_bin is not None:
+                labels[self.missing_bin] += " or missing"
+            return labels
         return [
             ", ".join(c for c, b in zip(codes, self.category_bin, strict=True) if b == k) for k in range(len(self.woe))
         ]
@@ -74,7 +96,9 @@ class WoeScorecard:
             raise ValueError("the scorecard needs both good (0) and bad (1) rows")
         col_field = self.spec.column_field_index
         self.bins_ = tuple(
-            self._bin_field(f.name, f.kind, f.monotone, f.codes, tuple(np.flatnonzero(col_field == i)), X, y)
+            self._bin_field(
+                f.name, f.kind, f.monotone, f.column_codes, tuple(np.flatnonzero(col_field == i)), X, y, f.missing
+            )
             for i, f in enumerate(self.spec.fields)
         )
         self.woe_train_ = self.woe(X)
@@ -91,18 +115,33 @@ class WoeScorecard:
         columns: tuple[int, ...],
         X: np.ndarray,
         y: np.ndarray,
+        may_be_missing: bool = False,
     ) -> FieldBins:
         _quiet_cvxpy_solver_probe()
         from optbinning import OptimalBinning
 
         common: dict[str, Any] = {"max_n_bins": self.max_n_bins, "min_bin_size": self.min_bin_size, "name": name}
+        missing_bin: int | None = None
+        missing_own_bin = False
         if kind == "numeric":
             x = np.asarray(X[:, columns[0]], dtype=np.float32)
+            present = ~np.isnan(x)
+            if not may_be_missing and not present.all():
+                raise ValueError(f"scorecard: field '{name}' has missing values but may not be missing")
             ob = OptimalBinning(dtype="numerical", monotonic_trend=_TREND[monotone], **common)
-            ob.fit(x.astype(np.float64), y)
+            ob.fit(x[present].astype(np.float64), y[present])
             thresholds = tuple(_float32_below(s) for s in np.asarray(ob.splits, dtype=np.float64))
             idx = np.searchsorted(np.asarray(thresholds, dtype=np.float64), x.astype(np.float64), side="left")
             n_bins = len(thresholds) + 1
+            if may_be_missing:
+                n_missing = int((~present).sum())
+                bads_missing = int(y[~present].sum())
+                own = n_missing >= self.min_bin_size * len(y) and 0 < bads_missing < n_missing
+                regular = np.bincount(idx[present], minlength=n_bins)
+                missing_bin = n_bins if own else int(np.argmax(regular))
+                missing_own_bin = own
+                idx[~present] = missing_bin
+                n_bins += int(own)
             category_counts: tuple[int, ...] = ()
             category_bin: tuple[int, ...] = ()
         else:
@@ -136,6 +175,8 @@ class WoeScorecard:
             bin_counts=tuple(int(c) for c in bin_counts),
             bin_bads=tuple(int(b) for b in bin_bads),
             category_counts=category_counts,
+            missing_bin=missing_bin,
+            missing_own_bin=missing_own_bin,
         )
 
     # ---- prediction ----------------------------------------------------------------------
@@ -164,11 +205,19 @@ class WoeScorecard:
     # ---- explainer artifact --------------------------------------------------------------
     def to_ensemble(self) -> TreeEnsemble:
         """One tree per field; leaves hold coefficient * WOE, covers are training counts."""
-        nodes: list[list[Any]] = []  # [left, right, feature, threshold, value, cover]
+        nodes: list[list[Any]] = []  # [left, right, feature, threshold, value, cover, default_left]
         offsets = [0]
         for j, b in enumerate(self.bins_):
             coef = float(self.model_.coef_[0, j])
-            if b.kind == "numeric":
+            if b.kind == "numeric" and b.missing_own_bin:
+                # numbers (all <= float32 max) go left to their bins; a missing value goes right to its own leaf
+                me = len(nodes)
+                regular = len(b.woe) - 1
+                nodes.append([0, 0, b.columns[0], _F32_MAX, 0.0, float(sum(b.bin_counts)), False])
+                nodes[me][0] = _balanced(nodes, b, coef, 0, regular)
+                nodes[me][1] = len(nodes)
+                nodes.append([-1, -1, -1, np.nan, coef * b.woe[regular], float(b.bin_counts[regular]), False])
+            elif b.kind == "numeric":
                 _balanced(nodes, b, coef, 0, len(b.woe))
             else:
                 _chain(nodes, b, coef)
@@ -182,6 +231,7 @@ class WoeScorecard:
             threshold=np.asarray(arr[3], dtype=np.float64),
             value=np.asarray(arr[4], dtype=np.float64),
             cover=np.asarray(arr[5], dtype=np.float64),
+            default_left=np.asarray(arr[6], dtype=bool),
             base_offset=self.intercept,
             n_features=len(self.spec.columns),
         )
@@ -198,7 +248,7 @@ class WoeScorecard:
                     "woe": w,
                     "log_odds": float(coef * w),
                 }
-                for label, n, bad, w in zip(b.labels(f.codes), b.bin_counts, b.bin_bads, b.woe, strict=True)
+                for label, n, bad, w in zip(b.labels(f.column_codes), b.bin_counts, b.bin_bads, b.woe, strict=True)
             ]
             out.append({"field": f.name, "coefficient": float(coef), "bins": rows})
         return out
@@ -221,13 +271,17 @@ def _interval(lo: float, hi: float) -> str:
 
 
 def _balanced(nodes: list[list[Any]], b: FieldBins, coef: float, lo: int, hi: int) -> int:
-    """Append the subtree over bins [lo, hi) in preorder; return its root index."""
+    """Append the subtree over bins [lo, hi) in preorder; return its root index.
+
+    A missing value pooled with a regular bin is sent towards that bin at every split.
+    """
     me = len(nodes)
     if hi - lo == 1:
-        nodes.append([-1, -1, -1, np.nan, coef * b.woe[lo], float(b.bin_counts[lo])])
+        nodes.append([-1, -1, -1, np.nan, coef * b.woe[lo], float(b.bin_counts[lo]), False])
         return me
     mid = (lo + hi) // 2
-    nodes.append([0, 0, b.columns[0], b.thresholds[mid - 1], 0.0, float(sum(b.bin_counts[lo:hi]))])
+    pooled_left = not b.missing_own_bin and b.missing_bin is not None and b.missing_bin < mid
+    nodes.append([0, 0, b.columns[0], b.thresholds[mid - 1], 0.0, float(sum(b.bin_counts[lo:hi])), pooled_left])
     nodes[me][0] = _balanced(nodes, b, coef, lo, mid)
     nodes[me][1] = _balanced(nodes, b, coef, mid, hi)
     return me
@@ -240,10 +294,10 @@ def _chain(nodes: list[list[Any]], b: FieldBins, coef: float) -> None:
     remaining = float(sum(b.category_counts))
     for k in tested:
         me = len(nodes)
-        nodes.append([me + 2, me + 1, b.columns[k], 0.5, 0.0, remaining])
-        nodes.append([-1, -1, -1, np.nan, coef * b.woe[b.category_bin[k]], float(b.category_counts[k])])
+        nodes.append([me + 2, me + 1, b.columns[k], 0.5, 0.0, remaining, False])
+        nodes.append([-1, -1, -1, np.nan, coef * b.woe[b.category_bin[k]], float(b.category_counts[k]), False])
         remaining -= b.category_counts[k]
-    nodes.append([-1, -1, -1, np.nan, coef * b.woe[modal], float(b.bin_counts[modal])])
+    nodes.append([-1, -1, -1, np.nan, coef * b.woe[modal], float(b.bin_counts[modal]), False])
 
 
 def _quiet_cvxpy_solver_probe() -> None:

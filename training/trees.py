@@ -15,7 +15,7 @@ def ensemble_from_hgb(model: HistGradientBoostingClassifier) -> TreeEnsemble:
     if getattr(model, "is_categorical_", None) is not None and np.any(model.is_categorical_):
         raise ValueError("native categorical splits are not supported; one-hot encode instead")
     offsets = [0]
-    left, right, feature, threshold, value, cover = [], [], [], [], [], []
+    left, right, feature, threshold, value, cover, default_left = [], [], [], [], [], [], []
     for (predictor,) in model._predictors:
         nodes = predictor.nodes
         base = offsets[-1]
@@ -26,6 +26,8 @@ def ensemble_from_hgb(model: HistGradientBoostingClassifier) -> TreeEnsemble:
         threshold.append(np.where(is_leaf, np.nan, nodes["num_threshold"].astype(np.float64)))
         value.append(np.where(is_leaf, nodes["value"].astype(np.float64), 0.0))
         cover.append(nodes["count"].astype(np.float64))
+        # where the model learned to send a missing value (NaN) at each split
+        default_left.append(np.where(is_leaf, False, nodes["missing_go_to_left"].astype(bool)))
         offsets.append(base + len(nodes))
     return TreeEnsemble(
         tree_offsets=np.asarray(offsets, dtype=np.int64),
@@ -35,6 +37,7 @@ def ensemble_from_hgb(model: HistGradientBoostingClassifier) -> TreeEnsemble:
         threshold=np.concatenate(threshold),
         value=np.concatenate(value),
         cover=np.concatenate(cover),
+        default_left=np.concatenate(default_left),
         base_offset=float(np.ravel(model._baseline_prediction)[0]),
         n_features=int(model.n_features_in_),
     )

@@ -64,7 +64,8 @@ def field_catalog(model: ServedModel) -> dict[str, Any]:
             "name": f.name,
             "type": "string" if f.kind == "categorical" else f.dtype,
             "kind": f.kind,
-            "required": True,
+            "required": not f.missing,
+            "may_be_missing": f.missing,
             "description": f.description,
             "reason_group": f.reason_group,
         }
@@ -85,7 +86,8 @@ def field_catalog(model: ServedModel) -> dict[str, Any]:
                 "pattern": APPLICATION_ID_PATTERN,
                 "description": "Your reference for the application; never put personal data in it",
             },
-            "applicant": "an object with exactly the fields below; unknown fields are rejected",
+            "applicant": "an object with the fields below (those that may be missing may be null or left out); "
+            "unknown fields are rejected",
         },
         "fields": fields,
         "never_accepted": [
@@ -106,7 +108,7 @@ def field_catalog(model: ServedModel) -> dict[str, Any]:
         "max_reasons": policy.max_reasons,
         "reason_codes": [
             {"code": r.code, "kind": "model" if r.group else "rule", "group": r.group, "customer_text": r.customer_text}
-            for r in (*model.bundle.catalog.rule_reasons, *model.bundle.catalog.model_reasons)
+            for r in model.bundle.catalog.all_codes
         ],
     }
 

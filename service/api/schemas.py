@@ -74,13 +74,22 @@ class SpecValue(fields.Field):
                 metadata["x-unit"] = spec_field.unit
         if example is not None:
             metadata["example"] = example
-        super().__init__(required=True, metadata=metadata, error_messages={"required": MISSING}, **kwargs)
+        if spec_field.missing:  # may be null or left out: a missing value
+            metadata["type"] = [metadata["type"], "null"]
+            if "enum" in metadata:
+                metadata["enum"] = [*metadata["enum"], None]
+            metadata["description"] += " (may be null or left out when not known)"
+        super().__init__(
+            required=not spec_field.missing, metadata=metadata, error_messages={"required": MISSING}, **kwargs
+        )
 
     def deserialize(
         self, value: Any, attr: str | None = None, data: Mapping[str, Any] | None = None, **kwargs: Any
     ) -> Any:
         """The value as the spec's check accepts it (JSON semantics), or a ValidationError in its words."""
         if value is ma.missing:
+            if self.spec_field.missing:
+                return None
             raise self.make_error("required")
         try:
             return self.spec_field.check(value)

@@ -18,7 +18,8 @@ Stages, each implemented once:
    (:meth:`DecisionEngine.rank_reasons`): every fired rule, in policy order, then the reason groups
    whose attribution raises the probability of default (> 0), largest first, **ties broken by group
    name**; model reasons fill the list up to ``policy.max_reasons`` (fired rules are always listed,
-   however many).
+   however many). A group whose fields were all not provided is given with the catalog's ``missing``
+   variant of its code ("No information on … was provided"), not as if its value were low or high.
 
 Pure and deterministic: no clock, no I/O; the scorer and explainer come in through two small
 protocols, so this module imports neither onnxruntime nor Flask. Every array stage works row by row
@@ -108,7 +109,8 @@ class Decision:
 
 class RowOutcome(NamedTuple):
     """The policy's outcome for one row: indices into ``ACTIONS``, ``policy.bands``, ``policy.rules`` and
-    ``DecisionEngine.reason_codes`` (rule codes in policy order, then one code per reason group in spec order)."""
+    ``DecisionEngine.reason_codes`` (rule codes in policy order, one code per reason group in spec order, then
+    each group's missing-value variant)."""
 
     action: int
     band: int
@@ -177,8 +179,11 @@ class DecisionEngine:
         self.groups = groups
         self.band_names = tuple(b.band for b in policy.bands)
         self.rule_codes = tuple(r.code for r in policy.rules)
+        group_codes = tuple(catalog.for_group(g) for g in groups)
+        # reason indices: rules, then groups, then each group's missing variant (the group's own code if none)
+        missing_codes = tuple(code.missing or code for code in group_codes)
         self.reason_codes = tuple(catalog.for_rule(r.code).code for r in policy.rules) + tuple(
-            catalog.for_group(g).code for g in groups
+            code.code for code in (*group_codes, *missing_codes)
         )
         self.width = policy.reason_slots
         # fields -> groups as a segment sum over fields ordered by group (stable: spec order within a group)
@@ -192,12 +197,14 @@ class DecisionEngine:
             tuple(n_rules + g for g in range(len(groups))),
         )
         # what a reason shows, per reason index: the catalog entry and the fields behind it
-        self._reason_entries = tuple(catalog.for_rule(r.code) for r in policy.rules) + tuple(
-            catalog.for_group(g) for g in groups
+        self._reason_entries = tuple(catalog.for_rule(r.code) for r in policy.rules) + group_codes + missing_codes
+        group_fields = tuple(tuple(f.name for f in spec.fields if f.reason_group == g) for g in groups)
+        self._reason_fields = tuple((r.field,) for r in policy.rules) + group_fields + group_fields
+        # per group: its fields, when it has a missing-value variant to give if none of them was provided
+        self._missing_variant = tuple(
+            fields if code.missing is not None else () for fields, code in zip(group_fields, group_codes, strict=True)
         )
-        self._reason_fields = tuple((r.field,) for r in policy.rules) + tuple(
-            tuple(f.name for f in spec.fields if f.reason_group == g) for g in groups
-        )
+        self._any_missing_variant = any(self._missing_variant)
         self._fields = {f.name: f for f in spec.fields}
         self._rule_hits = tuple(
             RuleHit(r.code, r.field, r.operator, r.value, r.action, r.description) for r in policy.rules
@@ -240,9 +247,19 @@ class DecisionEngine:
         policy = self.policy
         band = policy.band_index(score)
         fired = policy.fired_rule_indices(application)
-        return RowOutcome(
-            policy.action_index(band, fired), band, tuple(fired), self.rank_reasons(group_attributions, fired)
-        )
+        reasons = self.rank_reasons(group_attributions, fired)
+        if self._any_missing_variant:
+            reasons = tuple(self._as_given(index, application) for index in reasons)
+        return RowOutcome(policy.action_index(band, fired), band, tuple(fired), reasons)
+
+    def _as_given(self, index: int, application: Mapping[str, Any]) -> int:
+        """A group's missing-value variant when none of its fields was provided, else the reason itself."""
+        group = index - len(self.rule_codes)
+        if 0 <= group < len(self.groups):
+            fields = self._missing_variant[group]
+            if fields and all(application.get(name) is None for name in fields):
+                return index + len(self.groups)
+        return index
 
     def rank_reasons(self, group_attributions: Sequence[float], fired: Sequence[int]) -> tuple[int, ...]:
         """The reason ranking, as indices into ``reason_codes``.
@@ -282,7 +299,7 @@ class DecisionEngine:
                     Reason(entry.code, "rule", None, entry.customer_text, entry.auditor_text, values, None, None, True)
                 )
             else:
-                contribution = float(group_attributions[index - n_rules])
+                contribution = float(group_attributions[(index - n_rules) % len(self.groups)])
                 reasons.append(
                     Reason(
                         entry.code,
