@@ -10,6 +10,7 @@ of recent credit inquiries, if the data has one).
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -87,10 +88,11 @@ class ReasonCatalog:
                 f"{where}.model_reasons: group(s) {without} have a field that may be missing but no `missing` "
                 "reason (code, customer_text, auditor_text) to give when it was not provided"
             )
-        prohibited = {n for m in spec.monitoring_only for n in (m.name, m.source_column, m.monitoring_field)}
+        identifiers, words = _prohibited_terms(spec)
         for r in (*model, *rules, *(m.missing for m in model if m.missing)):
             named = {r.group} | {w.strip(".,;:()'\"") for w in r.auditor_text.split()}
-            hit = prohibited & named
+            text = f"{r.customer_text} {r.auditor_text}"
+            hit = (identifiers & named) | {w for w, pattern in words.items() if pattern.search(text)}
             if hit:
                 raise ContractError(f"{where}: code {r.code} names prohibited-basis attribute(s) {sorted(hit)}")
         rule_codes = {r.code for r in rules}
@@ -144,3 +146,13 @@ def _parse(raw: Any, where: str, with_group: bool) -> ReasonCode:
         auditor_text=require(raw, "auditor_text", str, where),
         missing=missing,
     )
+
+
+def _prohibited_terms(spec: FeatureSpec) -> tuple[set[str], dict[str, re.Pattern[str]]]:
+    """What a reason text may not name: each monitoring-only attribute's identifiers, and as words (any case)
+    the identifiers spelled out and the terms of its basis ("sex and marital status (ECOA)": sex, marital status)."""
+    identifiers = {n for m in spec.monitoring_only for n in (m.name, m.source_column, m.monitoring_field)}
+    words = {n.replace("_", " ").strip() for n in identifiers}
+    for m in spec.monitoring_only:
+        words |= {t.strip() for t in re.split(r",|/| and | or ", m.basis.split("(")[0])}
+    return identifiers, {w: re.compile(rf"\b{re.escape(w)}\b", re.IGNORECASE) for w in words if len(w) >= 3}

@@ -40,7 +40,7 @@ from dataclasses import dataclass
 
 @dataclass(frozen=True)
 class FieldError:
-    """One invalid field or parameter: its dotted path (``applicant.age_years``) and what is wrong."""
+    """One invalid field or parameter: its dotted path (``applicant.<field>``) and what is wrong."""
 
     field: str
     message: str

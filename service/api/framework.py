@@ -53,7 +53,7 @@ _PROBLEM_TEXT = {
 class FieldErrorSchema(ma.Schema):
     """One invalid field or parameter."""
 
-    field = ma.fields.String(required=True, metadata={"description": "Dotted path, e.g. applicant.age_years"})
+    field = ma.fields.String(required=True, metadata={"description": "Dotted path, e.g. applicant.<field> or limit"})
     message = ma.fields.String(required=True)
 
 
