@@ -30,10 +30,19 @@ DEFAULT_CONFIG = _REPO / "config" / "german_credit" / "training.yaml"
     help="Make the gbt version the champion [default: only if the store has no champion yet].",
 )
 @click.option("--quiet", is_flag=True, help="No progress bar.")
+@click.option(
+    "--strict",
+    is_flag=True,
+    help="Refuse to train when a field alone nearly separates bad from good (target leakage) instead of warning.",
+)
 def train_command(
-    config_path: Path, model_store: Path | None, version: str | None, promote: bool | None, quiet: bool
+    config_path: Path, model_store: Path | None, version: str | None, promote: bool | None, quiet: bool, strict: bool
 ) -> None:
-    """Train the champion (gbt) and baseline (scorecard), prove their explanations, write two versions."""
+    """Train the champion (gbt) and baseline (scorecard), prove their explanations, write two versions.
+
+    Invalid data rows stop training unless the config's `dataset.on_invalid` is `drop`; warnings (dropped rows,
+    possible target leakage) go to stderr.
+    """
     from model_store.errors import ContractError
     from model_store.store import ModelStore
 
@@ -52,6 +61,7 @@ def train_command(
             version=version,
             progress=not quiet,
             promote_if_no_champion=promote is not False,
+            strict=strict,
         )
         promoted = result.promoted
         if promote and not promoted:
@@ -62,6 +72,8 @@ def train_command(
     except ContractError as exc:
         click.echo(f"error: {exc}", err=True)
         sys.exit(2)
+    for warning in result.warnings:
+        click.echo(f"warning: {warning}", err=True)
     for v in result.versions:
         h = v.holdout
         p = v.parity

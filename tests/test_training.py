@@ -103,6 +103,12 @@ def test_training_writes_two_verified_versions_and_promotes_the_gbt(trained_mode
         for heading in ("## Intended use", "## Data", "## Limitations", "## Explanation and export parity evidence"):
             assert heading in card
         assert "CC BY 4.0" in card and "Grömping" in card and "foreign_worker" in card
+        # the data set's description and its cost matrix come from the training config's dataset section
+        assert manifest["dataset"]["name"] == "Statlog (German Credit Data)" and manifest["dataset"]["notes"]
+        assert manifest["data"]["checks"]["dropped_rows"] == 0 and manifest["data"]["checks"]["leakage"]["fields"] == []
+        cost = manifest["metrics"]["decisions"]["cost"]
+        assert (cost["false_approve"], cost["false_decline"]) == (5.0, 1.0)
+        assert "an approved bad applicant costs 5, a good applicant who is not approved costs 1" in card
         bundle = store.load_bundle(v.name, v.version)
         assert bundle.explainer.expected_value == pytest.approx(manifest["explainer"]["expected_value"], abs=1e-12)
 

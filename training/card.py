@@ -1,7 +1,9 @@
 """The model card: a Markdown document with PNG plots, written for a model-risk (SR 11-7) reviewer.
 
 Everything in the card is read from the version's manifest and hold-out outputs, so the card can
-never disagree with the evidence recorded beside it.
+never disagree with the evidence recorded beside it. What the data are (name, source, licence,
+description, data-quality notes, cost matrix) comes from the training config's ``dataset`` section,
+recorded in the manifest; the card names no data set of its own.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ FAMILY_TITLE = {
     "gbt": "Gradient-boosted trees with monotone constraints (champion family)",
     "scorecard": "WOE-binned logistic-regression scorecard (baseline / challenger family)",
 }
+_DATASET_ITEMS = (("name", "data set"), ("source", "source"), ("licence", "licence"), ("description", "description"))
 PLOTS = {
     "roc": "plots/roc.png",
     "ks": "plots/ks.png",
@@ -74,22 +77,20 @@ def _markdown(m: Mapping[str, Any], hashes: Mapping[str, str]) -> str:
     )
     add(
         "**Out of scope:** fully automated declines without the policy's refer band and human review; populations, "
-        "products or currencies other than the training data's (1970s German instalment loans in DM); any use of the "
-        "probability as a calibrated estimate outside the score range seen in validation; marketing or pricing.\n"
+        "products or currencies other than those the training data describe (see Data); any use of the probability "
+        "as a calibrated estimate outside the score range seen in validation; marketing or pricing.\n"
     )
 
     add("## Data\n")
-    add(
-        "Statlog (German Credit Data), contributed by Prof. Dr. Hans Hofmann, Universität Hamburg; UCI Machine Learning "
-        "Repository, https://doi.org/10.24432/C5NC77, licensed CC BY 4.0. Column and category names are the data set's "
-        "documented labels; the target is `creditability` with `bad` as the default outcome.\n"
-    )
+    add(_dataset_text(m))
+    target = data["target"]
     add(
         _table(
             ["item", "value"],
             [
                 ["file", f"`{data['path']}`"],
                 ["sha256", f"`{data['sha256']}`"],
+                ["target", f"`{target['source_column']}`, bad (default) outcome `{target['bad_value']}`"],
                 ["rows / bad rate", f"{data['rows']} / {data['bad_rate']:.1%}"],
                 [
                     "training / hold-out rows",
@@ -99,6 +100,7 @@ def _markdown(m: Mapping[str, Any], hashes: Mapping[str, str]) -> str:
             ],
         )
     )
+    add(_checks_text(data["checks"]))
 
     add("## Inputs and prohibited-basis attributes\n")
     excluded = ", ".join(f"`{n}`" for n in m["monitoring_only_excluded"]) or "none"
@@ -180,11 +182,7 @@ def _markdown(m: Mapping[str, Any], hashes: Mapping[str, str]) -> str:
             ],
         )
     )
-    add(
-        f"**Expected cost:** {decisions['expected_cost_per_application']:.3f} per application "
-        f"(approving everyone would cost {decisions['approve_all_cost_per_application']:.3f}). Convention: "
-        f"{decisions['cost_convention']}\n"
-    )
+    add(_cost_text(decisions["cost"]))
     add(
         "**Proposed band cut-offs (advisory).** Equal-population bands from the hold-out score quantiles, with the bad "
         "rate observed in each. The served policy is unchanged; policy owners decide whether to adopt new cut-offs.\n"
@@ -270,8 +268,7 @@ def _monotone_text(m: Mapping[str, Any]) -> str:
         items = ", ".join(f"`{c}` ({'+' if d > 0 else '−'})" for c, d in monotone)
         return (
             f"**Monotone constraints** (enforced by the booster, from the spec): {items or 'none'}. `+` means a higher "
-            "value never lowers the probability of default, `−` that it never raises it (for age: an older applicant "
-            "is never scored worse, all else equal).\n"
+            "value never lowers the probability of default, `−` that it never raises it, all else equal.\n"
         )
     extra = m["scorecard"]
     text = (
@@ -332,8 +329,8 @@ def _comparison_text(m: Mapping[str, Any]) -> str:
             f"\n**The champion's hold-out AUC is lower than the scorecard's by {-diff:.4f}.** With "
             f"{m['data']['holdout_rows']} hold-out rows the AUC's sampling error is a few hundredths (the CV standard "
             f"deviation of this model's AUC is {cv['sd']:.4f}), so the gap is within noise rather than evidence that "
-            "the scorecard ranks better. On 1,000 rows a coarse WOE binning is a strong, low-variance inductive bias, "
-            "while the boosted trees are held back by monotone constraints, shallow trees and no tuning on the "
+            f"the scorecard ranks better. On {m['data']['rows']:,} rows a coarse WOE binning is a strong, low-variance "
+            "inductive bias, while the boosted trees are held back by monotone constraints, shallow trees and no tuning on the "
             "hold-out. The champion is kept for its monotone guarantees and nonlinear interactions; "
             "the scorecard stays as the benchmark challenger.\n"
         )
@@ -341,28 +338,119 @@ def _comparison_text(m: Mapping[str, Any]) -> str:
 
 
 def _limitations(m: Mapping[str, Any]) -> list[str]:
-    return [
-        "Small sample: 1,000 applications (a few hundred bads); hold-out metrics have wide confidence intervals and "
-        "cut-offs derived from them are advisory only.",
-        "Data quality: Grömping (2019, *South German Credit Data: Correcting a Widely Used Data Set*) shows that the "
-        "widely circulated coding of this data set contains errors: the category labels of several attributes do not "
-        "match the original data. Labels, and reason texts that rely on them, may therefore not mean what they say; "
-        "the data serve as a demonstration, not as a basis for real lending decisions.",
-        f"Representativeness: 1970s data, a sample deliberately enriched with bad loans ({m['data']['bad_rate']:.0%} bad "
-        "rate, far above a real portfolio's), "
-        "so probabilities are not calibrated to any current population; recalibrate before use.",
-        "Age is a model input (Regulation B permits an empirically derived, demonstrably sound system to use age if "
-        "older applicants are not assigned a negative value); the monotone constraint guarantees this for the "
+    data = m["data"]
+    bads = round(data["rows"] * data["bad_rate"])
+    notes = (m.get("dataset") or {}).get("notes") or []
+    lines = [
+        f"Sample size: {data['rows']:,} applications with {bads:,} bad outcomes ({data['train_rows']:,} for "
+        f"training, {data['holdout_rows']:,} held out); hold-out metrics carry sampling error (compare the CV "
+        "standard deviations) and cut-offs derived from them are advisory only.",
+        "Data quality: "
+        + (
+            f"the training config records {len(notes)} known issue(s) with the data, listed under Data; labels, and "
+            "reason texts that rely on them, are only as good as the data's coding."
+            if notes
+            else "the training config records no known data-quality issues; that is not evidence that there are none."
+        ),
+        f"Representativeness: the training bad rate is {data['bad_rate']:.1%}; probabilities are calibrated to the "
+        "training sample, not to any current population, so recalibrate before use where the portfolio's bad rate "
+        "or mix differs.",
+        "A model input that is a protected characteristic under some law (age, under Regulation B, where an "
+        "empirically derived, demonstrably sound system does not assign older applicants a negative value) needs a "
+        "documented justification; a monotone constraint from the spec can guarantee its direction for the "
         "champion. Fair-lending review of disparate impact must use the monitoring-only attributes.",
         "Reason codes explain the model, not causation; SHAP attributions with tree_path_dependent weighting depend "
         "on the training distribution recorded in the node covers.",
     ]
+    if data["checks"]["dropped_rows"]:
+        lines.insert(
+            2,
+            f"Dropped rows: {data['checks']['dropped_rows']:,} data rows the API would refuse were left out of "
+            "training (see Data); if they differ systematically from the rest, the model has not seen that part "
+            "of the population.",
+        )
+    if data["checks"]["leakage"]["fields"]:
+        lines.insert(
+            0,
+            "**Possible target leakage** (see Data): the metrics above may be far better than the "
+            "model will do on new applications.",
+        )
+    return lines
+
+
+def _dataset_text(m: Mapping[str, Any]) -> str:
+    """The training config's description of the data, or a plain statement that it gives none."""
+    dataset = m.get("dataset") or {}
+    rows = [[label, _cell(dataset[key])] for key, label in _DATASET_ITEMS if dataset.get(key)]
+    notes = dataset.get("notes") or []
+    if not rows and not notes:
+        return (
+            "**The training config gives no description of the data** (no `dataset` section with a name, source, "
+            "licence or description): this card cannot say what population, period or products the model was "
+            "trained on.\n"
+        )
+    text = _table(["item", "value"], rows) if rows else "The training config names no data set.\n"
+    if notes:
+        text += "\n**Data-quality notes** (from the training config):\n\n" + "".join(f"- {_cell(n)}\n" for n in notes)
+    return text
+
+
+def _checks_text(checks: Mapping[str, Any]) -> str:
+    """Training-data checks: invalid rows (refused or dropped, per reason) and leakage warnings."""
+    leakage = checks["leakage"]
+    text = (
+        f"**Data checks.** Every data row was translated with the feature spec and every value checked with the "
+        f"same field checks the API applies; invalid rows: `{checks['on_invalid']}`. "
+    )
+    if checks["dropped_rows"]:
+        first = ", ".join(str(r) for r in checks["first_dropped_rows"])
+        text += (
+            f"**{checks['dropped_rows']:,} of {checks['rows_read']:,} data rows were dropped** (first data rows "
+            f"{first}; the header not counted):\n\n"
+            + _table(["reason", "rows"], [[_cell(k), f"{n:,}"] for k, n in checks["dropped_by_reason"].items()])
+        )
+    else:
+        text += f"All {checks['rows_read']:,} data rows were valid.\n"
+    if leakage["fields"]:
+        text += (
+            f"\n**Warning: possible target leakage.** These fields alone separate bad from good with a univariate "
+            f"AUC of at least {leakage['auc_threshold']:g}; check that each is known when an application is "
+            "decided, not recorded after the outcome:\n\n"
+            + _table(
+                ["field", "source column", "univariate AUC"],
+                [[f"`{x['field']}`", f"`{x['source_column']}`", f"{x['auc']:.3f}"] for x in leakage["fields"]],
+            )
+        )
+    else:
+        text += (
+            f"\nNo field alone reaches a univariate AUC of {leakage['auc_threshold']:g}: no single field gives the "
+            "outcome away.\n"
+        )
+    return text
+
+
+def _cost_text(cost: Mapping[str, Any] | None) -> str:
+    if cost is None:
+        return (
+            "**Expected cost:** left out: the training config gives no cost matrix (`dataset.cost_matrix` with "
+            "`false_approve` and `false_decline`).\n"
+        )
+    return (
+        f"**Expected cost:** {cost['expected_cost_per_application']:.3f} per application "
+        f"(approving everyone would cost {cost['approve_all_cost_per_application']:.3f}). Cost matrix from the "
+        f"training config: {cost['convention']}\n"
+    )
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join("---" for _ in header) + "|"]
     lines += ["| " + " | ".join(r) + " |" for r in rows]
     return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    """Config text on one Markdown line: whitespace runs (line breaks too) as one space, pipes escaped."""
+    return " ".join(str(text).split()).replace("|", "\\|")
 
 
 def _rate(value: float | None) -> str:

@@ -1,13 +1,39 @@
-"""Training configuration as versioned data: which data, which contract files, which model parameters."""
+"""Training configuration as versioned data: which data, which contract files, which model parameters.
+
+Keys of the training YAML (paths are relative to the file):
+
+* ``name``: model name stem, lower-case letters, digits and ``-``; versions are ``<name>-gbt`` and
+  ``<name>-scorecard``.
+* ``data.csv``: the training CSV (a header row, then one row per application).
+* ``feature_spec``, ``policy``, ``reason_codes``: the contract files the models are trained and validated with.
+* ``random_state``, ``holdout_fraction`` (0.05 to 0.5), ``cv_folds`` (2 to 20).
+* ``champion`` / ``baseline``: ``family`` (``gbt`` / ``scorecard``) and ``params`` (see CHAMPION_PARAMS,
+  BASELINE_PARAMS).
+* ``dataset`` (optional): what the data are, printed in the model card, and how training treats bad rows:
+
+  * ``name``: the data set's name;
+  * ``source``: where it comes from (free text or a URL; a citation);
+  * ``licence``: the terms it may be used under;
+  * ``description``: population, period, products and currency it describes;
+  * ``notes``: a list of known data-quality notes;
+  * ``cost_matrix``: ``{false_approve: <cost of approving a bad>, false_decline: <cost of not approving a
+    good>}``, two non-negative numbers, not both 0; the model card's expected cost uses it (no matrix: no
+    expected cost);
+  * ``on_invalid``: ``refuse`` (default: a row the API would refuse stops the training run) or ``drop``
+    (such rows are left out, counted per reason in the manifest and the model card).
+
+Every key is validated on load; an error names the file and the key.
+"""
 
 from __future__ import annotations
 
 import copy
+import math
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from model_store._yaml import load_mapping, require
 from model_store.catalog import ReasonCatalog
@@ -34,6 +60,11 @@ BASELINE_PARAMS: dict[str, type | tuple[type, ...]] = {
 FAMILIES = {"gbt": CHAMPION_PARAMS, "scorecard": BASELINE_PARAMS}
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,49}$")  # model names are "<name>-gbt" / "<name>-scorecard"
 _TOP_LEVEL_OVERRIDES = ("name", "random_state", "holdout_fraction", "cv_folds", "champion", "baseline")
+_DATASET_TEXT_KEYS = ("name", "source", "licence", "description")
+_DATASET_KEYS = (*_DATASET_TEXT_KEYS, "notes", "cost_matrix", "on_invalid")
+_COST_KEYS = ("false_approve", "false_decline")
+OnInvalid = Literal["refuse", "drop"]
+ON_INVALID: tuple[OnInvalid, ...] = ("refuse", "drop")
 
 
 @dataclass(frozen=True)
@@ -42,6 +73,58 @@ class ModelConfig:
 
     family: str
     params: Mapping[str, Any]
+
+
+@dataclass(frozen=True)
+class CostMatrix:
+    """Cost of each wrong decision: approving a bad applicant, not approving a good one."""
+
+    false_approve: float
+    false_decline: float
+
+    @property
+    def convention(self) -> str:
+        """How the cost is counted, in words for the model card."""
+        return (
+            f"an approved bad applicant costs {self.false_approve:g}, a good applicant who is not approved costs "
+            f"{self.false_decline:g}; refer is counted as not approved (a referred good costs "
+            f"{self.false_decline:g}, a referred bad costs 0)."
+        )
+
+    def evaluate(self, confusion: Mapping[str, int]) -> dict[str, Any]:
+        """Total and per-application cost of a confusion table (approved / not approved by good / bad)."""
+        n = sum(confusion.values())
+        bads = confusion["approved_bad"] + confusion["not_approved_bad"]
+        total = self.false_approve * confusion["approved_bad"] + self.false_decline * confusion["not_approved_good"]
+        return {
+            "false_approve": self.false_approve,
+            "false_decline": self.false_decline,
+            "total_cost": total,
+            "expected_cost_per_application": total / n if n else 0.0,
+            "approve_all_cost_per_application": self.false_approve * bads / n if n else 0.0,
+            "convention": self.convention,
+        }
+
+
+@dataclass(frozen=True)
+class DatasetDescription:
+    """The config's ``dataset`` section: what the training data are (for the model card)."""
+
+    name: str | None = None
+    source: str | None = None
+    licence: str | None = None
+    description: str | None = None
+    notes: tuple[str, ...] = ()
+    cost_matrix: CostMatrix | None = None
+
+    def to_manifest(self) -> dict[str, Any]:
+        """The section as recorded in the manifest (absent keys as null)."""
+        cost = self.cost_matrix
+        return {
+            **{key: getattr(self, key) for key in _DATASET_TEXT_KEYS},
+            "notes": list(self.notes),
+            "cost_matrix": None if cost is None else {key: getattr(cost, key) for key in _COST_KEYS},
+        }
 
 
 @dataclass(frozen=True)
@@ -59,6 +142,8 @@ class TrainingConfig:
     cv_folds: int
     champion: ModelConfig
     baseline: ModelConfig
+    dataset: DatasetDescription = DatasetDescription()
+    on_invalid: OnInvalid = "refuse"
 
     @classmethod
     def load(cls, path: str | Path, overrides: Mapping[str, Any] | None = None) -> TrainingConfig:
@@ -89,6 +174,7 @@ class TrainingConfig:
         name = require(data, "name", str, where)
         if not _NAME.match(name):
             raise ContractError(f"{where}.name: '{name}' must be lower-case letters, digits and '-' (at most 50)")
+        dataset, on_invalid = _dataset(data, where)
         return cls(
             path=path,
             name=name,
@@ -98,6 +184,8 @@ class TrainingConfig:
             cv_folds=folds,
             champion=_model(data, "champion", "gbt", where),
             baseline=_model(data, "baseline", "scorecard", where),
+            dataset=dataset,
+            on_invalid=on_invalid,
             **files,
         )
 
@@ -133,6 +221,56 @@ def _model(data: Mapping[str, Any], key: str, family: str, where: str) -> ModelC
         if isinstance(v, bool) or not isinstance(v, allowed[k]):
             raise ContractError(f"{w}.params.{k}: expected {allowed[k]}, got {type(v).__name__}")
     return ModelConfig(family=family, params=dict(params))
+
+
+def _dataset(data: Mapping[str, Any], where: str) -> tuple[DatasetDescription, OnInvalid]:
+    """The optional ``dataset`` section (see the module docstring) and its ``on_invalid`` choice."""
+    if data.get("dataset") is None:
+        return DatasetDescription(), "refuse"
+    raw = require(dict(data), "dataset", dict, where)
+    w = f"{where}.dataset"
+    unknown = sorted(set(raw) - set(_DATASET_KEYS))
+    if unknown:
+        raise ContractError(f"{w}: unknown key(s) {unknown}; allowed: {list(_DATASET_KEYS)}")
+    text = {key: _text(raw, key, w) for key in _DATASET_TEXT_KEYS if raw.get(key) is not None}
+    notes: list[str] = []
+    if raw.get("notes") is not None:
+        notes = require(raw, "notes", list, w)
+        for i, note in enumerate(notes):
+            if not isinstance(note, str) or not note.strip():
+                raise ContractError(f"{w}.notes[{i}]: expected a non-empty string, got {note!r}")
+    on_invalid = raw.get("on_invalid", "refuse")
+    if on_invalid not in ON_INVALID:
+        raise ContractError(f"{w}.on_invalid: must be one of {list(ON_INVALID)}, got {on_invalid!r}")
+    cost = _cost_matrix(raw, w) if raw.get("cost_matrix") is not None else None
+    return DatasetDescription(**text, notes=tuple(n.strip() for n in notes), cost_matrix=cost), on_invalid
+
+
+def _text(raw: dict[str, Any], key: str, where: str) -> str:
+    value = require(raw, key, str, where)
+    if not value.strip():
+        raise ContractError(f"{where}.{key}: must not be empty (leave the key out instead)")
+    return str(value).strip()
+
+
+def _cost_matrix(raw: dict[str, Any], where: str) -> CostMatrix:
+    matrix = require(raw, "cost_matrix", dict, where)
+    w = f"{where}.cost_matrix"
+    keys = set(matrix)
+    if keys != set(_COST_KEYS):
+        raise ContractError(
+            f"{w}: expected exactly the keys {list(_COST_KEYS)}, got {sorted(map(str, keys))} "
+            "(false_approve: cost of approving a bad applicant; false_decline: cost of not approving a good one)"
+        )
+    costs = {}
+    for key in _COST_KEYS:
+        value = require(matrix, key, (int, float), w)
+        if not math.isfinite(value) or value < 0:
+            raise ContractError(f"{w}.{key}: must be a finite number >= 0, got {value!r}")
+        costs[key] = float(value)
+    if not any(costs.values()):
+        raise ContractError(f"{w}: at least one cost must be above 0")
+    return CostMatrix(**costs)
 
 
 def _merge(data: dict[str, Any], overrides: Mapping[str, Any], where: str) -> dict[str, Any]:

@@ -7,9 +7,7 @@ hold-out row (see ``training.export.prove_exact``).
 
 from __future__ import annotations
 
-import csv
 import hashlib
-import io
 import json
 import platform
 import sys
@@ -24,12 +22,12 @@ from typing import Any
 import numpy as np
 
 from model_store import store as files
-from model_store.errors import ContractError
 from model_store.explainer import TreeEnsemble
 from model_store.policy import Policy
 from model_store.spec import FeatureSpec
 from model_store.store import ModelStore, VersionExistsError
 from training import metrics
+from training.checks import DataChecks, DataError, check_training_data
 from training.config import TrainingConfig
 from training.export import (
     INPUT_NAME,
@@ -58,6 +56,7 @@ class Dataset:
     applications: tuple[dict[str, Any], ...]
     X: np.ndarray  # float32 [n, n_columns]
     y: np.ndarray  # int64, 1 = bad
+    checks: DataChecks  # what the training-data checks found (dropped rows, leakage warnings)
 
     @property
     def bad_rate(self) -> float:
@@ -85,6 +84,7 @@ class TrainResult:
     baseline: TrainedVersion
     promoted: bool
     seconds: float
+    warnings: tuple[str, ...] = ()  # the training-data checks' warnings (dropped rows, leakage)
 
     @property
     def versions(self) -> tuple[TrainedVersion, TrainedVersion]:
@@ -105,23 +105,24 @@ class _Family:
 
 
 def load_dataset(config: TrainingConfig, spec: FeatureSpec) -> Dataset:
-    """Read the CSV, translate each row to an API application (labels -> codes) and encode it."""
+    """Read and check the CSV (see ``training.checks``), translate each row to an API application and encode it."""
     raw = config.data_csv.read_bytes()
-    rows = list(csv.DictReader(io.StringIO(raw.decode("utf-8"))))
-    if not rows:
-        raise ContractError(f"{config.data_csv}: no data rows")
-    if spec.target_column not in rows[0]:
-        raise ContractError(f"{config.data_csv}: target column '{spec.target_column}' is missing")
-    applications = []
-    for i, row in enumerate(rows):
-        try:
-            applications.append(spec.from_source_row(row))
-        except ContractError as exc:
-            raise ContractError(f"{config.data_csv}: data row {i + 1}: {exc}") from exc
-    y = np.asarray([str(r[spec.target_column]) == spec.bad_value for r in rows], dtype=np.int64)
-    if y.sum() < 10 or (1 - y).sum() < 10:
-        raise ContractError(f"{config.data_csv}: need at least 10 good and 10 bad rows")
-    return Dataset(config.data_csv, hashlib.sha256(raw).hexdigest(), tuple(applications), spec.encode(applications), y)
+    checked = check_training_data(
+        config.data_csv,
+        raw,
+        spec,
+        on_invalid=config.on_invalid,
+        holdout_fraction=config.holdout_fraction,
+        cv_folds=config.cv_folds,
+    )
+    return Dataset(
+        config.data_csv,
+        hashlib.sha256(raw).hexdigest(),
+        checked.applications,
+        spec.encode(checked.applications),
+        checked.y,
+        checked.checks,
+    )
 
 
 def fit_gbt(spec: FeatureSpec, params: Mapping[str, Any], random_state: int, X: np.ndarray, y: np.ndarray) -> Any:
@@ -154,8 +155,12 @@ def train(
     version: str | None = None,
     progress: bool = True,
     promote_if_no_champion: bool = True,
+    strict: bool = False,
 ) -> TrainResult:
-    """Train, validate, prove and write ``<name>-gbt`` and ``<name>-scorecard``; promote gbt if no champion."""
+    """Train, validate, prove and write ``<name>-gbt`` and ``<name>-scorecard``; promote gbt if no champion.
+
+    ``strict`` refuses (DataError) data that a check warns of target leakage, before anything is fitted.
+    """
     import shap
     from sklearn.model_selection import StratifiedKFold, train_test_split
     from tqdm import tqdm
@@ -189,6 +194,10 @@ def train(
 
         step("data")
         data = load_dataset(config, spec)
+        if strict and data.checks.leaks:
+            raise DataError(
+                f"{config.data_csv}: refused (strict): " + "; ".join(leak.describe() for leak in data.checks.leaks)
+            )
         indices = np.arange(len(data.y))
         train_idx, hold_idx = train_test_split(
             indices, test_size=config.holdout_fraction, stratify=data.y, random_state=config.random_state
@@ -300,9 +309,12 @@ def train(
                 "family": family,
                 "created_at": created_at,
                 "config": {"file": config.path.name, "sha256": hashlib.sha256(config.path.read_bytes()).hexdigest()},
+                "dataset": config.dataset.to_manifest(),
                 "data": {
                     "path": data.path.name,
                     "sha256": data.sha256,
+                    "target": {"source_column": spec.target_column, "bad_value": spec.bad_value},
+                    "checks": data.checks.to_manifest(),
                     "rows": len(data.y),
                     "bad_rate": data.bad_rate,
                     "train_rows": len(train_idx),
@@ -335,7 +347,7 @@ def train(
                     "cv": metrics.summarize_folds(fam.cv_folds),
                     "cv_folds": fam.cv_folds,
                     "calibration": ev["calibration"],
-                    "decisions": ev["decisions"],
+                    "decisions": _priced(ev["decisions"], config),
                     "comparison": {
                         f: {
                             "holdout_auc": evidence[f]["holdout"]["auc"],
@@ -386,7 +398,26 @@ def train(
         bar.update()
     finally:
         bar.close()
-    return TrainResult(written["gbt"], written["scorecard"], promoted, time.perf_counter() - started)
+    return TrainResult(
+        written["gbt"], written["scorecard"], promoted, time.perf_counter() - started, data.checks.warnings
+    )
+
+
+# metrics.decision_analysis prices decisions with a fixed matrix of its own; the config's matrix replaces it here
+_METRICS_COST_KEYS = (
+    "expected_cost_per_application",
+    "total_cost",
+    "approve_all_cost_per_application",
+    "cost_convention",
+)
+
+
+def _priced(analysis: Mapping[str, Any], config: TrainingConfig) -> dict[str, Any]:
+    """The decision analysis with its cost from the config's cost matrix (``cost`` is None without one)."""
+    out = {k: v for k, v in analysis.items() if k not in _METRICS_COST_KEYS}
+    matrix = config.dataset.cost_matrix
+    out["cost"] = None if matrix is None else matrix.evaluate(analysis["confusion"])
+    return out
 
 
 def _evidence(
