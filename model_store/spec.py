@@ -247,6 +247,7 @@ class FeatureSpec:
     fields: tuple[Field, ...]
     monitoring_only: tuple[MonitoringAttribute, ...]
     fairness_bands: tuple[FairnessBands, ...] = ()
+    good_value: str | None = None  # the target's good label; None: the one other value the data has
 
     # ---- loading -------------------------------------------------------------------------
     @classmethod
@@ -274,6 +275,7 @@ class FeatureSpec:
             version=version,
             target_column=require(target, "source_column", str, f"{where}.target"),
             bad_value=str(require(target, "bad_value", (str, int), f"{where}.target")),
+            good_value=None if target.get("good_value") is None else str(target["good_value"]),
             fields=fields,
             monitoring_only=monitoring,
             fairness_bands=bands,

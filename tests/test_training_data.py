@@ -288,6 +288,32 @@ def test_too_few_bads_is_a_clear_error(tmp_path: Path) -> None:
     assert "each of the 2 cross-validation folds need at least 5 bad rows" in message
 
 
+def test_a_third_outcome_label_is_refused_not_counted_as_good(tmp_path: Path) -> None:
+    rows = lender_rows()
+    rows[12]["defaulted"] = "Yes"  # a typo would otherwise silently train as a good outcome
+    config = write_lender(tmp_path, rows)
+    with pytest.raises(ContractError) as refused:
+        load(config)
+    message = str(refused.value)
+    assert (
+        "target column 'defaulted' has 3 different values: 'no' (111 rows), 'yes' (48 rows), 'Yes' (1 row)" in message
+    )
+    assert "target.good_value" in message
+    # naming the good value makes any other label an invalid row (refused, or dropped when the config says so)
+    spec = (tmp_path / "feature_spec.yaml").read_text(encoding="utf-8")
+    spec = spec.replace("bad_value: yes}", "bad_value: yes, good_value: no}")
+    (tmp_path / "feature_spec.yaml").write_text(spec, encoding="utf-8")
+    with pytest.raises(ContractError, match=r"data row 13: target column 'defaulted': value 'Yes' is neither bad"):
+        load(config)
+    # a bad value the data never uses is named with the values it does use
+    spec = spec.replace("bad_value: yes, good_value: no}", "bad_value: defaulted}")
+    (tmp_path / "feature_spec.yaml").write_text(spec, encoding="utf-8")
+    rows[12]["defaulted"] = "yes"
+    write_csv(tmp_path / "loans.csv", rows)
+    with pytest.raises(ContractError, match=r"no row has the bad value 'defaulted' .* the column holds 'no', 'yes'"):
+        load(config)
+
+
 @pytest.mark.parametrize(("holdout_fraction", "cv_folds"), [(0.3, 2), (0.3, 5), (0.2, 10), (0.5, 3), (0.05, 2)])
 def test_the_rows_needed_fill_the_hold_out_and_every_fold(holdout_fraction: float, cv_folds: int) -> None:
     from sklearn.model_selection import StratifiedKFold, train_test_split

@@ -168,6 +168,7 @@ def check_training_data(
     applications: list[dict[str, Any]] = []
     y: list[int] = []
     invalid: list[InvalidRow] = []
+    labels: Counter[str] = Counter()
     rows_read = len(rows)
     for number, cells in rows:
         if len(cells) != width:
@@ -191,15 +192,27 @@ def check_training_data(
                     f"target column '{spec.target_column}': value {outcome!r} is blank, so the outcome is unknown",
                 )
             )
+        elif spec.good_value is not None and outcome.strip() not in (spec.bad_value, spec.good_value):
+            problems.append(
+                RowProblem(
+                    spec.target_column,
+                    outcome,
+                    "the target (outcome) is neither the bad nor the good value",
+                    f"target column '{spec.target_column}': value {outcome!r} is neither bad "
+                    f"({spec.bad_value!r}) nor good ({spec.good_value!r})",
+                )
+            )
         if problems:
             invalid.append(InvalidRow(number, tuple(problems)))
             continue
         applications.append(application)
+        labels[outcome.strip()] += 1
         y.append(int(outcome.strip() == spec.bad_value))
     if not rows_read:
         raise DataError(f"{path}: no data rows")
     if invalid and on_invalid != "drop":
         raise DataError(_refusal(path, invalid, rows_read))
+    _check_target_labels(path, spec, labels)
     outcomes = np.asarray(y, dtype=np.int64)
     check_class_counts(path, spec, outcomes, holdout_fraction=holdout_fraction, cv_folds=cv_folds)
     by_reason = Counter(key for row in invalid for key in dict.fromkeys(p.key for p in row.problems))
@@ -212,6 +225,31 @@ def check_training_data(
         leaks=find_leaks(spec, applications, outcomes),
     )
     return CheckedData(tuple(applications), outcomes, checks)
+
+
+def _check_target_labels(path: Path, spec: FeatureSpec, labels: Counter[str]) -> None:
+    """The outcome takes two labels, the bad one and one good one (a third is most likely a typo, and would
+    silently count as good); the spec's ``target.good_value`` names the good one and makes others invalid rows."""
+    others = sorted(label for label in labels if label != spec.bad_value)
+    if labels and spec.bad_value not in labels:
+        shown = ", ".join(repr(label) for label in others[:10])
+        raise DataError(
+            f"{path}: target column '{spec.target_column}': no row has the bad value {spec.bad_value!r} "
+            f"(target.bad_value in the feature spec); the column holds {shown}"
+        )
+    if spec.good_value is None and len(others) > 1:
+        shown = ", ".join(
+            f"{label!r} ({_rows(labels[label])})" for label in sorted(labels, key=lambda v: -labels[v])[:10]
+        )
+        raise DataError(
+            f"{path}: target column '{spec.target_column}' has {len(labels)} different values: {shown}; expected "
+            f"the bad value {spec.bad_value!r} and one good value. Fix the rows, or name the good value "
+            "(target.good_value in the feature spec) so that other values are invalid rows"
+        )
+
+
+def _rows(n: int) -> str:
+    return f"{n} row" if n == 1 else f"{n} rows"
 
 
 def rows_needed_per_class(holdout_fraction: float, cv_folds: int) -> int:
