@@ -30,7 +30,15 @@ from model_store.vocabulary import DECISION_ID
 from service.core.engine import DecisionBatch
 from service.core.notice import AdverseActionNotice, build_notice
 from service.core.recorded import ApplicationRequest, RecordedDecision
-from service.errors import CreditDecisionError, FieldError, IdempotencyConflict, NotFound, NotReady, UnknownDecisions
+from service.errors import (
+    CreditDecisionError,
+    FieldError,
+    IdempotencyConflict,
+    ModelUnavailable,
+    NotFound,
+    NotReady,
+    UnknownDecisions,
+)
 from service.models import ModelCache
 from service.records import DecisionRecord, DecisionStore, StoredRecord
 from service.records.outcomes import ObservedOutcome, OutcomeImport, record_outcomes
@@ -239,8 +247,17 @@ class DecisionService:
         return replay_record(stored.record, self.require_models())
 
     def notice(self, decision_id: str) -> AdverseActionNotice:
-        """The adverse-action notice of a declined decision (NoticeNotRequired otherwise)."""
-        return build_notice(self.recorded(decision_id))
+        """The adverse-action notice of a declined decision (NoticeNotRequired otherwise).
+
+        The inquiry factor follows the reason catalog of the model version that made the decision; if that
+        version cannot be loaded, the notice is built as for data without an inquiry field.
+        """
+        recorded = self.recorded(decision_id)
+        try:
+            model = self.require_models().get(recorded.model_name, recorded.model_version)
+        except (NotReady, ModelUnavailable):
+            return build_notice(recorded, None)
+        return build_notice(recorded, model.bundle.catalog.inquiries_field)
 
     # ---- outcomes ----------------------------------------------------------------------------------
     def record_outcomes(self, outcomes: Sequence[ObservedOutcome]) -> OutcomeImport:

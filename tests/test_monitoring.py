@@ -1,9 +1,12 @@
-"""Prohibited-basis attributes: accepted only in `monitoring`, recorded beside the decision, never scored."""
+"""Prohibited-basis attributes: accepted only in `monitoring`, recorded beside the decision, never scored, and
+counted by the period report as the spec declares them (`not_provided` or absent = missing)."""
 
 from __future__ import annotations
 
 import copy
 import json
+from collections import Counter
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 import pytest
@@ -86,3 +89,32 @@ def test_prohibited_attribute_inside_applicant_points_to_monitoring(api_client: 
     assert response.status_code == 422
     errors = {e["field"]: e["message"] for e in response.get_json()["errors"]}
     assert "monitoring" in errors["applicant.sex"]
+
+
+def test_the_report_counts_monitoring_data_by_the_specs_attributes_and_not_provided_as_missing(
+    api_app: Any, api_client: Any, example_application: dict[str, Any]
+) -> None:
+    from service.core.recorded import RecordedDecision
+    from service.reports.core import Period
+    from service.reports.source import records_between, report_from_store
+
+    state = get_state(api_app)
+    spec = state.service.served_model().bundle.spec
+    for monitoring in ({"sex": "female", "foreign_worker": "yes"}, {"sex": "not_provided"}, None):
+        body = copy.deepcopy(example_application)
+        if monitoring is not None:
+            body["monitoring"] = monitoring
+        assert _post(api_client, body).status_code == 201
+    today = datetime.now(UTC).date()
+    period = Period.of_days(today - timedelta(days=1), today + timedelta(days=1))
+    store = state.service.require_store()
+    report = report_from_store(store, state.settings.model_store, period)
+    recorded = [RecordedDecision.of(r.record) for r in records_between(store, period.start, period.end)]
+    impact = {d.attribute: d for d in report.disparate_impact}
+    for attribute in spec.monitoring_only:
+        sent = Counter((r.payload.monitoring or {}).get(attribute.monitoring_field) for r in recorded)
+        said = {value: n for value, n in sent.items() if value in attribute.values and value != "not_provided"}
+        di = impact[attribute.monitoring_field]
+        assert {g.group: g.decisions for g in di.groups} == said
+        assert di.missing == sent[None] + sent["not_provided"] > 0
+        assert "not_provided" not in [g.group for g in di.groups]

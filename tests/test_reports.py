@@ -2,11 +2,15 @@
 
 The rows below are designed so each statistic can be worked out on paper; the expected values are
 spelled out as the arithmetic itself (shares as literal fractions), not copied from the code's output.
+The report is built with the monitoring attributes and fairness bands of the default spec and the
+thresholds of the default policy, with ``min_sample`` lowered to 5 so that 20 decisions can be flagged
+(tests/test_reports_config.py covers a lender's own spec and the policy's own ``min_sample``).
 """
 
 from __future__ import annotations
 
 import csv
+import html
 import io
 import json
 import math
@@ -21,6 +25,8 @@ import numpy as np
 import pytest
 from click.testing import CliRunner
 
+from model_store.policy import Monitoring, Policy
+from model_store.spec import FeatureSpec
 from service.reports.core import (
     STABILITY_EPSILON,
     Baseline,
@@ -31,6 +37,7 @@ from service.reports.core import (
     PeriodReport,
     ReasonRef,
     ReportError,
+    ReportSettings,
     auc_score,
     build_report,
     ks_statistic,
@@ -43,6 +50,9 @@ from service.reports.source import baseline_from_reference, rows_from_records
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "german_credit"
 PERIOD = Period(datetime(2025, 1, 1, tzinfo=UTC), datetime(2025, 1, 8, tzinfo=UTC))
 EPS = STABILITY_EPSILON
+SPEC = FeatureSpec.load(CONFIG / "feature_spec.yaml")
+POLICY = Policy.load(CONFIG / "policy.yaml", SPEC)
+SETTINGS = replace(ReportSettings.of(SPEC, POLICY), thresholds=replace(POLICY.monitoring, min_sample=5))
 
 # id, day/hour, decision, band, score, PD, reasons ("!" = rule), rules, version, latency, age, duration, purpose,
 # monitoring, outcome
@@ -61,7 +71,7 @@ _NOT_APPROVED: list[tuple[Any, ...]] = [
         24,
         36,
         "car_new",
-        {"sex": "female", "foreign_worker": True},
+        {"sex": "female", "foreign_worker": "yes"},
         None,
     ),
     (
@@ -78,7 +88,7 @@ _NOT_APPROVED: list[tuple[Any, ...]] = [
         22,
         30,
         "business",
-        {"personal_status_and_sex": "female : divorced/separated/married", "foreign_worker": "no"},
+        {"sex": "female", "foreign_worker": "no"},
         None,
     ),
     (
@@ -112,7 +122,7 @@ _NOT_APPROVED: list[tuple[Any, ...]] = [
         49,
         12,
         "car_new",
-        {"sex": "male", "foreign_worker": False},
+        {"sex": "male", "foreign_worker": "no"},
         None,
     ),
     (
@@ -129,7 +139,7 @@ _NOT_APPROVED: list[tuple[Any, ...]] = [
         64,
         48,
         "business",
-        {"foreign_worker": False},
+        {"foreign_worker": "no"},
         None,
     ),
     (
@@ -146,25 +156,25 @@ _NOT_APPROVED: list[tuple[Any, ...]] = [
         65,
         60,
         "car_new",
-        {"sex": "female", "foreign_worker": False},
+        {"sex": "female", "foreign_worker": "no"},
         None,
     ),
 ]
 _APPROVED: list[tuple[Any, ...]] = [
-    ("a1", (1, 8), "approve", "A", 600, 0.05, "C07", (), "v1", 35, 23, 6, "car_new", {"sex": "male", "foreign_worker": True}, None),
-    ("a2", (1, 9), "approve", "A", 610, 0.02, "C07", (), "v1", 40, 25, 10, "car_new", {"sex": "male", "foreign_worker": True}, "good"),
-    ("a3", (1, 10), "approve", "A", 620, 0.03, "C07", (), "v1", 45, 30, 12, "business", {"sex": "female", "foreign_worker": False}, "good"),
-    ("a4", (1, 11), "approve", "A", 650, 0.04, "C07", (), "v1", 50, 33, 18, "education", {"sex": "female", "foreign_worker": False}, "good"),
-    ("a5", (3, 8), "approve", "A", 700, 0.05, "C07", (), "v2", 55, 28, 20, "car_new", {"sex": "male", "foreign_worker": False}, "bad"),
-    ("a6", (3, 9), "approve", "A", 720, 0.01, "C07", (), "v2", 60, 35, 22, "business", {"sex": "male", "foreign_worker": False}, None),
-    ("a7", (3, 10), "approve", "B", 560, 0.10, "C07", (), "v2", 65, 40, 24, "car_new", {"sex": "male", "foreign_worker": False}, "bad"),
-    ("a8", (3, 11), "approve", "B", 570, 0.08, "C07", (), "v2", 70, 45, 14, "car_new", {"sex": "male", "foreign_worker": False}, "good"),
-    ("a9", (3, 12), "approve", "B", 580, 0.10, "C07", (), "v1", 75, 48, 16, "education", {"sex": "female", "foreign_worker": False}, "good"),
-    ("a10", (7, 8), "approve", "B", 590, 0.09, "C07", (), "v1", 80, 36, 26, "car_new", {"sex": "male", "foreign_worker": False}, None),
-    ("a11", (7, 9), "approve", "C", 515, 0.30, "C07", (), "v1", 85, 50, 28, "business", {"sex": "male", "foreign_worker": False}, "bad"),
-    ("a12", (7, 10), "approve", "C", 520, 0.20, "C07", (), "v1", 90, 55, 8, "car_new", {"sex": "male", "foreign_worker": False}, "bad"),
-    ("a13", (7, 11), "approve", "C", 540, 0.20, "C07", (), "v1", 95, 60, 24, "education", {"foreign_worker": False}, "good"),
-    ("a14", (7, 23), "approve", "C", 550, 0.12, "C07", (), "v1", 150, 70, 30, "car_new", {"sex": "female", "foreign_worker": False}, None),
+    ("a1", (1, 8), "approve", "A", 600, 0.05, "C07", (), "v1", 35, 23, 6, "car_new", {"sex": "male", "foreign_worker": "yes"}, None),
+    ("a2", (1, 9), "approve", "A", 610, 0.02, "C07", (), "v1", 40, 25, 10, "car_new", {"sex": "male", "foreign_worker": "yes"}, "good"),
+    ("a3", (1, 10), "approve", "A", 620, 0.03, "C07", (), "v1", 45, 30, 12, "business", {"sex": "female", "foreign_worker": "no"}, "good"),
+    ("a4", (1, 11), "approve", "A", 650, 0.04, "C07", (), "v1", 50, 33, 18, "education", {"sex": "female", "foreign_worker": "no"}, "good"),
+    ("a5", (3, 8), "approve", "A", 700, 0.05, "C07", (), "v2", 55, 28, 20, "car_new", {"sex": "male", "foreign_worker": "no"}, "bad"),
+    ("a6", (3, 9), "approve", "A", 720, 0.01, "C07", (), "v2", 60, 35, 22, "business", {"sex": "male", "foreign_worker": "no"}, None),
+    ("a7", (3, 10), "approve", "B", 560, 0.10, "C07", (), "v2", 65, 40, 24, "car_new", {"sex": "male", "foreign_worker": "no"}, "bad"),
+    ("a8", (3, 11), "approve", "B", 570, 0.08, "C07", (), "v2", 70, 45, 14, "car_new", {"sex": "male", "foreign_worker": "no"}, "good"),
+    ("a9", (3, 12), "approve", "B", 580, 0.10, "C07", (), "v1", 75, 48, 16, "education", {"sex": "female", "foreign_worker": "no"}, "good"),
+    ("a10", (7, 8), "approve", "B", 590, 0.09, "C07", (), "v1", 80, 36, 26, "car_new", {"sex": "male", "foreign_worker": "no"}, None),
+    ("a11", (7, 9), "approve", "C", 515, 0.30, "C07", (), "v1", 85, 50, 28, "business", {"sex": "male", "foreign_worker": "no"}, "bad"),
+    ("a12", (7, 10), "approve", "C", 520, 0.20, "C07", (), "v1", 90, 55, 8, "car_new", {"sex": "male", "foreign_worker": "no"}, "bad"),
+    ("a13", (7, 11), "approve", "C", 540, 0.20, "C07", (), "v1", 95, 60, 24, "education", {"sex": "not_provided", "foreign_worker": "no"}, "good"),
+    ("a14", (7, 23), "approve", "C", 550, 0.12, "C07", (), "v1", 150, 70, 30, "car_new", {"sex": "female", "foreign_worker": "no"}, None),
 ]  # fmt: skip
 # previous period (2024-12-25 .. 2024-12-31): four adverse decisions and two approvals
 _PREVIOUS: list[tuple[Any, ...]] = [
@@ -242,7 +252,7 @@ BASELINE = Baseline(
 @pytest.fixture(scope="module")
 def report() -> PeriodReport:
     rows = CURRENT_ROWS + PREVIOUS_ROWS + OUTSIDE_ROWS
-    return build_report(rows, PERIOD, rows, BASELINE, rule_codes=("R01", "R02", "R03"))
+    return build_report(rows, PERIOD, rows, BASELINE, rule_codes=("R01", "R02", "R03"), settings=SETTINGS)
 
 
 def _term(a: float, e: float) -> float:
@@ -392,6 +402,8 @@ def test_stability_thresholds() -> None:
         "action",
         "action",
     ]
+    own = Monitoring(stability_watch=0.2, stability_action=1.0)
+    assert [stability_flag(v, own) for v in (0.1999, 0.2, 0.9999, 1.0)] == ["", "watch", "watch", "action"]
 
 
 def test_policy_rule_hit_rates(report: PeriodReport) -> None:
@@ -403,18 +415,27 @@ def test_policy_rule_hit_rates(report: PeriodReport) -> None:
 
 
 def test_disparate_impact_ratios_four_fifths_and_small_groups(report: PeriodReport) -> None:
+    # every monitoring attribute and fairness band the spec declares, in spec order
+    assert [(d.attribute, d.kind, d.source) for d in report.disparate_impact] == [
+        ("sex", "monitoring", "monitoring.sex"),
+        ("foreign_worker", "monitoring", "monitoring.foreign_worker"),
+        ("age_band", "band", "applicant.age_years"),
+    ]
     di = {d.attribute: d for d in report.disparate_impact}
     sex = di["sex"]
-    # female: n1 n2 n3 n6 declined/referred + a3 a4 a9 a14 approved = 4/8; male: n4 + 9 approved = 9/10; n5, a13 missing
+    # female: n1 n2 n3 n6 declined/referred + a3 a4 a9 a14 approved = 4/8; male: n4 + 9 approved = 9/10;
+    # n5 (absent) and a13 (not_provided) missing
     assert sex.reference_group == "male" and sex.missing == 2
+    assert [g.group for g in sex.groups] == ["female", "male"]  # the spec's order; not_provided is no group
     rates = {g.group: (g.decisions, g.approved, g.ratio, g.four_fifths, g.small_group) for g in sex.groups}
-    assert rates["male"] == (10, 9, pytest.approx(1.0), False, True)
-    assert rates["female"] == (8, 4, pytest.approx((4 / 8) / (9 / 10)), True, True)
+    assert rates["male"] == (10, 9, pytest.approx(1.0), False, False)
+    assert rates["female"] == (8, 4, pytest.approx((4 / 8) / (9 / 10)), True, False)
     fw = {g.group: g for g in di["foreign_worker"].groups}
-    # yes: n1 n3 a1 a2 -> 2/4; no: 12/16
+    # yes: n1 n3 a1 a2 -> 2/4; no: 12/16. "yes" is below four fifths but has 4 < 5 decisions: shown, not flagged
     assert di["foreign_worker"].reference_group == "no" and di["foreign_worker"].missing == 0
     assert (fw["yes"].decisions, fw["yes"].approved) == (4, 2)
-    assert fw["yes"].ratio == pytest.approx((2 / 4) / (12 / 16)) and fw["yes"].four_fifths
+    assert fw["yes"].ratio == pytest.approx((2 / 4) / (12 / 16))
+    assert fw["yes"].below_four_fifths and fw["yes"].small_group and not fw["yes"].four_fifths
     assert fw["no"].ratio == pytest.approx(1.0) and not fw["no"].four_fifths
     age = {g.group: g for g in di["age_band"].groups}
     assert [g.group for g in di["age_band"].groups] == ["<25", "25-34", "35-49", "50-64", "65+"]
@@ -430,9 +451,14 @@ def test_disparate_impact_ratios_four_fifths_and_small_groups(report: PeriodRepo
     }
     for group, (n, ratio) in expected.items():
         assert age[group].decisions == n and age[group].ratio == pytest.approx(ratio)
-        assert age[group].four_fifths == (ratio < 0.8)
-    assert [g for g, a in age.items() if a.four_fifths] == ["<25", "65+"]  # 0.4 and 0.6; 50-64 is 0.9
-    assert age["<25"].flag == "four_fifths,small_group"
+        assert age[group].below_four_fifths == (ratio < 0.8)
+        assert age[group].small_group == (n < 5)
+    assert [g for g, a in age.items() if a.below_four_fifths] == ["<25", "65+"]  # 0.4 and 0.6; 50-64 is 0.9
+    # ... but both have fewer than min_sample (5) decisions: shown, never flagged
+    assert age["<25"].flag == "" and not any(a.four_fifths for a in age.values())
+    assert [(f.metric, f.group) for f in report.flags if f.section == "disparate_impact"] == [("sex", "female")]
+    # foreign_worker yes (4), <25 (3), 50-64 (4), 65+ (2)
+    assert any("4 disparate-impact group(s) have fewer than 5 decisions" in n for n in report.notes)
 
 
 def test_model_versions_and_latency_percentiles(report: PeriodReport) -> None:
@@ -482,6 +508,9 @@ def test_model_filter_previous_period_and_no_baseline() -> None:
     r = build_report([*CURRENT_ROWS, other], PERIOD, PREVIOUS_ROWS, None, model_name="gbt")
     assert r.summary.decisions == 20 and r.score_psi is None and r.field_csi == ()
     assert any("No training baseline" in n for n in r.notes)
+    # no model version, no settings: default thresholds and no disparate-impact attributes, said so
+    assert r.thresholds == Monitoring() and r.disparate_impact == ()
+    assert any("disparate impact was not computed" in n for n in r.notes)
     assert PERIOD.previous == Period(datetime(2024, 12, 25, tzinfo=UTC), datetime(2025, 1, 1, tzinfo=UTC))
     with pytest.raises(ReportError):
         Period(PERIOD.end, PERIOD.start)
@@ -489,7 +518,9 @@ def test_model_filter_previous_period_and_no_baseline() -> None:
 
 def test_report_is_deterministic(report: PeriodReport) -> None:
     rows = CURRENT_ROWS + PREVIOUS_ROWS
-    again = build_report(list(reversed(rows)), PERIOD, rows[::-1], BASELINE, rule_codes=("R03", "R02", "R01"))
+    again = build_report(
+        list(reversed(rows)), PERIOD, rows[::-1], BASELINE, rule_codes=("R03", "R02", "R01"), settings=SETTINGS
+    )
     assert again == report
 
 
@@ -607,7 +638,9 @@ def test_json_and_csv_carry_every_number(report: PeriodReport) -> None:
     assert data["summary"]["approval_rate"] == 0.7
     assert data["period"] == {"start": "2025-01-01T00:00:00Z", "end": "2025-01-08T00:00:00Z"}
     assert data["score_psi"]["value"] == pytest.approx(report.score_psi.value if report.score_psi else None)
-    assert data["disparate_impact"][0]["groups"][0]["flag"] == "four_fifths,small_group"
+    assert data["disparate_impact"][0]["groups"][0]["flag"] == "four_fifths"
+    assert data["disparate_impact"][1]["groups"][0]["small_group"] is True  # foreign_worker "yes": 4 decisions
+    assert data["thresholds"] == {"stability_watch": 0.1, "stability_action": 0.25, "four_fifths": 0.8, "min_sample": 5}
     rows = list(csv.DictReader(io.StringIO(render_csv(report))))
     assert len(rows) == len(metric_rows(report)) and set(rows[0]) == {"section", "metric", "group", "value", "flag"}
     by_key = {(r["section"], r["metric"], r["group"]): r for r in rows}
@@ -615,6 +648,9 @@ def test_json_and_csv_carry_every_number(report: PeriodReport) -> None:
     assert float(by_key[("disparate_impact", "sex.ratio", "female")]["value"]) == pytest.approx((4 / 8) / (9 / 10))
     assert float(by_key[("reason_frequency", "change_pp", "C04")]["value"]) == pytest.approx(-50.0)
     assert by_key[("latency", "p99_ms", "")]["flag"] == "over_budget"
+    assert by_key[("thresholds", "min_sample", "")]["value"] == "5"
+    assert by_key[("disparate_impact", "age_band.decisions", "<25")]["flag"] == "small_group"
+    assert by_key[("disparate_impact", "age_band.ratio", "<25")]["flag"] == ""
 
 
 def test_html_is_self_contained_with_every_section_and_chart(report: PeriodReport) -> None:
@@ -638,6 +674,12 @@ def test_html_is_self_contained_with_every_section_and_chart(report: PeriodRepor
     _png_is_not_blank(base64.b64decode(images[0].split('"', 1)[0]))
     assert "http://" not in page and "https://" not in page and "<script" not in page
     assert 'class="flag-action"' in page and "four_fifths" in page
+    # the thresholds the report was built with, and the suppression of small samples, are stated
+    text = html.unescape(page)
+    assert "a group's approval rate below 0.8 of the reference group's is flagged" in text
+    assert "Groups with fewer than 5 decisions are shown but not flagged" in text
+    assert "watch at ≥ 0.1, action at ≥ 0.25" in text.lower()
+    assert "not flagged (n < 5)" in text
 
 
 def _first_page_png(pdf: Path) -> Path:
@@ -748,6 +790,14 @@ def test_cli_writes_every_format_from_a_real_sqlite_store(tmp_path: Path, sqlite
     assert [c["value"] for c in data["field_csi"]] == pytest.approx([c.value for c in expected.field_csi])
     assert [r["code"] for r in data["rule_hits"]] == ["R01", "R02", "R03"]
     assert data["backtest"]["auc"] == pytest.approx(19 / 24)
+    # the model version's spec and policy drive the report: its attributes and bands, its thresholds ...
+    assert [d["attribute"] for d in data["disparate_impact"]] == ["sex", "foreign_worker", "age_band"]
+    assert data["thresholds"]["min_sample"] == POLICY.monitoring.min_sample == 100
+    # ... so 20 decisions (fewer than 100) flag no drift and no disparate impact, however large the numbers
+    assert data["field_csi"][1]["name"] == "purpose" and data["field_csi"][1]["value"] > 3
+    assert all(c["flag"] == "" and c["small_sample"] for c in data["field_csi"])
+    assert {f["section"] for f in data["flags"]} == {"latency"}
+    assert any("Only 20 decisions in the period (fewer than 100)" in n for n in data["notes"])
     assert (tmp_path / "report.pdf").read_bytes().startswith(b"%PDF-")
     assert '<section id="fairness">' in (tmp_path / "report.html").read_text()
     # stdout for text formats; --model filters by model name

@@ -67,10 +67,27 @@ def test_json_report_is_the_report_of_the_store(
     assert {b["band"]: b["decisions"] for b in body["bands"] if b["decisions"]} == dict(bands)
     outcomes = [o for _, o in german_applications[:60]]
     assert body["backtest"]["n"] == 60 and body["backtest"]["bad"] == outcomes.count("bad")
-    # monitoring data reached the report (sex, foreign worker) ...
-    sexes = Counter(r["monitoring"]["sex"] for r, _ in german_applications[:60])
+    # the served version's spec declares what is monitored, its policy when to flag ...
+    bundle = get_state(api_app).service.served_model().bundle
+    declared = [m.monitoring_field for m in bundle.spec.monitoring_only] + [b.name for b in bundle.spec.fairness_bands]
+    assert [d["attribute"] for d in body["disparate_impact"]] == declared
+    monitoring = bundle.policy.monitoring
+    assert body["thresholds"] == {
+        "stability_watch": monitoring.stability_watch,
+        "stability_action": monitoring.stability_action,
+        "four_fifths": monitoring.four_fifths,
+        "min_sample": monitoring.min_sample,
+    }
+    # ... and 60 decisions are fewer than its min_sample (100): numbers shown, nothing flagged for drift or fairness
+    assert 60 < monitoring.min_sample
+    assert not [f for f in body["flags"] if f["section"] in ("stability", "disparate_impact")]
+    assert all(c["small_sample"] and c["flag"] == "" for c in body["field_csi"])
+    # monitoring data reached the report (every monitoring attribute) ...
     impact = {d["attribute"]: d for d in body["disparate_impact"]}
-    assert {g["group"]: g["decisions"] for g in impact["sex"]["groups"]} == dict(sexes)
+    for attribute in bundle.spec.monitoring_only:
+        values = Counter(r["monitoring"][attribute.monitoring_field] for r, _ in german_applications[:60])
+        groups = {g["group"]: g["decisions"] for g in impact[attribute.monitoring_field]["groups"]}
+        assert groups == dict(values) and impact[attribute.monitoring_field]["missing"] == 0
     # ... but never the model: every field the model was explained on is an applicant field
     assert all(
         set(d["explanation"]["attributions"]) == set(r["applicant"])

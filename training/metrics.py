@@ -175,33 +175,45 @@ def field_importance(field_attributions: np.ndarray, field_names: Sequence[str])
 def training_baseline(
     spec: FeatureSpec, applications: Sequence[Mapping[str, Any]], holdout_scores: np.ndarray, policy: Policy
 ) -> dict[str, Any]:
-    """Reference distributions for drift monitoring (PSI / CSI): training fields, hold-out scores."""
+    """Reference distributions for drift monitoring (PSI / CSI): training fields, hold-out scores.
+
+    Every share is a share of all training rows: a field's ``missing`` is the share whose value was
+    missing (None), so its ``shares`` and ``missing`` sum to 1 (format: ``baseline_from_reference``).
+    """
     fields: dict[str, Any] = {}
+    n = len(applications)
     for f in spec.fields:
-        values = [a[f.name] for a in applications]
+        values = [a.get(f.name) for a in applications]
+        present = [v for v in values if v is not None]
+        missing = (n - len(present)) / n if n else 0.0
         if f.kind == "numeric":
-            fields[f.name] = {"kind": "numeric", **_numeric_distribution(np.asarray(values, dtype=np.float64))}
+            distribution = _numeric_distribution(np.asarray(present, dtype=np.float64), n)
+            fields[f.name] = {"kind": "numeric", **distribution, "missing": missing}
         else:
-            n = len(values)
-            fields[f.name] = {"kind": "categorical", "shares": {c: values.count(c) / n for c in f.codes}}
+            shares = {c: present.count(c) / n for c in f.codes} if n else {c: 0.0 for c in f.codes}
+            fields[f.name] = {"kind": "categorical", "shares": shares, "missing": missing}
     scores = np.asarray(holdout_scores, dtype=np.float64)
     bands = [policy.band_for(int(s)).band for s in scores]
     return {
         "bin_rule": "numeric bins are right-closed: bin 0 holds x <= edges[0], bin i holds "
-        "edges[i-1] < x <= edges[i], the last bin holds x > edges[-1]",
-        "training_rows": len(applications),
+        "edges[i-1] < x <= edges[i], the last bin holds x > edges[-1]; missing values (None) are the "
+        "field's `missing` share; every share is a share of all rows",
+        "training_rows": n,
         "fields": fields,
         "score": {
             "source": "hold-out",
             "rows": len(scores),
-            **_numeric_distribution(scores),
+            **_numeric_distribution(scores, len(scores)),
             "band_shares": {b.band: bands.count(b.band) / len(bands) for b in policy.bands},
         },
     }
 
 
-def _numeric_distribution(values: np.ndarray) -> dict[str, Any]:
+def _numeric_distribution(values: np.ndarray, rows: int) -> dict[str, Any]:
+    """Decile edges of the present ``values`` and each bin's share of all ``rows`` (missing ones included)."""
+    if values.size == 0:
+        return {"edges": [], "shares": [0.0]}
     edges = np.unique(np.quantile(values, np.linspace(0.1, 0.9, 9)))
     bins = np.searchsorted(edges, values, side="left")
     counts = np.bincount(bins, minlength=len(edges) + 1)
-    return {"edges": [float(e) for e in edges], "shares": [float(c) / len(values) for c in counts]}
+    return {"edges": [float(e) for e in edges], "shares": [float(c) / rows for c in counts]}

@@ -8,9 +8,9 @@ with them.
   recorded order (fired policy rules first, then model reasons by contribution); at most four;
 - **key factors** that adversely affected the credit score (FCRA 615(a)): the adverse *model* reasons in
   their recorded order, at most four, plus a credit-inquiry factor as a fifth when the data has an inquiry
-  field (``credit_inquiries``) whose attribution raised the risk and which is not among the four already.
-  A data set without an inquiry field gets a notice that says so explicitly rather than leaving the fifth
-  factor out silently.
+  field (the reason catalog's ``inquiries_field``, passed in by the caller) whose attribution raised the
+  risk and which is not among the four already. A data set without an inquiry field gets a notice that
+  says so explicitly rather than leaving the fifth factor out silently.
 
 Only declines get a notice: a referral is not a final decision and an approval is not adverse action.
 """
@@ -21,6 +21,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from model_store.spec import MISSING_LABEL
 from service.core.canonical import iso_utc
 from service.core.engine import Reason
 from service.core.recorded import RecordedDecision
@@ -28,8 +29,6 @@ from service.errors import NoticeNotRequired
 
 MAX_PRINCIPAL_REASONS = 4
 MAX_KEY_FACTORS = 4
-#: The applicant field holding the number of recent credit inquiries, when a data set has one.
-INQUIRY_FIELD = "credit_inquiries"
 INQUIRY_TEXT = "Number of recent inquiries into your credit history"
 NO_INQUIRY_DATA = (
     "The data this model scores has no record of credit inquiries, so no inquiry factor applies to this score."
@@ -129,23 +128,31 @@ def _points_per_log_odds(recorded: RecordedDecision, model_reasons: Sequence[Rea
 
 
 def _inquiries(
-    attributions: Mapping[str, float], applicant: Mapping[str, Any], listed: Sequence[NoticeFactor], factor: float
+    field: str | None,
+    attributions: Mapping[str, float],
+    applicant: Mapping[str, Any],
+    listed: Sequence[Reason],
+    factor: float,
 ) -> tuple[NoticeFactor | None, str]:
-    if INQUIRY_FIELD not in attributions and INQUIRY_FIELD not in applicant:
+    if field is None or (field not in attributions and field not in applicant):
         return None, NO_INQUIRY_DATA
-    if any(INQUIRY_FIELD in f.code or f.text == INQUIRY_TEXT for f in listed):
+    if any(v.field == field for r in listed for v in r.values):
         return None, INQUIRY_ALREADY_LISTED
-    contribution = attributions.get(INQUIRY_FIELD)
+    contribution = attributions.get(field)
     if contribution is None or contribution <= 0:
         return None, INQUIRY_NOT_ADVERSE
-    value = applicant.get(INQUIRY_FIELD)
+    value = applicant.get(field)
+    shown = MISSING_LABEL if value is None else f"{value} inquiries"
     points = round(-factor * float(contribution), 1) if factor else None
-    inquiry = NoticeFactor(len(listed) + 1, INQUIRY_FIELD, "model", INQUIRY_TEXT, (f"{value} inquiries",), points)
+    inquiry = NoticeFactor(len(listed) + 1, field, "model", INQUIRY_TEXT, (shown,), points)
     return inquiry, "Credit inquiries adversely affected this score."
 
 
-def build_notice(recorded: RecordedDecision) -> AdverseActionNotice:
-    """The notice content of a recorded decision; NoticeNotRequired unless it was declined."""
+def build_notice(recorded: RecordedDecision, inquiries_field: str | None = None) -> AdverseActionNotice:
+    """The notice content of a recorded decision; NoticeNotRequired unless it was declined.
+
+    ``inquiries_field`` is the reason catalog's field of recent credit inquiries (None: the data has none).
+    """
     decision = recorded.decision
     if decision.decision != "decline":
         raise NoticeNotRequired(
@@ -158,7 +165,7 @@ def build_notice(recorded: RecordedDecision) -> AdverseActionNotice:
     key_factors = tuple(_factor(i + 1, r) for i, r in enumerate(model_reasons))
     factor = _points_per_log_odds(recorded, model_reasons)
     payload = recorded.payload
-    inquiries, note = _inquiries(dict(decision.attributions), payload.applicant, key_factors, factor)
+    inquiries, note = _inquiries(inquiries_field, dict(decision.attributions), payload.applicant, model_reasons, factor)
     created_at = iso_utc(recorded.created_at)
     return AdverseActionNotice(
         decision_id=recorded.decision_id,

@@ -6,6 +6,24 @@ HTML, PDF, JSON and CSV, ``cli`` is ``credit-decision report``.
 
 from __future__ import annotations
 
-from service.reports.core import Baseline, DecisionRow, Period, PeriodReport, ReasonRef, ReportError, build_report
+from service.reports.core import (
+    Baseline,
+    DecisionRow,
+    Period,
+    PeriodReport,
+    ReasonRef,
+    ReportError,
+    ReportSettings,
+    build_report,
+)
 
-__all__ = ["Baseline", "DecisionRow", "Period", "PeriodReport", "ReasonRef", "ReportError", "build_report"]
+__all__ = [
+    "Baseline",
+    "DecisionRow",
+    "Period",
+    "PeriodReport",
+    "ReasonRef",
+    "ReportError",
+    "ReportSettings",
+    "build_report",
+]

@@ -11,17 +11,26 @@ Conventions (stated once, used everywhere):
   ending at ``start``.
 - "Approved" means ``decision == "approve"``; approval rates are approved / decisions.
 - Stability index (PSI of the score, CSI of each input field):
-  ``sum((a - e) * ln(a / e))`` over bins, ``e`` the baseline share, ``a`` the period's share;
-  a share of 0 (empty bin) is replaced by ``STABILITY_EPSILON`` on either side, without
-  renormalising. Numeric bins are right-closed on the baseline's decile edges (bin 0 holds
-  ``x <= edges[0]``, bin i holds ``edges[i-1] < x <= edges[i]``, the last ``x > edges[-1]``),
-  as ``training.metrics.training_baseline`` writes them; categorical bins are the codes, plus an
-  ``(other)`` bin (baseline share 0) for codes the baseline never saw. Flags: >= 0.1 watch,
-  >= 0.25 action.
-- Disparate impact: each group's approval rate divided by the highest group approval rate of
-  that attribute (the most-favoured group; ties broken by group name); ratio < 0.8 is flagged
-  (four-fifths rule); groups with fewer than 30 decisions carry a small-group warning.
-  Decisions without the attribute are counted as missing and left out of the ratios.
+  ``sum((a - e) * ln(a / e))`` over bins, ``e`` the baseline share, ``a`` the period's share
+  (of every decision, missing values included); a share of 0 (empty bin) is replaced by
+  ``STABILITY_EPSILON`` on either side, without renormalising. Numeric bins are right-closed on
+  the baseline's decile edges (bin 0 holds ``x <= edges[0]``, bin i holds
+  ``edges[i-1] < x <= edges[i]``, the last ``x > edges[-1]``), as
+  ``training.metrics.training_baseline`` writes them; categorical bins are the codes, plus an
+  ``(other)`` bin (baseline share 0) for codes the baseline never saw. A missing value (None) has
+  a ``(missing)`` bin of its own, against the baseline's missing share (0 when the baseline has
+  none); the bin is shown whenever either side has a missing share.
+- Thresholds are data (the policy's ``monitoring`` section, :class:`model_store.policy.Monitoring`):
+  an index at or above ``stability_watch`` is "watch", at or above ``stability_action`` "action".
+- Disparate impact, for every monitoring-only attribute of the spec (read from the recorded
+  ``monitoring`` object under its ``monitoring_field``; groups in the order of its ``values``) and
+  every fairness band (groups of a recorded applicant field): each group's approval rate divided
+  by the reference group's, the most-favoured group among those with at least ``min_sample``
+  decisions (among all groups when none has that many; ties broken by group name); a ratio below
+  ``four_fifths`` is flagged (four-fifths rule). A decision whose value is absent, ``not_provided``
+  or not one of the declared values is counted as missing and left out of the ratios.
+- Small samples: numbers computed from fewer than ``min_sample`` decisions (the period's decisions
+  for a stability index, a group's decisions for a ratio) are shown but never flagged.
 - Percentiles use linear interpolation between order statistics (numpy's default).
 - AUC is the Mann-Whitney statistic with average ranks for ties; KS is the largest gap between
   the empirical distribution functions of the probability of default of bads and goods.
@@ -39,25 +48,20 @@ from typing import Any, Literal
 
 import numpy as np
 
+from model_store.policy import Monitoring, Policy
+from model_store.spec import MISSING_CODE, FairnessBands, FeatureSpec, MonitoringAttribute
 from model_store.vocabulary import ACTIONS
 
 STABILITY_EPSILON = 1e-4
-STABILITY_WATCH = 0.1
-STABILITY_ACTION = 0.25
-FOUR_FIFTHS = 0.8
-SMALL_GROUP = 30
 LATENCY_BUDGET_MS = 100.0
 DAILY_MAX_DAYS = 62
 SCORE_BIN_WIDTH = 20
-AGE_BANDS: tuple[tuple[str, float, float], ...] = (
-    ("<25", -math.inf, 25.0),
-    ("25-34", 25.0, 35.0),
-    ("35-49", 35.0, 50.0),
-    ("50-64", 50.0, 65.0),
-    ("65+", 65.0, math.inf),
-)
 DECISIONS = ACTIONS
 OTHER_CODE = "(other)"
+#: The monitoring value meaning "the applicant did not say": counted as missing, never as a group.
+NOT_PROVIDED = "not_provided"
+#: The policy's default thresholds, for reports of no known model version.
+DEFAULT_THRESHOLDS = Monitoring()
 
 Outcome = Literal["good", "bad"]
 
@@ -132,11 +136,33 @@ class Period:
 
 
 @dataclass(frozen=True)
+class ReportSettings:
+    """What the report monitors and when it flags: the policy's thresholds, the spec's attributes and bands."""
+
+    thresholds: Monitoring = DEFAULT_THRESHOLDS
+    attributes: tuple[MonitoringAttribute, ...] = ()
+    bands: tuple[FairnessBands, ...] = ()
+
+    @classmethod
+    def of(cls, spec: FeatureSpec, policy: Policy) -> ReportSettings:
+        """The settings a model version's spec and policy declare."""
+        return cls(policy.monitoring, spec.monitoring_only, spec.fairness_bands)
+
+
+#: Default thresholds and no disparate-impact attributes: the settings of a report with no model version.
+DEFAULT_SETTINGS = ReportSettings()
+
+
+@dataclass(frozen=True)
 class NumericBaseline:
-    """Training distribution of a numeric quantity on right-closed bins between ``edges``."""
+    """Training distribution of a numeric quantity on right-closed bins between ``edges``.
+
+    ``shares`` and ``missing`` are shares of all training rows (together they sum to 1).
+    """
 
     edges: tuple[float, ...]
     shares: tuple[float, ...]  # len(edges) + 1
+    missing: float = 0.0
 
     def __post_init__(self) -> None:
         if len(self.shares) != len(self.edges) + 1:
@@ -147,9 +173,10 @@ class NumericBaseline:
 
 @dataclass(frozen=True)
 class CategoricalBaseline:
-    """Training shares of each code of a categorical field."""
+    """Training shares of each code of a categorical field, and of missing values."""
 
     shares: tuple[tuple[str, float], ...]
+    missing: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -244,7 +271,11 @@ class StabilityBin:
 
 @dataclass(frozen=True)
 class StabilityIndex:
-    """PSI (score) or CSI (input field) against the training baseline."""
+    """PSI (score) or CSI (input field) against the training baseline.
+
+    ``n`` counts every decision (missing values included, in their own bin); ``small_sample`` when
+    ``n`` is below the policy's ``min_sample``, and then ``flag`` is empty whatever the value.
+    """
 
     name: str
     kind: Literal["numeric", "categorical"]
@@ -253,6 +284,7 @@ class StabilityIndex:
     n: int
     missing: int
     bins: tuple[StabilityBin, ...]
+    small_sample: bool = False
 
 
 @dataclass(frozen=True)
@@ -266,30 +298,45 @@ class RuleHitRate:
 
 @dataclass(frozen=True)
 class GroupRate:
-    """Approval rate of one group and its ratio to the most-favoured group."""
+    """Approval rate of one group and its ratio to the reference (most-favoured) group.
+
+    ``below_four_fifths`` is the arithmetic (ratio below the threshold); ``small_group`` when the group
+    has fewer than ``min_sample`` decisions. The group is flagged (:attr:`four_fifths`) only when its
+    ratio is below the threshold and it is not small.
+    """
 
     group: str
     decisions: int
     approved: int
     approval_rate: float | None
     ratio: float | None
-    four_fifths: bool
+    below_four_fifths: bool
     small_group: bool
 
     @property
+    def four_fifths(self) -> bool:
+        """Flagged under the four-fifths rule: a ratio below the threshold on enough decisions."""
+        return self.below_four_fifths and not self.small_group
+
+    @property
     def flag(self) -> str:
-        """``four_fifths`` and/or ``small_group``, comma-separated, or empty."""
-        return ",".join(
-            name for name, on in (("four_fifths", self.four_fifths), ("small_group", self.small_group)) if on
-        )
+        """``four_fifths`` when flagged, else empty."""
+        return "four_fifths" if self.four_fifths else ""
 
 
 @dataclass(frozen=True)
 class DisparateImpact:
-    """Approval-rate ratios across the groups of one monitoring attribute."""
+    """Approval-rate ratios across the groups of one monitoring attribute or fairness band.
+
+    ``kind`` is ``monitoring`` (a monitoring-only attribute, ``source`` ``monitoring.<field>``) or
+    ``band`` (groups of a model input, ``source`` ``applicant.<field>``); ``basis`` says why it is
+    monitored (the spec's prohibited basis, or the band edges).
+    """
 
     attribute: str
+    kind: Literal["monitoring", "band"]
     source: str
+    basis: str
     reference_group: str | None
     missing: int
     groups: tuple[GroupRate, ...]
@@ -348,7 +395,7 @@ class Flag:
     section: str
     metric: str
     group: str
-    level: str  # "watch", "action", "four_fifths", "small_group", "over_budget"
+    level: str  # "watch", "action", "four_fifths", "over_budget"
     value: float | None
 
 
@@ -360,6 +407,7 @@ class PeriodReport:
     model_name: str | None
     bucket: Literal["day", "week"]
     baseline_model: str | None
+    thresholds: Monitoring
     summary: Summary
     volumes: tuple[VolumeBucket, ...]
     score_distribution: ScoreDistribution
@@ -399,10 +447,16 @@ def build_report(
     model_name: str | None = None,
     rule_codes: Sequence[str] = (),
     notes: Sequence[str] = (),
+    settings: ReportSettings = DEFAULT_SETTINGS,
 ) -> PeriodReport:
-    """The period report of the rows in ``period`` (and of ``model_name``, if given)."""
+    """The period report of the rows in ``period`` (and of ``model_name``, if given).
+
+    ``settings`` carry the thresholds, monitoring attributes and fairness bands of the model version
+    the period used (the defaults: default thresholds, no disparate-impact attributes).
+    """
     current = _select(rows, period, model_name)
     previous = _select(previous_rows, period.previous, model_name)
+    thresholds = settings.thresholds
     all_notes = list(notes)
     if baseline is None:
         all_notes.append("No training baseline available: PSI and CSI were not computed.")
@@ -412,23 +466,41 @@ def build_report(
     field_csi: tuple[StabilityIndex, ...] = ()
     if baseline is not None and current:
         if baseline.score is not None:
-            score_psi = numeric_stability("score", baseline.score, [float(r.score) for r in current])
+            score_psi = numeric_stability("score", baseline.score, [float(r.score) for r in current], thresholds)
         if baseline.band_shares:
             band_psi = categorical_stability(
-                "risk_band", CategoricalBaseline(baseline.band_shares), [r.risk_band for r in current]
+                "risk_band", CategoricalBaseline(baseline.band_shares), [r.risk_band for r in current], thresholds
             )
-        field_csi = tuple(_field_stability(name, base, current) for name, base in baseline.fields)
-    for di in (impact := disparate_impact(current)):
+        field_csi = tuple(_field_stability(name, base, current, thresholds) for name, base in baseline.fields)
+        if len(current) < thresholds.min_sample:
+            all_notes.append(
+                f"Only {len(current)} decisions in the period (fewer than {thresholds.min_sample}): "
+                "stability indices are shown but not flagged."
+            )
+    impact = disparate_impact(current, settings)
+    if not impact:
+        all_notes.append(
+            "No monitoring attributes or fairness bands are declared for this model version: "
+            "disparate impact was not computed."
+        )
+    for di in impact:
         if current and not di.groups:
             all_notes.append(
                 f"No {di.attribute} data for any decision in the period ({di.source}): its ratios are not computed."
             )
+    small = sum(1 for di in impact for g in di.groups if g.small_group)
+    if small:
+        all_notes.append(
+            f"{small} disparate-impact group(s) have fewer than {thresholds.min_sample} decisions: "
+            "their ratios are shown but not flagged."
+        )
     bucket: Literal["day", "week"] = "day" if period.end - period.start <= timedelta(days=DAILY_MAX_DAYS) else "week"
     report = PeriodReport(
         period=period,
         model_name=model_name,
         bucket=bucket,
         baseline_model=None if baseline is None else f"{baseline.model_name} {baseline.model_version}",
+        thresholds=thresholds,
         summary=summarize(current, len(previous)),
         volumes=volumes(current, period, bucket),
         score_distribution=score_distribution([r.score for r in current]),
@@ -563,13 +635,13 @@ def _reason_counts(rows: Sequence[DecisionRow]) -> tuple[Counter[str], int, dict
     return counts, len(adverse), kinds
 
 
-def stability_flag(value: float | None) -> str:
-    """``action`` at >= 0.25, ``watch`` at >= 0.1, else empty."""
+def stability_flag(value: float | None, thresholds: Monitoring = DEFAULT_THRESHOLDS) -> str:
+    """``action`` at or above ``stability_action``, ``watch`` at or above ``stability_watch``, else empty."""
     if value is None:
         return ""
-    if value >= STABILITY_ACTION:
+    if value >= thresholds.stability_action:
         return "action"
-    if value >= STABILITY_WATCH:
+    if value >= thresholds.stability_watch:
         return "watch"
     return ""
 
@@ -581,6 +653,7 @@ def _stability(
     expected: Sequence[float],
     counts: Sequence[int],
     missing: int,
+    thresholds: Monitoring,
 ) -> StabilityIndex:
     n = int(sum(counts))
     bins = []
@@ -592,26 +665,38 @@ def _stability(
         total += contribution
         bins.append(StabilityBin(label, float(e), a, int(c), contribution))
     value = total if n else None
-    return StabilityIndex(name, kind, value, stability_flag(value), n, missing, tuple(bins))
+    small = n < thresholds.min_sample
+    flag = "" if small else stability_flag(value, thresholds)
+    return StabilityIndex(name, kind, value, flag, n, missing, tuple(bins), small)
 
 
-def numeric_stability(name: str, baseline: NumericBaseline, values: Sequence[float | None]) -> StabilityIndex:
-    """PSI/CSI of numeric values on the baseline's right-closed bins; None/NaN counted as missing."""
+def _with_missing_bin(
+    labels: list[str], expected: list[float], counts: list[int], baseline_missing: float, missing: int
+) -> None:
+    """Append the ``(missing)`` bin when the baseline or the period has missing values."""
+    if baseline_missing > 0 or missing > 0:
+        labels.append(MISSING_CODE)
+        expected.append(baseline_missing)
+        counts.append(missing)
+
+
+def numeric_stability(
+    name: str, baseline: NumericBaseline, values: Sequence[float | None], thresholds: Monitoring = DEFAULT_THRESHOLDS
+) -> StabilityIndex:
+    """PSI/CSI of numeric values on the baseline's right-closed bins; None/NaN in a ``(missing)`` bin."""
     present = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
     edges = np.asarray(baseline.edges, dtype=np.float64)
     counts = np.bincount(np.searchsorted(edges, present, side="left"), minlength=len(edges) + 1)
-    return _stability(
-        name,
-        "numeric",
-        _bin_labels(baseline.edges),
-        baseline.shares,
-        [int(c) for c in counts],
-        len(values) - len(present),
-    )
+    labels, expected, bin_counts = _bin_labels(baseline.edges), list(baseline.shares), [int(c) for c in counts]
+    missing = len(values) - len(present)
+    _with_missing_bin(labels, expected, bin_counts, baseline.missing, missing)
+    return _stability(name, "numeric", labels, expected, bin_counts, missing, thresholds)
 
 
-def categorical_stability(name: str, baseline: CategoricalBaseline, values: Sequence[Any]) -> StabilityIndex:
-    """PSI/CSI of codes against the baseline's shares; unseen codes go to an ``(other)`` bin."""
+def categorical_stability(
+    name: str, baseline: CategoricalBaseline, values: Sequence[Any], thresholds: Monitoring = DEFAULT_THRESHOLDS
+) -> StabilityIndex:
+    """PSI/CSI of codes against the baseline's shares; unseen codes in ``(other)``, None in ``(missing)``."""
     known = [code for code, _ in baseline.shares]
     present = [str(v) if not isinstance(v, bool) else str(v).lower() for v in values if v is not None]
     counts = Counter(v if v in known else OTHER_CODE for v in present)
@@ -620,19 +705,20 @@ def categorical_stability(name: str, baseline: CategoricalBaseline, values: Sequ
     if counts[OTHER_CODE]:
         labels.append(OTHER_CODE)
         expected.append(0.0)
-    return _stability(
-        name, "categorical", labels, expected, [counts[label] for label in labels], len(values) - len(present)
-    )
+    bin_counts = [counts[label] for label in labels]
+    missing = len(values) - len(present)
+    _with_missing_bin(labels, expected, bin_counts, baseline.missing, missing)
+    return _stability(name, "categorical", labels, expected, bin_counts, missing, thresholds)
 
 
 def _field_stability(
-    name: str, base: NumericBaseline | CategoricalBaseline, rows: Sequence[DecisionRow]
+    name: str, base: NumericBaseline | CategoricalBaseline, rows: Sequence[DecisionRow], thresholds: Monitoring
 ) -> StabilityIndex:
     values = [r.applicant.get(name) for r in rows]
     if isinstance(base, NumericBaseline):
         numbers = [float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None for v in values]
-        return numeric_stability(name, base, numbers)
-    return categorical_stability(name, base, values)
+        return numeric_stability(name, base, numbers, thresholds)
+    return categorical_stability(name, base, values, thresholds)
 
 
 def _bin_labels(edges: Sequence[float]) -> list[str]:
@@ -653,50 +739,28 @@ def rule_hit_rates(rows: Sequence[DecisionRow], rule_codes: Sequence[str] = ()) 
 # ---- disparate impact ---------------------------------------------------------------------------
 
 
-def sex_group(monitoring: Mapping[str, Any]) -> str | None:
-    """``female``/``male`` from monitoring ``sex``, else from ``personal_status_and_sex`` (code or label)."""
-    for key in ("sex", "personal_status_and_sex"):
-        value = monitoring.get(key)
-        if isinstance(value, str):
-            text = value.strip().lower()
-            if text.startswith("female"):
-                return "female"
-            if text.startswith("male"):
-                return "male"
-    return None
-
-
-def foreign_worker_group(monitoring: Mapping[str, Any]) -> str | None:
-    """``yes``/``no`` from monitoring ``foreign_worker`` (boolean or yes/no/true/false)."""
-    value = monitoring.get("foreign_worker")
-    if isinstance(value, bool):
-        return "yes" if value else "no"
-    if isinstance(value, str):
-        text = value.strip().lower()
-        if text in ("yes", "true"):
-            return "yes"
-        if text in ("no", "false"):
-            return "no"
-    return None
-
-
-def age_group(applicant: Mapping[str, Any]) -> str | None:
-    """Age band of the applicant's ``age_years``: <25, 25-34, 35-49, 50-64, 65+."""
-    age = applicant.get("age_years")
-    if isinstance(age, bool) or not isinstance(age, int | float) or math.isnan(age):
+def monitoring_group(attribute: MonitoringAttribute, monitoring: Mapping[str, Any]) -> str | None:
+    """The applicant's group of a monitoring attribute; None when absent, ``not_provided`` or undeclared."""
+    value = monitoring.get(attribute.monitoring_field)
+    if not isinstance(value, str) or value == NOT_PROVIDED or value not in attribute.values:
         return None
-    return next(label for label, low, high in AGE_BANDS if low <= age < high)
+    return value
 
 
 def group_rates(
-    groups: Sequence[tuple[str | None, bool]], order: Sequence[str] = ()
+    groups: Sequence[tuple[str | None, bool]], order: Sequence[str] = (), thresholds: Monitoring = DEFAULT_THRESHOLDS
 ) -> tuple[str | None, int, tuple[GroupRate, ...]]:
-    """(most-favoured group, missing count, per-group rates) of (group, approved) pairs."""
+    """(reference group, missing count, per-group rates) of (group, approved) pairs.
+
+    The reference is the most-favoured group among those with at least ``min_sample`` decisions (among
+    all groups when none has that many), ties broken by group name; groups follow ``order``, then name.
+    """
     present = [(g, ok) for g, ok in groups if g is not None]
     n = Counter(g for g, _ in present)
     approved = Counter(g for g, ok in present if ok)
     rates = {g: approved[g] / n[g] for g in n}
-    reference = min(rates, key=lambda g: (-rates[g], g)) if rates else None
+    candidates = [g for g in rates if n[g] >= thresholds.min_sample] or list(rates)
+    reference = min(candidates, key=lambda g: (-rates[g], g)) if candidates else None
     best = rates[reference] if reference is not None else 0.0
     names = [g for g in order if g in n] + sorted(g for g in n if g not in order)
     out = []
@@ -709,35 +773,36 @@ def group_rates(
                 approved=approved[g],
                 approval_rate=rates[g],
                 ratio=ratio,
-                four_fifths=ratio is not None and ratio < FOUR_FIFTHS,
-                small_group=n[g] < SMALL_GROUP,
+                below_four_fifths=ratio is not None and ratio < thresholds.four_fifths,
+                small_group=n[g] < thresholds.min_sample,
             )
         )
     return reference, len(groups) - len(present), tuple(out)
 
 
-def disparate_impact(rows: Sequence[DecisionRow]) -> tuple[DisparateImpact, ...]:
-    """Approval-rate ratios for sex, foreign-worker status (monitoring data) and age bands."""
-    attributes = (
-        (
-            "sex",
-            "monitoring: sex / personal_status_and_sex",
-            [sex_group(r.monitoring) for r in rows],
-            ("female", "male"),
-        ),
-        (
-            "foreign_worker",
-            "monitoring: foreign_worker",
-            [foreign_worker_group(r.monitoring) for r in rows],
-            ("yes", "no"),
-        ),
-        ("age_band", "applicant: age_years", [age_group(r.applicant) for r in rows], tuple(b[0] for b in AGE_BANDS)),
-    )
+def disparate_impact(
+    rows: Sequence[DecisionRow], settings: ReportSettings = DEFAULT_SETTINGS
+) -> tuple[DisparateImpact, ...]:
+    """Approval-rate ratios for every monitoring attribute (monitoring data) and every fairness band (applicant)."""
+    approved = [r.decision == "approve" for r in rows]
     out = []
-    for attribute, source, groups, order in attributes:
-        pairs = [(g, r.decision == "approve") for g, r in zip(groups, rows, strict=True)]
-        reference, missing, rates = group_rates(pairs, order)
-        out.append(DisparateImpact(attribute, source, reference, missing, rates))
+    for attribute in settings.attributes:
+        groups = [monitoring_group(attribute, r.monitoring) for r in rows]
+        order = [v for v in attribute.values if v != NOT_PROVIDED]
+        reference, missing, rates = group_rates(list(zip(groups, approved, strict=True)), order, settings.thresholds)
+        source = f"monitoring.{attribute.monitoring_field}"
+        out.append(
+            DisparateImpact(
+                attribute.monitoring_field, "monitoring", source, attribute.basis, reference, missing, rates
+            )
+        )
+    for bands in settings.bands:
+        groups = [bands.group_of(r.applicant.get(bands.field)) for r in rows]
+        reference, missing, rates = group_rates(
+            list(zip(groups, approved, strict=True)), bands.labels, settings.thresholds
+        )
+        basis = f"bands of {bands.field} at {', '.join(f'{e:g}' for e in bands.edges)}"
+        out.append(DisparateImpact(bands.name, "band", f"applicant.{bands.field}", basis, reference, missing, rates))
     return tuple(out)
 
 
@@ -831,8 +896,6 @@ def _with_flags(report: PeriodReport) -> PeriodReport:
         for g in di.groups:
             if g.four_fifths:
                 flags.append(Flag("disparate_impact", di.attribute, g.group, "four_fifths", g.ratio))
-            if g.small_group:
-                flags.append(Flag("disparate_impact", di.attribute, g.group, "small_group", float(g.decisions)))
     lat = report.latency
     for name, value in (("p50", lat.p50), ("p90", lat.p90), ("p99", lat.p99), ("max", lat.maximum)):
         if value is not None and value > lat.budget_ms:
@@ -840,6 +903,10 @@ def _with_flags(report: PeriodReport) -> PeriodReport:
     return PeriodReport(
         **{f.name: getattr(report, f.name) for f in fields(report) if f.name != "flags"}, flags=tuple(flags)
     )
+
+
+def _stability_row_flag(index: StabilityIndex) -> str:
+    return "small_sample" if index.small_sample else index.flag
 
 
 def latency_flag(value: float | None, budget_ms: float) -> str:
@@ -863,6 +930,14 @@ def metric_rows(report: PeriodReport) -> tuple[MetricRow, ...]:
         ("mean_probability_of_default", s.mean_probability_of_default),
     ):
         add(MetricRow("summary", metric, "", summary_value, ""))
+    t = report.thresholds
+    for metric, threshold in (
+        ("stability_watch", t.stability_watch),
+        ("stability_action", t.stability_action),
+        ("four_fifths", t.four_fifths),
+        ("min_sample", t.min_sample),
+    ):
+        add(MetricRow("thresholds", metric, "", threshold, ""))
     for v in report.volumes:
         for decision_name, count in (
             ("decisions", v.decisions),
@@ -896,9 +971,9 @@ def metric_rows(report: PeriodReport) -> tuple[MetricRow, ...]:
         add(MetricRow("reason_frequency", "change_pp", f.code, f.change_pp, ""))
     for index in (report.score_psi, report.band_psi):
         if index is not None:
-            add(MetricRow("stability", "psi", index.name, index.value, index.flag))
+            add(MetricRow("stability", "psi", index.name, index.value, _stability_row_flag(index)))
     for index in report.field_csi:
-        add(MetricRow("stability", "csi", index.name, index.value, index.flag))
+        add(MetricRow("stability", "csi", index.name, index.value, _stability_row_flag(index)))
     for r in report.rule_hits:
         add(MetricRow("policy_rule", "hit_rate", r.code, r.rate, ""))
         add(MetricRow("policy_rule", "hits", r.code, r.hits, ""))
@@ -942,6 +1017,7 @@ def to_jsonable(value: Any) -> Any:
     if is_dataclass(value) and not isinstance(value, type):
         data = {f.name: to_jsonable(getattr(value, f.name)) for f in fields(value)}
         if isinstance(value, GroupRate):
+            data["four_fifths"] = value.four_fifths
             data["flag"] = value.flag
         return data
     if isinstance(value, datetime):

@@ -20,12 +20,11 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any
 
 from service.reports.core import (
-    FOUR_FIFTHS,
     SCORE_BIN_WIDTH,
-    STABILITY_ACTION,
     STABILITY_EPSILON,
-    STABILITY_WATCH,
+    DisparateImpact,
     Flag,
+    GroupRate,
     PeriodReport,
     StabilityIndex,
     metric_rows,
@@ -157,12 +156,16 @@ def _worst(flags: Iterable[str]) -> str:
 def flag_text(flag: Flag) -> str:
     """One line describing a flag."""
     where = flag.metric + (f" / {flag.group}" if flag.group else "")
-    if flag.level == "small_group" and flag.value is not None:
-        return f"{flag.level}: {flag.section} {where}: only {int(flag.value)} decisions"
     return f"{flag.level}: {flag.section} {where} = {_num(flag.value, 3)}"
 
 
-def _stability_table(title_text: str, indices: Sequence[StabilityIndex]) -> Table:
+def _stability_status(index: StabilityIndex, min_sample: int) -> str:
+    if index.small_sample:
+        return f"not flagged (n < {min_sample})"
+    return index.flag or "ok"
+
+
+def _stability_table(title_text: str, indices: Sequence[StabilityIndex], min_sample: int) -> Table:
     return Table(
         title_text,
         ("characteristic", "kind", "index", "flag", "n", "missing", "largest bin shift"),
@@ -171,7 +174,7 @@ def _stability_table(title_text: str, indices: Sequence[StabilityIndex]) -> Tabl
                 i.name,
                 i.kind,
                 _num(i.value),
-                i.flag or "ok",
+                _stability_status(i, min_sample),
                 str(i.n),
                 str(i.missing),
                 max(i.bins, key=lambda b: abs(b.contribution)).label if i.bins else "–",
@@ -182,9 +185,38 @@ def _stability_table(title_text: str, indices: Sequence[StabilityIndex]) -> Tabl
     )
 
 
+def _group_status(group: GroupRate, min_sample: int) -> str:
+    if group.four_fifths:
+        return "four_fifths"
+    if group.small_group:
+        return f"not flagged (n < {min_sample})"
+    return "ok"
+
+
+def _impact_table(di: DisparateImpact, min_sample: int) -> Table:
+    basis = f"; {di.basis}" if di.basis else ""
+    return Table(
+        f"{di.attribute} ({di.source}{basis}; reference group: {di.reference_group or '–'}; missing: {di.missing})",
+        ("group", "decisions", "approved", "approval rate", "ratio", "flag"),
+        tuple(
+            (
+                g.group,
+                str(g.decisions),
+                str(g.approved),
+                _pct(g.approval_rate),
+                _num(g.ratio, 3),
+                _group_status(g, min_sample),
+            )
+            for g in di.groups
+        ),
+        tuple(g.flag or ("small_group" if g.small_group else "") for g in di.groups),
+    )
+
+
 def sections(report: PeriodReport) -> tuple[Section, ...]:
     """The report's sections, in order, as both HTML and PDF show them."""
     s = report.score_distribution
+    t = report.thresholds
     out = [
         Section(
             "volumes",
@@ -263,13 +295,17 @@ def sections(report: PeriodReport) -> tuple[Section, ...]:
             (("Score PSI by bin", draw_score_psi), ("CSI of each input field", draw_csi)),
             (
                 _stability_table(
-                    "Stability indices", [i for i in (report.score_psi, report.band_psi) if i is not None]
+                    "Stability indices",
+                    [i for i in (report.score_psi, report.band_psi) if i is not None],
+                    t.min_sample,
                 ),
-                _stability_table("Characteristic stability (CSI) of each input field", report.field_csi),
+                _stability_table("Characteristic stability (CSI) of each input field", report.field_csi, t.min_sample),
             ),
             text=(
-                f"Index = Σ (actual − expected) · ln(actual / expected) over bins, empty bins counted as {STABILITY_EPSILON:g}; "
-                f"watch at ≥ {STABILITY_WATCH}, action at ≥ {STABILITY_ACTION}. Baseline: {report.baseline_model or 'none'}."
+                f"Index = Σ (actual − expected) · ln(actual / expected) over bins, empty bins counted as "
+                f"{STABILITY_EPSILON:g}; missing values have a bin of their own. Watch at ≥ {t.stability_watch:g}, "
+                f"action at ≥ {t.stability_action:g}; with fewer than {t.min_sample} decisions in the period the "
+                f"indices are shown but not flagged. Baseline: {report.baseline_model or 'none'}."
             ),
         ),
         Section(
@@ -289,27 +325,14 @@ def sections(report: PeriodReport) -> tuple[Section, ...]:
             "fairness",
             "Disparate-impact monitoring",
             (("Approval-rate ratio to the most-favoured group", draw_disparate_impact),),
-            tuple(
-                Table(
-                    f"{di.attribute} ({di.source}; most favoured: {di.reference_group or '–'}; missing: {di.missing})",
-                    ("group", "decisions", "approved", "approval rate", "ratio", "flag"),
-                    tuple(
-                        (
-                            g.group,
-                            str(g.decisions),
-                            str(g.approved),
-                            _pct(g.approval_rate),
-                            _num(g.ratio, 3),
-                            g.flag or "ok",
-                        )
-                        for g in di.groups
-                    ),
-                    tuple("four_fifths" if g.four_fifths else g.flag for g in di.groups),
-                )
-                for di in report.disparate_impact
+            tuple(_impact_table(di, t.min_sample) for di in report.disparate_impact),
+            text=(
+                f"Four-fifths rule: a group's approval rate below {t.four_fifths:g} of the reference group's is flagged; "
+                "the reference is the most-favoured group among those with at least "
+                f"{t.min_sample} decisions. Groups with fewer than {t.min_sample} decisions are shown but not flagged. "
+                "Applicants who did not provide a monitoring attribute are counted as missing. Monitoring attributes "
+                "are recorded apart from the applicant's inputs and never reach the model."
             ),
-            text=f"Four-fifths rule: a ratio below {FOUR_FIFTHS} is flagged; groups with fewer than 30 decisions carry a small-group warning. "
-            "Monitoring attributes are recorded apart from the applicant's inputs and never reach the model.",
         ),
         Section(
             "operations",
@@ -460,11 +483,15 @@ def draw_csi(ax: Axes, report: PeriodReport) -> None:
     if not csi:
         return _empty(ax, "no baseline")
     y = list(range(len(csi)))[::-1]
-    ax.barh(y, [c.value or 0.0 for c in csi], color=[FLAG_COLOURS.get(c.flag, CURRENT) for c in csi])
-    ax.axvline(STABILITY_WATCH, color=FLAG_COLOURS["watch"], linestyle="--", linewidth=1)
-    ax.axvline(STABILITY_ACTION, color=FLAG_COLOURS["action"], linestyle="--", linewidth=1)
+    colours = [FLAG_COLOURS["small_group"] if c.small_sample else FLAG_COLOURS.get(c.flag, CURRENT) for c in csi]
+    ax.barh(y, [c.value or 0.0 for c in csi], color=colours)
+    ax.axvline(report.thresholds.stability_watch, color=FLAG_COLOURS["watch"], linestyle="--", linewidth=1)
+    ax.axvline(report.thresholds.stability_action, color=FLAG_COLOURS["action"], linestyle="--", linewidth=1)
     ax.set_yticks(y, [c.name for c in csi], fontsize=6)
-    ax.set_xlabel("CSI")
+    ax.set_xlabel(
+        "CSI"
+        + (f" (grey: fewer than {report.thresholds.min_sample} decisions, not flagged)" if csi[0].small_sample else "")
+    )
 
 
 def draw_rules(ax: Axes, report: PeriodReport) -> None:
@@ -491,12 +518,13 @@ def draw_disparate_impact(ax: Axes, report: PeriodReport) -> None:
             )
     if not labels:
         return _empty(ax, "no monitoring data")
+    t = report.thresholds
     y = list(range(len(labels)))[::-1]
     ax.barh(y, ratios, color=colours)
-    ax.axvline(FOUR_FIFTHS, color=FLAG_COLOURS["four_fifths"], linestyle="--", linewidth=1)
+    ax.axvline(t.four_fifths, color=FLAG_COLOURS["four_fifths"], linestyle="--", linewidth=1)
     ax.set_yticks(y, labels, fontsize=7)
     ax.set_xlim(0, max(1.05, max(ratios) * 1.05))
-    ax.set_xlabel("approval rate / most-favoured group's (grey: fewer than 30 decisions)")
+    ax.set_xlabel(f"approval rate / reference group's (grey: fewer than {t.min_sample} decisions, not flagged)")
 
 
 def draw_model_versions(ax: Axes, report: PeriodReport) -> None:

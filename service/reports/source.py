@@ -1,9 +1,9 @@
 """Adapters feeding the report: stored decision records to rows, ``reference.json`` to a baseline.
 
 The decision store and the model store are read here, at the edge; ``service.reports.core`` only
-sees :class:`DecisionRow` and :class:`Baseline`. Monitoring attributes (sex, foreign-worker status)
-travel in the recorded request's ``monitoring`` object, beside (never inside) ``applicant``, which
-is the only part the scoring path encodes; the report reads both.
+sees :class:`DecisionRow`, :class:`Baseline` and :class:`ReportSettings`. Monitoring attributes (the
+spec's ``monitoring_only`` list) travel in the recorded request's ``monitoring`` object, beside (never
+inside) ``applicant``, which is the only part the scoring path encodes; the report reads both.
 """
 
 from __future__ import annotations
@@ -18,6 +18,7 @@ from typing import Any, Protocol
 
 from service.core.recorded import RecordedDecision
 from service.reports.core import (
+    DEFAULT_SETTINGS,
     Baseline,
     CategoricalBaseline,
     DecisionRow,
@@ -27,6 +28,7 @@ from service.reports.core import (
     PeriodReport,
     ReasonRef,
     ReportError,
+    ReportSettings,
     build_report,
 )
 
@@ -109,11 +111,14 @@ def baseline_from_reference(reference: Mapping[str, Any], model_name: str, model
 
     Format (written by ``training.metrics.training_baseline``)::
 
-        {"fields": {"<field>": {"kind": "numeric", "edges": [...], "shares": [... len(edges)+1]}
-                    | {"kind": "categorical", "shares": {"<code>": share, ...}}, ...},
+        {"fields": {"<field>": {"kind": "numeric", "edges": [...], "shares": [... len(edges)+1], "missing": share}
+                    | {"kind": "categorical", "shares": {"<code>": share, ...}, "missing": share}, ...},
          "score": {"edges": [...], "shares": [...], "band_shares": {"A": share, ...}}}
 
     Numeric bins are right-closed (``x <= edges[0]``, ``edges[i-1] < x <= edges[i]``, ``x > edges[-1]``).
+    ``missing`` is the share of training rows whose value was missing (None); every share is a share of
+    all training rows, so a field's ``shares`` and ``missing`` sum to 1. A baseline written before
+    fields could be missing has no ``missing`` key: it reads as a missing share of 0.
     """
     raw = reference.get("baseline")
     if not isinstance(raw, Mapping):
@@ -123,7 +128,14 @@ def baseline_from_reference(reference: Mapping[str, Any], model_name: str, model
         for name, spec in sorted(_mapping(raw.get("fields")).items()):
             if spec.get("kind") == "categorical":
                 shares = _mapping(spec.get("shares"))
-                fields.append((name, CategoricalBaseline(tuple((str(c), float(s)) for c, s in shares.items()))))
+                fields.append(
+                    (
+                        name,
+                        CategoricalBaseline(
+                            tuple((str(c), float(s)) for c, s in shares.items()), float(spec.get("missing", 0.0))
+                        ),
+                    )
+                )
             else:
                 fields.append((name, _numeric(spec)))
         score_raw = _mapping(raw.get("score"))
@@ -135,20 +147,29 @@ def baseline_from_reference(reference: Mapping[str, Any], model_name: str, model
 
 
 def _numeric(spec: Mapping[str, Any]) -> NumericBaseline:
-    return NumericBaseline(tuple(float(e) for e in spec["edges"]), tuple(float(s) for s in spec["shares"]))
+    return NumericBaseline(
+        tuple(float(e) for e in spec["edges"]),
+        tuple(float(s) for s in spec["shares"]),
+        float(spec.get("missing", 0.0)),
+    )
 
 
 @dataclass(frozen=True)
 class ModelContext:
-    """What the report takes from a model version in the model store."""
+    """What the report takes from a model version in the model store.
+
+    ``settings``: the policy's monitoring thresholds and the spec's monitoring attributes and fairness
+    bands (the defaults, with no disparate-impact attributes, when the version is not available).
+    """
 
     baseline: Baseline | None
     rule_codes: tuple[str, ...]
     notes: tuple[str, ...]
+    settings: ReportSettings = DEFAULT_SETTINGS
 
 
 def load_model_context(model_store_root: Path, model_name: str, model_version: str) -> ModelContext:
-    """Baseline and policy rule codes of a model version, with a note for whatever is missing."""
+    """Baseline, policy rule codes and report settings of a model version, with a note for whatever is missing."""
     from model_store.policy import Policy
     from model_store.spec import FeatureSpec
     from model_store.store import POLICY_FILE, REFERENCE_FILE, SPEC_FILE
@@ -161,8 +182,9 @@ def load_model_context(model_store_root: Path, model_name: str, model_version: s
     reference = json.loads((folder / REFERENCE_FILE).read_text(encoding="utf-8"))
     baseline = baseline_from_reference(reference, model_name, model_version)
     notes = () if baseline is not None else (f"reference.json of {model_name} {model_version} has no baseline.",)
-    policy = Policy.load(folder / POLICY_FILE, FeatureSpec.load(folder / SPEC_FILE))
-    return ModelContext(baseline, tuple(rule.code for rule in policy.rules), notes)
+    spec = FeatureSpec.load(folder / SPEC_FILE)
+    policy = Policy.load(folder / POLICY_FILE, spec)
+    return ModelContext(baseline, tuple(rule.code for rule in policy.rules), notes, ReportSettings.of(spec, policy))
 
 
 def stored_outcomes(records: RecordSource, since: datetime, until: datetime) -> dict[str, str]:
@@ -182,8 +204,9 @@ def report_from_store(
     model_name: str | None = None,
     outcomes: Mapping[str, str] | None = None,
 ) -> PeriodReport:
-    """The period report of a decision store, drift measured against the most-used model version's baseline.
+    """The period report of a decision store, measured against the most-used model version's baseline.
 
+    The thresholds, monitoring attributes and fairness bands are that version's (its policy and spec).
     Back-testing uses ``outcomes`` (decision_id -> good|bad) if given, else the outcomes posted to the store.
     """
     if outcomes is None:
@@ -197,7 +220,16 @@ def report_from_store(
         # the most-used version; ties go to the later version
         name, version = max(used, key=lambda k: (used[k], k[0], _version_number(k[1])))
         context = load_model_context(model_store_root, name, version)
-    return build_report(current, period, previous, context.baseline, model_name, context.rule_codes, context.notes)
+    return build_report(
+        current,
+        period,
+        previous,
+        context.baseline,
+        model_name,
+        context.rule_codes,
+        context.notes,
+        settings=context.settings,
+    )
 
 
 def _version_number(version: str) -> int:
