@@ -28,7 +28,6 @@ from flask import Flask, jsonify, request
 from model_store.store import ModelStore
 
 REPO = Path(__file__).resolve().parents[1]
-TRAINING_CONFIG = REPO / "config" / "german_credit" / "training.yaml"
 
 
 def _bundle() -> Any:
@@ -113,10 +112,10 @@ def naive_model(bundle: Any) -> tuple[Any, float]:
     the largest difference between its margins and the stored version's reference margins."""
     from sklearn.model_selection import train_test_split
 
-    from training.config import TrainingConfig
+    from training.config import TrainingConfig, default_config_path
     from training.pipeline import fit_gbt, load_dataset
 
-    config = TrainingConfig.load(TRAINING_CONFIG)
+    config = TrainingConfig.load(default_config_path())
     spec = bundle.spec
     data = load_dataset(config, spec)
     indices = np.arange(len(data.y))

@@ -46,7 +46,6 @@ PARAMS: dict[str, Any] = {
     "early_stopping": False,
 }
 REPO = Path(__file__).resolve().parents[1]
-DEFAULT_POLICY = REPO / "config" / "german_credit" / "policy.yaml"
 
 
 @dataclass(frozen=True)
@@ -110,7 +109,9 @@ def spec_dict() -> dict[str, Any]:
 
 def policy_dict() -> dict[str, Any]:
     """The default policy's scaling and bands, with rules on the synthetic fields."""
-    base = yaml.safe_load(DEFAULT_POLICY.read_text(encoding="utf-8"))
+    from training.config import TrainingConfig, default_config_path
+
+    base = yaml.safe_load(TrainingConfig.load(default_config_path()).policy.read_text(encoding="utf-8"))
     return {
         "policy_version": "synthetic-prod-policy-1.0.0",
         "scaling": base["scaling"],

@@ -49,9 +49,6 @@ REPO = Path(__file__).resolve().parents[1]
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
 LUA = REPO / "benchmarks" / "wrk"
 OUTPUT = REPO / "docs" / "PERFORMANCE.md"
-TRAINING_CONFIG = REPO / "config" / "german_credit" / "training.yaml"
-DATA = REPO / "data" / "german_credit.csv"
-DEFAULT_MODEL = "german-credit-gbt"
 LEVELS = (1, 4, 16)
 MICRO_ROUNDS = 2  # alternating micro-benchmark rounds per revision against a baseline
 READY_TIMEOUT_S = 180.0
@@ -344,12 +341,29 @@ def half_peak(url: str, app: App, target: float, single: Level, runs: int, secon
 
 
 # ---- inputs --------------------------------------------------------------------------------------
-def german_applications() -> list[dict[str, Any]]:
-    """The German credit rows as API applicants."""
+def default_config() -> Any:
+    """The default example's training config (``config/default.yaml``)."""
+    from training.config import TrainingConfig, default_config_path
+
+    return TrainingConfig.load(default_config_path())
+
+
+def default_model() -> str:
+    """The default example's champion model name."""
+    return f"{default_config().name}-gbt"
+
+
+def default_spec() -> Any:
+    """The default example's feature spec."""
     from model_store.spec import FeatureSpec
 
-    spec = FeatureSpec.load(REPO / "config" / "german_credit" / "feature_spec.yaml")
-    with open(DATA, newline="", encoding="utf-8") as fh:
+    return FeatureSpec.load(default_config().feature_spec)
+
+
+def default_applications() -> list[dict[str, Any]]:
+    """The default example's training rows as API applicants."""
+    spec = default_spec()
+    with open(default_config().data_csv, newline="", encoding="utf-8") as fh:
         return [spec.from_source_row(row) for row in csv.DictReader(fh)]
 
 
@@ -362,11 +376,9 @@ def write_bodies(path: Path, applicants: Sequence[dict[str, Any]], prefix: str) 
 
 
 def batch_bench(store_root: Path, workdir: Path, rows: int, log: Any, tree: Path = REPO) -> dict[str, Any]:
-    """``credit-decision score`` of a source tree on a generated CSV of ``rows`` German credit applications."""
-    from model_store.spec import FeatureSpec
-
-    spec = FeatureSpec.load(REPO / "config" / "german_credit" / "feature_spec.yaml")
-    applicants = german_applications()
+    """``credit-decision score`` of a source tree on a generated CSV of ``rows`` of the default example's applications."""
+    spec = default_spec()
+    applicants = default_applications()
     source = workdir / "batch.csv"
     if not source.exists():
         with open(source, "w", newline="", encoding="utf-8") as fh:
@@ -374,7 +386,7 @@ def batch_bench(store_root: Path, workdir: Path, rows: int, log: Any, tree: Path
             out.writerow(["application_id", *spec.field_names])
             for i in range(rows):
                 a = applicants[i % len(applicants)]
-                out.writerow([f"B{i:07d}", *(a[n] for n in spec.field_names)])
+                out.writerow([f"B{i:07d}", *("" if a[n] is None else a[n] for n in spec.field_names)])
     # the command and its store option as that tree spells them (before the commands moved to cli/: service.batch)
     command, store_option = (
         ("from cli.score import score_command; score_command()", "--model-store")
@@ -387,7 +399,7 @@ def batch_bench(store_root: Path, workdir: Path, rows: int, log: Any, tree: Path
         target = workdir / f"batch-out-{workers}.csv"
         cmd = [
             sys.executable, "-c", command,
-            "--input", str(source), "--output", str(target), store_option, str(store_root), "--model", DEFAULT_MODEL,
+            "--input", str(source), "--output", str(target), store_option, str(store_root), "--model", default_model(),
             "--workers", str(workers), "--no-progress",
         ]  # fmt: skip
         started = time.perf_counter()
@@ -486,7 +498,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         store_root = workdir / "store"
         log("training the default model ...")
-        trained = train(TRAINING_CONFIG, ModelStore(store_root), progress=False)
+        trained = train(default_config().path, ModelStore(store_root), progress=False)
         default_version = trained.champion.version
         log("building the production-size model ...")
         prod = prodmodel.build(store_root)
@@ -496,12 +508,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         batch = batch_bench(store_root, workdir, 40_000 if args.quick else BATCH_ROWS, log)
 
         log("micro-benchmarks and profile ...")
-        micro_results = micro.run_all(store_root, DEFAULT_MODEL, default_version, workdir, quick=args.quick)
+        micro_results = micro.run_all(store_root, default_model(), default_version, workdir, quick=args.quick)
         prod_micro = micro.run_all(
             store_root, prod.name, prod.version, workdir, quick=args.quick, profile=False, applications=None
         )
 
-        default_bodies = write_bodies(workdir / "bodies-default.jsonl", german_applications(), "GC")
+        default_bodies = write_bodies(workdir / "bodies-default.jsonl", default_applications(), "D")
         from model_store.spec import FeatureSpec
 
         prod_spec = FeatureSpec.load(store_root / prod.name / prod.version / "feature_spec.yaml")
@@ -531,21 +543,21 @@ def main(argv: Sequence[str] | None = None) -> int:
         key_file = workdir / "api_keys"
         key_file.write_text(f"scorer:{hash_key(api_key)}:benchmark\n", encoding="utf-8")
         key_file.chmod(0o600)
-        naive_env = {**model_env(DEFAULT_MODEL, dv), "OMP_NUM_THREADS": "1"}
+        naive_env = {**model_env(default_model(), dv), "OMP_NUM_THREADS": "1"}
         apps = [
             App("echo", "(a) Flask JSON echo", "benchmarks.apps:echo_app()", "/echo", default_bodies, {}),
-            App("score", "(b) score only", "benchmarks.apps:score_app()", "/score", default_bodies, model_env(DEFAULT_MODEL, dv)),
+            App("score", "(b) score only", "benchmarks.apps:score_app()", "/score", default_bodies, model_env(default_model(), dv)),
             App(
                 "reasons", "(b+) score + exact reasons, no validation or record", "benchmarks.apps:reasons_app()",
-                "/reasons", default_bodies, model_env(DEFAULT_MODEL, dv), levels=(1, 4),
+                "/reasons", default_bodies, model_env(default_model(), dv), levels=(1, 4),
             ),
             App(
                 "full", "(c) full decision", "service.app:create_app()", "/v1/decisions", default_bodies,
-                service_env(DEFAULT_MODEL, dv, "decisions-default.sqlite3"), half_peak=True, api_key=api_key,
+                service_env(default_model(), dv, "decisions-default.sqlite3"), half_peak=True, api_key=api_key,
             ),
             App(
                 "full-shm", "(c) full decision, record on tmpfs (not durable; isolates fsync)", "service.app:create_app()",
-                "/v1/decisions", default_bodies, service_env(DEFAULT_MODEL, dv, "decisions-default.sqlite3", shm=True),
+                "/v1/decisions", default_bodies, service_env(default_model(), dv, "decisions-default.sqlite3", shm=True),
                 levels=(1, 4), half_peak=True, api_key=api_key,
             ),
             App("naive", "(d) naive sklearn + shap", "benchmarks.apps:naive_app()", "/naive", default_bodies, naive_env),
@@ -564,7 +576,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             scratch_trees.append(tree)
             log(f"baseline revision {args.baseline}: micro-benchmarks of both revisions, alternating ...")
             both = [
-                revision_stages(root, store_root, DEFAULT_MODEL, dv, workdir, args.quick)
+                revision_stages(root, store_root, default_model(), dv, workdir, args.quick)
                 for _ in range(MICRO_ROUNDS)
                 for root in (tree, REPO)
             ]
@@ -580,7 +592,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 apps.index(next(a for a in apps if a.key == "full")) + 1,
                 App(
                     "full-baseline", f"(c) full decision, revision {baseline['commit']}", "service.app:create_app()",
-                    "/v1/decisions", default_bodies, service_env(DEFAULT_MODEL, dv, "decisions-baseline.sqlite3"),
+                    "/v1/decisions", default_bodies, service_env(default_model(), dv, "decisions-baseline.sqlite3"),
                     api_key=api_key, root=tree,
                 ),
             )  # fmt: skip
@@ -914,7 +926,7 @@ def render(
         )
     w("## Batch\n")
     w(
-        f"`credit-decision score` on a CSV of {batch['rows']:,} German credit applications (read, validate, encode, ONNX, "
+        f"`credit-decision score` on a CSV of {batch['rows']:,} applications of the default example (read, validate, encode, ONNX, "
         "exact TreeSHAP, rules, bands, top-4 reasons, write CSV), file to file; start-up (imports, model load and "
         "self-check) excluded, shown separately as wall time.\n"
     )
@@ -956,7 +968,7 @@ def render(
     w("## Method\n")
     w(
         "- Every app gets the same gunicorn production config and 2 sync workers; each request is the decision API "
-        "body of one German credit applicant (1,000 different bodies in rotation; 500 random applicants for the "
+        "body of one applicant of the default example (1,000 different bodies in rotation; 500 random applicants for the "
         "production-size model). wrk is run from the same 2-core machine, so the load generator competes with the "
         "server, as it did in the issue's measurements.\n"
         "- (a) parses and echoes the JSON; (b) encodes without validation and runs onnxruntime; (c) is the real "

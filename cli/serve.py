@@ -46,23 +46,45 @@ def serve_command(host: str, port: int, workers: int, model_store: Path | None, 
         env["CREDIT_DECISION_DATABASE_URL"] = database_url
     shown = f"[{host}]" if ":" in host else host
     url = f"http://{shown}:{port}"
-    keys_line = _check_keys(env)
+    settings, keys_line = _check_keys(env)
     click.echo(f"credit-decision API on {url} ({workers} workers)")
     click.echo(f"  API docs:  {url}/docs   (OpenAPI: {url}/openapi.json)")
     click.echo(f"  readiness: {url}/readyz")
     click.echo(keys_line)
     click.echo("  try it:")
-    click.echo(
-        "    curl -s -H \"Authorization: Bearer $SCORER_KEY\" -H 'Content-Type: application/json' "
-        f"--data @examples/application.json {url}/v1/decisions"
-    )
+    click.echo(_try_it(settings, url))
     sys.stdout.flush()
     argv = gunicorn_argv()
     # replace this process, so signals (Ctrl-C, SIGTERM) reach the gunicorn master directly
     os.execvpe(argv[0], argv, env)  # noqa: S606
 
 
-def _check_keys(env: dict[str, str]) -> str:
+EXAMPLE = Path(__file__).resolve().parents[1] / "examples" / "application.json"
+
+
+def _try_it(settings: Any, url: str) -> str:
+    """A curl line that works with the served model: the shipped example body when it has the model's fields,
+    else the field catalog to write one from."""
+    import json
+
+    from model_store.errors import ContractError
+    from model_store.spec import FeatureSpec
+    from model_store.store import ModelStore
+
+    auth = '-H "Authorization: Bearer $SCORER_KEY"'
+    try:
+        store = ModelStore(settings.model_store)
+        name, version = settings.served_version(store)
+        fields = set(FeatureSpec.load(store.path(name, version) / "feature_spec.yaml").field_names)
+        example = json.loads(EXAMPLE.read_text(encoding="utf-8"))["applicant"]
+        if set(example) <= fields:
+            return f"    curl -s {auth} -H 'Content-Type: application/json' --data @{os.path.relpath(EXAMPLE)} {url}/v1/decisions"
+    except (ContractError, OSError, ValueError, KeyError, TypeError):
+        pass
+    return f"    curl -s {auth} {url}/v1/schema   (the served model's fields; POST an applicant to {url}/v1/decisions)"
+
+
+def _check_keys(env: dict[str, str]) -> tuple[Any, str]:
     """Load the key configuration as the workers will; exit with its error (e.g. production without keys)."""
     from service.app import load_keys
     from service.config import ConfigError, Settings
@@ -74,13 +96,13 @@ def _check_keys(env: dict[str, str]) -> str:
         raise click.ClickException(f"cannot serve: {exc}") from None
     create = "credit-decision keys create --role scorer   (also: --role auditor, --role admin)"
     if len(keys) == 0:
-        return (
+        return settings, (
             f"  API keys:  none yet, so every decision endpoint answers 401. Create a development key (printed once,\n"
             f"             its hash appended to {settings.api_keys_file}; the server reads it at start, so restart):\n"
             f"               {create}\n"
             "             then: export SCORER_KEY=<the printed key>"
         )
-    return (
+    return settings, (
         f"  API keys:  {len(keys)} key(s) with roles {', '.join(sorted(keys.roles))} ({settings.api_keys_file}); "
         f"another: {create}"
     )

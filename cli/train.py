@@ -9,18 +9,15 @@ import click
 
 from cli.options import model_store_option, settings
 
-_REPO = Path(__file__).resolve().parent.parent
-DEFAULT_CONFIG = _REPO / "config" / "german_credit" / "training.yaml"
-
 
 @click.command("train")
 @click.option(
     "--config",
     "config_path",
     type=click.Path(dir_okay=False, path_type=Path),
-    default=DEFAULT_CONFIG,
-    show_default="config/german_credit/training.yaml",
-    help="Training configuration YAML (paths inside are relative to it).",
+    default=None,
+    help="Training configuration YAML (paths inside are relative to it) "
+    "[default: the `training` key of config/default.yaml].",
 )
 @model_store_option
 @click.option("--version", default=None, help="Version to write (e.g. v7) [default: the next free version].")
@@ -36,7 +33,12 @@ DEFAULT_CONFIG = _REPO / "config" / "german_credit" / "training.yaml"
     help="Refuse to train when a field alone nearly separates bad from good (target leakage) instead of warning.",
 )
 def train_command(
-    config_path: Path, model_store: Path | None, version: str | None, promote: bool | None, quiet: bool, strict: bool
+    config_path: Path | None,
+    model_store: Path | None,
+    version: str | None,
+    promote: bool | None,
+    quiet: bool,
+    strict: bool,
 ) -> None:
     """Train the champion (gbt) and baseline (scorecard), prove their explanations, write two versions.
 
@@ -53,8 +55,12 @@ def train_command(
             f"training needs the 'training' extras ({exc.name} is not installed): pip install 'credit-decision[training]'"
         ) from None
 
+    from training.config import default_config_path
+
     store = ModelStore(settings(model_store=model_store).model_store)
     try:
+        if config_path is None:
+            config_path = default_config_path()
         result = train(
             config_path,
             store,
@@ -85,4 +91,13 @@ def train_command(
         )
     if promoted:
         click.echo(f"champion: {result.champion.name} {result.champion.version}")
+    else:
+        current = store.champion()
+        click.echo(
+            f"not promoted: the store's champion stays {current[0]} {current[1]}; to serve the new version, "
+            f"review its model card, then: credit-decision models promote {result.champion.name} "
+            f"{result.champion.version} --model-store {store.root}"
+            if current
+            else "not promoted"
+        )
     click.echo(f"done in {result.seconds:.1f} s")

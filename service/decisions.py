@@ -250,13 +250,13 @@ class DecisionService:
         """The adverse-action notice of a declined decision (NoticeNotRequired otherwise).
 
         The inquiry factor follows the reason catalog of the model version that made the decision; if that
-        version cannot be loaded, the notice is built as for data without an inquiry field.
+        version cannot be loaded, the notice says it cannot tell whether inquiries affected the score.
         """
         recorded = self.recorded(decision_id)
         try:
             model = self.require_models().get(recorded.model_name, recorded.model_version)
         except (NotReady, ModelUnavailable):
-            return build_notice(recorded, None)
+            return build_notice(recorded, None, catalog_known=False)
         return build_notice(recorded, model.bundle.catalog.inquiries_field)
 
     # ---- outcomes ----------------------------------------------------------------------------------

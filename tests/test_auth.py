@@ -271,10 +271,10 @@ def test_keys_create_prints_a_key_once_and_the_server_accepts_it(
 
     # the serve banner tells how many keys there are, or how to create one
     env = {"CREDIT_DECISION_API_KEYS_FILE": str(key_file)}
-    assert "2 key(s) with roles auditor, scorer" in _check_keys(env)
+    assert "2 key(s) with roles auditor, scorer" in _check_keys(env)[1]
     env = {"CREDIT_DECISION_API_KEYS_FILE": str(tmp_path / "empty")}
     (tmp_path / "empty").write_text("")
-    assert "credit-decision keys create --role scorer" in _check_keys(env)
+    assert "credit-decision keys create --role scorer" in _check_keys(env)[1]
 
 
 def test_require_role_refuses_unknown_roles() -> None:

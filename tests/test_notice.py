@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 
 from service.core.engine import Decision, Reason, ReasonValue
-from service.core.notice import INQUIRY_ALREADY_LISTED, NO_INQUIRY_DATA, build_notice
+from service.core.notice import INQUIRY_ALREADY_LISTED, INQUIRY_UNKNOWN, NO_INQUIRY_DATA, build_notice
 from service.core.recorded import ApplicationRequest, ModelProvenance, RecordedDecision, ScoreScale
 from service.errors import NoticeNotRequired
 
@@ -208,11 +208,15 @@ def test_the_service_takes_the_inquiries_field_from_the_catalog_of_the_deciding_
     notice = service.notice(declined["decision_id"])
     assert notice == build_notice(recorded, "existing_credits")
     assert notice.inquiries_note != NO_INQUIRY_DATA
-    # the deciding version cannot be loaded (not in this store; no model store at all): no inquiry factor
+    # the deciding version cannot be loaded (not in this store; no model store at all): the notice says it
+    # cannot tell, rather than claim the data has no inquiries
     empty = DecisionService(models=ModelCache(ModelStore(tmp_path / "empty")), served=None, store=state.store)
-    assert empty.notice(declined["decision_id"]) == build_notice(recorded, None)
+    unknown = empty.notice(declined["decision_id"])
+    assert unknown == build_notice(recorded, None, catalog_known=False)
+    assert unknown.inquiries_note == INQUIRY_UNKNOWN and unknown.inquiries_factor is None
+    assert unknown.principal_reasons == notice.principal_reasons
     none = DecisionService(models=None, served=None, store=state.store)
-    assert none.notice(declined["decision_id"]).inquiries_note == NO_INQUIRY_DATA
+    assert none.notice(declined["decision_id"]).inquiries_note == INQUIRY_UNKNOWN
 
 
 @pytest.mark.parametrize("how", ["query", "accept"])

@@ -23,6 +23,9 @@ Keys of the training YAML (paths are relative to the file):
     (such rows are left out, counted per reason in the manifest and the model card).
 
 Every key is validated on load; an error names the file and the key.
+
+Which training config is the default (``credit-decision train`` without ``--config``, the benchmarks) is
+data too: ``config/default.yaml``'s ``training`` key (:func:`default_config_path`).
 """
 
 from __future__ import annotations
@@ -58,6 +61,7 @@ BASELINE_PARAMS: dict[str, type | tuple[type, ...]] = {
     "C": (int, float),
 }
 FAMILIES = {"gbt": CHAMPION_PARAMS, "scorecard": BASELINE_PARAMS}
+DEFAULTS_FILE = Path(__file__).resolve().parents[1] / "config" / "default.yaml"
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,49}$")  # model names are "<name>-gbt" / "<name>-scorecard"
 _TOP_LEVEL_OVERRIDES = ("name", "random_state", "holdout_fraction", "cv_folds", "champion", "baseline")
 _DATASET_TEXT_KEYS = ("name", "source", "licence", "description")
@@ -195,6 +199,12 @@ class TrainingConfig:
         policy = Policy.load(self.policy, spec)
         catalog = ReasonCatalog.load(self.reason_codes, spec, policy)
         return spec, policy, catalog
+
+
+def default_config_path(defaults: Path = DEFAULTS_FILE) -> Path:
+    """The default training config: the ``training`` key of ``config/default.yaml`` (relative to that file)."""
+    data = load_mapping(defaults)
+    return _existing(defaults.parent / require(data, "training", str, str(defaults)), f"{defaults}: training")
 
 
 def _existing(path: Path, where: str) -> Path:

@@ -1,9 +1,7 @@
-"""Validation evidence: discrimination, calibration, decisions at the policy cut-offs, cost, drift baselines.
+"""Validation evidence: discrimination, calibration, decisions at the policy cut-offs, drift baselines.
 
-Cost convention (UCI German credit cost matrix): approving a bad applicant costs 5, not approving
-a good applicant costs 1. A *refer* is not an automatic approval, so it is counted with declines
-(a referred bad costs 0, a referred good costs 1): the cost of the model's automatic decisions if
-every referral were declined. Expected cost is reported per application.
+The decision analysis counts approvals against refer/decline (a *refer* is not an automatic approval);
+what those counts cost is the training config's cost matrix (:class:`training.config.CostMatrix`).
 """
 
 from __future__ import annotations
@@ -16,13 +14,6 @@ from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score, roc_curve
 
 from model_store.policy import Policy
 from model_store.spec import FeatureSpec
-
-COST_BAD_APPROVED = 5.0
-COST_GOOD_DECLINED = 1.0
-COST_CONVENTION = (
-    "UCI cost matrix: an approved bad applicant costs 5, a good applicant who is not approved costs 1; "
-    "refer is counted as not approved (a referred good costs 1, a referred bad costs 0)."
-)
 
 
 def discrimination(y: np.ndarray, probability: np.ndarray) -> dict[str, float]:
@@ -87,7 +78,7 @@ def decisions(
 def decision_analysis(
     policy: Policy, applications: Sequence[Mapping[str, Any]], y: np.ndarray, margin: np.ndarray
 ) -> dict[str, Any]:
-    """Confusion at approve vs refer/decline, per-band and per-decision bad rates and the expected cost."""
+    """Confusion at approve vs refer/decline, per-band and per-decision bad rates."""
     y = np.asarray(y, dtype=np.int64)
     _, bands, actions = decisions(policy, applications, margin)
     act = np.asarray(actions)
@@ -98,8 +89,6 @@ def decision_analysis(
         "not_approved_good": int(np.sum(~approved & (y == 0))),
         "not_approved_bad": int(np.sum(~approved & (y == 1))),
     }
-    cost = COST_BAD_APPROVED * confusion["approved_bad"] + COST_GOOD_DECLINED * confusion["not_approved_good"]
-    n = len(y)
     per_decision = {}
     for action in ("approve", "refer", "decline"):
         m = act == action
@@ -129,10 +118,6 @@ def decision_analysis(
         "confusion": confusion,
         "per_decision": per_decision,
         "per_band": per_band,
-        "expected_cost_per_application": cost / n,
-        "total_cost": cost,
-        "approve_all_cost_per_application": COST_BAD_APPROVED * float(y.mean()),
-        "cost_convention": COST_CONVENTION,
     }
 
 

@@ -403,18 +403,9 @@ def train(
     )
 
 
-# metrics.decision_analysis prices decisions with a fixed matrix of its own; the config's matrix replaces it here
-_METRICS_COST_KEYS = (
-    "expected_cost_per_application",
-    "total_cost",
-    "approve_all_cost_per_application",
-    "cost_convention",
-)
-
-
 def _priced(analysis: Mapping[str, Any], config: TrainingConfig) -> dict[str, Any]:
     """The decision analysis with its cost from the config's cost matrix (``cost`` is None without one)."""
-    out = {k: v for k, v in analysis.items() if k not in _METRICS_COST_KEYS}
+    out = dict(analysis)
     matrix = config.dataset.cost_matrix
     out["cost"] = None if matrix is None else matrix.evaluate(analysis["confusion"])
     return out

@@ -33,6 +33,10 @@ INQUIRY_TEXT = "Number of recent inquiries into your credit history"
 NO_INQUIRY_DATA = (
     "The data this model scores has no record of credit inquiries, so no inquiry factor applies to this score."
 )
+INQUIRY_UNKNOWN = (
+    "The model version that made this decision cannot be loaded now, so this notice does not say whether credit "
+    "inquiries affected the score."
+)
 INQUIRY_NOT_ADVERSE = "Credit inquiries did not adversely affect this score."
 INQUIRY_ALREADY_LISTED = "Credit inquiries are already listed among the key factors above."
 
@@ -148,10 +152,13 @@ def _inquiries(
     return inquiry, "Credit inquiries adversely affected this score."
 
 
-def build_notice(recorded: RecordedDecision, inquiries_field: str | None = None) -> AdverseActionNotice:
+def build_notice(
+    recorded: RecordedDecision, inquiries_field: str | None = None, *, catalog_known: bool = True
+) -> AdverseActionNotice:
     """The notice content of a recorded decision; NoticeNotRequired unless it was declined.
 
-    ``inquiries_field`` is the reason catalog's field of recent credit inquiries (None: the data has none).
+    ``inquiries_field`` is the reason catalog's field of recent credit inquiries (None: the data has none);
+    ``catalog_known=False`` when the deciding version's catalog cannot be read (the note says so, nothing more).
     """
     decision = recorded.decision
     if decision.decision != "decline":
@@ -165,7 +172,12 @@ def build_notice(recorded: RecordedDecision, inquiries_field: str | None = None)
     key_factors = tuple(_factor(i + 1, r) for i, r in enumerate(model_reasons))
     factor = _points_per_log_odds(recorded, model_reasons)
     payload = recorded.payload
-    inquiries, note = _inquiries(inquiries_field, dict(decision.attributions), payload.applicant, model_reasons, factor)
+    if catalog_known:
+        inquiries, note = _inquiries(
+            inquiries_field, dict(decision.attributions), payload.applicant, model_reasons, factor
+        )
+    else:
+        inquiries, note = None, INQUIRY_UNKNOWN
     created_at = iso_utc(recorded.created_at)
     return AdverseActionNotice(
         decision_id=recorded.decision_id,
