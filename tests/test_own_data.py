@@ -257,3 +257,38 @@ def test_serve_suggests_a_request_that_fits_the_served_model(
     assert "--data @examples/application.json http://h:1/v1/decisions" in suggestion(trained_models[0].root)
     # nothing to serve yet: the field catalog
     assert "/v1/schema" in suggestion(tmp_path / "empty")
+
+
+def test_the_default_example_is_named_by_config_alone(tmp_path: Path) -> None:
+    from model_store.errors import ContractError
+    from training.config import default_config_path
+
+    assert default_config_path() == DEFAULT / "training.yaml"
+    pointer = tmp_path / "default.yaml"
+    (tmp_path / "mine").mkdir()
+    (tmp_path / "mine" / "training.yaml").write_text("name: mine\n", encoding="utf-8")
+    pointer.write_text("training: mine/training.yaml\n", encoding="utf-8")
+    assert default_config_path(pointer) == tmp_path / "mine" / "training.yaml"
+    pointer.write_text("train: mine/training.yaml\n", encoding="utf-8")
+    with pytest.raises(ContractError, match=rf"{re.escape(str(pointer))}.*training"):
+        default_config_path(pointer)
+    pointer.write_text("training: nowhere.yaml\n", encoding="utf-8")
+    with pytest.raises(ContractError, match=r"file not found: .*nowhere\.yaml"):
+        default_config_path(pointer)
+
+
+def test_training_into_a_store_with_a_champion_says_it_was_not_promoted(tmp_path: Path) -> None:
+    from click.testing import CliRunner
+
+    from cli.train import train_command
+
+    store = tmp_path / "store"
+    args = ["--model-store", str(store), "--quiet", "--config", str(EXAMPLE / "training.yaml")]
+    first = CliRunner().invoke(train_command, args)
+    assert first.exit_code == 0, first.output
+    assert "champion: synthetic-lender-gbt v1" in first.output
+    second = CliRunner().invoke(train_command, args)
+    assert second.exit_code == 0, second.output
+    assert "not promoted: the store's champion stays synthetic-lender-gbt v1" in second.output
+    assert f"credit-decision models promote synthetic-lender-gbt v2 --model-store {store}" in second.output
+    assert ModelStore(store).champion() == ("synthetic-lender-gbt", "v1")
