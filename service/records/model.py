@@ -105,3 +105,98 @@ def chain_hash(prev_hash: str, record: DecisionRecord, content: str | None = Non
     """``sha256(prev_hash + canonical_content(record))`` as lowercase hex (``content`` if already computed)."""
     text = canonical_content(record) if content is None else content
     return hashlib.sha256((prev_hash + text).encode("utf-8")).hexdigest()
+
+
+# ---- other entries of the same chain: admin audit events and shadow decisions -------------------------------
+#: Kinds of admin audit event. Those in ``CONTROL_EVENTS`` change what is served and carry the whole serving
+#: state after the change (``AuditEvent.serving_state``): the latest one is the deployment's serving state.
+CONTROL_EVENTS = (
+    "promotion",  # a model version (and optionally a policy) becomes the champion
+    "rollback",  # the previous champion is restored
+    "shadow_on",  # a challenger model version runs in shadow
+    "shadow_off",
+    "policy_shadow_on",  # a candidate policy and reason catalog run in shadow
+    "policy_shadow_off",
+)
+EVENT_KINDS = (*CONTROL_EVENTS, "purge", "key_created", "key_revoked", "policy_added")
+
+
+@dataclass(frozen=True)
+class AuditEvent:
+    """An admin action: what was done, by whom, when; chained with the decisions (same ``seq`` order).
+
+    ``actor`` names who did it: an API key (``{"key_id", "label", "role"}``) or a command-line user
+    (``{"cli": "user@host"}``); never a key itself. ``details`` is the action's JSON (e.g. ``{"from": {...},
+    "to": {...}, "note": "..."}``). ``serving_state`` is set for control events only (see ``CONTROL_EVENTS``).
+    """
+
+    event_id: str
+    created_at: datetime
+    kind: str
+    actor: dict[str, Any]
+    details: dict[str, Any]
+    serving_state: dict[str, Any] | None = None
+
+    def __post_init__(self) -> None:
+        if self.created_at.tzinfo is None or self.created_at.utcoffset() is None:
+            raise ValueError("AuditEvent.created_at must be timezone-aware (UTC)")
+        object.__setattr__(self, "created_at", self.created_at.astimezone(UTC))
+        if self.kind not in EVENT_KINDS:
+            raise ValueError(f"AuditEvent.kind must be one of {EVENT_KINDS}, got {self.kind!r}")
+        if (self.serving_state is not None) != (self.kind in CONTROL_EVENTS):
+            raise ValueError("AuditEvent.serving_state is set exactly for control events")
+
+
+@dataclass(frozen=True)
+class StoredEvent:
+    """An audit event as stored: its position in the chain and the hashes that link it."""
+
+    seq: int
+    event: AuditEvent
+    prev_hash: str
+    record_hash: str
+
+
+#: What a shadow decision shadows: a challenger model version, or a candidate policy (with its catalog).
+SHADOW_KINDS = ("challenger", "policy")
+
+
+@dataclass(frozen=True)
+class ShadowRecord:
+    """What a shadow (a challenger model, or a candidate policy on the champion's model) decided for a live
+    request; never returned to the caller. ``decision_id`` is the champion decision it shadows (one twin per
+    decision and kind). ``payload`` is the typed shadow payload (``service.core.recorded.ShadowDecision``)."""
+
+    shadow_id: str
+    decision_id: str
+    created_at: datetime
+    kind: str
+    model_name: str
+    model_version: str
+    policy_version: str
+    catalog_version: str
+    decision: str
+    risk_band: str
+    score: int
+    reason_codes: tuple[str, ...]
+    payload: dict[str, Any]
+
+    def __post_init__(self) -> None:
+        if self.created_at.tzinfo is None or self.created_at.utcoffset() is None:
+            raise ValueError("ShadowRecord.created_at must be timezone-aware (UTC)")
+        object.__setattr__(self, "created_at", self.created_at.astimezone(UTC))
+        object.__setattr__(self, "reason_codes", tuple(str(code) for code in self.reason_codes))
+        if self.kind not in SHADOW_KINDS:
+            raise ValueError(f"ShadowRecord.kind must be one of {SHADOW_KINDS}, got {self.kind!r}")
+        if isinstance(self.score, bool) or not isinstance(self.score, int):
+            raise ValueError("ShadowRecord.score must be an int")
+
+
+@dataclass(frozen=True)
+class StoredShadow:
+    """A shadow decision as stored: its position in the chain and the hashes that link it."""
+
+    seq: int
+    record: ShadowRecord
+    prev_hash: str
+    record_hash: str
