@@ -8,7 +8,7 @@ from pathlib import Path
 
 import click
 
-from cli.options import database_url_option, decision_store, model_store_option, settings
+from cli.options import database_url_option, decision_store, model_store_option, record_event, settings
 from service.records.export import EXPORT_FORMATS, format_records, record_pages
 from service.records.model import format_timestamp
 
@@ -67,6 +67,14 @@ def purge_command(older_than_days: int | None, database_url: str | None) -> None
         f"purged {result.purged_records} records created before {format_timestamp(cutoff)} "
         f"(retention {days} days); checkpoint seq {result.checkpoint_seq} hash {result.checkpoint_hash}"
     )
+    details = {
+        "cutoff": format_timestamp(cutoff),
+        "retention_days": days,
+        "purged_records": result.purged_records,
+        "checkpoint_seq": result.checkpoint_seq,
+        "checkpoint_hash": result.checkpoint_hash,
+    }
+    click.echo(record_event(chosen, "purge", details))
 
 
 @audit_group.command("export")

@@ -11,6 +11,7 @@ import click
 _COMMANDS = (
     ("cli.train", "train_command"),
     ("cli.models", "models_group"),
+    ("cli.policies", "policies_group"),
     ("cli.serve", "serve_command"),
     ("cli.serve", "keys_group"),
     ("cli.audit", "audit_group"),

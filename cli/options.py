@@ -11,13 +11,16 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import click
 
 from service.config import ConfigError, Settings
 from service.errors import CreditDecisionError
 from service.records import DecisionStore, open_decision_store
+
+if TYPE_CHECKING:
+    from service.serving import Lifecycle
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -78,3 +81,47 @@ def decision_store(chosen: Settings) -> Iterator[DecisionStore]:
         raise click.ClickException(exc.detail) from exc
     finally:
         store.close()
+
+
+def cli_actor() -> dict[str, str]:
+    """Who runs a command, as an audit event records it: the operating-system user and host."""
+    import getpass
+    import socket
+
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = "unknown"
+    return {"cli": f"{user}@{socket.gethostname()}"}
+
+
+@contextmanager
+def lifecycle(chosen: Settings) -> Iterator[Lifecycle]:
+    """The admin actions on the serving state of the deployment these settings name (its decision store and
+    model store); errors as ClickExceptions."""
+    from model_store.store import ModelStore
+    from service.decisions import new_decision_id, utc_now
+    from service.models import ModelCache
+    from service.serving import Lifecycle, Target
+
+    models = ModelCache(ModelStore(chosen.model_store))
+    pinned = None
+    if chosen.model_name is not None:
+        pinned = Target(*chosen.served_version(models.store))
+    with decision_store(chosen) as store:
+        yield Lifecycle(store=store, models=models, pinned=pinned, clock=utc_now, new_id=new_decision_id)
+
+
+def record_event(chosen: Settings, kind: str, details: dict[str, Any]) -> str:
+    """Append an admin audit event (not a control event) to the decision store's chain; returns a line saying
+    where it was recorded, or why it could not be (the action itself is already done)."""
+    from service.decisions import new_decision_id, utc_now
+    from service.records.model import AuditEvent
+
+    event = AuditEvent(new_decision_id(), utc_now(), kind, cli_actor(), details)
+    try:
+        with decision_store(chosen) as store:
+            stored = store.append_event(event)
+    except click.ClickException as exc:
+        return f"warning: not recorded in the audit chain ({exc.message})"
+    return f"recorded {kind} (audit event {event.event_id}, seq {stored.seq})"

@@ -11,7 +11,7 @@ from typing import Any
 
 import click
 
-from cli.options import database_url_option, model_store_option
+from cli.options import database_url_option, model_store_option, record_event, settings
 
 GUNICORN_CONF = Path(__file__).resolve().parents[1] / "service" / "gunicorn_conf.py"
 APP_FACTORY = "service.app:create_app()"
@@ -129,8 +129,12 @@ def _key_file_option(func: Any) -> Any:
 @click.option("--role", type=click.Choice(["scorer", "auditor", "admin"]), required=True, help="What the key may do.")
 @click.option("--label", default=None, help="Who holds the key (recorded with each decision) [default: role and date].")
 @_key_file_option
-def create_key_command(role: str, label: str | None, key_file: Path) -> None:
-    """Create a random key, append its hash to the key file and print the key once (on stdout)."""
+@database_url_option
+def create_key_command(role: str, label: str | None, key_file: Path, database_url: str | None) -> None:
+    """Create a random key, append its hash to the key file and print the key once (on stdout).
+
+    The creation (key id, role, label, never the key) is an audit event in the decision store's chain.
+    """
     from service.auth import ApiKey, KeyConfigError, append_key, hash_key, new_key, parse_key_file
 
     key = new_key()
@@ -146,7 +150,34 @@ def create_key_command(role: str, label: str | None, key_file: Path) -> None:
         "Restart the server to load it.",
         err=True,
     )
+    details = {"key_id": entry.key_id, "role": role, "label": entry.label, "key_file": str(key_file)}
+    click.echo(record_event(settings(database_url=database_url), "key_created", details), err=True)
     click.echo(key)
+
+
+@keys_group.command("revoke")
+@click.argument("key_id")
+@click.option("--note", default="", help="Why (kept in the audit event).")
+@_key_file_option
+@database_url_option
+def revoke_key_command(key_id: str, note: str, key_file: Path, database_url: str | None) -> None:
+    """Remove a key (every role it holds) from the key file by its key id; restart the server to apply it.
+
+    The revocation is an audit event in the decision store's chain.
+    """
+    from service.auth import KeyConfigError, remove_key
+
+    try:
+        removed = remove_key(key_file, key_id)
+    except (KeyConfigError, OSError) as exc:
+        raise click.ClickException(str(exc)) from None
+    if not removed:
+        raise click.ClickException(f"no key with key id {key_id!r} in {key_file}")
+    roles = sorted(k.role for k in removed)
+    click.echo(f"revoked key {key_id} ({', '.join(roles)}; label {removed[0].label!r}) from {key_file}")
+    details = {"key_id": key_id, "roles": roles, "label": removed[0].label, "key_file": str(key_file), "note": note}
+    click.echo(record_event(settings(database_url=database_url), "key_revoked", details))
+    click.echo("restart the server (or its workers) to stop accepting the key")
 
 
 @keys_group.command("list")

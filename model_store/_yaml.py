@@ -40,13 +40,22 @@ def load_yaml(text: str) -> Any:
 def load_mapping(path: Path) -> dict[str, Any]:
     """Load a YAML file that must contain a mapping at the top level."""
     try:
-        data = load_yaml(Path(path).read_text(encoding="utf-8"))
+        text = Path(path).read_text(encoding="utf-8")
     except FileNotFoundError as exc:
         raise ContractError(f"{path}: file not found") from exc
+    return load_text(text, str(path))
+
+
+def load_text(text: str | bytes, where: str) -> dict[str, Any]:
+    """Parse YAML text (or UTF-8 bytes) that must hold a mapping; errors name ``where``."""
+    try:
+        data = load_yaml(text.decode("utf-8") if isinstance(text, bytes) else text)
+    except UnicodeDecodeError as exc:
+        raise ContractError(f"{where}: not UTF-8 text: {exc}") from exc
     except yaml.YAMLError as exc:
-        raise ContractError(f"{path}: not valid YAML: {exc}") from exc
+        raise ContractError(f"{where}: not valid YAML: {exc}") from exc
     if not isinstance(data, dict):
-        raise ContractError(f"{path}: expected a mapping at the top level")
+        raise ContractError(f"{where}: expected a mapping at the top level")
     return data
 
 

@@ -308,6 +308,26 @@ class FeatureSpec:
         """Names of the model-input fields, in spec order."""
         return tuple(f.name for f in self.fields)
 
+    def input_contract(self) -> dict[str, Any]:
+        """What the API accepts under this spec, JSON-ready: every field's name, type, range, codes and whether
+        it may be missing, and the monitoring-only fields with their values. Two specs with the same input
+        contract validate every request alike, so a service can switch between their model versions."""
+        return {
+            "fields": [
+                {
+                    "name": f.name,
+                    "kind": f.kind,
+                    "dtype": f.dtype if f.kind == "numeric" else None,
+                    "minimum": f.minimum,
+                    "maximum": f.maximum,
+                    "codes": list(f.codes),
+                    "missing": f.missing,
+                }
+                for f in self.fields
+            ],
+            "monitoring": [{"field": m.monitoring_field, "values": list(m.values)} for m in self.monitoring_only],
+        }
+
     def field(self, name: str) -> Field:
         """The field called ``name``."""
         for f in self.fields:

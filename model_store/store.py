@@ -6,6 +6,9 @@ Layout under the store root::
                             reason_codes.yaml, reference.json, model_card.md, plots/*.png,
                             manifest.json   (lists the sha256 of every other file)
     <root>/registry.json    (the champion and the history of promotions)
+    <root>/policies/<policy_version>/policy.yaml, reason_codes.yaml, manifest.json
+                            (candidate policies with their reason catalogs, for shadow runs and promotion
+                            on a model version's model; immutable like model versions)
 
 A version is written to a temporary folder and renamed into place, so it appears whole or
 not at all; writing an existing version is refused; its files are made read-only.
@@ -16,7 +19,6 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 import shutil
 import stat
 import tempfile
@@ -26,11 +28,13 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from model_store._yaml import load_text
 from model_store.catalog import ReasonCatalog
 from model_store.errors import ContractError
 from model_store.explainer import TreeEnsemble
 from model_store.policy import Policy
 from model_store.spec import FeatureSpec
+from model_store.vocabulary import MODEL_NAME, MODEL_VERSION, POLICY_VERSION
 
 MODEL_FILE = "model.onnx"
 EXPLAINER_FILE = "explainer.npz"
@@ -43,8 +47,10 @@ MANIFEST_FILE = "manifest.json"
 REGISTRY_FILE = "registry.json"
 REQUIRED_FILES = (MODEL_FILE, EXPLAINER_FILE, SPEC_FILE, POLICY_FILE, CATALOG_FILE, REFERENCE_FILE)
 
-_NAME = re.compile(r"^[a-z][a-z0-9-]{0,62}$")
-_VERSION = re.compile(r"^v[1-9][0-9]{0,8}$")
+POLICIES_DIR = "policies"
+_NAME = MODEL_NAME
+_POLICY_VERSION = POLICY_VERSION
+_VERSION = MODEL_VERSION
 
 
 class VersionExistsError(ContractError):
@@ -99,8 +105,109 @@ class ModelBundle:
         return sha256_file(self.path / MANIFEST_FILE)
 
 
-class ModelStore:
-    """A directory of model versions."""
+@dataclass(frozen=True)
+class PolicyVersion:
+    """A stored candidate policy: its version, its catalog's version and the hashes of both files."""
+
+    policy_version: str
+    catalog_version: str
+    path: Path
+    manifest: dict[str, Any]
+
+
+class PolicyStoreMixin:
+    """Candidate policies (policy + reason catalog) kept beside the model versions, immutable."""
+
+    root: Path
+
+    def policy_versions(self) -> list[str]:
+        """Stored policy versions, sorted."""
+        folder = self.root / POLICIES_DIR
+        if not folder.is_dir():
+            return []
+        return sorted(p.name for p in folder.iterdir() if p.is_dir() and (p / MANIFEST_FILE).is_file())
+
+    def policy_path(self, policy_version: str) -> Path:
+        """Folder of a stored policy version (ModelNotFoundError if absent)."""
+        if not _POLICY_VERSION.match(policy_version):
+            raise ModelNotFoundError(f"policy version {policy_version!r} is not a valid policy version")
+        folder = self.root / POLICIES_DIR / policy_version
+        if not (folder / MANIFEST_FILE).is_file():
+            raise ModelNotFoundError(f"no policy version {policy_version!r} in the model store {self.root}")
+        return folder
+
+    def policy_manifest(self, policy_version: str) -> dict[str, Any]:
+        """The manifest of a stored policy version (its files' hashes, catalog version, spec, note)."""
+        data = json.loads((self.policy_path(policy_version) / MANIFEST_FILE).read_text(encoding="utf-8"))
+        if not isinstance(data, dict):
+            raise ContractError(f"policy {policy_version}: manifest must hold an object")
+        return data
+
+    def add_policy(self, policy_yaml: bytes, catalog_yaml: bytes, spec: FeatureSpec, note: str = "") -> PolicyVersion:
+        """Validate a policy and its reason catalog against ``spec`` and store them under the policy's version.
+
+        Storing the same files again returns the stored version; other files under a stored version are
+        refused (VersionExistsError): a policy version, like a model version, never changes.
+        """
+        policy = Policy.from_dict(load_text(policy_yaml, POLICY_FILE), spec, where=POLICY_FILE)
+        catalog = ReasonCatalog.from_dict(load_text(catalog_yaml, CATALOG_FILE), spec, policy, where=CATALOG_FILE)
+        if not _POLICY_VERSION.match(policy.version):
+            raise ContractError(f"{POLICY_FILE}.policy_version: {policy.version!r} must be letters, digits, . _ -")
+        files = {POLICY_FILE: policy_yaml, CATALOG_FILE: catalog_yaml}
+        hashes = {rel: sha256_bytes(data) for rel, data in files.items()}
+        target = self.root / POLICIES_DIR / policy.version
+        if (target / MANIFEST_FILE).is_file():
+            existing = json.loads((target / MANIFEST_FILE).read_text(encoding="utf-8"))
+            if existing.get("files") != hashes:
+                raise VersionExistsError(
+                    f"policy version {policy.version} already exists with other files; policy versions are immutable"
+                )
+            return PolicyVersion(policy.version, str(existing.get("catalog_version")), target, existing)
+        manifest = {
+            "policy_version": policy.version,
+            "catalog_version": catalog.version,
+            "validated_with_spec": spec.version,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "note": note,
+            "files": hashes,
+        }
+        (self.root / POLICIES_DIR).mkdir(parents=True, exist_ok=True)
+        tmp = Path(tempfile.mkdtemp(prefix=f".{policy.version}-", dir=self.root / POLICIES_DIR))
+        try:
+            for rel, data in files.items():
+                (tmp / rel).write_bytes(data)
+            (tmp / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+            for file in tmp.iterdir():
+                _fsync(file)
+                file.chmod(stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH)
+            try:
+                os.rename(tmp, target)
+            except OSError as exc:
+                raise VersionExistsError(f"policy version {policy.version} already exists") from exc
+        finally:
+            if tmp.exists():
+                shutil.rmtree(tmp, onerror=_force_remove)
+        return PolicyVersion(policy.version, catalog.version, target, manifest)
+
+    def load_policy(self, policy_version: str, spec: FeatureSpec) -> tuple[Policy, ReasonCatalog]:
+        """A stored policy and its catalog, hashes verified and validated against ``spec``."""
+        folder = self.policy_path(policy_version)
+        manifest = json.loads((folder / MANIFEST_FILE).read_text(encoding="utf-8"))
+        files = manifest.get("files") or {}
+        changed = [rel for rel in (POLICY_FILE, CATALOG_FILE) if sha256_file(folder / rel) != files.get(rel)]
+        if changed:
+            raise IntegrityError(
+                "policy", policy_version, [f"{rel}: sha256 differs from the manifest" for rel in changed]
+            )
+        policy = Policy.load(folder / POLICY_FILE, spec)
+        catalog = ReasonCatalog.load(folder / CATALOG_FILE, spec, policy)
+        if policy.version != policy_version:
+            raise ContractError(f"{folder / POLICY_FILE}: policy_version {policy.version!r} is not {policy_version!r}")
+        return policy, catalog
+
+
+class ModelStore(PolicyStoreMixin):
+    """A directory of model versions (and candidate policies)."""
 
     def __init__(self, root: str | Path) -> None:
         self.root = Path(root)

@@ -38,3 +38,11 @@ TOKEN = re.compile(r"[A-Za-z0-9._:-]{1,64}\Z")
 #: A model name as the model store accepts it.
 MODEL_NAME_PATTERN = r"^[a-z][a-z0-9-]{0,62}$"
 MODEL_NAME = re.compile(r"[a-z][a-z0-9-]{0,62}\Z")
+
+#: A model version: v1, v2, ...
+MODEL_VERSION_PATTERN = r"^v[1-9][0-9]{0,8}$"
+MODEL_VERSION = re.compile(r"v[1-9][0-9]{0,8}\Z")
+
+#: A policy version (also the folder name of a stored candidate policy).
+POLICY_VERSION_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,99}$"
+POLICY_VERSION = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,99}\Z")

@@ -20,12 +20,15 @@ from model_store.store import ModelStore
 from service import api, auth
 from service.api.schemas import request_schemas
 from service.config import ConfigError, Settings
-from service.decisions import DecisionService
+from service.decisions import DecisionService, new_decision_id, utc_now
 from service.errors import ModelUnavailable, RecordsError
+from service.live import Serving, ServingWatcher
 from service.metrics import Metrics
 from service.models import ModelCache
 from service.records import DecisionStore, open_decision_store
 from service.runtime import ServedModel
+from service.serving import Lifecycle, Target
+from service.shadow import ShadowRunner
 from service.state import EXTENSION_KEY, ServiceState
 
 log = logging.getLogger(__name__)
@@ -39,11 +42,17 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(TESTING=settings.testing, MAX_CONTENT_LENGTH=settings.max_batch_content_length)
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
     problems: list[str] = []
-    models, served = _load_model(settings, problems)
     store = _open_store(settings, problems)
     metrics = Metrics()
-    service = DecisionService(models=models, served=served, store=store, problems=problems, on_decided=metrics.decided)
-    state = ServiceState(settings=settings, metrics=metrics, service=service)
+    models = ModelCache(ModelStore(settings.model_store))
+    service = DecisionService(models=models, served=None, store=store, problems=problems, on_decided=metrics.decided)
+    watcher = None
+    if store is None:  # no serving state to read: serve what the settings or the registry name, if it loads
+        service.served = _load_model(settings, models, problems)
+    else:
+        watcher = _serve_the_deployments_state(settings, service, models, store, metrics, problems)
+    served = service.served
+    state = ServiceState(settings=settings, metrics=metrics, service=service, watcher=watcher)
     app.extensions[EXTENSION_KEY] = state
     auth.init_app(app, keys)
     example = (served.bundle.reference.get("applications") or [None])[0] if served is not None else None
@@ -86,23 +95,66 @@ def load_keys(settings: Settings) -> auth.KeyRing:
     return ring
 
 
-def _load_model(settings: Settings, problems: list[str]) -> tuple[ModelCache, ServedModel | None]:
-    """The model cache of the store and the self-checked served version (None, with a problem, if it fails)."""
-    store = ModelStore(settings.model_store)
-    models = ModelCache(store)
+def _load_model(settings: Settings, models: ModelCache, problems: list[str]) -> ServedModel | None:
+    """The self-checked version the settings or the registry name (None, with a problem, if it fails)."""
     try:
-        name, version = settings.served_version(store)
+        name, version = settings.served_version(models.store)
     except ConfigError as exc:
         problems.append(str(exc))
-        return models, None
+        return None
     try:
         served = models.get(name, version)
     except ModelUnavailable as exc:
         problems.append(f"model {name} {version} failed to load or self-check: {exc}")
         log.error("model %s %s failed to load or self-check", name, version, exc_info=exc)
-        return models, None
+        return None
     models.serving = served
-    return models, served
+    return served
+
+
+def _serve_the_deployments_state(
+    settings: Settings,
+    service: DecisionService,
+    models: ModelCache,
+    store: DecisionStore,
+    metrics: Metrics,
+    problems: list[str],
+) -> ServingWatcher | None:
+    """Serve the serving state recorded in the decision store (promotions, shadows), kept in step by a watcher."""
+    pinned = None
+    if settings.model_name is not None:
+        try:
+            pinned = Target(*settings.served_version(models.store))
+        except ConfigError as exc:
+            problems.append(str(exc))
+            return None
+    lifecycle = Lifecycle(store=store, models=models, pinned=pinned, clock=utc_now, new_id=new_decision_id)
+    service.lifecycle = lifecycle
+    service.shadow_runner = ShadowRunner(
+        store, clock=utc_now, new_id=new_decision_id, counters=metrics, queue_size=settings.shadow_queue_size
+    )
+
+    def put(serving: Serving) -> None:
+        service.serving = serving
+        models.serving = serving.champion
+
+    watcher = ServingWatcher(
+        lifecycle, lambda: service.serving, put, interval=settings.serving_poll_seconds, on_switch=metrics.switched
+    )
+    service.on_serving_change = watcher.refresh
+    try:
+        serving = watcher.refresh()
+    except RecordsError as exc:
+        problems.append(f"serving state unreadable: {exc}")
+        return None
+    if serving.champion is None and not serving.problems:
+        try:  # nothing to serve: say what is missing, as the settings see it
+            settings.served_version(models.store)
+        except ConfigError as exc:
+            problems.append(str(exc))
+    if settings.background:
+        watcher.start()
+    return watcher
 
 
 def _open_store(settings: Settings, problems: list[str]) -> DecisionStore | None:

@@ -166,6 +166,28 @@ def append_key(path: Path, key: ApiKey) -> None:
         out.write(("\n" if needs_newline else "") + key.line() + "\n")
 
 
+def remove_key(path: Path, key_id: str) -> list[ApiKey]:
+    """Remove every line of a key file whose key has ``key_id`` (comments and other lines kept as they are);
+    the file is rewritten atomically with mode 0600. Returns the removed keys (empty: nothing matched)."""
+    text = path.read_text(encoding="utf-8")
+    kept: list[str] = []
+    removed: list[ApiKey] = []
+    for raw in text.splitlines():
+        parsed = parse_key_file(raw, source=str(path)) if raw.strip() and not raw.strip().startswith("#") else []
+        if parsed and parsed[0].key_id == key_id:
+            removed.append(parsed[0])
+        else:
+            kept.append(raw)
+    if removed:
+        tmp = path.with_name(f".{path.name}.tmp")
+        with open(tmp, "w", encoding="utf-8", opener=_open_private) as out:
+            out.write("".join(line + "\n" for line in kept))
+            out.flush()
+            os.fsync(out.fileno())
+        os.replace(tmp, path)
+    return removed
+
+
 def _open_private(path: str, flags: int) -> int:
     return os.open(path, flags, 0o600)
 

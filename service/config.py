@@ -43,6 +43,9 @@ KEYS = frozenset(
         "API_KEYS",
         "API_KEYS_FILE",
         "RETENTION_DAYS",
+        "SERVING_POLL_SECONDS",
+        "SHADOW_QUEUE_SIZE",
+        "BACKGROUND",
     }
 )
 Environment = Literal["development", "production"]
@@ -70,6 +73,9 @@ class Settings:
     api_keys_file: Path = DEFAULT_KEY_FILE
     api_keys_file_required: bool = False  # named explicitly: it must exist
     retention_days: int = DEFAULT_RETENTION_DAYS
+    serving_poll_seconds: float = 1.0  # how often each worker reads the serving state
+    shadow_queue_size: int = 1024  # live requests waiting for their shadow decisions, per worker
+    background: bool = True  # poll the serving state in a thread (tests refresh by hand)
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -127,6 +133,9 @@ class Settings:
             api_keys_file=Path(keys_file) if keys_file else DEFAULT_KEY_FILE,
             api_keys_file_required=keys_file is not None,
             retention_days=_int("RETENTION_DAYS", raw("RETENTION_DAYS"), DEFAULT_RETENTION_DAYS, 1, 36500),
+            serving_poll_seconds=_float("SERVING_POLL_SECONDS", raw("SERVING_POLL_SECONDS"), 1.0, 0.05, 60.0),
+            shadow_queue_size=_int("SHADOW_QUEUE_SIZE", raw("SHADOW_QUEUE_SIZE"), 1024, 1, 1_000_000),
+            background=True if raw("BACKGROUND") is None else _bool("BACKGROUND", raw("BACKGROUND")),
         )
         if settings.max_batch_content_length < settings.max_content_length:
             raise ConfigError("MAX_BATCH_CONTENT_LENGTH must be at least MAX_CONTENT_LENGTH")
@@ -166,6 +175,20 @@ def _int(key: str, value: Any, default: int, low: int, high: int) -> int:
         raise ConfigError(f"{key} must be an integer, got {value!r}") from exc
     if not low <= number <= high:
         raise ConfigError(f"{key} must be between {low} and {high}, got {number}")
+    return number
+
+
+def _float(key: str, value: Any, default: float, low: float, high: float) -> float:
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        raise ConfigError(f"{key} must be a number, got a boolean")
+    try:
+        number = float(value)
+    except (TypeError, ValueError) as exc:
+        raise ConfigError(f"{key} must be a number, got {value!r}") from exc
+    if not low <= number <= high:
+        raise ConfigError(f"{key} must be between {low:g} and {high:g}, got {number:g}")
     return number
 
 

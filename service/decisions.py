@@ -39,11 +39,15 @@ from service.errors import (
     NotReady,
     UnknownDecisions,
 )
+from service.live import Serving
 from service.models import ModelCache
 from service.records import DecisionRecord, DecisionStore, StoredRecord
+from service.records.model import StoredEvent, StoredShadow
 from service.records.outcomes import ObservedOutcome, OutcomeImport, record_outcomes
 from service.replay import ReplayReport, replay_record
 from service.runtime import ServedModel
+from service.serving import Lifecycle, ServingState
+from service.shadow import ShadowRunner
 
 Clock = Callable[[], datetime]
 IdFactory = Callable[[], str]
@@ -93,26 +97,40 @@ class DecisionService:
         on_decided: Callable[[RecordedDecision], None] | None = None,
     ) -> None:
         self.models = models
-        self.served = served
+        self.serving = Serving.of(served)
         self.store = store
+        self.shadow_runner: ShadowRunner | None = None
+        self.lifecycle: Lifecycle | None = None  # admin actions on the serving state (needs the store)
+        self.on_serving_change: Callable[[], object] | None = None  # apply a new serving state in this process
         self.problems = list(problems)
         self._clock = clock
         self._new_id = new_id
         self._timer = timer
         self._on_decided = on_decided
 
+    # ---- what is served ---------------------------------------------------------------------------
+    @property
+    def served(self) -> ServedModel | None:
+        """The champion this process serves now (None if none passed its self-check)."""
+        return self.serving.champion
+
+    @served.setter
+    def served(self, model: ServedModel | None) -> None:
+        self.serving = Serving.of(model)
+
     # ---- readiness ---------------------------------------------------------------------------------
     @property
     def ready(self) -> bool:
-        """True once the served model passed its self-check and the decision store is open."""
-        return not self.problems and self.served is not None and self.store is not None
+        """True once the served model passed its self-check, the decision store is open and this process
+        serves the deployment's champion."""
+        return not self.problems and not self.serving.problems and self.served is not None and self.store is not None
 
     @property
     def not_ready_reason(self) -> str:
         """Why the service is not ready ('' when it is); for operators (/readyz), never for API clients."""
         if self.ready:
             return ""
-        return "; ".join(self.problems) or "starting"
+        return "; ".join([*self.problems, *self.serving.problems]) or "starting"
 
     def served_model(self) -> ServedModel:
         """The model being served, or NotReady."""
@@ -132,10 +150,10 @@ class DecisionService:
             raise NotReady("the model store is not available; /readyz says why")
         return self.models
 
-    def _require_ready(self) -> tuple[ServedModel, DecisionStore]:
-        if not self.ready:
+    def _require_ready(self, serving: Serving) -> tuple[ServedModel, DecisionStore]:
+        if not self.ready or serving.champion is None:
             raise NotReady("the service is not ready; /readyz says why")
-        return self.served_model(), self.require_store()
+        return serving.champion, self.require_store()
 
     # ---- deciding ----------------------------------------------------------------------------------
     def decide(
@@ -152,7 +170,8 @@ class DecisionService:
         reading and validating it too.
         """
         began = self._timer() if started is None else started
-        model, store = self._require_ready()
+        serving = self.serving  # one snapshot for the whole call: a switch never splits a batch
+        model, store = self._require_ready(serving)
         keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(requests)
         if len(keys) != len(requests):
             raise ValueError("one idempotency key (or None) per request")
@@ -173,6 +192,13 @@ class DecisionService:
             results[i] = self._record(model, store, requests[i], batch, j, keys[i], decided_by, decided - began)
         done = self._timer()
         timings = Timings(decide_ms=(decided - began) * 1000.0, store_ms=(done - decided) * 1000.0)
+        if serving.shadows and self.shadow_runner is not None:
+            fresh = [
+                (r.recorded, requests[i].request_hash)
+                for i in pending
+                if isinstance(r := results[i], Decided) and not r.replayed
+            ]
+            self.shadow_runner.submit(fresh, serving.shadows)
         return [r for r in results if r is not None], timings
 
     def decide_one(
@@ -254,10 +280,33 @@ class DecisionService:
         """
         recorded = self.recorded(decision_id)
         try:
-            model = self.require_models().get(recorded.model_name, recorded.model_version)
+            model = self.require_models().deciding(
+                recorded.model_name, recorded.model_version, recorded.payload.model.policy_version
+            )
         except (NotReady, ModelUnavailable):
             return build_notice(recorded, None, catalog_known=False)
-        return build_notice(recorded, model.bundle.catalog.inquiries_field)
+        return build_notice(recorded, model.catalog.inquiries_field)
+
+    # ---- lifecycle -----------------------------------------------------------------------------------
+    def require_lifecycle(self) -> Lifecycle:
+        """The admin actions on the serving state, or NotReady (they need the decision store)."""
+        if self.lifecycle is None:
+            raise NotReady("the decision store is not open, so the serving state cannot be read or changed")
+        return self.lifecycle
+
+    def change_serving(self, action: Callable[[Lifecycle], StoredEvent]) -> tuple[StoredEvent, ServingState]:
+        """Perform an admin action, apply its new serving state in this process at once (the other workers
+        follow within their poll interval), and return the recorded event with the state after it."""
+        lifecycle = self.require_lifecycle()
+        event = action(lifecycle)
+        if self.on_serving_change is not None:
+            self.on_serving_change()
+        return event, lifecycle.state()
+
+    def shadows(self, decision_id: str) -> list[StoredShadow]:
+        """The shadow decisions recorded for a decision (NotFound if there is no such decision)."""
+        self.stored(decision_id)
+        return self.require_store().shadows_for([decision_id]).get(decision_id, [])
 
     # ---- outcomes ----------------------------------------------------------------------------------
     def record_outcomes(self, outcomes: Sequence[ObservedOutcome]) -> OutcomeImport:

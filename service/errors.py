@@ -135,6 +135,15 @@ class NoticeNotRequired(Conflict):
     """The decision is not a decline, so no adverse-action notice is required."""
 
 
+class ServingConflict(Conflict):
+    """The serving state does not allow this change (already the champion, nothing to roll back to, pinned)."""
+
+
+class NotServable(ValidationFailed):
+    """A model version or policy named in an admin action cannot be served: absent, failing verification or its
+    self-check, or accepting other applicant fields than the champion; ``errors`` names the field."""
+
+
 class NotReady(CreditDecisionError):
     """The service cannot decide: no model is served (not loaded, failed its self-check) or the store is closed."""
 

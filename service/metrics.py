@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
 
 from service.core.recorded import RecordedDecision
@@ -41,6 +41,47 @@ class Metrics:
             ["decision", "risk_band"],
             registry=self.registry,
         )
+
+        self.shadow_decisions = Counter(
+            "credit_decision_shadow_decisions",
+            "Shadow decisions recorded, by kind (challenger, policy)",
+            ["kind"],
+            registry=self.registry,
+        )
+        self.shadow_skipped = Counter(
+            "credit_decision_shadow_skipped",
+            "Live requests not shadowed, by kind and reason (queue_full: the shadow fell behind; error)",
+            ["kind", "reason"],
+            registry=self.registry,
+        )
+        self.shadow_queue = Gauge(
+            "credit_decision_shadow_queue_depth",
+            "Live requests waiting for their shadow decisions",
+            registry=self.registry,
+            multiprocess_mode="livesum",
+        )
+        self.switches = Counter(
+            "credit_decision_serving_switches",
+            "Times this worker switched what it serves (champion or shadows)",
+            registry=self.registry,
+        )
+
+    # ---- hooks of the decision service, the shadow runner and the serving watcher ------------------
+    def shadowed(self, kind: str, n: int) -> None:
+        """``n`` shadow decisions of ``kind`` were recorded."""
+        self.shadow_decisions.labels(kind).inc(n)
+
+    def skipped(self, kind: str, reason: str, n: int) -> None:
+        """``n`` requests were not shadowed by ``kind``."""
+        self.shadow_skipped.labels(kind, reason).inc(n)
+
+    def queue_depth(self, depth: int) -> None:
+        """Requests waiting for their shadows now."""
+        self.shadow_queue.set(depth)
+
+    def switched(self, before: object, after: object) -> None:
+        """The serving watcher applied a new serving state."""
+        self.switches.inc()
 
     def decided(self, recorded: RecordedDecision) -> None:
         """Count a new decision (the decision service's hook)."""

@@ -49,6 +49,7 @@ class ModelCache:
         self.store = store
         self.serving = serving
         self._models: dict[tuple[str, str], ServedModel] = {}
+        self._variants: dict[tuple[str, str, str], ServedModel] = {}
         self._lock = threading.Lock()
         if serving is not None:
             self._models[(serving.info.name, serving.info.version)] = serving
@@ -59,21 +60,41 @@ class ModelCache:
             raise ModelUnavailable("no model is being served")
         return self.serving
 
-    def get(self, name: str, version: str) -> ServedModel:
-        """The self-checked model of one version, loaded from the store on first use."""
-        key = (name, version)
+    def get(self, name: str, version: str, policy: str | None = None) -> ServedModel:
+        """The self-checked model of one version, loaded from the store on first use.
+
+        ``policy`` names a stored candidate policy (with its catalog) to decide with instead of the version's
+        own; the version's own policy version (or None) means the version as trained.
+        """
         with self._lock:
-            found = self._models.get(key)
-            if found is not None:
-                return found
-            try:
-                model = ServedModel.load(self.store, name, version)
-                model.self_check()
-            except (ContractError, SelfCheckError, OSError, ValueError, KeyError) as exc:
-                # ContractError covers a changed artifact, an invalid contract file and onnxruntime's load errors
-                raise ModelUnavailable(f"model {name} {version}: {exc}") from exc
-            self._models[key] = model
-            return model
+            model = self._models.get((name, version))
+            if model is None:
+                try:
+                    model = ServedModel.load(self.store, name, version)
+                    model.self_check()
+                except (ContractError, SelfCheckError, OSError, ValueError, KeyError) as exc:
+                    # ContractError covers a changed artifact, an invalid contract file and onnxruntime's errors
+                    raise ModelUnavailable(f"model {name} {version}: {exc}") from exc
+                self._models[(name, version)] = model
+            if policy is None or policy == model.policy.version:
+                return model
+            variant = self._variants.get((name, version, policy))
+            if variant is None:
+                try:
+                    variant = model.with_policy(*self.store.load_policy(policy, model.bundle.spec))
+                    variant.engine.decide(model.bundle.reference.get("applications") or []).all()
+                except (ContractError, OSError, ValueError, KeyError) as exc:
+                    raise ModelUnavailable(f"policy {policy} on model {name} {version}: {exc}") from exc
+                self._variants[(name, version, policy)] = variant
+            return variant
+
+    def deciding(self, name: str, version: str, policy_version: str) -> ServedModel:
+        """The model as it decided a recorded decision: the version with the recorded policy when that is a
+        stored candidate policy (promoted onto the version's model), else the version as trained."""
+        model = self.get(name, version)
+        if policy_version != model.policy.version and policy_version in self.store.policy_versions():
+            return self.get(name, version, policy_version)
+        return model
 
     def loaded(self) -> list[tuple[str, str]]:
         """(name, version) of every version loaded so far."""

@@ -1,8 +1,8 @@
 """Replay: re-decide a stored request with the exact model version that decided it and report any difference.
 
 The recorded model name and version are loaded from the model store (older versions stay loadable after a
-newer champion is promoted); the version's bundle carries its own feature spec, policy and reason catalog,
-so the recorded ``spec_version``, ``policy_version``, ``catalog_version``, model sha256 and manifest sha256
+newer champion is promoted) with the recorded policy: the version's own (its bundle carries its feature spec,
+policy and reason catalog), or a stored candidate policy that was promoted onto the version's model. The recorded ``spec_version``, ``policy_version``, ``catalog_version``, model sha256 and manifest sha256
 must equal the loaded bundle's, else that is reported as a difference too. The stored request must still
 hash to the recorded ``request_hash`` and pass the version's field checks. The record is read through its
 typed payload (any schema version) and decided by the one engine, like a live request.
@@ -125,10 +125,15 @@ def replay_record(record: DecisionRecord, models: ModelCache) -> ReplayReport:
     actual_hash = request.request_hash
     if actual_hash != record.request_hash:
         differences.append(Difference("request_hash", record.request_hash, actual_hash))
+    # the recorded policy: the version's own, or a stored candidate policy promoted onto the version's model
+    # (a recorded policy that is neither is reported below as a policy_version difference)
+    policy = recorded.payload.model.policy_version
     try:
-        model = models.get(record.model_name, record.model_version)
+        model = models.deciding(record.model_name, record.model_version, policy)
     except ModelUnavailable as exc:
-        differences.append(Difference("model", f"{record.model_name} {record.model_version}", f"not loadable: {exc}"))
+        differences.append(
+            Difference("model", f"{record.model_name} {record.model_version} ({policy})", f"not loadable: {exc}")
+        )
         return _with(report, differences)
     info = model.info
     provenance = recorded.payload.model

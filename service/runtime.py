@@ -8,12 +8,14 @@ the service is ready only when that passes.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
 import numpy as np
 
+from model_store.catalog import ReasonCatalog
+from model_store.policy import Policy
 from model_store.store import ModelBundle, ModelStore
 from model_store.treeshap import TreeShap
 from service.adapters.onnx_scorer import OnnxScorer
@@ -82,20 +84,33 @@ class ServedModel:
 
     def __init__(self, bundle: ModelBundle) -> None:
         self.bundle = bundle
+        self.policy, self.catalog = bundle.policy, bundle.catalog
         self.scorer = OnnxScorer(bundle.onnx_path, len(bundle.spec.columns))
         self.explainer = TreeShap(bundle.explainer)
-        self.engine = DecisionEngine(bundle.spec, bundle.policy, bundle.catalog, self.scorer, self.explainer)
-        scaling = bundle.policy.scaling
+        self.engine = DecisionEngine(bundle.spec, self.policy, self.catalog, self.scorer, self.explainer)
+        scaling = self.policy.scaling
         self.score_scale = ScoreScale(scaling.min_score, scaling.max_score, scaling.factor)
         provenance = ModelProvenance(
             sha256=bundle.onnx_sha256,
             manifest_sha256=bundle.manifest_sha256,
             family=str(bundle.manifest.get("family", "")),
             spec_version=bundle.spec.version,
-            policy_version=bundle.policy.version,
-            catalog_version=bundle.catalog.version,
+            policy_version=self.policy.version,
+            catalog_version=self.catalog.version,
         )
         self.info = ModelInfo(name=bundle.name, version=bundle.version, provenance=provenance)
+
+    def with_policy(self, policy: Policy, catalog: ReasonCatalog) -> ServedModel:
+        """The same model (same ONNX session and explainer tables) deciding with another policy and catalog."""
+        other = ServedModel.__new__(ServedModel)
+        other.bundle, other.policy, other.catalog = self.bundle, policy, catalog
+        other.scorer, other.explainer = self.scorer, self.explainer
+        other.engine = DecisionEngine(self.bundle.spec, policy, catalog, self.scorer, self.explainer)
+        scaling = policy.scaling
+        other.score_scale = ScoreScale(scaling.min_score, scaling.max_score, scaling.factor)
+        provenance = replace(self.info.provenance, policy_version=policy.version, catalog_version=catalog.version)
+        other.info = ModelInfo(name=self.info.name, version=self.info.version, provenance=provenance)
+        return other
 
     def recorded(
         self,

@@ -13,6 +13,7 @@ from service.metrics import Metrics
 
 if TYPE_CHECKING:
     from service.api.framework import Api
+    from service.live import ServingWatcher
     from service.models import ModelCache
     from service.records import DecisionStore
     from service.runtime import ServedModel
@@ -29,6 +30,7 @@ class ServiceState:
     service: DecisionService
     api: Api | None = None
     openapi: dict[str, Any] | None = None
+    watcher: ServingWatcher | None = None  # keeps what is served in step with the deployment's serving state
 
     # shortcuts for operators and tests: what the service serves and records into
     @property

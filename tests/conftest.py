@@ -226,6 +226,7 @@ def api_make_app(
             "DATABASE_URL": url,
             "TESTING": True,
             "API_KEYS": api_keys_setting,
+            "BACKGROUND": False,  # no serving-state polling thread: admin actions apply at once in-process
         }
         settings.update(config)
         app = create_app(settings)
@@ -235,9 +236,13 @@ def api_make_app(
 
     yield make
     for app in apps:
-        store = get_state(app).store
-        if store is not None:
-            store.close()
+        state = get_state(app)
+        if state.watcher is not None:
+            state.watcher.stop()
+        if state.service.shadow_runner is not None:
+            state.service.shadow_runner.stop()
+        if state.store is not None:
+            state.store.close()
     for schema in schemas:
         admin[0].execute(f'DROP SCHEMA "{schema}" CASCADE'.encode())
     for conn in admin:

@@ -4,7 +4,19 @@ from __future__ import annotations
 
 from flask import Flask
 
-from service.api import admin, audit, console, decisions, health, notice, openapi, outcomes, problems, reports
+from service.api import (
+    admin,
+    audit,
+    console,
+    decisions,
+    health,
+    lifecycle,
+    notice,
+    openapi,
+    outcomes,
+    problems,
+    reports,
+)
 from service.api.framework import Api
 from service.api.schemas import RequestSchemas
 from service.runtime import ServedModel
@@ -29,6 +41,7 @@ def init_app(app: Flask, requests: RequestSchemas, model: ServedModel | None) ->
         reports.blueprint(),
         outcomes.blueprint(),
         admin.blueprint(),
+        lifecycle.blueprint(),
         openapi.blueprint(),
         console.blueprint(),
     ):

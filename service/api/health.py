@@ -29,14 +29,27 @@ def blueprint() -> Blueprint:
     @problems(503, s503="Not ready; `detail` says why (for operators)")
     @public
     def readyz() -> Response:
-        """Readiness: 503 until the startup self-check passed"""
+        """Readiness: 503 until the startup self-check passed, or while this worker cannot serve the champion
+
+        Names the version this worker serves (it follows promotions and rollbacks within the poll interval), its
+        policy, what runs in shadow, and the position of the serving state's control event in the audit chain.
+        """
         service = get_state().service
         if not service.ready or service.served is None:
             error = NotReady(service.not_ready_reason)
             error.retry_after = 5
             raise error
         info = service.served.info
-        return jsonify({"status": "ready", "model": info.to_dict(), "spec_version": info.spec_version})
+        return jsonify(
+            {
+                "status": "ready",
+                "model": info.to_dict(),
+                "spec_version": info.spec_version,
+                "policy_version": info.policy_version,
+                "shadows": [{"kind": s.kind, **s.model.info.to_dict()} for s in service.serving.shadows],
+                "serving_state_seq": service.serving.state.seq,
+            }
+        )
 
     @bp.route("/metrics", methods=["GET"])
     @responds(200, {"type": "string"}, content_type="text/plain", description="Prometheus text exposition")

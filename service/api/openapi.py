@@ -42,8 +42,8 @@ def describe(api: Api, model: ServedModel | None) -> None:
     if model is not None:
         info = model.info
         served = (
-            f"Served model: {info.name} {info.version} (feature spec {info.spec_version}, policy {info.policy_version}, "
-            f"reason codes {info.catalog_version})."
+            f"Applicant fields of feature spec {info.spec_version}. The model version that decides (it changes by "
+            "promotion, its applicant fields never do) is named by /readyz, /v1/schema and every decision."
         )
     api.spec.options["info"] = {
         "description": "Explainable credit decisions: score, probability of default, risk band, decision and reason "

@@ -36,9 +36,11 @@ from service.errors import (
     NotFound,
     NoticeNotRequired,
     NotReady,
+    NotServable,
     OutcomeConflict,
     PayloadTooLarge,
     RecordsError,
+    ServingConflict,
     StoreUnavailable,
     Unauthenticated,
     UnknownDecisions,
@@ -71,6 +73,7 @@ INTERNAL = Problem(500, "internal-error", "Internal server error")
 #: The one mapping of domain errors to HTTP. Listed from the most specific class to the least.
 PROBLEMS: dict[type[CreditDecisionError], Problem] = {
     UnknownDecisions: Problem(422, "unknown-decision", "Outcome for an unknown decision"),
+    NotServable: Problem(422, "not-servable", "Model version or policy cannot be served"),
     ValidationFailed: Problem(422, "validation-error", "Invalid request"),
     MalformedBody: Problem(400, "malformed-request", "Malformed request"),
     InvalidHeader: Problem(400, "malformed-request", "Malformed request"),
@@ -85,6 +88,7 @@ PROBLEMS: dict[type[CreditDecisionError], Problem] = {
     IdempotencyConflict: Problem(409, "idempotency-conflict", "Idempotency key reused with a different request"),
     OutcomeConflict: Problem(409, "outcome-conflict", "Outcome conflicts with a recorded observation"),
     NoticeNotRequired: Problem(409, "notice-not-required", "No adverse-action notice is required"),
+    ServingConflict: Problem(409, "serving-conflict", "The serving state does not allow this change"),
     Conflict: Problem(409, "conflict", "Conflict"),
     NotReady: Problem(503, "not-ready", "Service not ready"),
     StoreUnavailable: Problem(503, "store-unavailable", "Decision store unavailable"),

@@ -30,11 +30,16 @@ from model_store.vocabulary import (
     APPLICATION_ID_RULE,
     MODEL_NAME,
     MODEL_NAME_PATTERN,
+    MODEL_VERSION,
+    MODEL_VERSION_PATTERN,
+    POLICY_VERSION,
+    POLICY_VERSION_PATTERN,
     TOKEN,
     TOKEN_PATTERN,
 )
 from service.api.framework import ProblemSchema
 from service.inputs import Matches, StrictSchema
+from service.records.model import EVENT_KINDS
 
 APPLICATION_ID_FIELD_METADATA = {
     "description": "The caller's reference for the application (no personal data)",
@@ -533,6 +538,9 @@ class HealthSchema(Schema):
 class ReadySchema(Schema):
     status = fields.String(required=True)
     model = fields.Dict(required=True)
+    policy_version = fields.String(required=True)
+    shadows = fields.List(fields.Dict(), required=True)
+    serving_state_seq = fields.Integer(required=True)
     spec_version = fields.String(required=True)
 
 
@@ -554,3 +562,176 @@ class FieldCatalogSchema(Schema):
     rules = fields.List(fields.Dict(), required=True)
     max_reasons = fields.Integer(required=True)
     reason_codes = fields.List(fields.Dict(), required=True)
+
+
+# ---- lifecycle: the serving state, admin actions, audit events, shadows ---------------------------
+
+NOTE_FIELD_METADATA = {"description": "Why (kept in the audit event)"}
+
+
+def _note() -> fields.String:
+    return fields.String(load_default="", validate=validate.Length(max=500), metadata=NOTE_FIELD_METADATA)
+
+
+def _model_name() -> fields.String:
+    return fields.String(
+        required=True,
+        validate=Matches(MODEL_NAME, "Must be a model name (lower-case letters, digits and -)."),
+        metadata={"pattern": MODEL_NAME_PATTERN, "example": "german-credit-gbt"},
+    )
+
+
+def _model_version() -> fields.String:
+    return fields.String(
+        required=True,
+        validate=Matches(MODEL_VERSION, "Must be a model version: v1, v2, ..."),
+        metadata={"pattern": MODEL_VERSION_PATTERN, "example": "v2"},
+    )
+
+
+def _policy_version(required: bool) -> fields.String:
+    return fields.String(
+        required=required,
+        allow_none=not required,
+        load_default=None if not required else ma.missing,
+        validate=Matches(POLICY_VERSION, "Must be 1 to 100 characters of A-Z a-z 0-9 . _ - (not starting with . _ -)."),
+        metadata={"pattern": POLICY_VERSION_PATTERN, "description": "A stored candidate policy version"},
+    )
+
+
+class PromoteSchema(StrictSchema):
+    name = _model_name()
+    version = _model_version()
+    policy = _policy_version(required=False)
+    note = _note()
+
+
+class NoteSchema(StrictSchema):
+    note = _note()
+
+
+class ChallengerSchema(StrictSchema):
+    name = _model_name()
+    version = _model_version()
+    note = _note()
+
+
+class PolicyShadowSchema(StrictSchema):
+    policy = _policy_version(required=True)
+    note = _note()
+
+
+class PolicyUploadSchema(StrictSchema):
+    policy_yaml = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=256 * 1024),
+        metadata={"description": "The policy file's text (YAML)"},
+    )
+    reason_codes_yaml = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=256 * 1024),
+        metadata={"description": "The reason catalog file's text (YAML)"},
+    )
+    note = _note()
+
+
+class TargetSchema(Schema):
+    name = fields.String(required=True)
+    version = fields.String(required=True)
+    policy = fields.String(required=True, allow_none=True)
+
+
+class ServingStateSchema(Schema):
+    champion = fields.Nested(TargetSchema, required=True, allow_none=True)
+    challenger = fields.Nested(TargetSchema, required=True, allow_none=True)
+    policy_shadow = fields.String(required=True, allow_none=True)
+    previous = fields.List(fields.Nested(TargetSchema), required=True)
+    source = fields.String(
+        required=True, metadata={"description": "chain (a control event), registry (training) or settings (pinned)"}
+    )
+    seq = fields.Integer(required=True, metadata={"description": "The control event's position in the chain"})
+
+
+class AuditEventSchema(Schema):
+    seq = fields.Integer(required=True)
+    event_id = fields.String(required=True)
+    created_at = fields.String(required=True)
+    kind = fields.String(required=True, metadata={"description": "promotion, rollback, shadow_on, ... (may grow)"})
+    actor = fields.Dict(required=True)
+    details = fields.Dict(required=True)
+    serving_state = fields.Dict(required=True, allow_none=True)
+    prev_hash = fields.String(required=True)
+    record_hash = fields.String(required=True)
+
+
+class ServingSchema(Schema):
+    state = fields.Nested(ServingStateSchema, required=True)
+    worker = fields.Dict(required=True, metadata={"description": "What the answering worker serves now"})
+
+
+class LifecycleResultSchema(Schema):
+    event = fields.Nested(AuditEventSchema, required=True)
+    state = fields.Nested(ServingStateSchema, required=True)
+
+
+class AuditEventPageSchema(Schema):
+    items = fields.List(fields.Nested(AuditEventSchema), required=True)
+    limit = fields.Integer(required=True)
+    next_cursor = fields.String(required=True, allow_none=True)
+
+
+class EventSearchSchema(StrictSchema):
+    from_ = AwareDateTime(data_key="from", metadata={"description": "Created at or after (ISO-8601 with a time zone)"})
+    to = AwareDateTime(metadata={"description": "Created before (ISO-8601 with a time zone)"})
+    kind = fields.String(validate=validate.OneOf(EVENT_KINDS), metadata={"description": "Only this kind of event"})
+    cursor = fields.String(
+        validate=validate.Length(min=1, max=200), metadata={"description": "`next_cursor` of the previous page"}
+    )
+    limit = DigitsInteger(
+        load_default=DEFAULT_SEARCH_LIMIT,
+        validate=validate.Range(1, MAX_SEARCH_LIMIT, error=f"Must be an integer from 1 to {MAX_SEARCH_LIMIT}."),
+        metadata={"description": "Page size", "default": DEFAULT_SEARCH_LIMIT},
+    )
+
+    @validates_schema
+    def _ordered(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if "from_" in data and "to" in data and data["to"] < data["from_"]:
+            raise ValidationError("Must not be before 'from'.", field_name="to")
+
+
+class ShadowDecisionSchema(Schema):
+    seq = fields.Integer(required=True)
+    shadow_id = fields.String(required=True)
+    decision_id = fields.String(required=True, metadata={"description": "The champion decision it shadows"})
+    created_at = fields.String(required=True)
+    kind = fields.String(required=True, metadata={"description": "challenger or policy"})
+    model = fields.Dict(required=True)
+    policy_version = fields.String(required=True)
+    catalog_version = fields.String(required=True)
+    decision = fields.String(required=True)
+    score = fields.Integer(required=True)
+    risk_band = fields.String(required=True)
+    probability_of_default = fields.Float(required=True)
+    reasons = fields.List(fields.Nested(ReasonSchema), required=True)
+    rules_fired = fields.List(fields.Nested(RuleFiredSchema), required=True)
+    attributions = fields.Dict(keys=fields.String(), values=fields.Float(), required=True)
+    prev_hash = fields.String(required=True)
+    record_hash = fields.String(required=True)
+
+
+class ShadowListSchema(Schema):
+    decision_id = fields.String(required=True)
+    shadows = fields.List(fields.Nested(ShadowDecisionSchema), required=True)
+
+
+class PolicyVersionSchema(Schema):
+    policy_version = fields.String(required=True)
+    catalog_version = fields.String(required=True)
+    validated_with_spec = fields.String(required=True)
+    created_at = fields.String(required=True)
+    note = fields.String(required=True)
+    files = fields.Dict(keys=fields.String(), values=fields.String(), required=True)
+
+
+class PolicyListSchema(Schema):
+    policies = fields.List(fields.Nested(PolicyVersionSchema), required=True)

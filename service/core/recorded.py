@@ -470,3 +470,119 @@ def _read_v1(data: _Reader) -> DecisionPayload:
         latency_ms=float(latency) if isinstance(latency, int | float) and not isinstance(latency, bool) else None,
         schema_version=1,
     )
+
+
+# ---- shadow decisions ------------------------------------------------------------------------------------
+SHADOW_SCHEMA_VERSION = 1
+
+
+@dataclass(frozen=True)
+class ShadowDecision:
+    """What a shadow (a challenger model version, or a candidate policy on the champion's model) decided for a
+    recorded live request; recorded beside the champion's decision, never applied.
+
+    Stored form (``schema_version`` 1)::
+
+        {"schema_version": 1, "kind": "challenger" | "policy",
+         "probability_of_default", "margin", "base_value", "score_scale": {...},
+         "reasons": [...], "rules_fired": [...], "attributions": {...},   # as in a decision payload
+         "model": {"sha256", "manifest_sha256", "family", "spec_version", "policy_version", "catalog_version"},
+         "request_hash": "<the champion request's hash: the shadow decided exactly that input>"}
+
+    The record's columns hold the shadow id, the champion's decision id, the model name and version, the
+    policy and catalog versions, decision, band, score and reason codes.
+    """
+
+    kind: str
+    model_name: str
+    model_version: str
+    decision: Decision
+    model: ModelProvenance
+    score_scale: ScoreScale
+    request_hash: str
+
+    def to_json(self) -> dict[str, Any]:
+        """The stored payload."""
+        d, model = self.decision, self.model
+        return {
+            "schema_version": SHADOW_SCHEMA_VERSION,
+            "kind": self.kind,
+            "probability_of_default": d.probability_of_default,
+            "margin": d.margin,
+            "base_value": d.base_value,
+            "score_scale": {
+                "min": self.score_scale.min,
+                "max": self.score_scale.max,
+                "points_per_log_odds": self.score_scale.points_per_log_odds,
+            },
+            "reasons": [reason_to_json(r) for r in d.reasons],
+            "rules_fired": [rule_to_json(r) for r in d.rules_fired],
+            "attributions": dict(d.attributions),
+            "model": {
+                "sha256": model.sha256,
+                "manifest_sha256": model.manifest_sha256,
+                "family": model.family,
+                "spec_version": model.spec_version,
+                "policy_version": model.policy_version,
+                "catalog_version": model.catalog_version,
+            },
+            "request_hash": self.request_hash,
+        }
+
+    @classmethod
+    def of(cls, record: ShadowColumns) -> ShadowDecision:
+        """The typed view of a stored shadow record (PayloadError names what is unreadable)."""
+        data = _Reader(record.payload, "payload")
+        version = data.data.get("schema_version")
+        if version != SHADOW_SCHEMA_VERSION:
+            raise PayloadError(f"payload.schema_version: {version!r} is not {SHADOW_SCHEMA_VERSION}")
+        if record.decision not in ACTIONS:
+            raise PayloadError(f"decision: {record.decision!r} is not one of {', '.join(ACTIONS)}")
+        scale = data.sub("score_scale")
+        model = data.sub("model")
+        decision = Decision(
+            decision=record.decision,
+            score=record.score,
+            probability_of_default=data.number("probability_of_default"),
+            margin=data.number("margin"),
+            base_value=data.number("base_value"),
+            risk_band=record.risk_band,
+            reasons=tuple(_reason(r) for r in data.items("reasons")),
+            rules_fired=tuple(_rule(r) for r in data.items("rules_fired")),
+            attributions=data.numbers("attributions"),
+        )
+        return cls(
+            kind=data.text("kind"),
+            model_name=record.model_name,
+            model_version=record.model_version,
+            decision=decision,
+            model=ModelProvenance(
+                sha256=model.text("sha256"),
+                manifest_sha256=model.text("manifest_sha256"),
+                family=model.text("family"),
+                spec_version=model.text("spec_version"),
+                policy_version=model.text("policy_version"),
+                catalog_version=model.text("catalog_version"),
+            ),
+            score_scale=ScoreScale(
+                scale.integer("min"), scale.integer("max"), scale.optional_number("points_per_log_odds")
+            ),
+            request_hash=data.text("request_hash"),
+        )
+
+
+class ShadowColumns(Protocol):
+    """The columns of a stored shadow record (``service.records.model.ShadowRecord`` has them)."""
+
+    @property
+    def decision(self) -> str: ...
+    @property
+    def risk_band(self) -> str: ...
+    @property
+    def score(self) -> int: ...
+    @property
+    def model_name(self) -> str: ...
+    @property
+    def model_version(self) -> str: ...
+    @property
+    def payload(self) -> dict[str, Any]: ...

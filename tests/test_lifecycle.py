@@ -1,0 +1,262 @@
+"""Model and policy lifecycle over the real API: a challenger and a candidate policy in shadow, promotion and
+rollback, candidate policies, admin audit events, on SQLite and PostgreSQL, with the tiny trained models
+(the gbt champion and the scorecard, which accepts the same applicant fields)."""
+
+from __future__ import annotations
+
+import copy
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from service.state import get_state
+
+BACKENDS = ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)]
+VOLATILE = ("decision_id", "created_at", "latency_ms")
+
+
+def _applications(example: dict[str, Any], n: int) -> list[dict[str, Any]]:
+    out = []
+    for i in range(n):
+        body = copy.deepcopy(example)
+        body["application_id"] = f"LC-{i:04d}"
+        body["applicant"]["duration_months"] = 6 + (i * 7) % 60
+        body["applicant"]["credit_amount"] = 500 + (i * 1733) % 15000
+        body["applicant"]["age_years"] = 19 + (i * 5) % 55
+        out.append(body)
+    return out
+
+
+def _stable(body: dict[str, Any]) -> dict[str, Any]:
+    return {k: v for k, v in body.items() if k not in VOLATILE}
+
+
+def _names(trained_models: Any) -> tuple[tuple[str, str], tuple[str, str]]:
+    _store, result = trained_models
+    return (result.champion.name, result.champion.version), (result.baseline.name, result.baseline.version)
+
+
+def _flush(app: Any) -> None:
+    runner = get_state(app).service.shadow_runner
+    assert runner is not None and runner.flush(20.0)
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_challenger_in_shadow_changes_no_response_and_every_decision_gets_its_twin(
+    api_make_app: Any, trained_models: Any, example_application: dict[str, Any], backend: str
+) -> None:
+    (champion, champion_v), (challenger, challenger_v) = _names(trained_models)
+    plain, shadowed = api_make_app(backend=backend), api_make_app(backend=backend)
+    admin = shadowed.test_client()
+    on = admin.put("/v1/models/challenger", json={"name": challenger, "version": challenger_v, "note": "try it"})
+    assert on.status_code == 200, on.get_json()
+    assert on.get_json()["state"]["challenger"] == {"name": challenger, "version": challenger_v, "policy": None}
+    assert on.get_json()["event"]["kind"] == "shadow_on" and on.get_json()["event"]["actor"]["role"] == "admin"
+    bodies = _applications(example_application, 40)
+    answers = []
+    for client in (plain.test_client(), shadowed.test_client()):
+        side = []
+        for body in bodies[:30]:
+            made = client.post("/v1/decisions", json=body)
+            assert made.status_code == 201, made.get_json()
+            side.append(made)
+        batch = client.post("/v1/decisions:batch", json={"applications": bodies[30:]})
+        assert batch.status_code == 200
+        answers.append(side + [batch])
+    # byte-identical answers apart from ids, times and latencies: the shadow never touches the response
+    for without, with_ in zip(answers[0][:30], answers[1][:30], strict=True):
+        assert _stable(without.get_json()) == _stable(with_.get_json())
+        assert without.headers.get("Content-Type") == with_.headers.get("Content-Type")
+    items = [(a["decision"], b["decision"]) for a, b in zip(answers[0][30].get_json()["items"], answers[1][30].get_json()["items"], strict=True)]  # fmt: skip
+    assert all(_stable(a) == _stable(b) for a, b in items)
+    _flush(shadowed)
+    # every champion decision has its challenger twin, recorded and linked
+    ids = [r.get_json()["decision_id"] for r in answers[1][:30]] + [b["decision"]["decision_id"] for b in answers[1][30].get_json()["items"]]  # fmt: skip
+    for decision_id in ids:
+        twins = admin.get(f"/v1/decisions/{decision_id}/shadows").get_json()["shadows"]
+        assert [(t["kind"], t["model"]["name"], t["model"]["version"]) for t in twins] == [
+            ("challenger", challenger, challenger_v)
+        ]
+        assert twins[0]["decision_id"] == decision_id
+    store = get_state(shadowed).store
+    assert store.count() == 40
+    assert store.verify_chain().ok
+    # the twin is exactly what the challenger decides for that input
+    model = get_state(shadowed).models.get(challenger, challenger_v)
+    first = admin.get(f"/v1/decisions/{ids[0]}/shadows").get_json()["shadows"][0]
+    expected = model.engine.decide([bodies[0]["applicant"]]).decision(0)
+    assert (first["decision"], first["score"], first["risk_band"]) == (
+        expected.decision,
+        expected.score,
+        expected.risk_band,
+    )
+    assert [r["code"] for r in first["reasons"]] == [r.code for r in expected.reasons]
+    # a retried request is not shadowed twice; nothing is shadowed once the challenger is off
+    assert admin.delete("/v1/models/challenger?note=done").status_code == 200
+    after = shadowed.test_client().post("/v1/decisions", json={**bodies[0], "application_id": "LC-after"})
+    _flush(shadowed)
+    assert admin.get(f"/v1/decisions/{after.get_json()['decision_id']}/shadows").get_json()["shadows"] == []
+    assert admin.delete("/v1/models/challenger").status_code == 409
+    assert champion and champion_v
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_promotion_and_rollback_switch_what_decides_and_are_audit_events(
+    api_make_app: Any, trained_models: Any, example_application: dict[str, Any], backend: str
+) -> None:
+    (champion, champion_v), (other, other_v) = _names(trained_models)
+    app = api_make_app(backend=backend)
+    client = app.test_client()
+    body = _applications(example_application, 1)[0]
+    serving = client.get("/v1/serving").get_json()
+    assert serving["state"]["source"] == "registry" and serving["state"]["champion"]["name"] == champion
+    first = client.post("/v1/decisions", json=body).get_json()
+    assert first["model"]["name"] == champion
+    # promote the other version: decisions name it at once in this worker, replay uses each record's own version
+    promoted = client.post("/v1/models/champion", json={"name": other, "version": other_v, "note": "won the review"})
+    assert promoted.status_code == 200, promoted.get_json()
+    state = promoted.get_json()["state"]
+    assert state["champion"]["name"] == other and state["previous"] == [
+        {"name": champion, "version": champion_v, "policy": None}
+    ]
+    assert state["source"] == "chain" and state["seq"] == promoted.get_json()["event"]["seq"]
+    second = client.post("/v1/decisions", json={**body, "application_id": "LC-2"}).get_json()
+    assert second["model"]["name"] == other
+    assert client.get("/readyz").get_json()["model"]["name"] == other
+    for made in (first, second):
+        assert client.post(f"/v1/decisions/{made['decision_id']}/replay").get_json()["identical"] is True
+    # the same again: 409; an unknown version: 422 naming the field; nothing recorded for either
+    again = client.post("/v1/models/champion", json={"name": other, "version": other_v})
+    assert again.status_code == 409 and again.get_json()["type"].endswith("serving-conflict")
+    unknown = client.post("/v1/models/champion", json={"name": other, "version": "v99"})
+    assert unknown.status_code == 422 and unknown.get_json()["errors"][0]["field"] == "version"
+    bad = client.post("/v1/models/champion", json={"name": "Not A Name", "version": "1"})
+    assert bad.status_code == 422 and {e["field"] for e in bad.get_json()["errors"]} == {"name", "version"}
+    # roll back: the previous champion decides again; nothing further to roll back to
+    back = client.post("/v1/models/champion:rollback", json={"note": "back"})
+    assert back.status_code == 200 and back.get_json()["state"]["champion"]["name"] == champion
+    third = client.post("/v1/decisions", json={**body, "application_id": "LC-3"}).get_json()
+    assert third["model"]["name"] == champion and _stable(third)["score"] == _stable(first)["score"]
+    assert client.post("/v1/models/champion:rollback", json={}).status_code == 409
+    # every change is an audit event, chained with the decisions, naming the key that made it
+    events = client.get("/v1/audit/events").get_json()["items"]
+    assert [e["kind"] for e in events] == ["promotion", "rollback"]
+    assert events[0]["details"]["note"] == "won the review" and events[0]["actor"]["role"] == "admin"
+    assert events[0]["details"]["before"]["champion"]["name"] == champion
+    assert client.get("/v1/audit/events?kind=rollback").get_json()["items"][0]["event_id"] == events[1]["event_id"]
+    assert client.get("/v1/audit/events?kind=nonsense").status_code == 400
+    report = get_state(app).store.verify_chain()
+    assert report.ok and report.records_checked == 5  # 3 decisions and 2 events in one chain
+
+
+def _candidate_policy(store_root: Path, name: str, version: str) -> tuple[str, str, str]:
+    """The version's own policy with stricter cut-offs under a new version, and its catalog (texts)."""
+    folder = store_root / name / version
+    policy = yaml.safe_load((folder / "policy.yaml").read_text(encoding="utf-8"))
+    policy["policy_version"] = "candidate-policy-2.0.0"
+    for band in policy["bands"][:-1]:
+        band["min_score"] += 25
+    catalog = (folder / "reason_codes.yaml").read_text(encoding="utf-8")
+    return policy["policy_version"], yaml.safe_dump(policy, sort_keys=False), catalog
+
+
+@pytest.mark.parametrize("backend", BACKENDS)
+def test_a_candidate_policy_runs_in_shadow_then_goes_live_and_replays(
+    api_make_app: Any, trained_models: Any, example_application: dict[str, Any], backend: str
+) -> None:
+    (champion, champion_v), _ = _names(trained_models)
+    store, _ = trained_models
+    app = api_make_app(backend=backend)
+    client = app.test_client()
+    version, policy_yaml, catalog_yaml = _candidate_policy(Path(store.root), champion, champion_v)
+    added = client.post("/v1/policies", json={"policy_yaml": policy_yaml, "reason_codes_yaml": catalog_yaml})
+    assert added.status_code == 201, added.get_json()  # storing the same files again is idempotent
+    assert version in {p["policy_version"] for p in client.get("/v1/policies").get_json()["policies"]}
+    invalid = client.post(
+        "/v1/policies", json={"policy_yaml": policy_yaml.replace("bands:", "bandz:"), "reason_codes_yaml": catalog_yaml}
+    )
+    assert invalid.status_code == 422 and invalid.get_json()["errors"][0]["field"] == "policy_yaml"
+    on = client.put("/v1/policies/shadow", json={"policy": version})
+    assert on.status_code == 200, on.get_json()
+    bodies = _applications(example_application, 12)
+    made = [client.post("/v1/decisions", json=b).get_json() for b in bodies]
+    _flush(app)
+    model = get_state(app).models.get(champion, champion_v, version)
+    for body, decision in zip(bodies, made, strict=True):
+        (twin,) = client.get(f"/v1/decisions/{decision['decision_id']}/shadows").get_json()["shadows"]
+        assert twin["kind"] == "policy" and twin["policy_version"] == version
+        assert twin["model"]["name"] == champion  # the champion's model, the candidate's cut-offs
+        expected = model.engine.decide([body["applicant"]]).decision(0)
+        assert (twin["score"], twin["risk_band"], twin["decision"]) == (
+            expected.score,
+            expected.risk_band,
+            expected.decision,
+        )
+        assert twin["probability_of_default"] == decision["probability_of_default"]
+    # promote the champion's model with the candidate policy: decisions record it, replay and notices use it
+    live = client.post("/v1/models/champion", json={"name": champion, "version": champion_v, "policy": version})
+    assert live.status_code == 200, live.get_json()
+    assert live.get_json()["state"]["policy_shadow"] is None  # the candidate went live: no longer a shadow
+    decided = [client.post("/v1/decisions", json={**b, "application_id": f"P-{i}"}).get_json() for i, b in enumerate(bodies)]  # fmt: skip
+    for decision in decided:
+        assert decision["policy_version"] == version
+        assert client.post(f"/v1/decisions/{decision['decision_id']}/replay").get_json()["identical"] is True
+    declined = [d for d in decided if d["decision"] == "decline"]
+    if declined:
+        assert client.get(f"/v1/decisions/{declined[0]['decision_id']}/notice").status_code == 200
+    kinds = [e["kind"] for e in client.get("/v1/audit/events").get_json()["items"]]
+    assert kinds[-2:] == ["policy_shadow_on", "promotion"]
+
+
+def test_a_version_with_other_applicant_fields_cannot_be_promoted_or_shadowed(
+    api_make_app: Any, trained_models: Any, tmp_path: Path
+) -> None:
+    import shutil
+
+    from model_store.store import MANIFEST_FILE, SPEC_FILE, ModelStore, sha256_file
+
+    (champion, champion_v), _ = _names(trained_models)
+    store, _ = trained_models
+    root = tmp_path / "store"
+    shutil.copytree(store.root, root)
+    # a copy of the champion as v2 whose spec accepts a wider age range: another input contract
+    source, target = root / champion / champion_v, root / champion / "v2"
+    shutil.copytree(source, target)
+    for file in target.rglob("*"):
+        file.chmod(0o644)
+    spec_file = target / SPEC_FILE
+    spec_file.write_text(spec_file.read_text(encoding="utf-8").replace("maximum: 120", "maximum: 130"), encoding="utf-8")
+    manifest = json.loads((target / MANIFEST_FILE).read_text(encoding="utf-8"))
+    manifest["version"] = "v2"
+    manifest["files"][SPEC_FILE] = sha256_file(spec_file)
+    (target / MANIFEST_FILE).write_text(json.dumps(manifest, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    assert ModelStore(root).verify(champion, "v2") == []
+    app = api_make_app(MODEL_STORE=str(root))
+    client = app.test_client()
+    for method, path in (("post", "/v1/models/champion"), ("put", "/v1/models/challenger")):
+        refused = getattr(client, method)(path, json={"name": champion, "version": "v2"})
+        assert refused.status_code == 422, refused.get_json()
+        assert "accepts other applicant fields" in refused.get_json()["errors"][0]["message"]
+    assert client.get("/v1/audit/events").get_json()["items"] == []
+
+
+def test_a_pinned_deployment_refuses_promotion(api_make_app: Any, trained_models: Any) -> None:
+    (champion, champion_v), (other, other_v) = _names(trained_models)
+    app = api_make_app(MODEL_NAME=champion, MODEL_VERSION=champion_v)
+    client = app.test_client()
+    refused = client.post("/v1/models/champion", json={"name": other, "version": other_v})
+    assert refused.status_code == 409 and "pins" in refused.get_json()["detail"]
+    assert client.get("/v1/serving").get_json()["state"]["source"] == "settings"
+
+
+def test_admin_actions_need_the_admin_role(api_make_app: Any, trained_models: Any, api_keys: dict[str, str]) -> None:
+    _, (other, other_v) = _names(trained_models)
+    client = api_make_app().test_client()
+    for role in ("scorer", "auditor"):
+        headers = {"Authorization": f"Bearer {api_keys[role]}"}
+        assert client.post("/v1/models/champion", json={"name": other, "version": other_v}, headers=headers).status_code == 403  # fmt: skip
+        assert client.put("/v1/models/challenger", json={"name": other, "version": other_v}, headers=headers).status_code == 403  # fmt: skip
+    assert client.get("/v1/audit/events", headers={"Authorization": f"Bearer {api_keys['scorer']}"}).status_code == 403
