@@ -623,16 +623,29 @@ def reason_frequencies(
     return tuple(out)
 
 
-def _reason_counts(rows: Sequence[DecisionRow]) -> tuple[Counter[str], int, dict[str, str]]:
-    adverse = [r for r in rows if r.decision in ("decline", "refer")]
+def cited_counts(decisions: Iterable[tuple[str, Iterable[str]]]) -> tuple[Counter[str], int]:
+    """Per code, the declines and referrals citing it (each counted once); and the number of declines and referrals.
+
+    ``decisions`` are (decision, cited codes) pairs; approvals are left out. The period report's reason
+    frequencies and the comparison report's reason-frequency shift share this definition.
+    """
     counts: Counter[str] = Counter()
+    n = 0
+    for decision, codes in decisions:
+        if decision in ("decline", "refer"):
+            n += 1
+            counts.update(set(codes))
+    return counts, n
+
+
+def _reason_counts(rows: Sequence[DecisionRow]) -> tuple[Counter[str], int, dict[str, str]]:
+    counts, n = cited_counts((r.decision, [ref.code for ref in r.reasons]) for r in rows)
     kinds: dict[str, str] = {}
-    for r in adverse:
-        codes = {ref.code for ref in r.reasons}
-        counts.update(codes)
-        for ref in r.reasons:
-            kinds.setdefault(ref.code, ref.kind)
-    return counts, len(adverse), kinds
+    for r in rows:
+        if r.decision in ("decline", "refer"):
+            for ref in r.reasons:
+                kinds.setdefault(ref.code, ref.kind)
+    return counts, n, kinds
 
 
 def stability_flag(value: float | None, thresholds: Monitoring = DEFAULT_THRESHOLDS) -> str:

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from service.reports.core import (
     SCORE_BIN_WIDTH,
@@ -25,6 +25,7 @@ from service.reports.core import (
     DisparateImpact,
     Flag,
     GroupRate,
+    MetricRow,
     PeriodReport,
     StabilityIndex,
     metric_rows,
@@ -51,7 +52,10 @@ CHART_SIZE = (8.0, 3.6)
 # table layout on a PDF page, in figure fractions
 _ROW_H, _TITLE_H, _GAP, _TOP, _BOTTOM = 0.017, 0.024, 0.02, 0.96, 0.04
 
-Drawer = Callable[["Axes", PeriodReport], None]
+R = TypeVar("R")
+#: Draws one chart of a report (a :class:`PeriodReport`, or another report type) on the given axes.
+ChartDrawer = Callable[["Axes", R], None]
+Drawer = ChartDrawer[PeriodReport]
 
 
 @dataclass(frozen=True)
@@ -65,12 +69,12 @@ class Table:
 
 
 @dataclass(frozen=True)
-class Section:
-    """One section of the report: charts and tables."""
+class Section(Generic[R]):
+    """One section of a report: charts (drawn from the report of type ``R``) and tables."""
 
     key: str
     title: str
-    charts: tuple[tuple[str, Drawer], ...]
+    charts: tuple[tuple[str, ChartDrawer[R]], ...]
     tables: tuple[Table, ...]
     text: str = ""
 
@@ -85,10 +89,15 @@ def render_json(report: PeriodReport) -> str:
 
 def render_csv(report: PeriodReport) -> str:
     """One row per metric: section, metric, group, value, flag."""
+    return metric_csv(metric_rows(report))
+
+
+def metric_csv(rows: Iterable[MetricRow]) -> str:
+    """Metric rows as CSV with the header ``CSV_COLUMNS``; a value is written as ``repr`` (empty for None)."""
     buffer = io.StringIO()
     writer = csv.writer(buffer, lineterminator="\n")
     writer.writerow(CSV_COLUMNS)
-    for row in metric_rows(report):
+    for row in rows:
         writer.writerow((row.section, row.metric, row.group, "" if row.value is None else repr(row.value), row.flag))
     return buffer.getvalue()
 
@@ -96,11 +105,13 @@ def render_csv(report: PeriodReport) -> str:
 # ---- shared content -----------------------------------------------------------------------------
 
 
-def _pct(value: float | None, digits: int = 1) -> str:
+def fmt_pct(value: float | None, digits: int = 1) -> str:
+    """A share as a percentage (``–`` when unknown)."""
     return "–" if value is None else f"{100.0 * value:.{digits}f} %"
 
 
-def _num(value: float | int | None, digits: int = 4) -> str:
+def fmt_num(value: float | int | None, digits: int = 4) -> str:
+    """A number with ``digits`` decimals (integers as they are; ``–`` when unknown)."""
     if value is None:
         return "–"
     if isinstance(value, int):
@@ -108,7 +119,8 @@ def _num(value: float | int | None, digits: int = 4) -> str:
     return f"{value:.{digits}f}"
 
 
-def _pp(value: float | None) -> str:
+def fmt_pp(value: float | None) -> str:
+    """A signed change in percentage points (``–`` when unknown)."""
     return "–" if value is None else f"{value:+.1f} pp"
 
 
@@ -127,10 +139,10 @@ def key_figures(report: PeriodReport) -> list[tuple[str, str, str]]:
     four_fifths = any(g.four_fifths for di in report.disparate_impact for g in di.groups)
     figures = [
         ("Decisions", str(s.decisions), ""),
-        ("Approval rate", _pct(s.approval_rate), ""),
+        ("Approval rate", fmt_pct(s.approval_rate), ""),
         ("Referred / declined", f"{s.referred} / {s.declined}", ""),
-        ("Mean score", _num(s.mean_score, 1), ""),
-        ("Score PSI", _num(psi.value if psi else None), psi.flag if psi else ""),
+        ("Mean score", fmt_num(s.mean_score, 1), ""),
+        ("Score PSI", fmt_num(psi.value if psi else None), psi.flag if psi else ""),
         (
             "Fields flagged (CSI)",
             str(sum(1 for c in report.field_csi if c.flag)),
@@ -144,7 +156,7 @@ def key_figures(report: PeriodReport) -> list[tuple[str, str, str]]:
         ),
     ]
     if report.backtest is not None:
-        figures.append(("Back-test AUC", _num(report.backtest.auc, 3), ""))
+        figures.append(("Back-test AUC", fmt_num(report.backtest.auc, 3), ""))
     return figures
 
 
@@ -156,7 +168,7 @@ def _worst(flags: Iterable[str]) -> str:
 def flag_text(flag: Flag) -> str:
     """One line describing a flag."""
     where = flag.metric + (f" / {flag.group}" if flag.group else "")
-    return f"{flag.level}: {flag.section} {where} = {_num(flag.value, 3)}"
+    return f"{flag.level}: {flag.section} {where} = {fmt_num(flag.value, 3)}"
 
 
 def _stability_status(index: StabilityIndex, min_sample: int) -> str:
@@ -173,7 +185,7 @@ def _stability_table(title_text: str, indices: Sequence[StabilityIndex], min_sam
             (
                 i.name,
                 i.kind,
-                _num(i.value),
+                fmt_num(i.value),
                 _stability_status(i, min_sample),
                 str(i.n),
                 str(i.missing),
@@ -185,7 +197,8 @@ def _stability_table(title_text: str, indices: Sequence[StabilityIndex], min_sam
     )
 
 
-def _group_status(group: GroupRate, min_sample: int) -> str:
+def group_status(group: GroupRate, min_sample: int) -> str:
+    """``four_fifths``, ``not flagged (n < min_sample)`` for a small group, else ``ok``."""
     if group.four_fifths:
         return "four_fifths"
     if group.small_group:
@@ -203,9 +216,9 @@ def _impact_table(di: DisparateImpact, min_sample: int) -> Table:
                 g.group,
                 str(g.decisions),
                 str(g.approved),
-                _pct(g.approval_rate),
-                _num(g.ratio, 3),
-                _group_status(g, min_sample),
+                fmt_pct(g.approval_rate),
+                fmt_num(g.ratio, 3),
+                group_status(g, min_sample),
             )
             for g in di.groups
         ),
@@ -213,7 +226,7 @@ def _impact_table(di: DisparateImpact, min_sample: int) -> Table:
     )
 
 
-def sections(report: PeriodReport) -> tuple[Section, ...]:
+def sections(report: PeriodReport) -> tuple[Section[PeriodReport], ...]:
     """The report's sections, in order, as both HTML and PDF show them."""
     s = report.score_distribution
     t = report.thresholds
@@ -245,12 +258,12 @@ def sections(report: PeriodReport) -> tuple[Section, ...]:
                     (
                         (
                             str(s.n),
-                            _num(s.mean, 1),
-                            _num(s.p10, 1),
-                            _num(s.p50, 1),
-                            _num(s.p90, 1),
-                            _num(s.minimum),
-                            _num(s.maximum),
+                            fmt_num(s.mean, 1),
+                            fmt_num(s.p10, 1),
+                            fmt_num(s.p50, 1),
+                            fmt_num(s.p90, 1),
+                            fmt_num(s.minimum),
+                            fmt_num(s.maximum),
                         ),
                     ),
                     ("",),
@@ -262,10 +275,10 @@ def sections(report: PeriodReport) -> tuple[Section, ...]:
                         (
                             b.band,
                             str(b.decisions),
-                            _pct(b.share),
-                            _pct(b.baseline_share),
+                            fmt_pct(b.share),
+                            fmt_pct(b.baseline_share),
                             str(b.approved),
-                            _pct(b.approval_rate),
+                            fmt_pct(b.approval_rate),
                         )
                         for b in report.bands
                     ),
@@ -282,7 +295,7 @@ def sections(report: PeriodReport) -> tuple[Section, ...]:
                     "Reason-code frequencies (each code counted once per decision)",
                     ("code", "kind", "decisions", "share", "previous share", "change"),
                     tuple(
-                        (f.code, f.kind, str(f.count), _pct(f.share), _pct(f.previous_share), _pp(f.change_pp))
+                        (f.code, f.kind, str(f.count), fmt_pct(f.share), fmt_pct(f.previous_share), fmt_pp(f.change_pp))
                         for f in report.reason_frequencies
                     ),
                     tuple("" for _ in report.reason_frequencies),
@@ -316,7 +329,7 @@ def sections(report: PeriodReport) -> tuple[Section, ...]:
                 Table(
                     "Policy-rule hit rates (share of all decisions)",
                     ("rule", "hits", "hit rate"),
-                    tuple((r.code, str(r.hits), _pct(r.rate, 2)) for r in report.rule_hits),
+                    tuple((r.code, str(r.hits), fmt_pct(r.rate, 2)) for r in report.rule_hits),
                     tuple("" for _ in report.rule_hits),
                 ),
             ),
@@ -343,7 +356,8 @@ def sections(report: PeriodReport) -> tuple[Section, ...]:
                     "Model versions",
                     ("model", "version", "decisions", "share"),
                     tuple(
-                        (m.model_name, m.model_version, str(m.decisions), _pct(m.share)) for m in report.model_versions
+                        (m.model_name, m.model_version, str(m.decisions), fmt_pct(m.share))
+                        for m in report.model_versions
                     ),
                     tuple("" for _ in report.model_versions),
                 ),
@@ -362,13 +376,13 @@ def sections(report: PeriodReport) -> tuple[Section, ...]:
                     Table(
                         "Discrimination",
                         ("decisions with outcome", "bad", "bad rate", "AUC", "KS"),
-                        ((str(bt.n), str(bt.bad), _pct(bt.bad_rate), _num(bt.auc, 3), _num(bt.ks, 3)),),
+                        ((str(bt.n), str(bt.bad), fmt_pct(bt.bad_rate), fmt_num(bt.auc, 3), fmt_num(bt.ks, 3)),),
                         ("",),
                     ),
                     Table(
                         "Observed bad rate by band",
                         ("band", "decisions with outcome", "bad", "bad rate"),
-                        tuple((b.band, str(b.n), str(b.bad), _pct(b.bad_rate)) for b in bt.by_band),
+                        tuple((b.band, str(b.n), str(b.bad), fmt_pct(b.bad_rate)) for b in bt.by_band),
                         tuple("" for _ in bt.by_band),
                     ),
                 ),
@@ -381,9 +395,11 @@ def _latency_table(report: PeriodReport) -> Table:
     lat = report.latency
     rows = [("p50", lat.p50), ("p90", lat.p90), ("p99", lat.p99), ("max", lat.maximum)]
     return Table(
-        f"Latency (server side, budget {lat.budget_ms:g} ms, {lat.n} decisions, {_pct(lat.over_budget_share)} over budget)",
+        f"Latency (server side, budget {lat.budget_ms:g} ms, {lat.n} decisions, {fmt_pct(lat.over_budget_share)} over budget)",
         ("percentile", "ms", "flag"),
-        tuple((name, _num(v, 1), "over_budget" if v is not None and v > lat.budget_ms else "ok") for name, v in rows),
+        tuple(
+            (name, fmt_num(v, 1), "over_budget" if v is not None and v > lat.budget_ms else "ok") for name, v in rows
+        ),
         tuple("over_budget" if v is not None and v > lat.budget_ms else "" for _, v in rows),
     )
 
@@ -391,7 +407,8 @@ def _latency_table(report: PeriodReport) -> Table:
 # ---- charts -------------------------------------------------------------------------------------
 
 
-def _empty(ax: Axes, message: str = "no data") -> None:
+def empty_chart(ax: Axes, message: str = "no data") -> None:
+    """An empty chart saying why."""
     ax.text(0.5, 0.5, message, ha="center", va="center", transform=ax.transAxes, color="#6a6a6a")
     ax.set_xticks([])
     ax.set_yticks([])
@@ -400,7 +417,7 @@ def _empty(ax: Axes, message: str = "no data") -> None:
 def draw_volumes(ax: Axes, report: PeriodReport) -> None:
     """Stacked bars of approve/refer/decline per bucket."""
     if not report.volumes:
-        return _empty(ax)
+        return empty_chart(ax)
     x = list(range(len(report.volumes)))
     bottom = [0] * len(x)
     for name in ("approve", "refer", "decline"):
@@ -418,7 +435,7 @@ def draw_score_histogram(ax: Axes, report: PeriodReport) -> None:
     """Histogram of scores."""
     d = report.score_distribution
     if not d.n:
-        return _empty(ax)
+        return empty_chart(ax)
     ax.bar(d.bin_edges[:-1], d.counts, width=SCORE_BIN_WIDTH, align="edge", color=CURRENT, edgecolor="white")
     ax.set_xlabel("score")
     ax.set_ylabel("decisions")
@@ -427,7 +444,7 @@ def draw_score_histogram(ax: Axes, report: PeriodReport) -> None:
 def draw_bands(ax: Axes, report: PeriodReport) -> None:
     """Band shares against the baseline, with the approval rate over each bar."""
     if not report.bands:
-        return _empty(ax)
+        return empty_chart(ax)
     x = list(range(len(report.bands)))
     ax.bar([i - 0.2 for i in x], [b.share for b in report.bands], width=0.4, color=CURRENT, label="period")
     ax.bar(
@@ -438,7 +455,7 @@ def draw_bands(ax: Axes, report: PeriodReport) -> None:
         label="baseline (hold-out)",
     )
     for i, b in zip(x, report.bands, strict=True):
-        ax.annotate(f"approved {_pct(b.approval_rate, 0)}", (i - 0.2, b.share), ha="center", va="bottom", fontsize=7)
+        ax.annotate(f"approved {fmt_pct(b.approval_rate, 0)}", (i - 0.2, b.share), ha="center", va="bottom", fontsize=7)
     ax.set_xticks(x, [b.band for b in report.bands])
     ax.set_ylabel("share of decisions")
     ax.legend(fontsize=8)
@@ -448,7 +465,7 @@ def draw_reasons(ax: Axes, report: PeriodReport) -> None:
     """Share of declines and referrals citing each code, now and before."""
     freq = report.reason_frequencies[:15]
     if not freq:
-        return _empty(ax, "no declines or referrals")
+        return empty_chart(ax, "no declines or referrals")
     y = list(range(len(freq)))[::-1]
     ax.barh([v + 0.2 for v in y], [f.share or 0.0 for f in freq], height=0.4, color=CURRENT, label="period")
     ax.barh(
@@ -467,13 +484,13 @@ def draw_score_psi(ax: Axes, report: PeriodReport) -> None:
     """Baseline vs period shares per score bin."""
     psi = report.score_psi
     if psi is None:
-        return _empty(ax, "no baseline")
+        return empty_chart(ax, "no baseline")
     x = list(range(len(psi.bins)))
     ax.bar([i - 0.2 for i in x], [b.expected for b in psi.bins], width=0.4, color=BASELINE, label="baseline (hold-out)")
     ax.bar([i + 0.2 for i in x], [b.actual for b in psi.bins], width=0.4, color=CURRENT, label="period")
     ax.set_xticks(x, [b.label for b in psi.bins], fontsize=6, rotation=30)
     ax.set_ylabel("share")
-    ax.set_title(f"PSI {_num(psi.value)} {psi.flag}", fontsize=9, color=FLAG_COLOURS.get(psi.flag, "black"))
+    ax.set_title(f"PSI {fmt_num(psi.value)} {psi.flag}", fontsize=9, color=FLAG_COLOURS.get(psi.flag, "black"))
     ax.legend(fontsize=8)
 
 
@@ -481,7 +498,7 @@ def draw_csi(ax: Axes, report: PeriodReport) -> None:
     """CSI per input field with the watch and action thresholds."""
     csi = report.field_csi
     if not csi:
-        return _empty(ax, "no baseline")
+        return empty_chart(ax, "no baseline")
     y = list(range(len(csi)))[::-1]
     colours = [FLAG_COLOURS["small_group"] if c.small_sample else FLAG_COLOURS.get(c.flag, CURRENT) for c in csi]
     ax.barh(y, [c.value or 0.0 for c in csi], color=colours)
@@ -497,7 +514,7 @@ def draw_csi(ax: Axes, report: PeriodReport) -> None:
 def draw_rules(ax: Axes, report: PeriodReport) -> None:
     """Hit rate of each policy rule."""
     if not report.rule_hits:
-        return _empty(ax, "no policy rules")
+        return empty_chart(ax, "no policy rules")
     x = list(range(len(report.rule_hits)))
     ax.bar(x, [r.rate or 0.0 for r in report.rule_hits], color=CURRENT)
     ax.set_xticks(x, [r.code for r in report.rule_hits])
@@ -517,7 +534,7 @@ def draw_disparate_impact(ax: Axes, report: PeriodReport) -> None:
                 else (FLAG_COLOURS["small_group"] if g.small_group else CURRENT)
             )
     if not labels:
-        return _empty(ax, "no monitoring data")
+        return empty_chart(ax, "no monitoring data")
     t = report.thresholds
     y = list(range(len(labels)))[::-1]
     ax.barh(y, ratios, color=colours)
@@ -530,7 +547,7 @@ def draw_disparate_impact(ax: Axes, report: PeriodReport) -> None:
 def draw_model_versions(ax: Axes, report: PeriodReport) -> None:
     """Share of decisions per model version."""
     if not report.model_versions:
-        return _empty(ax)
+        return empty_chart(ax)
     x = list(range(len(report.model_versions)))
     ax.bar(x, [m.share for m in report.model_versions], color=CURRENT)
     ax.set_xticks(x, [f"{m.model_name}\n{m.model_version}" for m in report.model_versions], fontsize=7)
@@ -542,7 +559,7 @@ def draw_latency(ax: Axes, report: PeriodReport) -> None:
     lat = report.latency
     values = [("p50", lat.p50), ("p90", lat.p90), ("p99", lat.p99), ("max", lat.maximum)]
     if lat.n == 0:
-        return _empty(ax, "no latency recorded")
+        return empty_chart(ax, "no latency recorded")
     heights = [v or 0.0 for _, v in values]
     ax.bar(
         [n for n, _ in values],
@@ -564,21 +581,22 @@ def draw_backtest(ax: Axes, report: PeriodReport) -> None:
     """Observed bad rate per band."""
     bt = report.backtest
     if bt is None or not bt.by_band:
-        return _empty(ax, "no outcomes posted")
+        return empty_chart(ax, "no outcomes posted")
     ax.bar([b.band for b in bt.by_band], [b.bad_rate or 0.0 for b in bt.by_band], color=CURRENT)
     ax.set_ylabel("observed bad rate")
-    ax.set_title(f"AUC {_num(bt.auc, 3)}   KS {_num(bt.ks, 3)}", fontsize=9)
+    ax.set_title(f"AUC {fmt_num(bt.auc, 3)}   KS {fmt_num(bt.ks, 3)}", fontsize=9)
 
 
-def _figure(size: tuple[float, float]) -> Figure:
+def new_figure(size: tuple[float, float]) -> Figure:
+    """A matplotlib figure (object API, no pyplot state)."""
     from matplotlib.figure import Figure
 
     return Figure(figsize=size, dpi=100)
 
 
-def chart_png(drawer: Drawer, report: PeriodReport, chart_title: str) -> bytes:
+def chart_png(drawer: ChartDrawer[R], report: R, chart_title: str) -> bytes:
     """One chart as PNG bytes."""
-    fig = _figure(CHART_SIZE)
+    fig = new_figure(CHART_SIZE)
     ax = fig.add_subplot()
     drawer(ax, report)
     ax.set_title(chart_title if not ax.get_title() else f"{chart_title} — {ax.get_title()}", fontsize=10)
@@ -606,7 +624,8 @@ tr.flag-action td, tr.flag-four_fifths td, tr.flag-over_budget td { background: 
 """
 
 
-def _html_table(table: Table) -> str:
+def html_table(table: Table) -> str:
+    """A table as HTML: numeric cells right-aligned, flagged rows and cells marked by class."""
     head = "".join(f"<th>{html.escape(c)}</th>" for c in table.columns)
     body = []
     for row, flag in zip(table.rows, table.flags, strict=True):
@@ -625,44 +644,68 @@ def _looks_numeric(text: str) -> bool:
     return _NUMERIC.fullmatch(text) is not None
 
 
+def generated_meta(text: str, generated_at: datetime | None) -> str:
+    """The meta line under a report's title, with the generation time when known."""
+    return text + (f"; generated {generated_at:%Y-%m-%d %H:%M} UTC" if generated_at else "")
+
+
 def render_html(report: PeriodReport, generated_at: datetime | None = None) -> str:
     """A self-contained HTML page (charts as embedded PNGs, no external resources)."""
+    return html_document(
+        title(report),
+        generated_meta(f"Baseline: {report.baseline_model or 'none'}; buckets: {report.bucket}", generated_at),
+        key_figures(report),
+        report.flags,
+        report.notes,
+        report,
+        sections(report),
+    )
+
+
+def html_document(
+    page_title: str,
+    meta: str,
+    figures: Sequence[tuple[str, str, str]],
+    flags: Sequence[Flag],
+    notes: Sequence[str],
+    report: R,
+    report_sections: Sequence[Section[R]],
+) -> str:
+    """A self-contained HTML page: title, meta line, key figures, flags, notes, then each section's charts and tables."""
     parts = [
         "<!DOCTYPE html>",
         '<html lang="en"><head><meta charset="utf-8">',
         '<meta name="viewport" content="width=device-width, initial-scale=1">',
-        f"<title>{html.escape(title(report))}</title><style>{_CSS}</style></head><body>",
-        f"<header><h1>{html.escape(title(report))}</h1>",
-        f'<p class="meta">Baseline: {html.escape(report.baseline_model or "none")}; buckets: {report.bucket}'
-        + (f"; generated {generated_at:%Y-%m-%d %H:%M} UTC" if generated_at else "")
-        + "</p></header>",
+        f"<title>{html.escape(page_title)}</title><style>{_CSS}</style></head><body>",
+        f"<header><h1>{html.escape(page_title)}</h1>",
+        f'<p class="meta">{html.escape(meta)}</p></header>',
         '<section id="summary"><h2>Key figures</h2><div class="figures">',
     ]
-    for label, value, flag in key_figures(report):
+    for label, value, flag in figures:
         parts.append(
             f'<div class="figure"><div class="label">{html.escape(label)}</div>'
             f'<div class="value{" flag-" + flag if flag else ""}">{html.escape(value)}</div></div>'
         )
     parts.append("</div>")
-    if report.flags:
+    if flags:
         parts.append("<h3>Flags</h3><ul>")
-        for f in report.flags:
+        for f in flags:
             level, _, rest = flag_text(f).partition(": ")
             parts.append(
                 f'<li><span class="flag-{html.escape(level)}">{html.escape(level)}</span> {html.escape(rest)}</li>'
             )
         parts.append("</ul>")
-    for note in report.notes:
+    for note in notes:
         parts.append(f'<p class="note">{html.escape(note)}</p>')
     parts.append("</section>")
-    for section in sections(report):
+    for section in report_sections:
         parts.append(f'<section id="{section.key}"><h2>{html.escape(section.title)}</h2>')
         if section.text:
             parts.append(f'<p class="note">{html.escape(section.text)}</p>')
         for chart_title, drawer in section.charts:
             data = base64.b64encode(chart_png(drawer, report, chart_title)).decode("ascii")
             parts.append(f'<img alt="{html.escape(chart_title)}" src="data:image/png;base64,{data}">')
-        parts.extend(_html_table(t) for t in section.tables)
+        parts.extend(html_table(t) for t in section.tables)
         parts.append("</section>")
     parts.append("</body></html>\n")
     return "\n".join(parts)
@@ -673,17 +716,42 @@ def render_html(report: PeriodReport, generated_at: datetime | None = None) -> s
 
 def render_pdf(report: PeriodReport, generated_at: datetime | None = None) -> bytes:
     """The same report as a PDF: a title page with the key figures, the charts, then the tables."""
+    return pdf_document(
+        "Credit-decision period report",
+        title(report),
+        generated_meta(f"Baseline: {report.baseline_model or 'none'}; buckets: {report.bucket}", generated_at),
+        key_figures(report),
+        report.flags,
+        report.notes,
+        report,
+        sections(report),
+        generated_at,
+    )
+
+
+def pdf_document(
+    heading: str,
+    page_title: str,
+    meta: str,
+    figures: Sequence[tuple[str, str, str]],
+    flags: Sequence[Flag],
+    notes: Sequence[str],
+    report: R,
+    report_sections: Sequence[Section[R]],
+    generated_at: datetime | None = None,
+) -> bytes:
+    """A PDF: a title page (heading, title, meta, key figures, flags, notes), the charts two a page, the tables."""
     from matplotlib.backends.backend_pdf import PdfPages
 
     buffer = io.BytesIO()
-    metadata: dict[str, Any] = {"Title": title(report), "Creator": "credit-decision report"}
+    metadata: dict[str, Any] = {"Title": page_title, "Creator": "credit-decision report"}
     if generated_at is not None:
         metadata["CreationDate"] = generated_at
     with PdfPages(buffer, metadata=metadata) as pdf:
-        pdf.savefig(_title_page(report, generated_at))
-        charts = [(s.title, t, d) for s in sections(report) for t, d in s.charts]
+        pdf.savefig(_title_page(heading, page_title, meta, figures, flags, notes))
+        charts = [(s.title, t, d) for s in report_sections for t, d in s.charts]
         for start in range(0, len(charts), 2):
-            fig = _figure(A4_PORTRAIT)
+            fig = new_figure(A4_PORTRAIT)
             for k, (section_title, chart_title, drawer) in enumerate(charts[start : start + 2]):
                 ax = fig.add_subplot(2, 1, k + 1)
                 drawer(ax, report)
@@ -691,38 +759,42 @@ def render_pdf(report: PeriodReport, generated_at: datetime | None = None) -> by
                 ax.set_title(f"{section_title}: {chart_title}" + (f" — {own}" if own else ""), fontsize=10)
             fig.tight_layout(pad=2.0)
             pdf.savefig(fig)
-        for fig in _table_pages([(s.title, t) for s in sections(report) for t in s.tables]):
+        for fig in _table_pages([(s.title, t) for s in report_sections for t in s.tables]):
             pdf.savefig(fig)
     return buffer.getvalue()
 
 
-def _title_page(report: PeriodReport, generated_at: datetime | None) -> Figure:
-    fig = _figure(A4_PORTRAIT)
-    fig.text(0.08, 0.93, "Credit-decision period report", fontsize=18, weight="bold")
-    fig.text(0.08, 0.895, title(report), fontsize=10)
-    meta = f"Baseline: {report.baseline_model or 'none'}; buckets: {report.bucket}"
-    if generated_at is not None:
-        meta += f"; generated {generated_at:%Y-%m-%d %H:%M} UTC"
+def _title_page(
+    heading: str,
+    page_title: str,
+    meta: str,
+    figures: Sequence[tuple[str, str, str]],
+    flags: Sequence[Flag],
+    notes: Sequence[str],
+) -> Figure:
+    fig = new_figure(A4_PORTRAIT)
+    fig.text(0.08, 0.93, heading, fontsize=18, weight="bold")
+    fig.text(0.08, 0.895, page_title, fontsize=10)
     fig.text(0.08, 0.87, meta, fontsize=8, color="#555555")
     y = 0.82
-    for label, value, flag in key_figures(report):
+    for label, value, flag in figures:
         fig.text(0.08, y, label, fontsize=11)
         fig.text(0.5, y, value, fontsize=11, weight="bold", color=FLAG_COLOURS.get(flag, "black"))
         y -= 0.032
     y -= 0.02
     fig.text(0.08, y, "Flags", fontsize=12, weight="bold")
     y -= 0.028
-    shown = report.flags[:20]
+    shown = flags[:20]
     for f in shown:
         fig.text(0.1, y, flag_text(f), fontsize=8, color=FLAG_COLOURS.get(f.level, "black"))
         y -= 0.02
-    if len(report.flags) > len(shown):
-        fig.text(0.1, y, f"… and {len(report.flags) - len(shown)} more (see the tables)", fontsize=8)
+    if len(flags) > len(shown):
+        fig.text(0.1, y, f"… and {len(flags) - len(shown)} more (see the tables)", fontsize=8)
         y -= 0.02
-    if not report.flags:
+    if not flags:
         fig.text(0.1, y, "none", fontsize=8)
         y -= 0.02
-    for note in report.notes:
+    for note in notes:
         y -= 0.01
         fig.text(0.08, y, note, fontsize=8, color="#555555", wrap=True)
         y -= 0.02
@@ -742,7 +814,7 @@ def _table_pages(tables: Sequence[tuple[str, Table]]) -> list[Figure]:
         start = 0
         while start < len(rows):
             if fig is None or y - _TITLE_H - 3 * _ROW_H < _BOTTOM:
-                fig = _figure(A4_PORTRAIT)
+                fig = new_figure(A4_PORTRAIT)
                 pages.append(fig)
                 y = _TOP
             fit = max(1, int((y - _TITLE_H - _BOTTOM) / _ROW_H) - 1)
