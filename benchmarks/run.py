@@ -537,6 +537,26 @@ def main(argv: Sequence[str] | None = None) -> int:
             }
 
         dv = default_version
+
+        def shadow_env(db: str) -> dict[str, str]:
+            """The full service with the scorecard as challenger in shadow (recorded in its serving state)."""
+            from model_store.store import ModelStore
+            from service.decisions import new_decision_id, utc_now
+            from service.models import ModelCache
+            from service.records import open_decision_store
+            from service.serving import Lifecycle, Target
+
+            env = service_env(default_model(), dv, db)
+            records = open_decision_store(env["DATABASE_URL"])
+            try:
+                Lifecycle(
+                    store=records, models=ModelCache(ModelStore(store_root)), pinned=Target(default_model(), dv),
+                    clock=utc_now, new_id=new_decision_id,
+                ).shadow_on(Target(trained.baseline.name, trained.baseline.version), actor={"cli": "benchmark"})
+            finally:
+                records.close()
+            return env
+
         from service.auth import hash_key, new_key
 
         api_key = new_key()  # a scorer key for this run only
@@ -554,6 +574,10 @@ def main(argv: Sequence[str] | None = None) -> int:
             App(
                 "full", "(c) full decision", "service.app:create_app()", "/v1/decisions", default_bodies,
                 service_env(default_model(), dv, "decisions-default.sqlite3"), half_peak=True, api_key=api_key,
+            ),
+            App(
+                "full-shadow", "(c) full decision, challenger in shadow", "service.app:create_app()", "/v1/decisions",
+                default_bodies, shadow_env("decisions-shadow.sqlite3"), api_key=api_key,
             ),
             App(
                 "full-shm", "(c) full decision, record on tmpfs (not durable; isolates fsync)", "service.app:create_app()",
@@ -713,6 +737,29 @@ def ratios(results: dict[str, AppResult], batch: dict[str, Any]) -> list[tuple[s
             f"{rc4 / 1.15:.2f} x the limit",
         )
     )
+    shadow = results.get("full-shadow")
+    if shadow is not None:
+        for connections in (1, 4):
+            r = shadow.at(connections).rps / full.at(connections).rps
+            out.append(
+                (
+                    f"full with a challenger in shadow / full throughput, {connections} connection(s)",
+                    f"{r:.2f}",
+                    ">= 0.90",
+                    r >= 0.9,
+                    f"{r / 0.9:.2f} x the target",
+                )
+            )
+        p99 = shadow.at(4).median("p99") / full.at(4).median("p99")
+        out.append(
+            (
+                "full with a challenger in shadow / full p99, 4 connections",
+                f"{p99:.2f}",
+                "<= 1.10 (unchanged within noise)",
+                p99 <= 1.1,
+                f"{p99 / 1.1:.2f} x the limit",
+            )
+        )
     r = full.at(4).rps / naive.at(4).rps
     out.append(
         ("full / naive throughput, 4 connections", f"{r:.2f} x", ">= 3 x", r >= 3.0, f"{r / 3.0:.2f} x the target")

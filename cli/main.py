@@ -17,6 +17,7 @@ _COMMANDS = (
     ("cli.audit", "audit_group"),
     ("cli.score", "score_command"),
     ("cli.report", "report_command"),
+    ("cli.report", "compare_command"),
     ("cli.report", "outcomes_group"),
 )
 

@@ -1,4 +1,5 @@
-"""``credit-decision report`` (the period report as HTML, PDF, JSON or CSV) and ``credit-decision outcomes``."""
+"""``credit-decision report`` (the period report as HTML, PDF, JSON or CSV), ``credit-decision compare`` (champion
+vs a shadow) and ``credit-decision outcomes``."""
 
 from __future__ import annotations
 
@@ -58,7 +59,56 @@ def report_command(
         if outcomes_path:
             outcomes = {**stored_outcomes(store, period.previous.start, period.end), **_read_outcomes(outcomes_path)}
         report = report_from_store(store, chosen.model_store, period, model_name, outcomes)
-    data = render(report, fmt, generated_at=datetime.now(UTC))
+    _write(render(report, fmt, generated_at=datetime.now(UTC)), fmt, output)
+    if output is not None:
+        click.echo(f"wrote {fmt} report of {report.summary.decisions} decisions to {output}", err=True)
+
+
+@click.command("compare")
+@click.option(
+    "--from", "date_from", required=True, type=click.DateTime(["%Y-%m-%d"]), help="First day (UTC), inclusive."
+)
+@click.option("--to", "date_to", required=True, type=click.DateTime(["%Y-%m-%d"]), help="Last day (UTC), exclusive.")
+@click.option(
+    "--kind",
+    type=click.Choice(["challenger", "policy"]),
+    default="challenger",
+    show_default=True,
+    help="challenger: another model version in shadow; policy: a candidate policy in shadow.",
+)
+@database_url_option
+@model_store_option
+@click.option("--format", "fmt", type=click.Choice(FORMATS), default="html", show_default=True)
+@click.option(
+    "--output", type=click.Path(dir_okay=False, path_type=Path), default=None, help="File to write (default: stdout)."
+)
+def compare_command(
+    date_from: datetime,
+    date_to: datetime,
+    kind: str,
+    database_url: str | None,
+    model_store: Path | None,
+    fmt: str,
+    output: Path | None,
+) -> None:
+    """Write the champion-vs-shadow comparison report [--from, --to) of the decision store."""
+    from service.reports.challenger_render import render_comparison
+    from service.reports.core import Period, ReportError
+    from service.reports.source import comparison_from_store
+
+    try:
+        period = Period(date_from.replace(tzinfo=UTC), date_to.replace(tzinfo=UTC))
+    except ReportError as exc:
+        raise click.BadParameter(str(exc), param_hint="--from/--to") from exc
+    chosen = settings(model_store=model_store, database_url=database_url)
+    with decision_store(chosen) as store:
+        report = comparison_from_store(store, chosen.model_store, period, kind)
+    _write(render_comparison(report, fmt, generated_at=datetime.now(UTC)), fmt, output)
+    if output is not None:
+        click.echo(f"wrote {fmt} {kind} comparison of {report.counts.pairs} decisions to {output}", err=True)
+
+
+def _write(data: bytes, fmt: str, output: Path | None) -> None:
     if output is None:
         if fmt == "pdf" and sys.stdout.isatty():
             raise click.UsageError("refusing to write a PDF to a terminal; use --output")
@@ -67,7 +117,6 @@ def report_command(
         return
     output.parent.mkdir(parents=True, exist_ok=True)
     output.write_bytes(data)
-    click.echo(f"wrote {fmt} report of {report.summary.decisions} decisions to {output}", err=True)
 
 
 def _read_outcomes(path: Path) -> dict[str, str]:

@@ -39,7 +39,7 @@ from model_store.vocabulary import (
 )
 from service.api.framework import ProblemSchema
 from service.inputs import Matches, StrictSchema
-from service.records.model import EVENT_KINDS
+from service.records.model import EVENT_KINDS, SHADOW_KINDS
 
 APPLICATION_ID_FIELD_METADATA = {
     "description": "The caller's reference for the application (no personal data)",
@@ -517,6 +517,27 @@ class ReportQuerySchema(StrictSchema):
             raise ValidationError(f"The period may cover at most {MAX_REPORT_PERIOD.days} days.", field_name="to")
         if first - date.min < end - first:  # the report compares with the period before, which must exist
             raise ValidationError("The period before this one would start before year 1.", field_name="from")
+
+
+class ComparisonQuerySchema(StrictSchema):
+    from_ = Day(data_key="from", required=True, metadata={"description": "First day (UTC), inclusive"})
+    to = Day(required=True, metadata={"description": "Last day (UTC), exclusive"})
+    kind = fields.String(
+        load_default="challenger",
+        validate=validate.OneOf(SHADOW_KINDS),
+        metadata={"description": "challenger (another model version) or policy (a candidate policy)"},
+    )
+    format = fields.String(load_default="json", validate=validate.OneOf(REPORT_FORMATS))
+
+    @validates_schema
+    def _period(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        first, end = data.get("from_"), data.get("to")
+        if first is None or end is None:
+            return
+        if end <= first:
+            raise ValidationError("Must be after from.", field_name="to")
+        if end - first > MAX_REPORT_PERIOD:
+            raise ValidationError(f"The period may cover at most {MAX_REPORT_PERIOD.days} days.", field_name="to")
 
 
 # ---- outcomes ----------------------------------------------------------------------------------

@@ -234,3 +234,94 @@ def report_from_store(
 
 def _version_number(version: str) -> int:
     return int(version[1:]) if version[1:].isdigit() else 0
+
+
+# ---- champion vs shadow --------------------------------------------------------------------------------
+
+
+def _side(decision: Any, model_name: str, model_version: str, policy_version: str, catalog_version: str) -> Any:
+    from service.reports.challenger import DecisionSide
+
+    return DecisionSide(
+        decision=decision.decision,
+        risk_band=decision.risk_band,
+        score=decision.score,
+        probability_of_default=decision.probability_of_default,
+        reasons=tuple(r.code for r in decision.reasons),
+        adverse_reasons=tuple(r.code for r in decision.reasons if r.adverse),
+        rules_fired=tuple(r.code for r in decision.rules_fired),
+        model_name=model_name,
+        model_version=model_version,
+        policy_version=policy_version,
+        catalog_version=catalog_version,
+    )
+
+
+def comparison_pairs(pairs: Iterable[tuple[Any, Any]], outcomes: Mapping[str, str]) -> list[Any]:
+    """Comparison pairs of (stored champion record, stored shadow record) pairs, outcomes joined by id."""
+    from service.core.recorded import ShadowDecision
+    from service.reports.challenger import ComparisonPair
+
+    out = []
+    for champion_stored, shadow_stored in pairs:
+        recorded = RecordedDecision.of(champion_stored.record)
+        shadow = ShadowDecision.of(shadow_stored.record)
+        provenance = recorded.payload.model
+        out.append(
+            ComparisonPair(
+                decision_id=recorded.decision_id,
+                created_at=recorded.created_at,
+                champion=_side(
+                    recorded.decision,
+                    recorded.model_name,
+                    recorded.model_version,
+                    provenance.policy_version,
+                    provenance.catalog_version,
+                ),
+                shadow=_side(
+                    shadow.decision,
+                    shadow.model_name,
+                    shadow.model_version,
+                    shadow.model.policy_version,
+                    shadow.model.catalog_version,
+                ),
+                applicant=dict(recorded.payload.applicant),
+                monitoring=dict(recorded.payload.monitoring or {}),
+                outcome=_outcome(outcomes.get(recorded.decision_id)),
+            )
+        )
+    return out
+
+
+def comparison_from_store(records: Any, model_store_root: Path, period: Period, kind: str) -> Any:
+    """Champion vs shadow (``kind``: challenger or policy) over the decisions of ``period`` that were shadowed.
+
+    Settings (monitoring attributes, fairness bands, thresholds), band order and rule codes are those of the
+    champion version that decided most of them (its spec and policy).
+    """
+    from service.reports.challenger import build_comparison
+
+    outcomes = stored_outcomes(records, period.start, period.end)
+    pairs = comparison_pairs(records.iter_shadow_pairs(since=period.start, until=period.end, kind=kind), outcomes)
+    used = Counter((p.champion.model_name, p.champion.model_version) for p in pairs)
+    settings, bands, rules = DEFAULT_SETTINGS, (), ()
+    if used:
+        name, version = max(used, key=lambda k: (used[k], k[0], _version_number(k[1])))
+        context = load_model_context(model_store_root, name, version)
+        settings, rules = context.settings, context.rule_codes
+        bands = _band_names(model_store_root, name, version)
+    return build_comparison(
+        pairs, period, kind="policy" if kind == "policy" else "challenger", settings=settings, bands=bands,
+        rule_codes=rules,
+    )  # fmt: skip
+
+
+def _band_names(model_store_root: Path, model_name: str, model_version: str) -> tuple[str, ...]:
+    from model_store.policy import Policy
+    from model_store.spec import FeatureSpec
+    from model_store.store import POLICY_FILE, SPEC_FILE
+
+    folder = model_store_root / model_name / model_version
+    if not (folder / POLICY_FILE).is_file():
+        return ()
+    return tuple(b.band for b in Policy.load(folder / POLICY_FILE, FeatureSpec.load(folder / SPEC_FILE)).bands)
