@@ -9,7 +9,7 @@ from pathlib import Path
 import click
 
 from cli.options import database_url_option, decision_store, model_store_option, record_event, settings
-from service.records.export import EXPORT_FORMATS, format_records, record_pages
+from service.records.export import EXPORT_ENTRIES, EXPORT_FORMATS, entry_pages, format_entries, record_pages
 from service.records.model import format_timestamp
 
 
@@ -63,14 +63,24 @@ def purge_command(older_than_days: int | None, database_url: str | None) -> None
                 click.echo(problem.describe(), err=True)
             raise click.ClickException("the hash chain does not verify; refusing to purge (run `audit verify`)")
         result = store.purge_before(cutoff)
+    others = ""
+    if result.purged_events or result.purged_shadows:
+        others = f" and {result.purged_events} audit events, {result.purged_shadows} shadow decisions"
     click.echo(
-        f"purged {result.purged_records} records created before {format_timestamp(cutoff)} "
+        f"purged {result.purged_records} records{others} created before {format_timestamp(cutoff)} "
         f"(retention {days} days); checkpoint seq {result.checkpoint_seq} hash {result.checkpoint_hash}"
     )
+    if result.held_at_seq is not None:
+        click.echo(
+            f"kept everything from seq {result.held_at_seq} on: the latest control event holds the serving state "
+            "and is never purged"
+        )
     details = {
         "cutoff": format_timestamp(cutoff),
         "retention_days": days,
         "purged_records": result.purged_records,
+        "purged_events": result.purged_events,
+        "purged_shadows": result.purged_shadows,
         "checkpoint_seq": result.checkpoint_seq,
         "checkpoint_hash": result.checkpoint_hash,
     }
@@ -79,23 +89,37 @@ def purge_command(older_than_days: int | None, database_url: str | None) -> None
 
 @audit_group.command("export")
 @click.option("--format", "fmt", type=click.Choice(EXPORT_FORMATS), default="jsonl", show_default=True)
-@click.option("--since", default=None, help="Only records created at or after this ISO-8601 date/datetime (UTC).")
-@click.option("--until", default=None, help="Only records created before this ISO-8601 date/datetime (UTC).")
+@click.option(
+    "--entries",
+    type=click.Choice(EXPORT_ENTRIES),
+    default="decisions",
+    show_default=True,
+    help="Which chain entries: decision records, admin audit events, shadow decisions, or all of them in seq order "
+    "(all: JSON Lines only; such a file re-verifies the whole chain offline).",
+)
+@click.option("--since", default=None, help="Only entries created at or after this ISO-8601 date/datetime (UTC).")
+@click.option("--until", default=None, help="Only entries created before this ISO-8601 date/datetime (UTC).")
 @click.option("--output", "-o", type=click.Path(dir_okay=False, writable=True), default="-", show_default=True)
 @database_url_option
-def export_command(fmt: str, since: str | None, until: str | None, output: str, database_url: str | None) -> None:
-    """Export decision records in seq order as JSON Lines or CSV (hashes included, so exports can be re-verified)."""
+def export_command(
+    fmt: str, entries: str, since: str | None, until: str | None, output: str, database_url: str | None
+) -> None:
+    """Export chain entries (decision records by default) in seq order as JSON Lines or CSV, hashes included so
+    exports can be re-verified."""
+    if entries == "all" and fmt == "csv":
+        raise click.BadParameter("all entries export as JSON Lines only (their columns differ)", param_hint="--entries")
     since_at, until_at = _moment(since, "--since"), _moment(until, "--until")
     written = 0
     with (
         decision_store(settings(database_url=database_url)) as store,
         click.open_file(output, "w", encoding="utf-8") as out,
     ):
-        out.write(format_records([], fmt, header=True))
-        for page in record_pages(store, since=since_at, until=until_at):
-            out.write(format_records(page, fmt))
+        out.write(format_entries([], entries, fmt, header=True))
+        for page in entry_pages(store, entries, since=since_at, until=until_at):
+            out.write(format_entries(page, entries, fmt))
             written += len(page)
-    click.echo(f"exported {written} records", err=True)
+    noun = {"decisions": "records", "all": "entries"}.get(entries, entries)
+    click.echo(f"exported {written} {noun}", err=True)
 
 
 @audit_group.command("replay")

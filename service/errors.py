@@ -29,7 +29,9 @@ Hierarchy::
     ├── ModelUnavailable              a model version cannot be loaded: missing, changed, or fails its self-check
     └── RecordsError                  the decision store failed
         ├── StoreUnavailable          could not commit or read durably; the request must fail
-        └── DuplicateDecisionId       another record holds this decision id (a bug, never the client's)
+        ├── DuplicateDecisionId       another record holds this decision id (a bug, never the client's)
+        ├── DuplicateEntryId          another audit event / shadow decision holds this id with other content (a bug)
+        └── UnknownShadowedDecisions  shadow decisions for decisions the store does not hold; none was stored (a bug)
 """
 
 from __future__ import annotations
@@ -166,3 +168,19 @@ class StoreUnavailable(RecordsError):
 
 class DuplicateDecisionId(RecordsError):
     """A different record with the same decision_id is already stored (decision ids must be unique)."""
+
+
+class DuplicateEntryId(RecordsError):
+    """A different audit event (or shadow decision) with the same event_id (shadow_id) is already stored."""
+
+
+class UnknownShadowedDecisions(RecordsError):
+    """Shadow decisions name champion decisions the store does not hold; nothing of the batch was stored.
+
+    Shadows are written by the service itself after the champion's record is committed, so this is a bug (or the
+    decision was purged in between), never the client's doing."""
+
+    def __init__(self, decision_ids: Sequence[str]) -> None:
+        self.decision_ids = tuple(decision_ids)
+        shown = ", ".join(self.decision_ids[:10]) + (" ..." if len(self.decision_ids) > 10 else "")
+        super().__init__(f"shadow decisions for {len(self.decision_ids)} unknown decision_id(s): {shown}")

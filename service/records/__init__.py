@@ -1,4 +1,5 @@
-"""The decision store: a durable, tamper-evident, append-only audit trail of credit decisions.
+"""The decision store: a durable, tamper-evident, append-only audit trail of credit decisions, of the admin
+actions that changed what is served, and of the shadow decisions taken beside the live ones.
 
 Backends (chosen by URL, see :func:`open_decision_store`):
 
@@ -11,23 +12,38 @@ Schema migrations are numbered SQL files per backend (``migrations/{sqlite,postg
 applied in order inside one transaction when a store is opened and recorded in ``schema_migrations``.
 
 Hash chain
-    Every record is stored with ``seq`` (its position), ``prev_hash`` (the ``record_hash`` of record
-    ``seq - 1``, or 64 zeros for the first) and ``record_hash = sha256(prev_hash + canonical content)``,
-    where the canonical content is the JSON of all record fields (sorted keys, separators ``,``/``:``,
-    UTF-8, ``created_at`` as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``). A one-row chain-head table holds the last
-    ``seq`` and ``record_hash``; every append locks it, reads it, inserts the record and updates it in
-    one transaction (SQLite: ``BEGIN IMMEDIATE`` takes the database write lock; PostgreSQL: a per-schema
-    ``pg_advisory_xact_lock`` queues appenders, then ``SELECT ... FOR UPDATE`` on the head row). So appends
-    from any number of workers and replicas form one total order, with no gaps and no forks, and
-    :meth:`DecisionStore.verify_chain` is a single pass. It detects and names records that were changed,
-    deleted, inserted or reordered, and a chain head that does not match the last record. Someone with
+    The chain holds three kinds of entry, each in its own table, all numbered by ONE ``seq``:
+
+    - decision records (``decision_records``, :class:`DecisionRecord`): what was decided for a request;
+    - admin audit events (``audit_events``, :class:`AuditEvent`): promotions, rollbacks, shadow switches,
+      purges, key changes; *control* events carry the whole serving state after the change, and the latest
+      one (:meth:`DecisionStore.latest_serving_state`) is what every worker serves;
+    - shadow decisions (``shadow_decisions``, :class:`ShadowRecord`): what a challenger model or a candidate
+      policy decided for a live request, one per (champion ``decision_id``, kind), never shown to the caller.
+
+    Every entry is stored with ``seq`` (its position), ``prev_hash`` (the ``record_hash`` of entry
+    ``seq - 1``, whatever its kind, or 64 zeros for the first) and ``record_hash = sha256(prev_hash +
+    canonical content)``, where the canonical content is the JSON of all the entry's fields (sorted keys,
+    separators ``,``/``:``, UTF-8, ``created_at`` as ``YYYY-MM-DDTHH:MM:SS.ffffffZ``). Events and shadows
+    also carry ``"entry": "event"`` / ``"entry": "shadow"``, so no entry can verify as another kind;
+    decision records carry no ``entry`` key (their content is exactly what it was before the chain held other
+    entries, so older chains verify unchanged). A one-row chain-head table holds the last ``seq`` and
+    ``record_hash``; every append of any kind locks it, reads it, inserts the entry (or, for a batch of
+    shadows, the entries) and updates it in one transaction (SQLite: ``BEGIN IMMEDIATE`` takes the database
+    write lock; PostgreSQL: a per-schema ``pg_advisory_xact_lock`` queues appenders, then ``SELECT ... FOR
+    UPDATE`` on the head row). So appends from any number of workers and replicas form one total order, with
+    no gaps and no forks, and :meth:`DecisionStore.verify_chain` is a single pass over the three tables merged
+    by ``seq``. It detects and names entries that were changed, deleted, inserted or reordered (``decision_id
+    …``, ``event_id …``, ``shadow_id …``), and a chain head that does not match the last entry. Someone with
     write access who rewrites the whole chain and its head is caught only by comparing the head hash with
     a copy kept elsewhere (``audit verify`` prints it; publish it regularly).
 
 Retention
-    :meth:`DecisionStore.purge_before` deletes the oldest records (a prefix of the chain) and, in the same
-    transaction, writes a checkpoint row holding the last purged ``seq`` and its ``record_hash``;
-    verification then starts from the latest checkpoint instead of the genesis hash.
+    :meth:`DecisionStore.purge_before` deletes the oldest entries (a prefix of the chain, from all three
+    tables: events and shadows inside the prefix go with the decisions) and, in the same transaction, writes
+    a checkpoint row holding the last purged ``seq`` and its ``record_hash``; verification then starts from
+    the latest checkpoint instead of the genesis hash. The prefix ends before the first entry created at or
+    after the cutoff, and before the latest control event (the serving state is never purged).
 
 Durability (a record is committed before :meth:`DecisionStore.save` returns; on any failure ``save``
 raises :class:`StoreUnavailable` and the API answers 503 — a record is never silently dropped)
@@ -43,9 +59,12 @@ Errors (one tree with the rest of the service, :mod:`service.errors`; none of th
 
     RecordsError              base of every decision-store failure
     ├── StoreUnavailable      could not commit or read durably
-    └── DuplicateDecisionId   another record already has this decision_id (a bug, never the client's)
+    ├── DuplicateDecisionId   another record already has this decision_id (a bug, never the client's)
+    ├── DuplicateEntryId      another event (shadow) already has this event_id (shadow_id) with other content
+    └── UnknownShadowedDecisions  a shadow batch names decisions the store does not hold; none was stored
     IdempotencyConflict       (a Conflict) key already used with a different request body
-    InvalidParameter          (an InvalidInput) malformed cursor, limit out of range, naive datetimes
+    InvalidParameter          (an InvalidInput) malformed cursor, limit out of range, naive datetimes,
+                              unknown event or shadow kind
 """
 
 from __future__ import annotations
@@ -57,28 +76,46 @@ from typing import Protocol
 
 from service.errors import (
     DuplicateDecisionId,
+    DuplicateEntryId,
     IdempotencyConflict,
     RecordsError,
     StoreUnavailable,
+    UnknownShadowedDecisions,
 )
 from service.records.chain import ChainProblem, ChainReport, PurgeReport
-from service.records.model import GENESIS_HASH, DecisionRecord, StoredRecord, canonical_content, chain_hash
+from service.records.model import (
+    GENESIS_HASH,
+    AuditEvent,
+    DecisionRecord,
+    ShadowRecord,
+    StoredEvent,
+    StoredRecord,
+    StoredShadow,
+    canonical_content,
+    chain_hash,
+)
 
 DEFAULT_DATABASE_URL = "sqlite:///var/decisions.sqlite3"
 
 __all__ = [
     "DEFAULT_DATABASE_URL",
     "GENESIS_HASH",
+    "AuditEvent",
     "ChainProblem",
     "ChainReport",
     "DecisionRecord",
     "DecisionStore",
     "DuplicateDecisionId",
+    "DuplicateEntryId",
     "IdempotencyConflict",
     "PurgeReport",
     "RecordsError",
+    "ShadowRecord",
     "StoreUnavailable",
+    "StoredEvent",
     "StoredRecord",
+    "StoredShadow",
+    "UnknownShadowedDecisions",
     "canonical_content",
     "chain_hash",
     "open_decision_store",
@@ -105,7 +142,11 @@ class DecisionStore(Protocol):
         ...
 
     def count(self) -> int:
-        """How many records are stored."""
+        """How many decision records are stored."""
+        ...
+
+    def count_entries(self) -> dict[str, int]:
+        """How many entries of each kind (``decision``, ``event``, ``shadow``) the chain holds."""
         ...
 
     def search(
@@ -128,12 +169,59 @@ class DecisionStore(Protocol):
         """Every record after ``since_seq`` in seq order."""
         ...
 
+    def append_event(self, event: AuditEvent) -> StoredEvent:
+        """Append an admin audit event to the chain durably (the same event_id again returns the stored one)."""
+        ...
+
+    def latest_serving_state(self) -> StoredEvent | None:
+        """The most recent control event (the serving state), or None; cheap enough to poll every second."""
+        ...
+
+    def events(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        kind: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> tuple[list[StoredEvent], str | None]:
+        """Matching audit events in seq order and the cursor of the next page (None on the last page)."""
+        ...
+
+    def save_shadows(self, records: Sequence[ShadowRecord]) -> list[StoredShadow]:
+        """Append shadow decisions in one transaction; an already stored (decision_id, kind) returns the stored one;
+        a batch naming an unknown decision raises UnknownShadowedDecisions and writes nothing."""
+        ...
+
+    def shadows_for(self, decision_ids: Sequence[str], kind: str | None = None) -> dict[str, list[StoredShadow]]:
+        """The shadows of these decisions by decision_id, each list in seq order (one read)."""
+        ...
+
+    def shadows(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        kind: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> tuple[list[StoredShadow], str | None]:
+        """Matching shadow decisions in seq order and the cursor of the next page (None on the last page)."""
+        ...
+
+    def iter_shadow_pairs(
+        self, *, since: datetime | None = None, until: datetime | None = None, kind: str
+    ) -> Iterator[tuple[StoredRecord, StoredShadow]]:
+        """Every shadow of ``kind`` created in ``[since, until)`` with its champion's record, in seq order."""
+        ...
+
     def verify_chain(self) -> ChainReport:
-        """Check the whole hash chain and name every bad record."""
+        """Check the whole hash chain (decisions, events, shadows) and name every bad entry."""
         ...
 
     def purge_before(self, cutoff: datetime) -> PurgeReport:
-        """Delete records created before ``cutoff`` and keep the chain verifiable with a checkpoint."""
+        """Delete the entries created before ``cutoff`` (a seq prefix) and keep the chain verifiable."""
         ...
 
     def close(self) -> None:

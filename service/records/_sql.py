@@ -5,12 +5,13 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import heapq
 import json
 import os
 import re
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -20,17 +21,29 @@ from typing import Any, Generic, Literal, TypeVar
 from service.core.canonical import canonical_json
 from service.errors import (
     DuplicateDecisionId,
+    DuplicateEntryId,
     FieldError,
     IdempotencyConflict,
     InvalidParameter,
     RecordsError,
     StoreUnavailable,
+    UnknownShadowedDecisions,
 )
 from service.records.chain import ChainAnchor, ChainLink, ChainReport, ChainScan, PurgeReport, analyse_chain
 from service.records.model import (
+    ENTRY_DECISION,
+    ENTRY_EVENT,
+    ENTRY_KINDS,
+    ENTRY_SHADOW,
+    EVENT_KINDS,
     GENESIS_HASH,
+    SHADOW_KINDS,
+    AuditEvent,
     DecisionRecord,
+    ShadowRecord,
+    StoredEvent,
     StoredRecord,
+    StoredShadow,
     canonical_content,
     chain_hash,
 )
@@ -38,6 +51,7 @@ from service.records.model import (
 Mode = Literal["read", "write", "snapshot"]
 Row = tuple[Any, ...]
 ConnT = TypeVar("ConnT")
+_Seq = TypeVar("_Seq", StoredRecord, StoredEvent, StoredShadow)
 
 MAX_SEARCH_LIMIT = 1000
 _BATCH = 500
@@ -50,6 +64,46 @@ _INSERT_RECORD = (
     "decision, risk_band, score, model_name, model_version, reason_codes, payload, prev_hash, record_hash) "
     "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
 )
+_EVENT_COLUMNS = (
+    "seq",
+    "event_id",
+    "created_at",
+    "kind",
+    "actor",
+    "details",
+    "serving_state",
+    "prev_hash",
+    "record_hash",
+)
+_SHADOW_COLUMNS = (
+    "seq",
+    "shadow_id",
+    "decision_id",
+    "created_at",
+    "kind",
+    "model_name",
+    "model_version",
+    "policy_version",
+    "catalog_version",
+    "decision",
+    "risk_band",
+    "score",
+    "reason_codes",
+    "payload",
+    "prev_hash",
+    "record_hash",
+)
+_INSERT_EVENT = (
+    "INSERT INTO audit_events (seq, event_id, created_at, kind, actor, details, serving_state, prev_hash, record_hash) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+_INSERT_SHADOW = (
+    "INSERT INTO shadow_decisions (seq, shadow_id, decision_id, created_at, kind, model_name, model_version, "
+    "policy_version, catalog_version, decision, risk_band, score, reason_codes, payload, prev_hash, record_hash) "
+    "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)"
+)
+#: The tables of the chain's entries, by kind (all numbered from the one chain head).
+_TABLES = {ENTRY_DECISION: "decision_records", ENTRY_EVENT: "audit_events", ENTRY_SHADOW: "shadow_decisions"}
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
 
 
@@ -65,6 +119,38 @@ class Migration:
 def _select(tail: str) -> str:
     """``SELECT`` of every record column; ``tail`` is built only from constant SQL fragments, values are bound."""
     return f"SELECT {_COLUMNS} FROM decision_records {tail}"  # noqa: S608
+
+
+def _select_events(tail: str) -> str:
+    """``SELECT`` of every audit event column; ``tail`` only constant SQL fragments, values are bound."""
+    return f"SELECT {', '.join(_EVENT_COLUMNS)} FROM audit_events {tail}"  # noqa: S608
+
+
+def _select_shadows(tail: str) -> str:
+    """``SELECT`` of every shadow decision column; ``tail`` only constant SQL fragments, values are bound."""
+    return f"SELECT {', '.join(_SHADOW_COLUMNS)} FROM shadow_decisions {tail}"  # noqa: S608
+
+
+def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
+    for start in range(0, len(items), _BATCH):
+        yield items[start : start + _BATCH]
+
+
+def _json_object(text: Any, column: str) -> dict[str, Any]:
+    value = json.loads(text)
+    if not isinstance(value, dict):
+        raise ValueError(f"{column} is not a JSON object")
+    return value
+
+
+def existing_decisions(tx: Transaction, decision_ids: Sequence[str]) -> set[str]:
+    """Which of these decision ids have a stored record (chunked reads in the caller's transaction)."""
+    found: set[str] = set()
+    for chunk in _chunks(decision_ids):
+        marks = ", ".join("?" * len(chunk))
+        sql = f"SELECT decision_id FROM decision_records WHERE decision_id IN ({marks})"  # noqa: S608 (marks only)
+        found.update(str(row[0]) for row in tx.rows(sql, chunk))
+    return found
 
 
 def load_migrations(backend: str) -> list[Migration]:
@@ -104,6 +190,16 @@ class Transaction(ABC):
 
 def _invalid(parameter: str, message: str) -> InvalidParameter:
     return InvalidParameter(f"query parameter {parameter!r}: {message}", [FieldError(parameter, message)])
+
+
+def _check_limit(limit: int) -> None:
+    if not 1 <= limit <= MAX_SEARCH_LIMIT:
+        raise _invalid("limit", f"must be an integer from 1 to {MAX_SEARCH_LIMIT}")
+
+
+def _check_kind(kind: str | None, kinds: tuple[str, ...]) -> None:
+    if kind is not None and kind not in kinds:
+        raise _invalid("kind", f"must be one of {', '.join(kinds)}")
 
 
 def encode_cursor(seq: int) -> str:
@@ -315,11 +411,72 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
             content_hash = ""  # unreadable content is changed content
         return ChainLink(
             seq=int(row[0]),
-            decision_id=str(row[1]),
+            entry_id=str(row[1]),
             prev_hash=str(row[13]),
             record_hash=str(row[14]),
             content_hash=content_hash,
         )
+
+    def _event_of(self, row: Row) -> AuditEvent:
+        return AuditEvent(
+            event_id=row[1],
+            created_at=self._decode_time(row[2]),
+            kind=row[3],
+            actor=_json_object(row[4], "actor"),
+            details=_json_object(row[5], "details"),
+            serving_state=None if row[6] is None else _json_object(row[6], "serving_state"),
+        )
+
+    def _stored_event_of(self, row: Row) -> StoredEvent:
+        return StoredEvent(seq=int(row[0]), event=self._event_of(row), prev_hash=row[7], record_hash=row[8])
+
+    def _event_link_of(self, row: Row) -> ChainLink:
+        try:
+            content_hash = chain_hash(row[7], self._event_of(row))
+        except (ValueError, TypeError, KeyError):
+            content_hash = ""  # unreadable (or invalid: an unknown kind) content is changed content
+        return ChainLink(int(row[0]), str(row[1]), str(row[7]), str(row[8]), content_hash, ENTRY_EVENT)
+
+    def _shadow_of(self, row: Row) -> ShadowRecord:
+        return ShadowRecord(
+            shadow_id=row[1],
+            decision_id=row[2],
+            created_at=self._decode_time(row[3]),
+            kind=row[4],
+            model_name=row[5],
+            model_version=row[6],
+            policy_version=row[7],
+            catalog_version=row[8],
+            decision=row[9],
+            risk_band=row[10],
+            score=row[11],
+            reason_codes=self._decode_codes(row[12]),
+            payload=_json_object(row[13], "payload"),
+        )
+
+    def _stored_shadow_of(self, row: Row) -> StoredShadow:
+        return StoredShadow(seq=int(row[0]), record=self._shadow_of(row), prev_hash=row[14], record_hash=row[15])
+
+    def _shadow_link_of(self, row: Row) -> ChainLink:
+        try:
+            content_hash = chain_hash(row[14], self._shadow_of(row))
+        except (ValueError, TypeError, KeyError):
+            content_hash = ""  # unreadable content is changed content
+        return ChainLink(int(row[0]), str(row[1]), str(row[14]), str(row[15]), content_hash, ENTRY_SHADOW)
+
+    def _time_clauses(
+        self, since: datetime | None, until: datetime | None, column: str = "created_at"
+    ) -> tuple[list[str], list[Any]]:
+        """``column >= since`` and ``column < until`` for the given bounds; naive datetimes name ``from``/``to``."""
+        clauses: list[str] = []
+        params: list[Any] = []
+        for clause, moment in ((f"{column} >= ?", since), (f"{column} < ?", until)):
+            if moment is not None:
+                if moment.tzinfo is None:
+                    raise _invalid("from" if moment is since else "to", "needs a timezone")
+                clauses.append(clause)
+                params.append(self._encode_time(moment))
+        return clauses, params
 
     # --- the DecisionStore API -----------------------------------------------------------------------------
 
@@ -375,7 +532,7 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
                     record_hash,
                 ),
             )
-            tx.run("UPDATE decision_chain_head SET seq = ?, record_hash = ? WHERE id = 1", (seq, record_hash))
+            self._move_head(tx, seq, record_hash)
         stored = dataclasses.replace(record, payload=json.loads(payload_text))
         return StoredRecord(seq=seq, record=stored, prev_hash=prev_hash, record_hash=record_hash)
 
@@ -410,6 +567,15 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
             row = tx.one("SELECT COUNT(*) FROM decision_records")
         return int(row[0]) if row else 0
 
+    def count_entries(self) -> dict[str, int]:
+        """How many entries of each kind (``decision``, ``event``, ``shadow``) the chain holds (purged ones excluded)."""
+        counts: dict[str, int] = {}
+        with self._transaction("read") as tx:
+            for entry, table in _TABLES.items():
+                row = tx.one(f"SELECT COUNT(*) FROM {table}")  # noqa: S608 (constant table names)
+                counts[entry] = int(row[0]) if row else 0
+        return counts
+
     def search(
         self,
         *,
@@ -424,8 +590,7 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
         limit: int = 50,
     ) -> tuple[list[StoredRecord], str | None]:
         """Records matching every given filter in seq order (``since`` inclusive, ``until`` exclusive)."""
-        if not 1 <= limit <= MAX_SEARCH_LIMIT:
-            raise _invalid("limit", f"must be an integer from 1 to {MAX_SEARCH_LIMIT}")
+        _check_limit(limit)
         clauses: list[str] = []
         params: list[Any] = []
         for column, value in (
@@ -437,22 +602,31 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
             if value is not None:
                 clauses.append(f"{column} = ?")
                 params.append(value)
-        for clause, moment in (("created_at >= ?", since), ("created_at < ?", until)):
-            if moment is not None:
-                if moment.tzinfo is None:
-                    raise _invalid("from" if moment is since else "to", "needs a timezone")
-                clauses.append(clause)
-                params.append(self._encode_time(moment))
+        time_clauses, time_params = self._time_clauses(since, until)
+        clauses += time_clauses
+        params += time_params
         if reason_code is not None:
             clauses.append(self.reason_code_sql)
             params.append(reason_code)
+        return self._page(_select, self._stored_of, clauses, params, cursor, limit)
+
+    def _page(
+        self,
+        select: Callable[[str], str],
+        row_of: Callable[[Row], _Seq],
+        clauses: list[str],
+        params: list[Any],
+        cursor: str | None,
+        limit: int,
+    ) -> tuple[list[_Seq], str | None]:
+        """One page of entries in seq order after ``cursor``, and the cursor of the next page (None on the last)."""
         if cursor is not None:
-            clauses.append("seq > ?")
-            params.append(decode_cursor(cursor))
+            clauses = [*clauses, "seq > ?"]
+            params = [*params, decode_cursor(cursor)]
         where = f"WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._transaction("read") as tx:
-            rows = tx.rows(_select(f"{where} ORDER BY seq LIMIT ?"), (*params, limit + 1))
-        found = [self._stored_of(row) for row in rows[:limit]]
+            rows = tx.rows(select(f"{where} ORDER BY seq LIMIT ?"), (*params, limit + 1))
+        found = [row_of(row) for row in rows[:limit]]
         next_cursor = encode_cursor(found[-1].seq) if len(rows) > limit else None
         return found, next_cursor
 
@@ -468,6 +642,235 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
                 return
             after = int(rows[-1][0])
 
+    def _kind_page(
+        self,
+        select: Callable[[str], str],
+        row_of: Callable[[Row], _Seq],
+        kinds: tuple[str, ...],
+        since: datetime | None,
+        until: datetime | None,
+        kind: str | None,
+        cursor: str | None,
+        limit: int,
+    ) -> tuple[list[_Seq], str | None]:
+        """A page of events or shadows filtered by period and kind, with the conventions and errors of search."""
+        _check_limit(limit)
+        _check_kind(kind, kinds)
+        clauses, params = self._time_clauses(since, until)
+        if kind is not None:
+            clauses.append("kind = ?")
+            params.append(kind)
+        return self._page(select, row_of, clauses, params, cursor, limit)
+
+    # --- audit events --------------------------------------------------------------------------------------
+
+    def append_event(self, event: AuditEvent) -> StoredEvent:
+        """Append an admin audit event to the chain and commit durably before returning.
+
+        Idempotent by ``event_id``: the same event again returns the stored one; another event with that id raises
+        :class:`DuplicateEntryId`."""
+        content = canonical_content(event)
+        actor_text, details_text = canonical_json(event.actor), canonical_json(event.details)
+        state_text = None if event.serving_state is None else canonical_json(event.serving_state)
+        with self._transaction("write") as tx:
+            head = self._lock_chain(tx)
+            row = tx.one(_select_events("WHERE event_id = ?"), (event.event_id,))
+            if row is not None:
+                existing = self._stored_event_of(row)
+                if canonical_content(existing.event) == content:
+                    return existing
+                raise DuplicateEntryId(f"event_id {event.event_id} is already stored with other content")
+            seq, prev_hash = int(head[0]) + 1, str(head[1])
+            record_hash = chain_hash(prev_hash, event, content)
+            tx.run(
+                _INSERT_EVENT,
+                (
+                    seq,
+                    event.event_id,
+                    self._encode_time(event.created_at),
+                    event.kind,
+                    actor_text,
+                    details_text,
+                    state_text,
+                    prev_hash,
+                    record_hash,
+                ),
+            )
+            self._move_head(tx, seq, record_hash)
+        # As read back: JSON round-tripped (e.g. tuples become lists).
+        stored = dataclasses.replace(
+            event,
+            actor=json.loads(actor_text),
+            details=json.loads(details_text),
+            serving_state=None if state_text is None else json.loads(state_text),
+        )
+        return StoredEvent(seq=seq, event=stored, prev_hash=prev_hash, record_hash=record_hash)
+
+    def latest_serving_state(self) -> StoredEvent | None:
+        """The most recent control event (it carries the whole serving state), or None; one index entry read."""
+        with self._transaction("read") as tx:
+            row = tx.one(_select_events("WHERE serving_state IS NOT NULL ORDER BY seq DESC LIMIT 1"))
+        return None if row is None else self._stored_event_of(row)
+
+    def events(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        kind: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> tuple[list[StoredEvent], str | None]:
+        """Audit events in seq order (``since`` inclusive, ``until`` exclusive) and the next page's cursor."""
+        return self._kind_page(_select_events, self._stored_event_of, EVENT_KINDS, since, until, kind, cursor, limit)
+
+    # --- shadow decisions ----------------------------------------------------------------------------------
+
+    def save_shadows(self, records: Sequence[ShadowRecord]) -> list[StoredShadow]:
+        """Append a batch of shadow decisions in ONE transaction (one chain lock, one durable commit).
+
+        Returns the stored shadow of each record, in order. A record whose (decision_id, kind) is already stored
+        (or earlier in the batch) is skipped and the stored one returned. If any record names a decision the store
+        does not hold, :class:`UnknownShadowedDecisions` is raised and nothing of the batch is written; a shadow_id
+        already held by another (decision_id, kind) raises :class:`DuplicateEntryId`, likewise writing nothing."""
+        if not records:
+            return []
+        payloads = [canonical_json(record.payload) for record in records]  # not JSON-ready: ValueError, nothing locked
+        contents = [canonical_content(record, text) for record, text in zip(records, payloads, strict=True)]
+        decision_ids = sorted({record.decision_id for record in records})
+        shadow_ids = sorted({record.shadow_id for record in records})
+        out: list[StoredShadow] = []
+        with self._transaction("write") as tx:
+            head = self._lock_chain(tx)
+            missing = sorted(set(decision_ids) - existing_decisions(tx, decision_ids))
+            if missing:
+                raise UnknownShadowedDecisions(missing)
+            by_twin: dict[tuple[str, str], StoredShadow] = {}
+            for chunk in _chunks(decision_ids):
+                marks = ", ".join("?" * len(chunk))
+                for row in tx.rows(_select_shadows(f"WHERE decision_id IN ({marks})"), chunk):
+                    stored = self._stored_shadow_of(row)
+                    by_twin[(stored.record.decision_id, stored.record.kind)] = stored
+            taken: dict[str, tuple[str, str]] = {}
+            for chunk in _chunks(shadow_ids):
+                marks = ", ".join("?" * len(chunk))
+                sql = f"SELECT shadow_id, decision_id, kind FROM shadow_decisions WHERE shadow_id IN ({marks})"  # noqa: S608
+                taken.update((str(r[0]), (str(r[1]), str(r[2]))) for r in tx.rows(sql, chunk))
+            seq, prev_hash = int(head[0]), str(head[1])
+            for record, payload_text, content in zip(records, payloads, contents, strict=True):
+                twin = (record.decision_id, record.kind)
+                if twin in by_twin:
+                    out.append(by_twin[twin])
+                    continue
+                if record.shadow_id in taken:
+                    raise DuplicateEntryId(f"shadow_id {record.shadow_id} is already stored for another decision/kind")
+                seq += 1
+                record_hash = chain_hash(prev_hash, record, content)
+                tx.run(
+                    _INSERT_SHADOW,
+                    (
+                        seq,
+                        record.shadow_id,
+                        record.decision_id,
+                        self._encode_time(record.created_at),
+                        record.kind,
+                        record.model_name,
+                        record.model_version,
+                        record.policy_version,
+                        record.catalog_version,
+                        record.decision,
+                        record.risk_band,
+                        record.score,
+                        self._encode_codes(record.reason_codes),
+                        payload_text,
+                        prev_hash,
+                        record_hash,
+                    ),
+                )
+                stored = StoredShadow(
+                    seq=seq,
+                    record=dataclasses.replace(record, payload=json.loads(payload_text)),
+                    prev_hash=prev_hash,
+                    record_hash=record_hash,
+                )
+                by_twin[twin] = stored
+                taken[record.shadow_id] = twin
+                out.append(stored)
+                prev_hash = record_hash
+            if seq != int(head[0]):
+                self._move_head(tx, seq, prev_hash)
+        return out
+
+    def shadows_for(self, decision_ids: Sequence[str], kind: str | None = None) -> dict[str, list[StoredShadow]]:
+        """The shadows of these decisions (of one kind, or all), by decision_id, each list in seq order (one read).
+
+        Decisions without a shadow are absent from the result."""
+        _check_kind(kind, SHADOW_KINDS)
+        wanted = sorted(set(decision_ids))
+        found: dict[str, list[StoredShadow]] = {}
+        if not wanted:
+            return found
+        with self._transaction("read") as tx:
+            for chunk in _chunks(wanted):
+                marks = ", ".join("?" * len(chunk))
+                tail = f"WHERE decision_id IN ({marks})" + (" AND kind = ?" if kind is not None else "")
+                params = [*chunk] + ([kind] if kind is not None else [])
+                for row in tx.rows(_select_shadows(f"{tail} ORDER BY seq"), params):
+                    stored = self._stored_shadow_of(row)
+                    found.setdefault(stored.record.decision_id, []).append(stored)
+        return found
+
+    def shadows(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        kind: str | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> tuple[list[StoredShadow], str | None]:
+        """Shadow decisions in seq order (``since`` inclusive, ``until`` exclusive) and the next page's cursor."""
+        return self._kind_page(_select_shadows, self._stored_shadow_of, SHADOW_KINDS, since, until, kind, cursor, limit)
+
+    def iter_shadow_pairs(
+        self, *, since: datetime | None = None, until: datetime | None = None, kind: str
+    ) -> Iterator[tuple[StoredRecord, StoredShadow]]:
+        """Every shadow of ``kind`` created in ``[since, until)`` with its champion decision record, in the shadows'
+        seq order, read in batches (no transaction held between them): the shadows stored when the iteration starts.
+        A shadow whose decision was purged is left out."""
+        if kind not in SHADOW_KINDS:
+            raise _invalid("kind", f"must be one of {', '.join(SHADOW_KINDS)}")
+        clauses, params = self._time_clauses(since, until, column="s.created_at")
+        where = " AND ".join(["s.kind = ?", *clauses])
+        with self._transaction("read") as tx:
+            # The seq range of the period, found once, so each batch walks the (kind, seq) index from where the
+            # last one stopped instead of re-reading the whole period.
+            bounds = tx.one(f"SELECT MIN(s.seq), MAX(s.seq) FROM shadow_decisions s WHERE {where}", (kind, *params))  # noqa: S608
+        if bounds is None or bounds[0] is None:
+            return
+        after, last = int(bounds[0]) - 1, int(bounds[1])
+        shadow_columns = ", ".join(f"s.{column}" for column in _SHADOW_COLUMNS)
+        record_columns = ", ".join(f"d.{column.strip()}" for column in _COLUMNS.split(","))
+        sql = (
+            f"SELECT {shadow_columns}, {record_columns} FROM shadow_decisions s "  # noqa: S608 (constant fragments)
+            f"JOIN decision_records d ON d.decision_id = s.decision_id "
+            f"WHERE {where} AND s.seq > ? AND s.seq <= ? ORDER BY s.seq LIMIT ?"
+        )
+        width = len(_SHADOW_COLUMNS)
+        while after < last:
+            with self._transaction("read") as tx:
+                rows = tx.rows(sql, (kind, *params, after, last, _BATCH))
+            for row in rows:
+                yield self._stored_of(row[width:]), self._stored_shadow_of(row[:width])
+            if len(rows) < _BATCH:
+                return
+            after = int(rows[-1][0])
+
+    # --- the chain -----------------------------------------------------------------------------------------
+
+    def _move_head(self, tx: Transaction, seq: int, record_hash: str) -> None:
+        tx.run("UPDATE decision_chain_head SET seq = ?, record_hash = ? WHERE id = 1", (seq, record_hash))
+
     def _anchor(self, tx: Transaction) -> ChainAnchor:
         head = tx.one(self.head_sql)
         if head is None:
@@ -478,21 +881,34 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
         base_seq, base_hash = (int(checkpoint[0]), str(checkpoint[1])) if checkpoint else (0, GENESIS_HASH)
         return ChainAnchor(base_seq=base_seq, base_hash=base_hash, head_seq=int(head[0]), head_hash=str(head[1]))
 
-    def _links(self, tx: Transaction) -> Iterator[ChainLink]:
+    def _table_links(
+        self, tx: Transaction, select: Callable[[str], str], link_of: Callable[[Row], ChainLink]
+    ) -> Iterator[ChainLink]:
         after: int | None = None
         while True:
             if after is None:
-                rows = tx.rows(_select("ORDER BY seq LIMIT ?"), (_BATCH,))
+                rows = tx.rows(select("ORDER BY seq LIMIT ?"), (_BATCH,))
             else:
-                rows = tx.rows(_select("WHERE seq > ? ORDER BY seq LIMIT ?"), (after, _BATCH))
+                rows = tx.rows(select("WHERE seq > ? ORDER BY seq LIMIT ?"), (after, _BATCH))
             for row in rows:
-                yield self._link_of(row)
+                yield link_of(row)
             if len(rows) < _BATCH:
                 return
             after = int(rows[-1][0])
 
+    def _links(self, tx: Transaction) -> Iterator[ChainLink]:
+        """Every entry's link, the three tables merged by seq (one batch of each table in memory at a time)."""
+        rank = {entry: i for i, entry in enumerate(ENTRY_KINDS)}
+        return heapq.merge(
+            self._table_links(tx, _select, self._link_of),
+            self._table_links(tx, _select_events, self._event_link_of),
+            self._table_links(tx, _select_shadows, self._shadow_link_of),
+            key=lambda link: (link.seq, rank[link.entry]),
+        )
+
     def verify_chain(self) -> ChainReport:
-        """Check every record against the chain in one snapshot; name each changed/deleted/inserted/moved one."""
+        """Check every entry (decisions, events, shadows) against the chain in one snapshot; name each
+        changed/deleted/inserted/moved one."""
         with self._transaction("snapshot") as tx:
             anchor = self._anchor(tx)
             scan = ChainScan(anchor)
@@ -507,10 +923,17 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
             head_seq=anchor.head_seq,
             head_hash=anchor.head_hash,
             problems=tuple(problems),
+            events_checked=scan.counts[ENTRY_EVENT],
+            shadows_checked=scan.counts[ENTRY_SHADOW],
         )
 
     def purge_before(self, cutoff: datetime) -> PurgeReport:
-        """Remove the oldest records created before ``cutoff`` (a seq prefix) and write a checkpoint."""
+        """Remove the oldest entries created before ``cutoff`` (a seq prefix of the chain, all three tables) and
+        write a checkpoint.
+
+        The prefix ends before the first entry created at or after ``cutoff`` (decision records decide it in
+        practice; a newer event or shadow also stops it), and never takes the latest control event: it holds the
+        serving state every worker reads (``PurgeReport.held_at_seq`` says when it stopped the purge)."""
         if cutoff.tzinfo is None:
             raise ValueError("cutoff must be timezone-aware")
         with self._transaction("write") as tx:
@@ -518,20 +941,48 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
             anchor = self._anchor(tx)
             # Only a prefix of the chain can go, so the rest still verifies from one checkpoint; a record a few
             # milliseconds older than a newer one's seq neighbour is kept until the next purge.
-            boundary = tx.one(
-                "SELECT MIN(seq) FROM decision_records WHERE created_at >= ? AND seq > ?",
-                (self._encode_time(cutoff), anchor.base_seq),
-            )
-            through = int(boundary[0]) - 1 if boundary and boundary[0] is not None else anchor.head_seq
+            firsts = [
+                tx.one(
+                    f"SELECT MIN(seq) FROM {table} WHERE created_at >= ? AND seq > ?",  # noqa: S608 (constant names)
+                    (self._encode_time(cutoff), anchor.base_seq),
+                )
+                for table in _TABLES.values()
+            ]
+            newer = [int(row[0]) for row in firsts if row and row[0] is not None]
+            through = min(newer) - 1 if newer else anchor.head_seq
+            held: int | None = None
+            control = tx.one("SELECT MAX(seq) FROM audit_events WHERE serving_state IS NOT NULL")
+            if control and control[0] is not None and anchor.base_seq < int(control[0]) <= through:
+                held = int(control[0])
+                through = held - 1
             if through <= anchor.base_seq:
-                return PurgeReport(cutoff, 0, anchor.base_seq, anchor.base_hash)
-            last = tx.one("SELECT record_hash FROM decision_records WHERE seq = ?", (through,))
+                return PurgeReport(cutoff, 0, anchor.base_seq, anchor.base_hash, held_at_seq=held)
+            last: Row | None = None
+            for table in _TABLES.values():
+                last = last or tx.one(f"SELECT record_hash FROM {table} WHERE seq = ?", (through,))  # noqa: S608
             if last is None:
-                raise RecordsError(f"cannot purge: record seq {through} is missing; run `audit verify`")
-            purged = tx.run("DELETE FROM decision_records WHERE seq > ? AND seq <= ?", (anchor.base_seq, through))
+                raise RecordsError(f"cannot purge: entry seq {through} is missing; run `audit verify`")
+            purged = {
+                entry: tx.run(f"DELETE FROM {table} WHERE seq > ? AND seq <= ?", (anchor.base_seq, through))  # noqa: S608
+                for entry, table in _TABLES.items()
+            }
             tx.run(
                 "INSERT INTO decision_chain_checkpoints (through_seq, record_hash, purged_records, cutoff, created_at) "
                 "VALUES (?, ?, ?, ?, ?)",
-                (through, str(last[0]), purged, self._encode_time(cutoff), self._encode_time(datetime.now(UTC))),
+                (
+                    through,
+                    str(last[0]),
+                    purged[ENTRY_DECISION],
+                    self._encode_time(cutoff),
+                    self._encode_time(datetime.now(UTC)),
+                ),
             )
-        return PurgeReport(cutoff, purged, through, str(last[0]))
+        return PurgeReport(
+            cutoff,
+            purged[ENTRY_DECISION],
+            through,
+            str(last[0]),
+            purged_events=purged[ENTRY_EVENT],
+            purged_shadows=purged[ENTRY_SHADOW],
+            held_at_seq=held,
+        )

@@ -5,7 +5,7 @@ from __future__ import annotations
 import hashlib
 from dataclasses import dataclass
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, TypeAlias
 
 from service.core.canonical import canonical_json
 
@@ -13,6 +13,12 @@ from service.core.canonical import canonical_json
 GENESIS_HASH = "0" * 64
 
 _TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+
+#: The three kinds of chain entry; a verification problem names an entry as ``<kind>_id <id>``.
+ENTRY_DECISION = "decision"
+ENTRY_EVENT = "event"
+ENTRY_SHADOW = "shadow"
+ENTRY_KINDS = (ENTRY_DECISION, ENTRY_EVENT, ENTRY_SHADOW)
 
 
 @dataclass(frozen=True)
@@ -86,14 +92,58 @@ def record_content(record: DecisionRecord) -> dict[str, Any]:
     }
 
 
-def canonical_content(record: DecisionRecord, payload_text: str | None = None) -> str:
-    """The canonical JSON of every record field: what the chain hash covers.
+def event_content(event: AuditEvent) -> dict[str, Any]:
+    """The hashed fields of an audit event, JSON-ready; ``"entry": "event"`` keeps it from verifying as another kind."""
+    return {
+        "entry": ENTRY_EVENT,
+        "event_id": event.event_id,
+        "created_at": format_timestamp(event.created_at),
+        "kind": event.kind,
+        "actor": event.actor,
+        "details": event.details,
+        "serving_state": event.serving_state,
+    }
 
-    ``payload_text``, when given, must be ``canonical_json(record.payload)``; it is spliced in rather than
-    serialised again (the payload is most of the record). The result is the same text either way: the
-    object is assembled key by key in sorted order with the same separators ``canonical_json`` uses.
+
+def shadow_content(record: ShadowRecord) -> dict[str, Any]:
+    """The hashed fields of a shadow decision, JSON-ready; ``"entry": "shadow"`` keeps it from verifying as another
+    kind (a decision record's content has no ``entry`` key, so existing chains hash exactly as before)."""
+    return {
+        "entry": ENTRY_SHADOW,
+        "shadow_id": record.shadow_id,
+        "decision_id": record.decision_id,
+        "created_at": format_timestamp(record.created_at),
+        "kind": record.kind,
+        "model_name": record.model_name,
+        "model_version": record.model_version,
+        "policy_version": record.policy_version,
+        "catalog_version": record.catalog_version,
+        "decision": record.decision,
+        "risk_band": record.risk_band,
+        "score": record.score,
+        "reason_codes": list(record.reason_codes),
+        "payload": record.payload,
+    }
+
+
+def entry_content(entry: ChainEntry) -> dict[str, Any]:
+    """The hashed fields of any chain entry: a decision record, an audit event or a shadow decision."""
+    if isinstance(entry, DecisionRecord):
+        return record_content(entry)
+    if isinstance(entry, AuditEvent):
+        return event_content(entry)
+    return shadow_content(entry)
+
+
+def canonical_content(record: ChainEntry, payload_text: str | None = None) -> str:
+    """The canonical JSON of every field of a chain entry: what the chain hash covers.
+
+    ``payload_text``, when given, must be ``canonical_json(record.payload)`` (decision records and shadow
+    decisions); it is spliced in rather than serialised again (the payload is most of the record). The result is
+    the same text either way: the object is assembled key by key in sorted order with the same separators
+    ``canonical_json`` uses.
     """
-    content = record_content(record)
+    content = entry_content(record)
     parts = []
     for key in sorted(content):
         text = payload_text if key == "payload" and payload_text is not None else canonical_json(content[key])
@@ -101,7 +151,7 @@ def canonical_content(record: DecisionRecord, payload_text: str | None = None) -
     return "{" + ",".join(parts) + "}"
 
 
-def chain_hash(prev_hash: str, record: DecisionRecord, content: str | None = None) -> str:
+def chain_hash(prev_hash: str, record: ChainEntry, content: str | None = None) -> str:
     """``sha256(prev_hash + canonical_content(record))`` as lowercase hex (``content`` if already computed)."""
     text = canonical_content(record) if content is None else content
     return hashlib.sha256((prev_hash + text).encode("utf-8")).hexdigest()
@@ -156,6 +206,12 @@ class StoredEvent:
     prev_hash: str
     record_hash: str
 
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: the hashed content (``entry`` included) plus ``seq``, ``prev_hash`` and ``record_hash``."""
+        data = event_content(self.event)
+        data.update(seq=self.seq, prev_hash=self.prev_hash, record_hash=self.record_hash)
+        return data
+
 
 #: What a shadow decision shadows: a challenger model version, or a candidate policy (with its catalog).
 SHADOW_KINDS = ("challenger", "policy")
@@ -200,3 +256,13 @@ class StoredShadow:
     record: ShadowRecord
     prev_hash: str
     record_hash: str
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready form: the hashed content (``entry`` included) plus ``seq``, ``prev_hash`` and ``record_hash``."""
+        data = shadow_content(self.record)
+        data.update(seq=self.seq, prev_hash=self.prev_hash, record_hash=self.record_hash)
+        return data
+
+
+#: Anything the hash chain holds.
+ChainEntry: TypeAlias = DecisionRecord | AuditEvent | ShadowRecord

@@ -13,17 +13,16 @@ hold) and ``OutcomeConflict`` (an observation already recorded with the other ou
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, Literal
 
 from service.errors import OutcomeConflict, RecordsError, UnknownDecisions
-from service.records._sql import SqlDecisionStore, Transaction
+from service.records._sql import SqlDecisionStore, existing_decisions
 
 Outcome = Literal["good", "bad"]
 OUTCOMES: tuple[Outcome, ...] = ("good", "bad")
-_CHUNK = 500
 
 
 @dataclass(frozen=True)
@@ -61,27 +60,13 @@ def _sql_store(store: Any) -> SqlDecisionStore[Any]:
     return store
 
 
-def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
-    for start in range(0, len(items), _CHUNK):
-        yield items[start : start + _CHUNK]
-
-
-def _existing_decisions(tx: Transaction, decision_ids: Sequence[str]) -> set[str]:
-    found: set[str] = set()
-    for chunk in _chunks(decision_ids):
-        marks = ", ".join("?" * len(chunk))
-        sql = f"SELECT decision_id FROM decision_records WHERE decision_id IN ({marks})"  # noqa: S608 (marks only)
-        found.update(str(row[0]) for row in tx.rows(sql, chunk))
-    return found
-
-
 def record_outcomes(store: Any, outcomes: Sequence[ObservedOutcome], recorded_at: datetime) -> OutcomeImport:
     """Store observed outcomes in one transaction: all of them, or none if any decision is unknown or conflicts."""
     sql_store = _sql_store(store)
     ids = sorted({o.decision_id for o in outcomes})
     stored = unchanged = 0
     with sql_store._transaction("write") as tx:
-        missing = sorted(set(ids) - _existing_decisions(tx, ids))
+        missing = sorted(set(ids) - existing_decisions(tx, ids))
         if missing:
             raise UnknownDecisions(missing)
         seen: dict[tuple[str, datetime], Outcome] = {}
