@@ -550,8 +550,11 @@ def main(argv: Sequence[str] | None = None) -> int:
             records = open_decision_store(env["DATABASE_URL"])
             try:
                 Lifecycle(
-                    store=records, models=ModelCache(ModelStore(store_root)), pinned=Target(default_model(), dv),
-                    clock=utc_now, new_id=new_decision_id,
+                    store=records,
+                    models=ModelCache(ModelStore(store_root)),
+                    pinned=Target(default_model(), dv),
+                    clock=utc_now,
+                    new_id=new_decision_id,
                 ).shadow_on(Target(trained.baseline.name, trained.baseline.version), actor={"cli": "benchmark"})
             finally:
                 records.close()

@@ -48,9 +48,9 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     service = DecisionService(models=models, served=None, store=store, problems=problems, on_decided=metrics.decided)
     watcher = None
     if store is None:  # no serving state to read: serve what the settings or the registry name, if it loads
-        service.served = _load_model(settings, models, problems)
+        service.served = _load_model(settings, models, service.problems)
     else:
-        watcher = _serve_the_deployments_state(settings, service, models, store, metrics, problems)
+        watcher = _serve_the_deployments_state(settings, service, models, store, metrics, service.problems)
     served = service.served
     state = ServiceState(settings=settings, metrics=metrics, service=service, watcher=watcher)
     app.extensions[EXTENSION_KEY] = state

@@ -136,6 +136,8 @@ class ServingWatcher:
 
     def _run(self) -> None:
         while not self._stop.wait(self.interval):
+            if self.lifecycle.store.closed:  # the app was shut down
+                return
             try:
                 self.refresh()
             except Exception:  # never let the watcher die: the next poll tries again

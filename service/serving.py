@@ -148,10 +148,13 @@ class Lifecycle:
                 "_MODEL_VERSION); change the settings and restart to serve another version"
             )
         current = self.state()
-        if current.champion == target:
+        if current.champion == target and current.source == "chain":
             raise ServingConflict(f"{target.label()} is already the champion")
+        # (promoting the model store's registry champion records it in the chain: the deployment's first promotion)
         self._servable(target, current)
-        previous = current.previous if current.champion is None else (*current.previous, current.champion)
+        previous = current.previous
+        if current.champion is not None and current.champion != target:
+            previous = (*previous, current.champion)
         new = replace(
             current,
             champion=target,

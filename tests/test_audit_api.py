@@ -221,4 +221,6 @@ def test_purge_defaults_to_the_retention_setting(sqlite_decision_store_url: str,
     second = runner.invoke(audit_group, purge, env={"CREDIT_DECISION_RETENTION_DAYS": "5"})
     assert "purged 1 records" in second.output and "(retention 5 days)" in second.output
     verified = runner.invoke(audit_group, ["verify", "--database-url", sqlite_decision_store_url])
-    assert verified.exit_code == 0 and "1 records checked" in verified.output
+    assert (
+        verified.exit_code == 0 and "(1 decisions, 2 audit events, 0 shadow decisions)" in verified.output
+    )  # 2 purge events

@@ -79,7 +79,9 @@ def test_purge_deletes_records_past_retention_and_verify_still_passes(filled_sto
     assert "checkpoint seq 2" in result.output
     verify = run("verify", "--database-url", filled_store_url)
     assert verify.exit_code == 0
-    assert "3 records checked after checkpoint seq 2" in verify.output
+    assert (
+        "4 entries checked (3 decisions, 1 audit events, 0 shadow decisions) after checkpoint seq 2" in verify.output
+    )  # the purge event
 
 
 def test_purge_refuses_to_run_over_a_broken_chain(filled_store_url: str) -> None:

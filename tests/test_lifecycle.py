@@ -65,7 +65,7 @@ def test_a_challenger_in_shadow_changes_no_response_and_every_decision_gets_its_
             side.append(made)
         batch = client.post("/v1/decisions:batch", json={"applications": bodies[30:]})
         assert batch.status_code == 200
-        answers.append(side + [batch])
+        answers.append([*side, batch])
     # byte-identical answers apart from ids, times and latencies: the shadow never touches the response
     for without, with_ in zip(answers[0][:30], answers[1][:30], strict=True):
         assert _stable(without.get_json()) == _stable(with_.get_json())
@@ -228,7 +228,9 @@ def test_a_version_with_other_applicant_fields_cannot_be_promoted_or_shadowed(
     for file in target.rglob("*"):
         file.chmod(0o644)
     spec_file = target / SPEC_FILE
-    spec_file.write_text(spec_file.read_text(encoding="utf-8").replace("maximum: 120", "maximum: 130"), encoding="utf-8")
+    spec_file.write_text(
+        spec_file.read_text(encoding="utf-8").replace("maximum: 120", "maximum: 130"), encoding="utf-8"
+    )
     manifest = json.loads((target / MANIFEST_FILE).read_text(encoding="utf-8"))
     manifest["version"] = "v2"
     manifest["files"][SPEC_FILE] = sha256_file(spec_file)
@@ -260,3 +262,69 @@ def test_admin_actions_need_the_admin_role(api_make_app: Any, trained_models: An
         assert client.post("/v1/models/champion", json={"name": other, "version": other_v}, headers=headers).status_code == 403  # fmt: skip
         assert client.put("/v1/models/challenger", json={"name": other, "version": other_v}, headers=headers).status_code == 403  # fmt: skip
     assert client.get("/v1/audit/events", headers={"Authorization": f"Bearer {api_keys['scorer']}"}).status_code == 403
+
+
+def test_the_commands_change_the_serving_state_and_record_who(
+    trained_models: Any, tmp_path: Path, example_application: dict[str, Any]
+) -> None:
+    from click.testing import CliRunner
+
+    from cli.audit import audit_group
+    from cli.models import models_group
+    from cli.policies import policies_group
+    from cli.serve import keys_group
+    from service.records import open_decision_store
+
+    store, _ = trained_models
+    (champion, champion_v), (other, other_v) = _names(trained_models)
+    url = f"sqlite:///{tmp_path / 'decisions.sqlite3'}"
+    where = ["--model-store", str(store.root), "--database-url", url]
+    runner = CliRunner()
+
+    def run(group: Any, *args: str) -> str:
+        done = runner.invoke(group, [*args, *where])
+        assert done.exit_code == 0, done.output
+        return str(done.output)
+
+    assert f"champion is now {other} {other_v}" in run(models_group, "promote", other, other_v, "--note", "review 7")
+    assert json.loads(run(models_group, "serving"))["champion"]["name"] == other
+    listing = run(models_group, "list")
+    assert f"* {other}" in listing and f"* {champion}" not in listing
+    assert f"challenger: {champion} {champion_v}" in run(models_group, "shadow", champion, champion_v)
+    assert f"~ {champion}" in run(models_group, "list")
+    assert "challenger: none" in run(models_group, "shadow", "--off")
+    assert f"champion is now {champion} {champion_v}" in run(models_group, "rollback")
+    refused = runner.invoke(models_group, ["rollback", *where])
+    assert refused.exit_code == 1 and "no earlier champion" in refused.output
+    version, policy_yaml, catalog_yaml = _candidate_policy(Path(store.root), champion, champion_v)
+    (tmp_path / "policy.yaml").write_text(policy_yaml, encoding="utf-8")
+    (tmp_path / "reasons.yaml").write_text(catalog_yaml, encoding="utf-8")
+    added = run(policies_group, "add", "--policy", str(tmp_path / "policy.yaml"), "--reason-codes", str(tmp_path / "reasons.yaml"))  # fmt: skip
+    assert "recorded policy_added" in added
+    assert f"policy in shadow: {version}" in run(policies_group, "shadow", version)
+    # key creation and revocation are audit events too
+    keys = ["--file", str(tmp_path / "keys"), "--database-url", url]
+    created = runner.invoke(keys_group, ["create", "--role", "auditor", "--label", "J. Smith", *keys])
+    assert created.exit_code == 0, created.output
+    key_id = created.output.split("key id ")[1].split(",")[0]
+    revoked = runner.invoke(keys_group, ["revoke", key_id, "--note", "left the team", *keys])
+    assert revoked.exit_code == 0 and "recorded key_revoked" in revoked.output, revoked.output
+    assert (tmp_path / "keys").read_text(encoding="utf-8").strip() == ""
+    records = open_decision_store(url)
+    try:
+        events, _ = records.events(limit=100)
+    finally:
+        records.close()
+    kinds = [e.event.kind for e in events]
+    assert kinds == [
+        "promotion", "shadow_on", "shadow_off", "rollback", "policy_added", "policy_shadow_on", "key_created",
+        "key_revoked",
+    ]  # fmt: skip
+    assert all("@" in e.event.actor["cli"] for e in events)
+    assert events[0].event.details["note"] == "review 7"
+    assert events[-1].event.details == {
+        "key_id": key_id, "roles": ["auditor"], "label": "J. Smith", "key_file": str(tmp_path / "keys"),
+        "note": "left the team",
+    }  # fmt: skip
+    verified = runner.invoke(audit_group, ["verify", "--database-url", url])
+    assert verified.exit_code == 0 and "8 audit events" in verified.output, verified.output

@@ -107,8 +107,9 @@ def test_models_cli_verify_list_show_promote(store: ModelStore) -> None:
     ok = runner.invoke(models_group, ["verify", "--model-store", root])
     assert ok.exit_code == 0 and "ok   demo v1" in ok.output
     assert runner.invoke(models_group, ["champion", "--model-store", root]).exit_code == 1
-    assert runner.invoke(models_group, ["promote", "demo", "v1", "--model-store", root]).exit_code == 0
-    listing = runner.invoke(models_group, ["list", "--model-store", root])
+    store.promote("demo", "v1", note="as training promotes the first version")  # the registry champion
+    assert runner.invoke(models_group, ["champion", "--model-store", root]).output.strip() == "demo v1"
+    listing = runner.invoke(models_group, ["list", "--model-store", root, "--database-url", f"sqlite:///{root}/none"])
     assert "* demo" in listing.output
     shown = runner.invoke(models_group, ["show", "demo", "--model-store", root])
     assert json.loads(shown.output)["version"] == "v1"

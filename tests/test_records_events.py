@@ -350,7 +350,7 @@ def test_an_interleaved_chain_verifies_in_one_merged_pass(
     assert report.ok, [p.describe() for p in report.problems]
     assert (report.records_checked, report.events_checked, report.shadows_checked) == (10, 3, 3)
     assert (report.head_seq, report.head_hash) == (10, chain[-1].record_hash)
-    assert "chain OK: 10 records checked (4 decisions, 3 events, 3 shadows)" in report.summary()
+    assert "chain OK: 10 entries checked (4 decisions, 3 audit events, 3 shadow decisions)" in report.summary()
     assert decision_store.count() == 4
 
 
@@ -709,4 +709,8 @@ def test_audit_purge_says_what_it_took_and_what_the_serving_state_kept(
     assert "purged 4 records and 2 audit events, 3 shadow decisions created before" in result.output
     assert "kept everything from seq 10 on: the latest control event holds the serving state" in result.output
     verify = _cli("verify", "--database-url", decision_store_url)
-    assert "chain OK: 1 records checked (0 decisions, 1 events, 0 shadows) after checkpoint seq 9" in verify.output
+    # the control event kept, and the purge itself recorded as an audit event
+    assert (
+        "chain OK: 2 entries checked (0 decisions, 2 audit events, 0 shadow decisions) after checkpoint seq 9"
+        in verify.output
+    )

@@ -598,7 +598,7 @@ def _model_name() -> fields.String:
     return fields.String(
         required=True,
         validate=Matches(MODEL_NAME, "Must be a model name (lower-case letters, digits and -)."),
-        metadata={"pattern": MODEL_NAME_PATTERN, "example": "german-credit-gbt"},
+        metadata={"pattern": MODEL_NAME_PATTERN, "example": "lender-gbt"},
     )
 
 

@@ -224,6 +224,11 @@ class DecisionStore(Protocol):
         """Delete the entries created before ``cutoff`` (a seq prefix) and keep the chain verifiable."""
         ...
 
+    @property
+    def closed(self) -> bool:
+        """True once closed."""
+        ...
+
     def close(self) -> None:
         """Release connections."""
         ...

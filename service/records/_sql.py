@@ -375,6 +375,11 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
         for conn in connections:
             self._close_connection(conn)
 
+    @property
+    def closed(self) -> bool:
+        """True once :meth:`close` was called."""
+        return self._closed
+
     def close(self) -> None:
         """Close every connection this process opened; the store cannot be used afterwards."""
         self._closed = True

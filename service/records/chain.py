@@ -102,13 +102,16 @@ class ChainReport:
     def summary(self) -> str:
         """One line for logs and the CLI (the split by kind only when the chain holds events or shadows)."""
         state = "OK" if self.ok else f"BROKEN ({len(self.problems)} problems)"
-        split = ""
+        checked = f"{self.records_checked} records checked"
         if self.events_checked or self.shadows_checked:
             decisions = self.records_checked - self.events_checked - self.shadows_checked
-            split = f" ({decisions} decisions, {self.events_checked} events, {self.shadows_checked} shadows)"
+            checked = (
+                f"{self.records_checked} entries checked ({decisions} decisions, {self.events_checked} audit events, "
+                f"{self.shadows_checked} shadow decisions)"
+            )
         return (
-            f"chain {state}: {self.records_checked} records checked{split} after checkpoint seq "
-            f"{self.checkpoint_seq}; head seq {self.head_seq} hash {self.head_hash}"
+            f"chain {state}: {checked} after checkpoint seq {self.checkpoint_seq}; "
+            f"head seq {self.head_seq} hash {self.head_hash}"
         )
 
 

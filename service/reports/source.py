@@ -304,7 +304,9 @@ def comparison_from_store(records: Any, model_store_root: Path, period: Period, 
     outcomes = stored_outcomes(records, period.start, period.end)
     pairs = comparison_pairs(records.iter_shadow_pairs(since=period.start, until=period.end, kind=kind), outcomes)
     used = Counter((p.champion.model_name, p.champion.model_version) for p in pairs)
-    settings, bands, rules = DEFAULT_SETTINGS, (), ()
+    settings = DEFAULT_SETTINGS
+    bands: tuple[str, ...] = ()
+    rules: tuple[str, ...] = ()
     if used:
         name, version = max(used, key=lambda k: (used[k], k[0], _version_number(k[1])))
         context = load_model_context(model_store_root, name, version)
