@@ -118,6 +118,11 @@ class ShadowRunner:
                     self.counters.skipped(shadow.kind, "queue_full", 1)
         self.counters.queue_depth(self._queue.qsize())
 
+    @property
+    def queued(self) -> int:
+        """Requests waiting to be shadowed now."""
+        return self._queue.qsize()
+
     def flush(self, timeout: float = 10.0) -> bool:
         """Wait until everything queued so far is recorded (tests, shutdown); False on timeout."""
         deadline = time.monotonic() + timeout

@@ -124,3 +124,47 @@ def test_twenty_promotions_and_rollbacks_under_load_fail_no_request(
     )
     assert replayed.exit_code == 0, replayed.output
     assert f"replayed {len(statuses)} decision(s): {len(statuses)} identical" in replayed.output
+
+
+def test_a_stopped_worker_records_the_shadows_of_every_decision_it_made(
+    run_gunicorn: Any,
+    trained_models: Any,
+    api_keys: dict[str, str],
+    api_keys_setting: str,
+    example_application: dict[str, Any],
+    tmp_path: Path,
+) -> None:
+    store, result = trained_models
+    database = tmp_path / "decisions.sqlite3"
+    env = {
+        "CREDIT_DECISION_MODEL_STORE": str(store.root),
+        "CREDIT_DECISION_DATABASE_URL": f"sqlite:///{database}",
+        "CREDIT_DECISION_API_KEYS": api_keys_setting,
+        "WEB_CONCURRENCY": "2",
+    }
+    ids = []
+    with run_gunicorn(tmp_path, **env) as (base, _process, _log):
+        conn = http.client.HTTPConnection(urlsplit(base).netloc, timeout=30)
+        body = {"name": result.baseline.name, "version": result.baseline.version}
+        status, _ = _call(conn, "PUT", "/v1/models/challenger", api_keys["admin"], body)
+        assert status == 200
+        time.sleep(1.5)  # the other worker follows within its poll interval (1 s)
+        for i in range(80):
+            request = copy.deepcopy(example_application)
+            request["application_id"] = f"S-{i:03d}"
+            request["applicant"]["credit_amount"] = 700 + 97 * i
+            status, made = _call(conn, "POST", "/v1/decisions", api_keys["scorer"], request)
+            assert status == 201
+            ids.append(made["decision_id"])
+        conn.close()
+    # gunicorn was stopped (SIGTERM) right after the last answer: each worker drained its shadow queue first
+    from service.records import open_decision_store
+
+    records = open_decision_store(f"sqlite:///{database}")
+    try:
+        twins = records.shadows_for(ids)
+        assert all(len(twins.get(i, [])) == 1 for i in ids), sum(1 for i in ids if i not in twins)
+        assert {t.record.model_name for found in twins.values() for t in found} == {result.baseline.name}
+        assert records.verify_chain().ok
+    finally:
+        records.close()
