@@ -14,10 +14,9 @@ from pathlib import Path
 
 import click
 
-from cli.options import cli_actor, database_url_option, lifecycle, model_store_option, settings
+from cli.options import cli_actor, database_url_option, deployment_state, lifecycle, model_store_option, settings
 from model_store.errors import ContractError
 from model_store.store import ModelStore
-from service.config import Settings
 from service.records.model import StoredEvent
 from service.serving import Lifecycle, ServingState, Target
 
@@ -46,7 +45,7 @@ def list_command(model_store: Path | None, database_url: str | None) -> None:
     if not names:
         click.echo(f"no model versions in {store.root}")
         return
-    state = _existing_serving_state(chosen)
+    state = deployment_state(chosen)
     champion = store.champion() if state is None or state.champion is None else _pair(state.champion)
     challenger = None if state is None or state.challenger is None else _pair(state.challenger)
     click.echo(f"{'':2}{'name':<28}{'version':<9}{'family':<11}{'created_at':<27}{'holdout AUC':>11}")
@@ -67,18 +66,6 @@ def list_command(model_store: Path | None, database_url: str | None) -> None:
 
 def _pair(target: Target) -> tuple[str, str]:
     return target.name, target.version
-
-
-def _existing_serving_state(chosen: Settings) -> ServingState | None:
-    """The serving state of an existing decision store (a listing never creates a database); None without one."""
-    url = chosen.database_url
-    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
-        return None
-    try:
-        with lifecycle(chosen) as lc:
-            return lc.state()
-    except click.ClickException:
-        return None
 
 
 @models_group.command("show")

@@ -20,7 +20,7 @@ from service.errors import CreditDecisionError
 from service.records import DecisionStore, open_decision_store
 
 if TYPE_CHECKING:
-    from service.serving import Lifecycle
+    from service.serving import Lifecycle, ServingState
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -125,3 +125,15 @@ def record_event(chosen: Settings, kind: str, details: dict[str, Any]) -> str:
     except click.ClickException as exc:
         return f"warning: not recorded in the audit chain ({exc.message})"
     return f"recorded {kind} (audit event {event.event_id}, seq {stored.seq})"
+
+
+def deployment_state(chosen: Settings) -> ServingState | None:
+    """The serving state of an existing decision store (never creates a database); None without one."""
+    url = chosen.database_url
+    if url.startswith("sqlite:///") and not Path(url[len("sqlite:///") :]).is_file():
+        return None
+    try:
+        with lifecycle(chosen) as lc:
+            return lc.state()
+    except click.ClickException:
+        return None

@@ -8,7 +8,14 @@ from pathlib import Path
 
 import click
 
-from cli.options import model_option, model_store_option, settings, version_option
+from cli.options import (
+    database_url_option,
+    deployment_state,
+    model_option,
+    model_store_option,
+    settings,
+    version_option,
+)
 
 MAX_REPORTED_ERRORS = 50
 
@@ -31,6 +38,7 @@ MAX_REPORTED_ERRORS = 50
 @model_option
 @version_option
 @model_store_option
+@database_url_option
 @click.option("--chunk-size", default=8192, show_default=True, type=click.IntRange(1, 1_000_000))
 @click.option("--workers", default=1, show_default=True, type=click.IntRange(1, 64), help="worker processes")
 @click.option(
@@ -47,21 +55,33 @@ def score_command(
     model_name: str | None,
     model_version: str | None,
     model_store: Path | None,
+    database_url: str | None,
     chunk_size: int,
     workers: int,
     errors_path: Path | None,
     progress: bool | None,
 ) -> None:
-    """Decide a file of applications in batch: decision, score, band, reason codes and rules fired per row."""
+    """Decide a file of applications in batch: decision, score, band, reason codes and rules fired per row.
+
+    By default with the deployment's champion (the serving state in the decision store, with its policy; else
+    the model store's registry champion), so every row gets the decision the API would give it.
+    """
     from service.batch import ID_COLUMN, score_file
     from service.config import ConfigError
     from service.errors import CreditDecisionError
 
-    chosen = settings(model_store=model_store, model_name=model_name, model_version=model_version)
-    try:
-        name, version = chosen.served_version()
-    except ConfigError as exc:
-        raise click.ClickException(str(exc)) from None
+    chosen = settings(
+        model_store=model_store, database_url=database_url, model_name=model_name, model_version=model_version
+    )
+    state = deployment_state(chosen) if model_name is None else None
+    policy = None
+    if state is not None and state.champion is not None:
+        name, version, policy = state.champion.name, state.champion.version, state.champion.policy
+    else:
+        try:
+            name, version = chosen.served_version()
+        except ConfigError as exc:
+            raise click.ClickException(str(exc)) from None
     show = sys.stderr.isatty() if progress is None else progress
     try:
         summary = score_file(
@@ -70,6 +90,7 @@ def score_command(
             store_root=chosen.model_store,
             name=name,
             version=version,
+            policy=policy,
             chunk_size=chunk_size,
             workers=workers,
             progress=show,
@@ -87,7 +108,7 @@ def score_command(
             out.writerow(["row", ID_COLUMN, "field", "message"])
             out.writerows([e.row, e.application_id or "", f, m] for e in summary.errors for f, m in e.problems)
     click.echo(
-        f"{name} {version}: {summary.decided} decided, {len(summary.errors)} invalid skipped, "
+        f"{name} {version}{f' with policy {policy}' if policy else ''}: {summary.decided} decided, {len(summary.errors)} invalid skipped, "
         f"{summary.rows_in} rows in {summary.seconds:.2f} s ({summary.rows_per_second:,.0f} rows/s) -> {output_path}",
         err=True,
     )

@@ -340,15 +340,22 @@ class ChunkDecider:
 
     @classmethod
     def load(
-        cls, store_root: Path, name: str, version: str, layout: CsvLayout | None, json_lines: bool
+        cls,
+        store_root: Path,
+        name: str,
+        version: str,
+        layout: CsvLayout | None,
+        json_lines: bool,
+        policy: str | None = None,
     ) -> ChunkDecider:
-        """A decider over one model version of a model store (loaded and self-checked)."""
+        """A decider over one model version of a model store (loaded and self-checked), with its own policy or
+        the stored candidate policy ``policy`` promoted onto it."""
         from model_store.store import ModelStore
         from service.decisions import DecisionService
         from service.models import ModelCache
 
         models = ModelCache(ModelStore(store_root))
-        served = models.get(name, version)
+        served = models.get(name, version, policy)
         service = DecisionService(models=models, served=served, store=None)
         return cls(service.evaluate, served.bundle.spec, served.engine.width, layout, json_lines)
 
@@ -401,9 +408,11 @@ class ChunkDecider:
 _WORKER: ChunkDecider | None = None
 
 
-def _init_worker(store_root: Path, name: str, version: str, layout: CsvLayout | None, json_lines: bool) -> None:
+def _init_worker(
+    store_root: Path, name: str, version: str, layout: CsvLayout | None, json_lines: bool, policy: str | None
+) -> None:
     global _WORKER
-    _WORKER = ChunkDecider.load(store_root, name, version, layout, json_lines)
+    _WORKER = ChunkDecider.load(store_root, name, version, layout, json_lines, policy)
 
 
 def _run_in_worker(job: TextChunk | RawChunk) -> ChunkResult:
@@ -465,12 +474,15 @@ def score_file(
     store_root: Path,
     name: str,
     version: str,
+    policy: str | None = None,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     workers: int = 1,
     progress: bool = False,
     warn: Callable[[str], None] = lambda message: None,
 ) -> BatchSummary:
     """Decide every row of ``input_path`` into ``output_path``; invalid rows are skipped and returned.
+
+    ``policy``: a stored candidate policy the version decides with (the deployment's champion may have one).
 
     ``seconds`` in the summary counts from the first chunk read to the output renamed into place
     (model loading and worker start-up excluded).
@@ -496,11 +508,11 @@ def score_file(
             max_workers=workers,
             mp_context=multiprocessing.get_context(method),
             initializer=_init_worker,
-            initargs=(store_root, name, version, layout, json_lines),
+            initargs=(store_root, name, version, layout, json_lines, policy),
         )
         list(executor.map(_ready, range(workers)))  # start-up (model load, self-check) before the clock
     else:
-        local = ChunkDecider.load(store_root, name, version, None, json_lines)
+        local = ChunkDecider.load(store_root, name, version, None, json_lines, policy)
         layout, jobs = read_jobs(input_path, local.spec, chunk_size, warn)
         local.layout = layout
         width = local.width

@@ -434,3 +434,49 @@ def test_a_shadow_that_falls_behind_skips_and_counts_never_blocks(
     twins = state.store.shadows_for([m["decision_id"] for m in made])
     assert sorted(len(twins.get(m["decision_id"], [])) for m in made) == [0] * 7 + [1] * 4
     assert state.store.verify_chain().ok
+
+
+def test_batch_scoring_decides_with_the_deployments_champion_and_its_policy(
+    trained_models: Any, tmp_path: Path, example_application: dict[str, Any]
+) -> None:
+    import csv
+
+    from click.testing import CliRunner
+
+    from cli.models import models_group
+    from cli.score import score_command
+    from service.models import ModelCache
+
+    store, _ = trained_models
+    (champion, champion_v), (other, other_v) = _names(trained_models)
+    url = f"sqlite:///{tmp_path / 'decisions.sqlite3'}"
+    where = ["--model-store", str(store.root), "--database-url", url]
+    applicants = [b["applicant"] for b in _applications(example_application, 25)]
+    source = tmp_path / "in.csv"
+    with open(source, "w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=["application_id", *applicants[0]])
+        writer.writeheader()
+        writer.writerows({"application_id": f"B{i}", **a} for i, a in enumerate(applicants))
+    runner = CliRunner()
+
+    def score(out: Path) -> tuple[str, list[dict[str, str]]]:
+        done = runner.invoke(score_command, ["--input", str(source), "--output", str(out), *where])
+        assert done.exit_code == 0, done.output
+        return done.output, list(csv.DictReader(out.open(encoding="utf-8")))
+
+    before, _ = score(tmp_path / "before.csv")
+    assert f"{champion} {champion_v}:" in before  # no promotion recorded yet: the registry champion
+    version, policy_yaml, catalog_yaml = _candidate_policy(Path(store.root), champion, champion_v)
+    # stored once (idempotent: an earlier test may have stored the same files)
+    store.add_policy(policy_yaml.encode(), catalog_yaml.encode(), store.load_bundle(champion, champion_v).spec)
+    promoted = runner.invoke(models_group, ["promote", champion, champion_v, "--policy", version, *where])
+    assert promoted.exit_code == 0, promoted.output
+    after, rows = score(tmp_path / "after.csv")
+    assert f"{champion} {champion_v} with policy {version}:" in after
+    model = ModelCache(store).get(champion, champion_v, version)
+    expected = model.engine.decide(applicants).all()
+    assert [(r["decision"], int(r["score"]), r["risk_band"]) for r in rows] == [
+        (d.decision, d.score, d.risk_band) for d in expected
+    ]
+    assert runner.invoke(models_group, ["promote", other, other_v, *where]).exit_code == 0
+    assert f"{other} {other_v}:" in score(tmp_path / "other.csv")[0]
