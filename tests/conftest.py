@@ -387,4 +387,30 @@ def console_server(
         yield base
 
 
+CHROMIUM = Path("/usr/bin/chromium")
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+]
+
+
+@pytest.fixture(scope="module")
+def browser() -> "Iterator[Any]":
+    """Headless Debian Chromium driven by Playwright (one per test module)."""
+    # `make test` installs Chromium (make system-deps) and Playwright (the tests extra): a missing one fails
+    assert CHROMIUM.exists(), "Debian's chromium is not installed: run `make system-deps`"
+    from playwright import sync_api
+
+    with sync_api.sync_playwright() as playwright:
+        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
+        yield instance
+        instance.close()
+
+
 # --- end console fixtures ---

@@ -17,17 +17,6 @@ pytestmark = pytest.mark.e2e
 
 REPO = Path(__file__).resolve().parents[1]
 ARTIFACTS = REPO / "test-artifacts" / "console"
-CHROMIUM = Path("/usr/bin/chromium")
-CHROMIUM_ARGS = [
-    "--headless",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
 N_FIELDS = 18  # applicant fields of config/german_credit/feature_spec.yaml
 
 
@@ -62,19 +51,6 @@ def seeded(console_server: str, api_keys: dict[str, str], german_applications: l
     declined = [d for d in decided if d["decision"] == "decline"]
     assert declined, "the tiny model declined none of the first 120 German applications"
     return {"decided": decided, "declined": declined}
-
-
-@pytest.fixture(scope="module")
-def browser() -> Any:
-    """Headless Debian Chromium driven by Playwright."""
-    # `make test` installs Chromium (make system-deps) and Playwright (the tests extra): a missing one fails
-    assert CHROMIUM.exists(), "Debian's chromium is not installed: run `make system-deps`"
-    from playwright import sync_api
-
-    with sync_api.sync_playwright() as playwright:
-        instance = playwright.chromium.launch(executable_path=str(CHROMIUM), args=CHROMIUM_ARGS)
-        yield instance
-        instance.close()
 
 
 def test_console_search_decision_waterfall_replay_notice_report(

@@ -6,7 +6,7 @@
 
   var KEY_STORAGE = "credit-decision.auditor-key";
   var SVG_NS = "http://www.w3.org/2000/svg";
-  var state = { cursor: null, query: null, schema: null, record: null, blobs: {} };
+  var state = { schema: null, record: null, blobs: {} };
 
   function $(id) { return document.getElementById(id); }
 
@@ -133,17 +133,21 @@
 
   // ---- routing --------------------------------------------------------------------------------------------
 
+  // the nav link marked current for each view
+  var VIEWS = {
+    "view-signin": null, "view-decisions": "nav-decisions", "view-decision": "nav-decisions",
+    "view-report": "nav-report", "view-compare": "nav-compare", "view-events": "nav-events"
+  };
+
   function show(view) {
-    ["view-signin", "view-decisions", "view-decision", "view-report"].forEach(function (id) {
+    Object.keys(VIEWS).forEach(function (id) {
       $(id).hidden = id !== view;
+      if (VIEWS[id]) $(VIEWS[id]).removeAttribute("aria-current");
     });
     var signedIn = view !== "view-signin";
     $("nav").hidden = !signedIn;
     $("session").hidden = !signedIn;
-    $("nav-decisions").removeAttribute("aria-current");
-    $("nav-report").removeAttribute("aria-current");
-    if (view === "view-decisions" || view === "view-decision") $("nav-decisions").setAttribute("aria-current", "page");
-    if (view === "view-report") $("nav-report").setAttribute("aria-current", "page");
+    if (VIEWS[view]) $(VIEWS[view]).setAttribute("aria-current", "page");
   }
 
   function route() {
@@ -154,16 +158,18 @@
     var match = /^#\/decision\/([A-Za-z0-9_-]+)$/.exec(hash);
     if (match) { show("view-decision"); openDecision(match[1]); return; }
     if (hash === "#/report") { show("view-report"); return; }
+    if (hash === "#/compare") { show("view-compare"); return; }
+    if (hash === "#/events") { show("view-events"); search(LISTS.events, false); return; }  // always fresh
     show("view-decisions");
-    if (state.query === null) search(false);
+    if (LISTS.decisions.query === null) search(LISTS.decisions, false);
   }
 
-  // ---- search ---------------------------------------------------------------------------------------------
+  // ---- paged searches: decisions and admin audit events ------------------------------------------------------
+  // Both endpoints page in chain order with an opaque cursor (`next_cursor`); "Load more" follows it.
 
-  function searchParams() {
-    var form = $("search-form");
+  function searchParams(form, names) {
     var params = new URLSearchParams();
-    ["application_id", "decision", "risk_band", "reason_code", "model_version"].forEach(function (name) {
+    names.forEach(function (name) {
       var value = form.elements[name].value.trim();
       if (value) params.set(name, value);
     });
@@ -175,24 +181,47 @@
     return params;
   }
 
-  function search(more) {
-    if (more && !state.cursor) {  // no next page: never fetch page 1 again (it would duplicate the rows)
-      $("load-more").hidden = true;
+  var LISTS = {
+    decisions: {
+      path: "/v1/decisions", form: "search-form", body: "results-body", empty: "results-empty", more: "load-more",
+      button: "search-button", what: "Search",
+      filters: ["application_id", "decision", "risk_band", "reason_code", "model_version"],
+      rows: function (item) { return [resultRow(item)]; },
+      query: null, cursor: null, generation: 0
+    },
+    events: {
+      path: "/v1/audit/events", form: "events-form", body: "events-body", empty: "events-empty", more: "events-more",
+      button: "events-button", what: "Loading the admin actions", filters: ["kind"],
+      rows: function (item) { return eventRows(item); },
+      query: null, cursor: null, generation: 0
+    }
+  };
+
+  function search(list, more) {
+    if (more && !list.cursor) {  // no next page: never fetch page 1 again (it would duplicate the rows)
+      $(list.more).hidden = true;
       return Promise.resolve();
     }
-    if (!more) { state.query = searchParams(); state.cursor = null; clear($("results-body")); }
-    var params = new URLSearchParams(state.query);
-    if (more) params.set("cursor", state.cursor);
-    var button = more ? $("load-more") : $("search-button");
+    if (!more) {
+      list.query = searchParams($(list.form), list.filters);
+      list.cursor = null;
+      list.generation += 1;  // a page of an earlier search that arrives late is dropped
+      clear($(list.body));
+    }
+    var generation = list.generation;
+    var params = new URLSearchParams(list.query);
+    if (more) params.set("cursor", list.cursor);
+    var button = more ? $(list.more) : $(list.button);
     button.disabled = true;
-    return api("/v1/decisions?" + params.toString()).then(function (body) {
-      var items = body.items || body.decisions || body.records || body.data || [];
-      state.cursor = body.next_cursor || body.cursor || null;
-      items.forEach(function (item) { $("results-body").appendChild(resultRow(item)); });
-      $("results-empty").hidden = $("results-body").children.length > 0;
-      $("load-more").hidden = !state.cursor;
+    return api(list.path + "?" + params.toString()).then(function (body) {
+      if (generation !== list.generation) return;
+      var items = body.items || [];
+      list.cursor = body.next_cursor || null;
+      items.forEach(function (item) { append($(list.body), list.rows(item)); });
+      $(list.empty).hidden = $(list.body).children.length > 0;
+      $(list.more).hidden = !list.cursor;
     }).catch(function (error) {
-      setStatus("Search failed: " + error.message, true);
+      setStatus(list.what + " failed: " + error.message, true);
     }).then(function () { button.disabled = false; });
   }
 
@@ -219,12 +248,14 @@
 
   function openDecision(decisionId) {
     state.record = null;
+    clear($("shadows"));
     $("replay-result").textContent = "";
     $("notice-panel").hidden = true;
     $("d-id").textContent = decisionId;
     return api("/v1/decisions/" + encodeURIComponent(decisionId)).then(function (record) {
       state.record = record;
       renderDecision(record);
+      loadShadows(record);
       $("decision-title").setAttribute("tabindex", "-1");
       $("decision-title").focus();
     }).catch(function (error) {
@@ -383,6 +414,117 @@
     });
   }
 
+  // ---- shadow decisions -----------------------------------------------------------------------------------
+
+  var SHADOW_KINDS = { challenger: "Challenger model", policy: "Candidate policy" };
+
+  function loadShadows(record) {
+    var box = $("shadows");
+    clear(box);
+    box.appendChild(el("p", { "class": "muted small", text: "Loading the shadow decisions…" }));
+    return api("/v1/decisions/" + encodeURIComponent(record.decision_id) + "/shadows").then(function (body) {
+      if (state.record === record) renderShadows(record, body.shadows || []);
+    }).catch(function (error) {
+      if (state.record !== record) return;
+      clear(box);
+      box.appendChild(el("p", { "class": "error", text: "Could not load the shadow decisions: " + error.message }));
+    });
+  }
+
+  function renderShadows(record, shadows) {
+    var box = $("shadows");
+    clear(box);
+    if (!shadows.length) {
+      box.appendChild(el("p", { "class": "muted", id: "shadows-none",
+        text: "None recorded: no challenger model or candidate policy decided this request in shadow." }));
+      return;
+    }
+    shadows.forEach(function (shadow) { box.appendChild(shadowTwin(record, shadow)); });
+  }
+
+  function modelLabel(model) {
+    if (!model) return "–";
+    return model.name + " " + model.version + (model.family ? " (" + model.family + ")" : "");
+  }
+
+  function shadowTwin(record, shadow) {
+    var response = record.response || {};
+    var versions = record.versions || {};
+    var kindLabel = SHADOW_KINDS[shadow.kind] || shadow.kind;
+    var differs = shadow.decision !== record.decision;
+    var champion = {
+      decision: record.decision,
+      score: response.score && typeof response.score === "object" ? response.score.value : record.score,
+      band: record.risk_band,
+      pd: response.probability_of_default,
+      model: { name: versions.model_name || record.model_name, version: versions.model_version || record.model_version,
+        family: versions.model_family },
+      policy: versions.policy_version || response.policy_version,
+      catalog: versions.catalog_version || response.catalog_version
+    };
+    var subject = shadow.kind === "policy"
+      ? "policy " + shadow.policy_version + " on " + shadow.model.name + " " + shadow.model.version
+      : shadow.model.name + " " + shadow.model.version;
+    var headingId = "shadow-" + shadow.shadow_id;
+    var scoreDelta = shadow.score - champion.score;
+    var rows = [
+      ["Decision", pill(champion.decision), pill(shadow.decision), differs],
+      ["Score", String(champion.score), shadow.score + (scoreDelta ? " (" + signed(scoreDelta, 0) + ")" : ""),
+        scoreDelta !== 0],
+      ["Risk band", champion.band, shadow.risk_band, champion.band !== shadow.risk_band],
+      ["Probability of default", fmt(100 * champion.pd, 1) + " %", fmt(100 * shadow.probability_of_default, 1) + " %",
+        false],
+      ["Model", modelLabel(champion.model), modelLabel(shadow.model),
+        champion.model.name !== shadow.model.name || champion.model.version !== shadow.model.version],
+      ["Policy version", champion.policy, shadow.policy_version, champion.policy !== shadow.policy_version],
+      ["Reason catalog", champion.catalog, shadow.catalog_version, champion.catalog !== shadow.catalog_version]
+    ];
+    var table = el("table", { "class": "kv twin-table" }, [
+      el("caption", { "class": "sr-only", text: "Champion and " + kindLabel.toLowerCase() + " side by side" }),
+      el("thead", {}, [el("tr", {}, [
+        el("th", { scope: "col" }, [el("span", { "class": "sr-only", text: "Field" })]),
+        el("th", { scope: "col", text: "Champion" }),
+        el("th", { scope: "col", text: kindLabel })
+      ])]),
+      el("tbody", {}, rows.map(function (row) {
+        return el("tr", { "class": row[3] ? "diff" : null }, [
+          el("th", { scope: "row", text: row[0] }),
+          el("td", {}, [row[1] === undefined || row[1] === null ? "–" : row[1]]),
+          el("td", { "data-field": row[0] }, [row[2] === undefined || row[2] === null ? "–" : row[2]])
+        ]);
+      }))
+    ]);
+    var reasons = (shadow.reasons || []).slice(0, 4);
+    var reasonList = reasons.length
+      ? el("ol", { "class": "twin-reasons" }, reasons.map(function (reason) {
+        return el("li", { title: "Auditor: " + reason.auditor_text }, [
+          el("span", { "class": "code", text: reason.code }), " ", reason.customer_text
+        ]);
+      }))
+      : el("p", { "class": "muted small", text: "No reasons recorded." });
+    var rules = (shadow.rules_fired || []).map(function (rule) { return rule.code; });
+    return el("article", {
+      "class": "twin" + (differs ? " differs" : ""), "aria-labelledby": headingId,
+      "data-kind": shadow.kind, "data-decision": shadow.decision
+    }, [
+      el("div", { "class": "twin-head" }, [
+        el("h3", { id: headingId, text: kindLabel + ": " + subject }),
+        differs
+          ? el("span", { "class": "flag flag-differs", text: "Decision differs: champion " + champion.decision + ", " +
+            kindLabel.toLowerCase() + " " + shadow.decision })
+          : el("span", { "class": "flag flag-same", text: "Same decision as the champion" })
+      ]),
+      table,
+      el("div", { "class": "kpi-label twin-label", text: "Top reasons of the " + kindLabel.toLowerCase() }),
+      reasonList,
+      el("p", { "class": "muted small", text: "Rules fired: " + (rules.length ? rules.join(", ") : "none") }),
+      el("p", { "class": "muted small twin-meta" }, [
+        "Recorded " + String(shadow.created_at).replace("T", " ") + " · record #" + shadow.seq + " · hash ",
+        el("span", { "class": "mono", text: shadow.record_hash })
+      ])
+    ]);
+  }
+
   // ---- waterfall ------------------------------------------------------------------------------------------
 
   function niceStep(span, count) {
@@ -531,42 +673,185 @@
     }).catch(function (error) { setStatus("Could not open the notice: " + error.message, true); });
   }
 
-  // ---- period report --------------------------------------------------------------------------------------
+  // ---- reports: the period report and the champion vs challenger comparison ---------------------------------
+  // Both are fetched with the key as blobs: HTML shown in a frame (and a new tab), PDF, CSV and JSON downloaded.
 
   function isoDay(date) { return date.toISOString().slice(0, 10); }
 
-  function reportPath(format) {
-    var form = $("report-form");
-    var params = new URLSearchParams({ from: form.elements.from.value, to: form.elements.to.value, format: format });
-    if (form.elements.model.value.trim()) params.set("model", form.elements.model.value.trim());
-    return "/v1/reports?" + params.toString();
+  var REPORTS = {
+    report: {
+      path: "/v1/reports", form: "report-form", show: "report-show", panel: "report-panel", frame: "report-frame",
+      open: "report-open", noun: "report",
+      params: function (form) {
+        var model = form.elements.model.value.trim();
+        return model ? { model: model } : {};
+      },
+      fileName: function (form, format) {
+        return "credit-decision-report_" + form.elements.from.value + "_" + form.elements.to.value + "." + format;
+      }
+    },
+    compare: {
+      path: "/v1/reports/challenger", form: "compare-form", show: "compare-show", panel: "compare-panel",
+      frame: "compare-frame", open: "compare-open", noun: "comparison",
+      params: function (form) { return { kind: form.elements.kind.value }; },
+      fileName: function (form, format) {
+        return "credit-decision-" + form.elements.kind.value + "-comparison_" + form.elements.from.value + "_" +
+          form.elements.to.value + "." + format;
+      }
+    }
+  };
+
+  function reportPath(spec, format) {
+    var form = $(spec.form);
+    var params = new URLSearchParams({ from: form.elements.from.value, to: form.elements.to.value });
+    var extra = spec.params(form);
+    Object.keys(extra).forEach(function (name) { params.set(name, extra[name]); });
+    params.set("format", format);
+    return spec.path + "?" + params.toString();
   }
 
-  function showReport(event) {
+  function showReport(spec, event) {
     event.preventDefault();
-    var button = $("report-show");
+    var button = $(spec.show);
     button.disabled = true;
-    setStatus("Building the report…");
-    api(reportPath("html"), { as: "blob" }).then(function (blob) {
+    setStatus("Building the " + spec.noun + "…");
+    api(reportPath(spec, "html"), { as: "blob" }).then(function (blob) {
       setStatus("");
-      showBlob("report", new Blob([blob], { type: "text/html" }), $("report-frame"), $("report-open"));
-      $("report-panel").hidden = false;
+      showBlob(spec.frame, new Blob([blob], { type: "text/html" }), $(spec.frame), $(spec.open));
+      $(spec.panel).hidden = false;
     }).catch(function (error) {
-      setStatus("Could not build the report: " + error.message, true);
+      setStatus("Could not build the " + spec.noun + ": " + error.message, true);
     }).then(function () { button.disabled = false; });
   }
 
-  function downloadReport(format) {
-    if (!$("report-form").reportValidity()) return;
-    api(reportPath(format), { as: "blob" }).then(function (blob) {
+  function downloadReport(spec, format) {
+    var form = $(spec.form);
+    if (!form.reportValidity()) return;
+    api(reportPath(spec, format), { as: "blob" }).then(function (blob) {
       var url = URL.createObjectURL(blob);
-      var link = el("a", { href: url, download: "credit-decision-report_" + $("r-from").value + "_" + $("r-to").value +
-        "." + format });
+      var link = el("a", { href: url, download: spec.fileName(form, format) });
       document.body.appendChild(link);
       link.click();
       link.remove();
       setTimeout(function () { URL.revokeObjectURL(url); }, 10000);
-    }).catch(function (error) { setStatus("Could not download the report: " + error.message, true); });
+    }).catch(function (error) { setStatus("Could not download the " + spec.noun + ": " + error.message, true); });
+  }
+
+  function wireReport(spec) {
+    var form = $(spec.form);
+    var frame = $(spec.frame);
+    var defaultTitle = frame.title;
+    form.addEventListener("submit", function (event) { showReport(spec, event); });
+    Array.prototype.forEach.call(form.querySelectorAll("[data-format]"), function (button) {
+      button.addEventListener("click", function () { downloadReport(spec, button.getAttribute("data-format")); });
+    });
+    // the frame is named by the document it shows (the report's own title names the period and the versions)
+    frame.addEventListener("load", function () {
+      var doc = null;
+      try { doc = frame.contentDocument; } catch (e) { doc = null; }
+      frame.title = (doc && doc.title) || defaultTitle;
+    });
+  }
+
+  // ---- admin audit events ---------------------------------------------------------------------------------
+
+  function target(t) {
+    if (!t) return "none";
+    return t.name + " " + t.version + (t.policy ? " with policy " + t.policy : "");
+  }
+
+  function actorParts(actor) {
+    actor = actor || {};
+    if (actor.cli) return [actor.cli, "command line"];
+    if (actor.key_id || actor.label) {
+      return [actor.label || ("key " + actor.key_id),
+        (actor.label && actor.key_id ? "key " + actor.key_id : "") + (actor.role ? " · " + actor.role : "")];
+    }
+    return [JSON.stringify(actor), ""];
+  }
+
+  function eventSummary(event) {
+    var d = event.details || {};
+    var before = d.before || {};
+    var text;
+    switch (event.kind) {
+      case "promotion":
+        text = "promoted " + target(d.to) + (before.champion ? " over " + target(before.champion) : "");
+        break;
+      case "rollback":
+        text = "rolled back to " + target(d.to) + (before.champion ? " from " + target(before.champion) : "");
+        break;
+      case "shadow_on": text = "challenger " + target(d.challenger) + " in shadow"; break;
+      case "shadow_off": text = "stopped challenger " + target(d.challenger); break;
+      case "policy_shadow_on": text = "candidate policy " + d.policy + " in shadow"; break;
+      case "policy_shadow_off": text = "stopped candidate policy " + d.policy; break;
+      case "policy_added":
+        text = "stored candidate policy " + d.policy + " (catalog " + d.catalog_version + ", checked against spec " +
+          d.validated_with_spec + ")";
+        break;
+      case "purge":
+        text = "purged " + d.purged_records + " records, " + (d.purged_events || 0) + " audit events and " +
+          (d.purged_shadows || 0) + " shadow decisions created before " + d.cutoff +
+          (d.retention_days !== undefined ? " (retention " + d.retention_days + " days)" : "");
+        break;
+      case "key_created":
+        text = "created " + (d.role ? d.role + " " : "") + "key " + d.key_id + (d.label ? " “" + d.label + "”" : "");
+        break;
+      case "key_revoked":
+        text = "revoked key " + d.key_id + (d.roles ? " (" + [].concat(d.roles).join(", ") + ")" : "") +
+          (d.label ? " “" + d.label + "”" : "");
+        break;
+      default: {
+        var json = JSON.stringify(d);
+        text = json.length > 120 ? json.slice(0, 119) + "…" : json;
+      }
+    }
+    return text + (d.note ? " (" + d.note + ")" : "");
+  }
+
+  function jsonBlock(value) {
+    return el("pre", { "class": "json", text: JSON.stringify(value, null, 2) });
+  }
+
+  function eventRows(event) {
+    var detailId = "event-detail-" + event.seq;
+    var who = actorParts(event.actor);
+    var created = String(event.created_at || "").replace("T", " ").replace(/\.\d+Z$/, "Z");
+    var toggle = el("button", { type: "button", "class": "btn btn-small", "aria-expanded": "false",
+      "aria-controls": detailId, "aria-label": "Details of event #" + event.seq, text: "Details" });
+    var row = el("tr", { "class": "event", "data-seq": event.seq, "data-kind": event.kind }, [
+      el("td", { "class": "nowrap", text: created }),
+      el("td", {}, [el("span", { "class": "code", text: event.kind })]),
+      el("td", { "class": "who" }, [el("span", { text: who[0] }), who[1] ? el("span", { "class": "muted small",
+        text: " " + who[1] }) : null]),
+      el("td", { "class": "what", text: eventSummary(event) }),
+      el("td", { "class": "num", text: event.seq }),
+      el("td", {}, [toggle])
+    ]);
+    var facts = [
+      ["Event id", event.event_id], ["Created (UTC)", event.created_at], ["Seq", event.seq],
+      ["Record hash", event.record_hash], ["Previous hash", event.prev_hash]
+    ];
+    var detail = el("tr", { "class": "event-detail", id: detailId }, [el("td", { colspan: 6 }, [
+      el("table", { "class": "kv" }, [el("tbody", {}, facts.map(function (fact) {
+        return el("tr", {}, [el("th", { scope: "row", text: fact[0] }),
+          el("td", { "class": /hash|id/i.test(fact[0]) ? "mono" : "", text: String(fact[1]) })]);
+      }))]),
+      el("div", { "class": "grid two event-json" }, [
+        el("div", {}, [el("h3", { text: "Actor" }), jsonBlock(event.actor),
+          el("h3", { text: "Details" }), jsonBlock(event.details)]),
+        el("div", {}, [el("h3", { text: "Serving state after" }),
+          event.serving_state ? jsonBlock(event.serving_state)
+            : el("p", { "class": "muted small", text: "Not a control event: the serving state did not change." })])
+      ])
+    ])]);
+    detail.hidden = true;
+    toggle.addEventListener("click", function () {
+      detail.hidden = !detail.hidden;
+      toggle.setAttribute("aria-expanded", String(!detail.hidden));
+      toggle.textContent = detail.hidden ? "Details" : "Hide";
+    });
+    return [row, detail];
   }
 
   // ---- start ----------------------------------------------------------------------------------------------
@@ -575,21 +860,21 @@
     var today = new Date();
     var tomorrow = new Date(today.getTime() + 86400000);
     var monthAgo = new Date(today.getTime() - 30 * 86400000);
-    $("r-from").value = isoDay(monthAgo);
-    $("r-to").value = isoDay(tomorrow);
+    ["r-from", "c-from"].forEach(function (id) { $(id).value = isoDay(monthAgo); });
+    ["r-to", "c-to"].forEach(function (id) { $(id).value = isoDay(tomorrow); });
 
     $("signin-form").addEventListener("submit", onSignIn);
     $("sign-out").addEventListener("click", function () { signOut(""); });
-    $("search-form").addEventListener("submit", function (event) { event.preventDefault(); search(false); });
-    $("search-form").addEventListener("reset", function () { setTimeout(function () { search(false); }, 0); });
-    $("load-more").addEventListener("click", function () { search(true); });
+    Object.keys(LISTS).forEach(function (name) {
+      var list = LISTS[name];
+      $(list.form).addEventListener("submit", function (event) { event.preventDefault(); search(list, false); });
+      $(list.form).addEventListener("reset", function () { setTimeout(function () { search(list, false); }, 0); });
+      $(list.more).addEventListener("click", function () { search(list, true); });
+    });
     $("replay-button").addEventListener("click", replay);
     $("notice-close").addEventListener("click", function () { $("notice-panel").hidden = true; $("notice-button").focus(); });
     $("notice-print").addEventListener("click", function () { $("notice-frame").contentWindow.print(); });
-    $("report-form").addEventListener("submit", showReport);
-    Array.prototype.forEach.call(document.querySelectorAll("#report-form [data-format]"), function (button) {
-      button.addEventListener("click", function () { downloadReport(button.getAttribute("data-format")); });
-    });
+    Object.keys(REPORTS).forEach(function (name) { wireReport(REPORTS[name]); });
     window.addEventListener("hashchange", route);
 
     fetch("/v1/schema", { credentials: "omit" }).then(function (r) { return r.ok ? r.json() : null; })
