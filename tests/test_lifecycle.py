@@ -408,7 +408,9 @@ def test_a_shadow_that_falls_behind_skips_and_counts_never_blocks(
     recorded = [state.service.recorded(m["decision_id"]) for m in made]
     decided = [(r, r.request.request_hash) for r in recorded]
     metrics = Metrics()
-    runner = ShadowRunner(state.store, clock=utc_now, new_id=new_decision_id, counters=metrics, queue_size=3, batch=64)
+    runner = ShadowRunner(
+        state.store, clock=utc_now, new_id=new_decision_id, counters=metrics, queue_size=3, batch=64, linger=0.0
+    )
     shadow = Shadow("challenger", state.models.get(challenger, challenger_v))
     # another writer holds the database: the shadow thread's commit waits, the queue fills up
     path = state.settings.database_url[len("sqlite:///") :]

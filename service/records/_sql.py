@@ -742,6 +742,7 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
             return []
         payloads = [canonical_json(record.payload) for record in records]  # not JSON-ready: ValueError, nothing locked
         contents = [canonical_content(record, text) for record, text in zip(records, payloads, strict=True)]
+
         decision_ids = sorted({record.decision_id for record in records})
         shadow_ids = sorted({record.shadow_id for record in records})
         out: list[StoredShadow] = []
@@ -792,12 +793,8 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
                         record_hash,
                     ),
                 )
-                stored = StoredShadow(
-                    seq=seq,
-                    record=dataclasses.replace(record, payload=json.loads(payload_text)),
-                    prev_hash=prev_hash,
-                    record_hash=record_hash,
-                )
+                # the record as given (its payload is JSON-ready; the background writer does not read it back)
+                stored = StoredShadow(seq=seq, record=record, prev_hash=prev_hash, record_hash=record_hash)
                 by_twin[twin] = stored
                 taken[record.shadow_id] = twin
                 out.append(stored)
