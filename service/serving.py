@@ -129,13 +129,14 @@ class Lifecycle:
     # ---- reading ------------------------------------------------------------------------------------
     def state(self) -> ServingState:
         """The deployment's serving state: the latest control event's, else the pinned or registry champion."""
-        if self.pinned is not None:
-            latest = self.store.latest_serving_state()
-            shadows = ServingState.from_json(latest.event.serving_state or {}) if latest else ServingState(None)
-            return replace(shadows, champion=self.pinned, seq=latest.seq if latest else 0, source="settings")
         latest = self.store.latest_serving_state()
+        recorded = None
         if latest is not None and latest.event.serving_state is not None:
-            return ServingState.from_json(latest.event.serving_state, seq=latest.seq)
+            recorded = ServingState.from_json(latest.event.serving_state, seq=latest.seq)
+        if self.pinned is not None:  # the settings name the champion; shadows still follow the chain
+            return replace(recorded or ServingState(None), champion=self.pinned, source="settings")
+        if recorded is not None:
+            return recorded
         champion = self.models.store.champion()
         return ServingState(None if champion is None else Target(*champion), source="registry")
 

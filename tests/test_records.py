@@ -607,3 +607,28 @@ def test_spliced_canonical_content_equals_the_full_serialisation(make_decision_r
         assert canonical_content(record, canonical_json(record.payload)) == full
 
     check()
+
+
+def _open_and_count(url: str, barrier: Any) -> int:
+    from service.records import open_decision_store
+
+    barrier.wait()
+    store = open_decision_store(url)
+    try:
+        return store.count()
+    finally:
+        store.close()
+
+
+def test_workers_opening_a_new_sqlite_store_at_the_same_moment_all_succeed(tmp_path: Any) -> None:
+    """gunicorn starts its workers together: each opens (and migrates, and switches to WAL) the same new file."""
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor
+
+    for attempt in range(20):
+        url = f"sqlite:///{tmp_path / f'new-{attempt}.sqlite3'}"
+        with multiprocessing.Manager() as manager:
+            barrier = manager.Barrier(8)
+            with ProcessPoolExecutor(8, mp_context=multiprocessing.get_context("fork")) as pool:
+                counts = list(pool.map(_open_and_count, [url] * 8, [barrier] * 8))
+        assert counts == [0] * 8

@@ -714,3 +714,19 @@ def test_audit_purge_says_what_it_took_and_what_the_serving_state_kept(
         "chain OK: 2 entries checked (0 decisions, 2 audit events, 0 shadow decisions) after checkpoint seq 9"
         in verify.output
     )
+
+
+def test_shadow_batches_do_not_wait_for_their_own_flush_and_decisions_still_do(
+    decision_store_url: str, decision_store: Any, make_decision_record: MakeRecord
+) -> None:
+    """A shadow batch commits without its own fsync (SQLite synchronous=NORMAL, PostgreSQL synchronous_commit=off,
+    for that transaction only); the connection's next decision commit waits for its fsync again."""
+    decision = decision_store.save(make_decision_record())
+    decision_store.save_shadows([make_shadow(decision.record.decision_id)])
+    conn = decision_store._connection()  # this thread's connection, the one both writes used
+    if decision_store_url.startswith("sqlite"):
+        assert conn.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+    else:
+        assert conn.execute("SHOW synchronous_commit").fetchone()[0] == "on"
+    decision_store.save(make_decision_record())
+    assert decision_store.verify_chain().ok

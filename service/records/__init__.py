@@ -47,6 +47,10 @@ Retention
 
 Durability (a record is committed before :meth:`DecisionStore.save` returns; on any failure ``save``
 raises :class:`StoreUnavailable` and the API answers 503 — a record is never silently dropped)
+    - Shadow decisions (``save_shadows``) are the one exception: their commit does not wait for its own flush
+      (SQLite ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off`` for that transaction). No one is
+      answered with them, and the log is sequential: the next decision's commit makes them durable with it, in
+      chain order, so a power cut can lose only the shadows recorded after the last decision.
     - SQLite: WAL journal with ``synchronous=FULL``: the WAL is fsynced at every commit, so a committed
       decision survives a crash of the process (e.g. a SIGKILLed worker) and of the operating system or
       power, provided the disk honours fsync. Writers wait up to ``busy_timeout`` (30 s) for each other.

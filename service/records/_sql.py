@@ -48,7 +48,9 @@ from service.records.model import (
     chain_hash,
 )
 
-Mode = Literal["read", "write", "snapshot"]
+#: ``write_deferred``: a write whose commit does not wait for its own flush to disk (SQLite ``synchronous=NORMAL``,
+#: PostgreSQL ``synchronous_commit=off``); the log is sequential, so the next ordinary commit makes it durable too.
+Mode = Literal["read", "write", "write_deferred", "snapshot"]
 Row = tuple[Any, ...]
 ConnT = TypeVar("ConnT")
 _Seq = TypeVar("_Seq", StoredRecord, StoredEvent, StoredShadow)
@@ -746,7 +748,10 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
         decision_ids = sorted({record.decision_id for record in records})
         shadow_ids = sorted({record.shadow_id for record in records})
         out: list[StoredShadow] = []
-        with self._transaction("write") as tx:
+        # Shadows never wait for their own flush to disk: they are never answered to anyone, and the next decision's
+        # commit (which does wait) makes them durable with it, in chain order. A power cut can lose only the shadows
+        # recorded after the last decision, never a decision and never the chain's integrity.
+        with self._transaction("write_deferred") as tx:
             head = self._lock_chain(tx)
             missing = sorted(set(decision_ids) - existing_decisions(tx, decision_ids))
             if missing:

@@ -16,6 +16,7 @@ CONNECT_TIMEOUT_SECONDS = 10
 
 _BEGIN = {
     "write": "BEGIN ISOLATION LEVEL READ COMMITTED",
+    "write_deferred": "BEGIN ISOLATION LEVEL READ COMMITTED",
     "read": "BEGIN ISOLATION LEVEL READ COMMITTED READ ONLY",
     "snapshot": "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY",
 }
@@ -83,6 +84,8 @@ class PostgresDecisionStore(SqlDecisionStore[psycopg.Connection[Row]]):
 
     def _begin(self, conn: psycopg.Connection[Row], mode: Mode) -> Transaction:
         conn.execute(_BEGIN[mode])
+        if mode == "write_deferred":  # the commit does not wait for the WAL flush (this transaction only)
+            conn.execute("SET LOCAL synchronous_commit = off")
         return _PostgresTransaction(conn)
 
     def _finish(self, conn: psycopg.Connection[Row], commit: bool) -> None:

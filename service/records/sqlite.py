@@ -6,6 +6,7 @@ import fcntl
 import json
 import os
 import sqlite3
+import time
 from collections.abc import Sequence
 from datetime import datetime
 from pathlib import Path
@@ -56,6 +57,7 @@ class SqliteDecisionStore(SqlDecisionStore[sqlite3.Connection]):
         # polls with sleeps of up to 100 ms. The lock dies with its process, so a killed worker never holds it.
         self._lock_path = self.path.with_name(self.path.name + ".lock")
         self._lock_fds: dict[int, int] = {}
+        self._deferred: set[int] = set()  # connections inside a deferred write (synchronous=NORMAL)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.migrate()
         # Keep no connection open after construction, so a store built before gunicorn forks its workers
@@ -65,7 +67,7 @@ class SqliteDecisionStore(SqlDecisionStore[sqlite3.Connection]):
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
         try:
-            mode = conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            mode = self._wal(conn)
             if mode is None or str(mode[0]).lower() != "wal":
                 raise sqlite3.OperationalError(f"cannot switch {self.path} to WAL mode (got {mode})")
             conn.execute("PRAGMA synchronous=FULL")
@@ -76,18 +78,37 @@ class SqliteDecisionStore(SqlDecisionStore[sqlite3.Connection]):
             raise
         return conn
 
+    def _wal(self, conn: sqlite3.Connection) -> Any:
+        """Switch to WAL, waiting (up to busy_timeout) while another process holds the database: SQLite does not
+        apply its busy handler to this pragma, so workers opening a new file at the same moment would otherwise
+        fail with "database is locked" and start not ready."""
+        deadline = time.monotonic() + self.busy_timeout
+        pause = 0.005
+        while True:
+            try:
+                return conn.execute("PRAGMA journal_mode=WAL").fetchone()
+            except sqlite3.OperationalError as exc:
+                if "locked" not in str(exc) or time.monotonic() + pause > deadline:
+                    raise
+                time.sleep(pause)
+                pause = min(pause * 2, 0.1)
+
     def _begin(self, conn: sqlite3.Connection, mode: Mode) -> Transaction:
         # IMMEDIATE takes the database write lock at BEGIN (waiting up to busy_timeout), so the chain head read
         # next is the one this append extends: appends from every process form one total order.
-        if mode != "write":
+        if mode not in ("write", "write_deferred"):
             conn.execute("BEGIN")
             return _SqliteTransaction(conn)
+        if mode == "write_deferred":  # the WAL is not fsynced at this commit (set outside the transaction)
+            conn.execute("PRAGMA synchronous=NORMAL")
+            self._deferred.add(id(conn))
         fd = self._lock_fds[id(conn)]
         fcntl.flock(fd, fcntl.LOCK_EX)
         try:
             conn.execute("BEGIN IMMEDIATE")
         except BaseException:
             fcntl.flock(fd, fcntl.LOCK_UN)
+            self._restore_full(conn)
             raise
         return _SqliteTransaction(conn)
 
@@ -99,6 +120,19 @@ class SqliteDecisionStore(SqlDecisionStore[sqlite3.Connection]):
             fd = self._lock_fds.get(id(conn))
             if fd is not None:
                 fcntl.flock(fd, fcntl.LOCK_UN)
+            self._restore_full(conn)
+
+    def _restore_full(self, conn: sqlite3.Connection) -> None:
+        """After a deferred write, every other commit of the connection waits for its fsync again; a connection
+        that cannot be set back is closed (and so never used for a decision)."""
+        if id(conn) not in self._deferred:
+            return
+        self._deferred.discard(id(conn))
+        try:
+            conn.execute("PRAGMA synchronous=FULL")
+        except sqlite3.Error:
+            conn.close()
+            raise
 
     def _is_database_error(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.Error)
