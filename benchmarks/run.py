@@ -580,7 +580,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             ),
             App(
                 "full-shadow", "(c) full decision, challenger in shadow", "service.app:create_app()", "/v1/decisions",
-                default_bodies, shadow_env("decisions-shadow.sqlite3"), api_key=api_key,
+                default_bodies, shadow_env("decisions-shadow.sqlite3"), half_peak=True, api_key=api_key,
             ),
             App(
                 "full-shm", "(c) full decision, record on tmpfs (not durable; isolates fsync)", "service.app:create_app()",
@@ -753,16 +753,24 @@ def ratios(results: dict[str, AppResult], batch: dict[str, Any]) -> list[tuple[s
                     f"{r / 0.9:.2f} x the target",
                 )
             )
-        p99 = shadow.at(4).median("p99") / full.at(4).median("p99")
-        out.append(
+        for label, ours, theirs in (
+            ("4 connections (saturated)", shadow.at(4).median("p99"), full.at(4).median("p99")),
             (
-                "full with a challenger in shadow / full p99, 4 connections",
-                f"{p99:.2f}",
-                "<= 1.10 (unchanged within noise)",
-                p99 <= 1.1,
-                f"{p99 / 1.1:.2f} x the limit",
+                "at half of each one's peak",
+                shadow.half.median("p99") if shadow.half else float("nan"),
+                full.half.median("p99") if full.half else float("nan"),
+            ),
+        ):
+            p99 = ours / theirs
+            out.append(
+                (
+                    f"full with a challenger in shadow / full p99, {label}",
+                    f"{p99:.2f} ({ours:.1f} / {theirs:.1f} ms)",
+                    "<= 1.10",
+                    p99 <= 1.1,
+                    f"{p99 / 1.1:.2f} x the limit",
+                )
             )
-        )
     r = full.at(4).rps / naive.at(4).rps
     out.append(
         ("full / naive throughput, 4 connections", f"{r:.2f} x", ">= 3 x", r >= 3.0, f"{r / 3.0:.2f} x the target")

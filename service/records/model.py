@@ -144,11 +144,13 @@ def canonical_content(record: ChainEntry, payload_text: str | None = None) -> st
     ``canonical_json`` uses.
     """
     content = entry_content(record)
-    parts = []
-    for key in sorted(content):
-        text = payload_text if key == "payload" and payload_text is not None else canonical_json(content[key])
-        parts.append(f"{canonical_json(key)}:{text}")
-    return "{" + ",".join(parts) + "}"
+    if payload_text is None or "payload" not in content:
+        return canonical_json(content)
+    # the keys before and after "payload" serialised in one call each (sorted like canonical_json sorts them),
+    # the payload's text spliced between: the same text as canonical_json(content), at a fraction of the cost
+    before = canonical_json({k: v for k, v in content.items() if k < "payload"})[1:-1]
+    after = canonical_json({k: v for k, v in content.items() if k > "payload"})[1:-1]
+    return "{" + ",".join(part for part in (before, f'"payload":{payload_text}', after) if part) + "}"
 
 
 def chain_hash(prev_hash: str, record: ChainEntry, content: str | None = None) -> str:
