@@ -62,6 +62,22 @@ class Category:
     source: str
 
 
+RecourseDirection = Literal["decrease", "increase"]
+
+
+@dataclass(frozen=True)
+class RecourseRule:
+    """How recourse may change an actionable field (the spec's ``recourse:`` block of the field).
+
+    A numeric field moves in one ``direction`` only, in multiples of ``step`` from the applicant's value and
+    within the field's range; a categorical field may move to one of ``to`` (codes of the field).
+    """
+
+    direction: RecourseDirection | None = None
+    step: float = 1.0
+    to: tuple[str, ...] = ()
+
+
 @dataclass(frozen=True)
 class Field:
     """One applicant field accepted by the API and used as a model input."""
@@ -80,6 +96,8 @@ class Field:
     values: tuple[Category, ...] = ()
     missing: bool = False  # the value may be missing (None): NaN or the (missing) column when encoded
     missing_values: tuple[str, ...] = ("",)  # source labels in the training data that mean missing
+    recourse: RecourseRule | None = None  # how recourse may change it (only an actionable field has one)
+    ordered: bool = False  # a categorical field whose codes are in order (one step = the next or previous code)
 
     @cached_property
     def column_codes(self) -> tuple[str, ...]:
@@ -301,6 +319,18 @@ class FeatureSpec:
                 )
             if field.source_column == self.target_column:
                 raise ContractError(f"{where}: field '{field.name}' is the target column")
+        banded = {b.field for b in self.fairness_bands}
+        for field in self.fields:
+            if field.actionable and field.name in banded:
+                raise ContractError(
+                    f"{where}: field '{field.name}' is grouped under fairness_bands (a protected basis such as "
+                    "age) and may not be actionable: recourse never asks an applicant to change it"
+                )
+
+    @property
+    def recourse_fields(self) -> tuple[Field, ...]:
+        """The actionable fields recourse may change (those with a ``recourse`` block), in spec order."""
+        return tuple(f for f in self.fields if f.recourse is not None)
 
     # ---- derived views -------------------------------------------------------------------
     @property
@@ -575,7 +605,13 @@ def _parse_field(raw: Any, where: str) -> Field:
     actionable = raw.get("actionable", False)
     if not isinstance(actionable, bool):
         raise ContractError(f"{where}.actionable: must be true or false")
+    recourse = _parse_recourse(raw, kind, actionable, int(monotone), where)
+    ordered = raw.get("ordered", False)
+    if not isinstance(ordered, bool) or (ordered and kind != "categorical"):
+        raise ContractError(f"{where}.ordered: true or false, and only on a categorical field")
     common: dict[str, Any] = {
+        "recourse": recourse,
+        "ordered": ordered,
         "name": name,
         "kind": kind,
         "description": require(raw, "description", str, where),
@@ -623,6 +659,48 @@ def _parse_field(raw: Any, where: str) -> Field:
     if clash:
         raise ContractError(f"{where}: source label(s) {clash} are both a code's source and a missing value")
     return Field(values=tuple(values), **common)
+
+
+def _parse_recourse(raw: dict[str, Any], kind: str, actionable: bool, monotone: int, where: str) -> RecourseRule | None:
+    """``recourse: {direction: decrease|increase, step: n}`` (numeric) or ``recourse: {to: [codes]}`` (categorical)."""
+    block = raw.get("recourse")
+    if block is None:
+        return None
+    where = f"{where}.recourse"
+    if not isinstance(block, dict):
+        raise ContractError(f"{where}: expected a mapping")
+    if not actionable:
+        raise ContractError(f"{where}: only an actionable field (actionable: true) may be changed by recourse")
+    if kind == "categorical":
+        unknown = sorted(set(block) - {"to"})
+        if unknown:
+            raise ContractError(f"{where}: unknown key(s) {unknown} (a categorical field takes only `to`)")
+        to = block.get("to")
+        if not isinstance(to, list) or not to or not all(isinstance(c, str) for c in to):
+            raise ContractError(f"{where}.to: expected a non-empty list of the field's codes")
+        codes = {str(v.get("code")) for v in raw.get("values", []) if isinstance(v, dict)}
+        strangers = [c for c in to if c not in codes]
+        if strangers or len(set(to)) != len(to):
+            raise ContractError(f"{where}.to: {strangers or to} must be distinct codes of the field")
+        return RecourseRule(to=tuple(to))
+    unknown = sorted(set(block) - {"direction", "step"})
+    if unknown:
+        raise ContractError(f"{where}: unknown key(s) {unknown} (a numeric field takes direction and step)")
+    direction = block.get("direction")
+    if direction not in ("decrease", "increase"):
+        raise ContractError(f"{where}.direction: must be 'decrease' or 'increase', got {direction!r}")
+    if (direction == "increase") == (monotone == 1) and monotone != 0:
+        raise ContractError(
+            f"{where}.direction: the field's monotone constraint ({monotone:+d}) means moving it to {direction} "
+            "can never lower the risk"
+        )
+    step = block.get("step", 1)
+    integer = raw.get("dtype", "number") == "integer"
+    if isinstance(step, bool) or not isinstance(step, int | float) or not math.isfinite(step) or step <= 0:
+        raise ContractError(f"{where}.step: must be a positive number")
+    if integer and not float(step).is_integer():
+        raise ContractError(f"{where}.step: must be a whole number for an integer field")
+    return RecourseRule(direction=direction, step=float(step))
 
 
 def _parse_missing(raw: dict[str, Any], where: str) -> dict[str, Any]:

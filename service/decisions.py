@@ -30,6 +30,7 @@ from model_store.vocabulary import DECISION_ID
 from service.core.engine import DecisionBatch
 from service.core.notice import AdverseActionNotice, build_notice
 from service.core.recorded import ApplicationRequest, RecordedDecision
+from service.core.recourse import Recourse
 from service.errors import (
     CreditDecisionError,
     FieldError,
@@ -163,11 +164,13 @@ class DecisionService:
         decided_by: Mapping[str, str],
         idempotency_keys: Sequence[str | None] | None = None,
         started: float | None = None,
+        recourse: bool = False,
     ) -> tuple[list[Decided | CreditDecisionError], Timings]:
         """Decide and record validated requests; each result is its decision or the error it alone failed with.
 
         ``started`` is the timer reading when the request arrived (default: now), so ``latency_ms`` covers
-        reading and validating it too.
+        reading and validating it too. ``recourse`` adds, to each new refer or decline, what would change it
+        (``service.core.recourse``), recorded with it; an idempotent retry gets the record as it was made.
         """
         began = self._timer() if started is None else started
         serving = self.serving  # one snapshot for the whole call: a switch never splits a batch
@@ -186,10 +189,17 @@ class DecisionService:
             else:
                 results[i] = _retried(found, request)
         batch = model.engine.decide([requests[i].applicant for i in pending]) if pending else None
+        recourses: list[Recourse | None] = [None] * len(pending)
+        if recourse and batch is not None:
+            for j, action in enumerate(batch.decisions()):
+                if action != "approve":
+                    recourses[j] = model.recourse(batch.applications[j])
         decided = self._timer()
         for j, i in enumerate(pending):
             assert batch is not None
-            results[i] = self._record(model, store, requests[i], batch, j, keys[i], decided_by, decided - began)
+            results[i] = self._record(
+                model, store, requests[i], batch, j, keys[i], decided_by, decided - began, recourses[j]
+            )
         done = self._timer()
         timings = Timings(decide_ms=(decided - began) * 1000.0, store_ms=(done - decided) * 1000.0)
         if serving.shadows and self.shadow_runner is not None:
@@ -208,10 +218,11 @@ class DecisionService:
         decided_by: Mapping[str, str],
         idempotency_key: str | None = None,
         started: float | None = None,
+        recourse: bool = False,
     ) -> tuple[Decided, Timings]:
         """Decide and record one validated request (a batch of one); raises what it failed with."""
         results, timings = self.decide(
-            [request], decided_by=decided_by, idempotency_keys=[idempotency_key], started=started
+            [request], decided_by=decided_by, idempotency_keys=[idempotency_key], started=started, recourse=recourse
         )
         result = results[0]
         if isinstance(result, CreditDecisionError):
@@ -232,6 +243,7 @@ class DecisionService:
         key: str | None,
         decided_by: Mapping[str, str],
         seconds: float,
+        recourse: Recourse | None = None,
     ) -> Decided | CreditDecisionError:
         recorded = model.recorded(
             decision_id=self._new_id(),
@@ -240,6 +252,8 @@ class DecisionService:
             decision=batch.decision(row),
             decided_by=decided_by,
             latency_ms=seconds * 1000.0,
+            recourse=recourse,
+            reasons_stable=model.reasons_stable(batch, row),
         )
         try:
             stored = store.save(record_of(recorded, key, request.request_hash))
@@ -285,7 +299,8 @@ class DecisionService:
             )
         except (NotReady, ModelUnavailable):
             return build_notice(recorded, None, catalog_known=False)
-        return build_notice(recorded, model.catalog.inquiries_field)
+        descriptions = {f.name: f.description for f in model.bundle.spec.fields}
+        return build_notice(recorded, model.catalog.inquiries_field, descriptions=descriptions)
 
     # ---- lifecycle -----------------------------------------------------------------------------------
     def require_lifecycle(self) -> Lifecycle:

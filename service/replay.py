@@ -8,7 +8,8 @@ hash to the recorded ``request_hash`` and pass the version's field checks. The r
 typed payload (any schema version) and decided by the one engine, like a live request.
 
 Compared: decision, score, probability_of_default, risk band, reasons (codes, order, texts, values,
-contributions), rules fired and the explanation (attributions, base value, margin). Numbers are compared
+contributions), rules fired and the explanation (attributions, base value, margin); and, when the record
+holds them, the recourse (re-derived by the same deterministic search) and the reasons-stability flag. Numbers are compared
 with an absolute tolerance of 1e-9: the same ONNX graph and the same float64 TreeSHAP run on the same input
 give the same numbers (JSON round-trips floats exactly), so the tolerance only absorbs a different CPU's
 last-bit rounding, far below anything that could change a score, band or reason.
@@ -37,6 +38,8 @@ COMPARED_FIELDS = (
     "reasons",
     "rules_fired",
     "explanation",
+    "recourse",
+    "reasons_stable",
 )
 VERSION_FIELDS = ("spec_version", "policy_version", "catalog_version")
 
@@ -151,14 +154,18 @@ def replay_record(record: DecisionRecord, models: ModelCache) -> ReplayReport:
     if problems:
         differences.append(Difference("request", "a valid application", "; ".join(problems)))
         return _with(report, differences)
-    decision = model.engine.decide([dict(request.applicant)]).decision(0)
+    batch = model.engine.decide([dict(request.applicant)])
+    decision = batch.decision(0)
+    payload = recorded.payload
     replayed = model.recorded(
         decision_id=recorded.decision_id,
         created_at=recorded.created_at,
         request=request,
         decision=decision,
         decided_by=recorded.payload.decided_by,
-        latency_ms=recorded.payload.latency_ms,
+        latency_ms=payload.latency_ms,
+        recourse=None if payload.recourse is None else model.recourse(batch.applications[0]),
+        reasons_stable=None if payload.reasons_stable is None else model.reasons_stable(batch, 0),
     )
     before, after = decision_json(recorded), decision_json(replayed)
     for name in COMPARED_FIELDS:

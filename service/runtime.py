@@ -16,11 +16,13 @@ import numpy as np
 
 from model_store.catalog import ReasonCatalog
 from model_store.policy import Policy
+from model_store.stability import margin_threshold, reasons_stable
 from model_store.store import ModelBundle, ModelStore
 from model_store.treeshap import TreeShap
 from service.adapters.onnx_scorer import OnnxScorer
-from service.core.engine import Decision, DecisionEngine
+from service.core.engine import Decision, DecisionBatch, DecisionEngine
 from service.core.recorded import ApplicationRequest, ModelProvenance, RecordedDecision, ScoreScale
+from service.core.recourse import Recourse, find_recourse
 
 ADDITIVITY_TOLERANCE = 1e-5
 REFERENCE_TOLERANCE = 1e-5
@@ -99,12 +101,14 @@ class ServedModel:
             catalog_version=self.catalog.version,
         )
         self.info = ModelInfo(name=bundle.name, version=bundle.version, provenance=provenance)
+        self.stability_threshold = margin_threshold(bundle.manifest)
 
     def with_policy(self, policy: Policy, catalog: ReasonCatalog) -> ServedModel:
         """The same model (same ONNX session and explainer tables) deciding with another policy and catalog."""
         other = ServedModel.__new__(ServedModel)
         other.bundle, other.policy, other.catalog = self.bundle, policy, catalog
         other.scorer, other.explainer = self.scorer, self.explainer
+        other.stability_threshold = self.stability_threshold
         other.engine = DecisionEngine(self.bundle.spec, policy, catalog, self.scorer, self.explainer)
         scaling = policy.scaling
         other.score_scale = ScoreScale(scaling.min_score, scaling.max_score, scaling.factor)
@@ -121,6 +125,8 @@ class ServedModel:
         decision: Decision,
         decided_by: Mapping[str, str],
         latency_ms: float | None,
+        recourse: Recourse | None = None,
+        reasons_stable: bool | None = None,
     ) -> RecordedDecision:
         """A decision this version made, as it is recorded (its name, version, provenance and score scale)."""
         return RecordedDecision.new(
@@ -134,7 +140,21 @@ class ServedModel:
             score_scale=self.score_scale,
             decided_by=decided_by,
             latency_ms=latency_ms,
+            recourse=recourse,
+            reasons_stable=reasons_stable,
         )
+
+    def reasons_stable(self, batch: DecisionBatch, row: int) -> bool | None:
+        """Whether row ``row``'s model reasons hold by the version's margin threshold (None: not measured)."""
+        if self.stability_threshold is None:
+            return None
+        n_rules = len(self.engine.rule_codes)
+        given = sum(1 for index in batch.outcomes[row].reasons if index >= n_rules)
+        return reasons_stable(batch.group_attributions[row].tolist(), given, self.stability_threshold)
+
+    def recourse(self, application: Mapping[str, Any]) -> Recourse:
+        """What would change this version's refer or decline of a validated application (service.core.recourse)."""
+        return find_recourse(self.engine, application)
 
     @classmethod
     def load(cls, store: ModelStore, name: str, version: str) -> ServedModel:

@@ -24,6 +24,7 @@ from service.api.framework import Blueprint, documented, guarded, problems, resp
 from service.api.problems import problem_of
 from service.api.schemas import (
     BatchDecisionResponseSchema,
+    DecideQuerySchema,
     DecisionResponseSchema,
     RequestSchemas,
     StoredDecisionSchema,
@@ -124,12 +125,16 @@ def blueprint(schemas: RequestSchemas) -> Blueprint:
     )
     @problems(400, 409, 413, 415, 422, 503)
     @guarded("scorer")
+    @bp.arguments(DecideQuerySchema, location="query", error_status_code=400)
     @bp.arguments(schemas.decision_request, example=example)
-    def create_decision(validated: dict[str, Any]) -> Response:
+    def create_decision(query: dict[str, Any], validated: dict[str, Any]) -> Response:
         """Decide one application
 
         Validates the application against the feature spec, applies the policy rules, scores it with the ONNX
         model and explains the score exactly. The decision is recorded durably before the response is sent.
+        With `?recourse=true` a refer or decline also says what would change it: the smallest changes to the
+        fields the feature spec lets recourse change that get the application approved, each verified by the
+        same model and policy; recorded with the decision and shown in its notice.
         """
         principal, role = current_principal()
         decided, timings = get_state().service.decide_one(
@@ -137,6 +142,7 @@ def blueprint(schemas: RequestSchemas) -> Blueprint:
             decided_by=principal.record(role),
             idempotency_key=_idempotency_key(),
             started=_started(),
+            recourse=bool(query["recourse"]),
         )
         response = jsonify(decision_json(decided.recorded))
         response.status_code = 201

@@ -81,6 +81,7 @@ def render_notice_html(notice: AdverseActionNotice) -> str:
             "<p>Key factors that adversely affected your score, most important first:</p>",
             f'<ol id="key-factors">{key_factors}</ol>',
             f'<p class="note" id="inquiries-note">{e(notice.inquiries_note)}</p>',
+            *_recourse_html(notice),
             '<div class="legal">',
             f"<p>{e(ECOA_NOTICE)}</p>",
             f"<p>Scored by model {e(str(model.get('name')))} {e(str(model.get('version')))} "
@@ -89,6 +90,18 @@ def render_notice_html(notice: AdverseActionNotice) -> str:
             "</div></body></html>\n",
         ]
     )
+
+
+def _recourse_html(notice: AdverseActionNotice) -> list[str]:
+    """The "what could change the decision" section (only when the decision was recorded with recourse)."""
+    if notice.recourse is None:
+        return []
+    items = "".join(f"<li>{html.escape(sentence)}</li>" for sentence in notice.recourse)
+    return [
+        "<h2>What could change the decision</h2>",
+        f'<p id="recourse-note">{html.escape(notice.recourse_note or "")}</p>',
+        *([f'<ul id="recourse">{items}</ul>'] if items else []),
+    ]
 
 
 def _wants_html(query: dict[str, Any]) -> bool:
@@ -118,7 +131,8 @@ def blueprint() -> Blueprint:
         """Adverse-action notice of a declined decision
 
         The principal reasons in customer wording, exactly as recorded with the decision (in their recorded
-        order), the score and its range, the key factors and the date.
+        order), the score and its range, the key factors and the date; and, for a decision made with
+        `?recourse=true`, what could change it (its recorded proposals; null when recorded without).
         """
         notice = get_state().service.notice(decision_id)
         if _wants_html(query):

@@ -302,6 +302,41 @@ class ExplanationSchema(Schema):
     )
 
 
+class RecourseChangeSchema(Schema):
+    field = fields.String(required=True, metadata={"description": "An actionable field the spec lets recourse change"})
+    from_ = fields.Raw(required=True, data_key="from", metadata={"description": "The applicant's value"})
+    to = fields.Raw(required=True, metadata={"description": "The proposed value"})
+    from_label = fields.String(required=True)
+    to_label = fields.String(required=True)
+
+
+class RecourseOptionSchema(Schema):
+    changes = fields.List(fields.Nested(RecourseChangeSchema), required=True)
+    cost = fields.Float(
+        required=True,
+        metadata={"description": "Sum of the relative changes |to - from| / max(|from|, step); a category change is 1"},
+    )
+    decision = fields.String(required=True, validate=validate.OneOf(ACTIONS))
+    score = fields.Integer(required=True)
+    probability_of_default = fields.Float(required=True)
+
+
+class RecourseSchema(Schema):
+    status = fields.String(required=True, validate=validate.OneOf(["found", "none_found"]))
+    fields_ = fields.List(
+        fields.String(),
+        required=True,
+        data_key="fields",
+        metadata={"description": "The fields recourse was allowed to change for this application"},
+    )
+    candidates = fields.Integer(required=True, metadata={"description": "Changed applications evaluated"})
+    options = fields.List(
+        fields.Nested(RecourseOptionSchema),
+        required=True,
+        metadata={"description": "Up to 3 proposals, fewest fields changed first, then smallest cost"},
+    )
+
+
 class ModelRefSchema(Schema):
     name = fields.String(required=True)
     version = fields.String(required=True)
@@ -326,6 +361,23 @@ class DecisionResponseSchema(Schema):
     created_at = fields.String(required=True, metadata={"description": "UTC, ISO 8601"})
     latency_ms = fields.Float(
         required=True, allow_none=True, metadata={"description": "Server-side time to decide, ms"}
+    )
+    reasons_stable = fields.Boolean(
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "False when the top reason, or the cut between the reasons given and the next, is closer "
+            "than the model version's margin threshold (its model card, Reason stability); null when not measured"
+        },
+    )
+    recourse = fields.Nested(
+        RecourseSchema,
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "What would change a refer or decline (asked for with `?recourse=true`, recorded); "
+            "null when not asked for, or for an approval"
+        },
     )
 
 
@@ -444,6 +496,16 @@ class NoticeSchema(Schema):
     model = fields.Dict(required=True)
     policy_version = fields.String(required=True)
     catalog_version = fields.String(required=True)
+    recourse = fields.List(
+        fields.String(),
+        required=True,
+        allow_none=True,
+        metadata={
+            "description": "What could change the decision, one sentence per recorded proposal; null when "
+            "the decision was recorded without recourse"
+        },
+    )
+    recourse_note = fields.String(required=True, allow_none=True)
 
 
 # ---- queries ---------------------------------------------------------------------------------------
@@ -487,6 +549,16 @@ class DecisionSearchSchema(DecisionFilterSchema):
 class DecisionExportSchema(DecisionFilterSchema):
     format = fields.String(
         load_default="jsonl", validate=validate.OneOf(EXPORT_FORMATS), metadata={"description": "Export format"}
+    )
+
+
+class DecideQuerySchema(StrictSchema):
+    recourse = fields.Boolean(
+        load_default=False,
+        metadata={
+            "description": "true: a refer or decline also gets `recourse`, the smallest changes to actionable fields "
+            "that would get it approved under the same model and policy; recorded with the decision"
+        },
     )
 
 

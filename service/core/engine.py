@@ -236,6 +236,23 @@ class DecisionEngine:
             ),
         )
 
+    def screen(self, applications: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """(score, probability_of_default, action index) of each application, without explaining it.
+
+        The same stages as :meth:`decide` up to the decision (one ONNX run, the band, the fired rules, the most
+        severe action) and none after it: a decision never depends on its attributions, so this is what
+        recourse evaluates its many candidate applications with.
+        """
+        features = self.spec.encode(applications)
+        margin, probability = self.scorer.score(features)
+        score = self.policy.scaling.scores(np.asarray(margin, dtype=np.float64))
+        policy = self.policy
+        actions = [
+            policy.action_index(policy.band_index(row_score), policy.fired_rule_indices(application))
+            for application, row_score in zip(applications, score.tolist(), strict=True)
+        ]
+        return score, np.asarray(probability, dtype=np.float64), actions
+
     def group_sums(self, field_attributions: np.ndarray) -> np.ndarray:
         """Field attributions [n, n_fields] summed into reason groups [n, n_groups] (spec order of groups)."""
         if field_attributions.shape[0] == 0:

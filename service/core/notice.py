@@ -12,6 +12,11 @@ with them.
   risk and which is not among the four already. A data set without an inquiry field gets a notice that
   says so explicitly rather than leaving the fifth factor out silently.
 
+- **what could change the decision**: when the decision was made with recourse (``?recourse=true``), its
+  recorded proposals, each as one sentence (the field's spec description, the proposed and the recorded
+  value); the notice never searches for recourse itself, so it says exactly what was recorded and answered.
+  A decision recorded without recourse says nothing on it (``recourse`` is null).
+
 Only declines get a notice: a referral is not a final decision and an approval is not adverse action.
 """
 
@@ -39,6 +44,10 @@ INQUIRY_UNKNOWN = (
 )
 INQUIRY_NOT_ADVERSE = "Credit inquiries did not adversely affect this score."
 INQUIRY_ALREADY_LISTED = "Credit inquiries are already listed among the key factors above."
+RECOURSE_NONE_FOUND = (
+    "No change to the details you can act on (such as the amount or duration you asked for) within their allowed "
+    "ranges would have led to an approval under the same assessment."
+)
 
 
 @dataclass(frozen=True)
@@ -83,10 +92,14 @@ class AdverseActionNotice:
     model: Mapping[str, Any]
     policy_version: str
     catalog_version: str
+    recourse: tuple[str, ...] | None = None  # what could change the decision, one sentence per proposal
+    recourse_note: str | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
+            "recourse": None if self.recourse is None else list(self.recourse),
+            "recourse_note": self.recourse_note,
             "decision_id": self.decision_id,
             "application_id": self.application_id,
             "decision": self.decision,
@@ -152,13 +165,31 @@ def _inquiries(
     return inquiry, "Credit inquiries adversely affected this score."
 
 
+def recourse_sentences(recorded: RecordedDecision, descriptions: Mapping[str, str]) -> tuple[str, ...] | None:
+    """The recorded recourse proposals as sentences (None: recorded without recourse)."""
+    recourse = recorded.payload.recourse
+    if recourse is None:
+        return None
+    return tuple(
+        ", and ".join(
+            f"{descriptions.get(c.field, c.field)}: {c.to_label} instead of {c.from_label}" for c in o.changes
+        )
+        for o in recourse.options
+    )
+
+
 def build_notice(
-    recorded: RecordedDecision, inquiries_field: str | None = None, *, catalog_known: bool = True
+    recorded: RecordedDecision,
+    inquiries_field: str | None = None,
+    *,
+    catalog_known: bool = True,
+    descriptions: Mapping[str, str] | None = None,
 ) -> AdverseActionNotice:
     """The notice content of a recorded decision; NoticeNotRequired unless it was declined.
 
     ``inquiries_field`` is the reason catalog's field of recent credit inquiries (None: the data has none);
-    ``catalog_known=False`` when the deciding version's catalog cannot be read (the note says so, nothing more).
+    ``catalog_known=False`` when the deciding version's catalog cannot be read (the note says so, nothing more);
+    ``descriptions`` are the spec's field descriptions the recourse sentences name fields by (else their names).
     """
     decision = recorded.decision
     if decision.decision != "decline":
@@ -179,6 +210,13 @@ def build_notice(
     else:
         inquiries, note = None, INQUIRY_UNKNOWN
     created_at = iso_utc(recorded.created_at)
+    recourse = recourse_sentences(recorded, descriptions or {})
+    if recourse is None:
+        recourse_note = None
+    elif recourse:
+        recourse_note = "Any one of these changes would have led to an approval under the same assessment:"
+    else:
+        recourse_note = RECOURSE_NONE_FOUND
     return AdverseActionNotice(
         decision_id=recorded.decision_id,
         application_id=recorded.application_id,
@@ -200,4 +238,6 @@ def build_notice(
         },
         policy_version=payload.model.policy_version,
         catalog_version=payload.model.catalog_version,
+        recourse=recourse,
+        recourse_note=recourse_note,
     )

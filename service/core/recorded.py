@@ -16,7 +16,12 @@ JSON payload holding everything else, each fact once. The payload carries its ``
      "attributions": {"<field>": log-odds, ...},                      # exact SHAP per field, spec order
      "model": {"sha256", "manifest_sha256", "family", "spec_version", "policy_version", "catalog_version"},
      "decided_by": {"key_id", "label", "role"},
-     "latency_ms": 0.61}
+     "latency_ms": 0.61,
+     "recourse": {"status", "fields", "candidates", "options": [...]},  # optional: only when asked for (refer/decline)
+     "reasons_stable": true}                                           # optional: when the model version measured it
+
+  ``recourse`` and ``reasons_stable`` are absent from records made without them (older ones included); a
+  record that holds them has them re-derived and compared by replay.
 
 - **1** (the first version's records, still read): no ``schema_version``; ``request`` (with the
   application id), the whole response body under ``response``, and ``attributions``, ``base_value``,
@@ -41,6 +46,7 @@ from typing import Any, Protocol
 from model_store.vocabulary import ACTIONS, Action
 from service.core.canonical import canonical_json
 from service.core.engine import Decision, Reason, ReasonValue, RuleHit
+from service.core.recourse import Recourse, RecourseChange, RecourseOption
 
 PAYLOAD_SCHEMA_VERSION = 2
 KNOWN_VERSIONS = (1, 2)
@@ -109,9 +115,11 @@ class DecisionPayload:
     decided_by: Mapping[str, str]
     latency_ms: float | None
     schema_version: int = PAYLOAD_SCHEMA_VERSION
+    recourse: Recourse | None = None
+    reasons_stable: bool | None = None
 
     def to_json(self) -> dict[str, Any]:
-        """The stored form (always the current schema version)."""
+        """The stored form (always the current schema version; the optional parts only when present)."""
         request: dict[str, Any] = {"applicant": dict(self.applicant)}
         if self.monitoring is not None:
             request["monitoring"] = dict(self.monitoring)
@@ -140,6 +148,8 @@ class DecisionPayload:
             },
             "decided_by": dict(self.decided_by),
             "latency_ms": self.latency_ms,
+            **({} if self.recourse is None else {"recourse": self.recourse.to_json()}),
+            **({} if self.reasons_stable is None else {"reasons_stable": self.reasons_stable}),
         }
 
     @classmethod
@@ -232,6 +242,8 @@ class RecordedDecision:
         score_scale: ScoreScale,
         decided_by: Mapping[str, str],
         latency_ms: float | None,
+        recourse: Recourse | None = None,
+        reasons_stable: bool | None = None,
     ) -> RecordedDecision:
         """A decision just made, ready to be recorded."""
         payload = DecisionPayload(
@@ -247,6 +259,8 @@ class RecordedDecision:
             model=provenance,
             decided_by=decided_by,
             latency_ms=None if latency_ms is None else round(latency_ms, 3),
+            recourse=recourse,
+            reasons_stable=reasons_stable,
         )
         return cls(decision_id, request.application_id, created_at, decision, model_name, model_version, payload)
 
@@ -434,6 +448,47 @@ def _read_v2(data: _Reader) -> DecisionPayload:
         decided_by={str(k): str(v) for k, v in data.mapping("decided_by").items()},
         latency_ms=data.optional_number("latency_ms"),
         schema_version=2,
+        recourse=_recourse(recourse) if (recourse := data.optional_sub("recourse")) is not None else None,
+        reasons_stable=None if data.data.get("reasons_stable") is None else data.boolean("reasons_stable"),
+    )
+
+
+def _recourse(data: _Reader) -> Recourse:
+    status = data.text("status")
+    if status not in ("found", "none_found"):
+        raise PayloadError(f"{data.where}.status: expected found or none_found")
+    options = []
+    for item in data.items("options"):
+        decision = item.text("decision")
+        if decision not in ACTIONS:
+            raise PayloadError(f"{item.where}.decision: expected one of {', '.join(ACTIONS)}")
+        changes = tuple(
+            RecourseChange(
+                field=c.text("field"),
+                from_value=c.raw("from"),
+                to_value=c.raw("to"),
+                from_label=c.text("from_label"),
+                to_label=c.text("to_label"),
+            )
+            for c in item.items("changes")
+        )
+        options.append(
+            RecourseOption(
+                changes=changes,
+                cost=item.number("cost"),
+                decision=ACTIONS[ACTIONS.index(decision)],
+                score=item.integer("score"),
+                probability_of_default=item.number("probability_of_default"),
+            )
+        )
+    fields = data.raw("fields")
+    if not isinstance(fields, list) or not all(isinstance(f, str) for f in fields):
+        raise PayloadError(f"{data.where}.fields: expected a list of field names")
+    return Recourse(
+        status="found" if status == "found" else "none_found",
+        options=tuple(options),
+        fields=tuple(fields),
+        candidates=data.integer("candidates"),
     )
 
 
