@@ -17,10 +17,11 @@ to one of its ``to`` codes. A field the applicant left missing is not changed.
    before its range ends, else the first ``NEAR_STEPS`` steps and ``COARSE_LEVELS`` geometrically spaced
    levels up to the end of its range), and for every pair of fields a grid of up to ``PAIR_LEVELS`` levels
    of each.
-2. *Fine*, one batch: for each field whose smallest approving level lies more than one step past the level
-   before it, the steps in between (at most ``FINE_STEPS``, evenly spaced when there are more), so a
-   single-field proposal is the smallest approving change at the field's step resolution (pairs stay at the
-   coarse grid's resolution).
+2. *Fine*, up to ``FINE_ROUNDS`` batches: for each field whose smallest approving level lies more than one
+   step past the largest level below it tried, the steps in between (at most ``FINE_STEPS``, evenly spaced
+   when there are more), until a single-field proposal is the smallest approving change at the field's step
+   resolution (three rounds get there from any gap up to 64^3 steps; pairs stay at the coarse grid's
+   resolution).
 
 **The cost** of a proposal is the sum over its changed fields of the relative change ``|to - from| /
 max(|from|, step)`` (a categorical change counts 1). Proposals are ranked by the number of fields changed,
@@ -46,6 +47,7 @@ FINE_STEPS = 64
 NEAR_STEPS = 8
 COARSE_LEVELS = 24
 PAIR_LEVELS = 6
+FINE_ROUNDS = 3
 APPROVE = ACTIONS.index("approve")
 
 RecourseStatus = Literal["found", "none_found"]
@@ -195,21 +197,26 @@ def find_recourse(
     approved: dict[tuple[tuple[str, int, Any], ...], tuple[int, float]] = {}
     evaluated = _evaluate(engine, candidates, labels, approved)
 
-    # fine: the steps between a field's smallest approving coarse level and the level tried before it
-    candidates, labels = [], []
-    for field in fields:
-        if field.kind == "categorical":
-            continue
-        tried = [key for key, _ in singles[field.name]]
-        hits = [key for key, new in singles[field.name] if ((field.name, key, new),) in approved]
-        if not hits:
-            continue
-        first_hit = min(hits)
-        before = max([0, *(k for k in tried if k < first_hit)])
-        value = float(application[field.name])
-        for k in _between(before, first_hit):
-            add(((field.name, k, _moved(field, value, k)),))
-    evaluated += _evaluate(engine, candidates, labels, approved)
+    # fine: the steps between a field's smallest approving level and the largest level below it tried, in up to
+    # FINE_ROUNDS batches (each narrows a gap of more than FINE_STEPS steps about FINE_STEPS-fold)
+    tried = {name: {key for key, _ in moves} for name, moves in singles.items()}
+    for _round in range(FINE_ROUNDS):
+        candidates, labels = [], []
+        for field in fields:
+            if field.kind == "categorical":
+                continue
+            value = float(application[field.name])
+            hits = [k for k in tried[field.name] if ((field.name, k, _moved(field, value, k)),) in approved]
+            if not hits:
+                continue
+            first_hit = min(hits)
+            before = max([0, *(k for k in tried[field.name] if k < first_hit)])
+            for k in _between(before, first_hit):
+                tried[field.name].add(k)
+                add(((field.name, k, _moved(field, value, k)),))
+        if not candidates:
+            break
+        evaluated += _evaluate(engine, candidates, labels, approved)
 
     options = _ranked(application, by_name, approved)
     chosen = options[:max_options]
