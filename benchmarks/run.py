@@ -43,7 +43,7 @@ from importlib import metadata
 from pathlib import Path
 from typing import Any
 
-from benchmarks import micro
+from benchmarks import micro, recourse_bench
 
 REPO = Path(__file__).resolve().parents[1]
 WRK = shutil.which("wrk") or "/usr/bin/wrk"
@@ -539,6 +539,10 @@ def main(argv: Sequence[str] | None = None) -> int:
 
         log("micro-benchmarks and profile ...")
         micro_results = micro.run_all(store_root, default_model(), default_version, workdir, quick=args.quick)
+        log("recourse ...")
+        micro_results["recourse"] = recourse_bench.run(
+            store_root, default_model(), default_version, default_applications(), repeat=1 if args.quick else 3
+        )
         prod_micro = micro.run_all(
             store_root, prod.name, prod.version, workdir, quick=args.quick, profile=False, applications=None
         )
@@ -1033,6 +1037,17 @@ def render(
         f"in memory): {micro_results['batch_core']['rows_per_s']:,.0f} rows/s default model, "
         f"{prod_micro['batch_core']['rows_per_s']:,.0f} rows/s production-size model.\n"
     )
+    recourse = micro_results.get("recourse") or {}
+    if recourse.get("applications"):
+        w(
+            "Actionable recourse (`service.core.recourse.find_recourse`, what `?recourse=true` adds to a refer or "
+            f"decline; `benchmarks/recourse_bench.py`), default model, every one of the {recourse['applications']} "
+            f"refer/decline decisions of the default data, {recourse['searches']:,} searches: p50 "
+            f"{recourse['p50_ms']:.2f} ms, p99 {recourse['p99_ms']:.2f} ms (budget {recourse['budget_p99_ms']:.0f} ms), "
+            f"worst {recourse['max_ms']:.2f} ms (process CPU time: p50 {recourse['cpu_p50_ms']:.2f} ms, p99 "
+            f"{recourse['cpu_p99_ms']:.2f} ms); {recourse['candidates_mean']:.0f} candidates evaluated per search, "
+            f"a proposal found for {recourse['found_share']:.0%}.\n"
+        )
     w("## Stages of one decision (in-process micro-benchmarks)\n")
     w(
         "Median µs over many repetitions of each stage for one application (`benchmarks/micro.py`); "
