@@ -32,14 +32,20 @@ def render(
     hashes: Mapping[str, str],
     plot_data: Mapping[str, Any],
     all_plot_data: Mapping[str, Mapping[str, Any]],
+    *,
+    stability: Mapping[str, Any] | None = None,
 ) -> tuple[str, dict[str, bytes]]:
-    """Markdown text of the card and its plots ``{relative path: PNG bytes}``."""
+    """Markdown text of the card and its plots ``{relative path: PNG bytes}``.
+
+    ``stability`` is the version's reason-stability report (``training.stability``; the section is left out
+    without one).
+    """
     plots = _plots(manifest["family"], plot_data, all_plot_data)
-    return _markdown(manifest, hashes), plots
+    return _markdown(manifest, hashes, stability), plots
 
 
 # ---- text ---------------------------------------------------------------------------------------
-def _markdown(m: Mapping[str, Any], hashes: Mapping[str, str]) -> str:
+def _markdown(m: Mapping[str, Any], hashes: Mapping[str, str], stability: Mapping[str, Any] | None = None) -> str:
     family = m["family"]
     metrics = m["metrics"]
     hold = metrics["holdout"]
@@ -243,6 +249,9 @@ def _markdown(m: Mapping[str, Any], hashes: Mapping[str, str]) -> str:
         )
     )
 
+    if stability is not None:
+        out.extend(_stability_section(stability))
+
     add("## Limitations\n")
     for line in _limitations(m):
         add(f"- {line}")
@@ -440,6 +449,82 @@ def _cost_text(cost: Mapping[str, Any] | None) -> str:
         f"(approving everyone would cost {cost['approve_all_cost_per_application']:.3f}). Cost matrix from the "
         f"training config: {cost['convention']}\n"
     )
+
+
+def _stability_section(report: Mapping[str, Any]) -> list[str]:
+    """The "Reason stability" section: how often the reasons change under small changes and across retrains."""
+    k = report["top_set_size"]
+    perturbed = report["perturbations"]
+    seeds = report["seeds"]
+    overall = perturbed["overall"]
+    out = ["## Reason stability\n"]
+    out.append(
+        f"How often the reasons change when they should not, on the {perturbed['rows']} hold-out rows with this "
+        "version's exact explainer (model reasons ranked as the service ranks them; policy rules left out). Each "
+        "row is changed in one field at a time by one rounding unit (1 for an integer field, else the field's "
+        "recourse step or 1 % of its range) up and down, or to the next and previous code of an ordered category; "
+        f"the top reason and the set of the top {k} reasons are compared with the unchanged row's "
+        "(`reason_stability.json` holds every number).\n"
+    )
+    rows = [
+        [
+            "one-step perturbations",
+            str(overall["n"]),
+            _rate(overall["top_reason_change_rate"]),
+            _rate(overall["top_set_change_rate"]),
+            _number(overall["mean_top_set_jaccard"]),
+        ]
+    ]
+    if seeds is not None:
+        for entry in seeds["per_seed"]:
+            rows.append(
+                [
+                    f"retrain, random state {entry['random_state']} ({seeds['subsample']:.0%} of the training rows)",
+                    str(entry["n"]),
+                    _rate(entry["top_reason_change_rate"]),
+                    _rate(entry["top_set_change_rate"]),
+                    _number(entry["mean_top_set_jaccard"]),
+                ]
+            )
+    out.append(_table(["compared with", "rows", "top reason changed", f"top-{k} set changed", "mean Jaccard"], rows))
+    if seeds is None:
+        out.append("Retrains with other seeds: not measured for this family (measured for the champion family).\n")
+    flagged = perturbed["flagged_fields"]
+    out.append(
+        f"Per perturbed field; a field is **flagged** when its perturbations change the top reason of more than "
+        f"{perturbed['unstable_rate']:.0%} of the rows. Flagged: "
+        + (", ".join(f"`{name}`" for name in flagged) if flagged else "none")
+        + ".\n"
+    )
+    out.append(
+        _table(
+            ["field", "perturbations", "top reason changed", f"top-{k} set changed", "mean Jaccard", "flagged"],
+            [
+                [
+                    name,
+                    str(r["n"]),
+                    _rate(r["top_reason_change_rate"]),
+                    _rate(r["top_set_change_rate"]),
+                    _number(r["mean_top_set_jaccard"]),
+                    "**yes**" if r["flagged"] else "",
+                ]
+                for name, r in perturbed["fields"].items()
+                if r["n"]
+            ],
+        )
+    )
+    out.append(
+        f"**Per-decision flag.** Margin threshold {perturbed['margin_threshold']:.4f} log-odds: the "
+        f"{perturbed['margin_quantile']:.0%} quantile, over the {perturbed['perturbations_moving_attributions']} "
+        "perturbations that moved any attribution, of the largest change of a reason group's attribution. The "
+        "service reports `reasons_stable: false` for a decision whose top two reason groups, or whose last reason "
+        "given and the next group, are closer than that.\n"
+    )
+    return out
+
+
+def _number(value: float | None) -> str:
+    return "–" if value is None else f"{value:.3f}"
 
 
 def _table(header: list[str], rows: list[list[str]]) -> str:

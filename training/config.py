@@ -22,6 +22,11 @@ Keys of the training YAML (paths are relative to the file):
   * ``on_invalid``: ``refuse`` (default: a row the API would refuse stops the training run) or ``drop``
     (such rows are left out, counted per reason in the manifest and the model card).
 
+* ``reason_stability`` (optional): how training measures reason stability (``training.stability``):
+  ``seeds`` (0 to 10, default 2): retrains with other seeds to compare reasons across; ``unstable_rate``
+  (0 to 1, default 0.1): a field whose one-step perturbations change the top reason more often than this is
+  flagged; ``subsample`` (0.5 to 1, default 0.9): the share of the training rows each seed retrain draws.
+
 Every key is validated on load; an error names the file and the key.
 
 Which training config is the default (``credit-decision train`` without ``--config``, the benchmarks) is
@@ -63,7 +68,15 @@ BASELINE_PARAMS: dict[str, type | tuple[type, ...]] = {
 FAMILIES = {"gbt": CHAMPION_PARAMS, "scorecard": BASELINE_PARAMS}
 DEFAULTS_FILE = Path(__file__).resolve().parents[1] / "config" / "default.yaml"
 _NAME = re.compile(r"^[a-z][a-z0-9-]{0,49}$")  # model names are "<name>-gbt" / "<name>-scorecard"
-_TOP_LEVEL_OVERRIDES = ("name", "random_state", "holdout_fraction", "cv_folds", "champion", "baseline")
+_TOP_LEVEL_OVERRIDES = (
+    "name",
+    "random_state",
+    "holdout_fraction",
+    "cv_folds",
+    "champion",
+    "baseline",
+    "reason_stability",
+)
 _DATASET_TEXT_KEYS = ("name", "source", "licence", "description")
 _DATASET_KEYS = (*_DATASET_TEXT_KEYS, "notes", "cost_matrix", "on_invalid")
 _COST_KEYS = ("false_approve", "false_decline")
@@ -132,6 +145,15 @@ class DatasetDescription:
 
 
 @dataclass(frozen=True)
+class ReasonStabilityConfig:
+    """The config's ``reason_stability`` section (see the module docstring)."""
+
+    seeds: int = 2
+    unstable_rate: float = 0.1
+    subsample: float = 0.9
+
+
+@dataclass(frozen=True)
 class TrainingConfig:
     """A validated training configuration; all paths are absolute."""
 
@@ -148,6 +170,7 @@ class TrainingConfig:
     baseline: ModelConfig
     dataset: DatasetDescription = DatasetDescription()
     on_invalid: OnInvalid = "refuse"
+    reason_stability: ReasonStabilityConfig = ReasonStabilityConfig()
 
     @classmethod
     def load(cls, path: str | Path, overrides: Mapping[str, Any] | None = None) -> TrainingConfig:
@@ -190,6 +213,7 @@ class TrainingConfig:
             baseline=_model(data, "baseline", "scorecard", where),
             dataset=dataset,
             on_invalid=on_invalid,
+            reason_stability=_reason_stability(data, where),
             **files,
         )
 
@@ -254,6 +278,28 @@ def _dataset(data: Mapping[str, Any], where: str) -> tuple[DatasetDescription, O
         raise ContractError(f"{w}.on_invalid: must be one of {list(ON_INVALID)}, got {on_invalid!r}")
     cost = _cost_matrix(raw, w) if raw.get("cost_matrix") is not None else None
     return DatasetDescription(**text, notes=tuple(n.strip() for n in notes), cost_matrix=cost), on_invalid
+
+
+def _reason_stability(data: Mapping[str, Any], where: str) -> ReasonStabilityConfig:
+    """The optional ``reason_stability`` section (see the module docstring)."""
+    if data.get("reason_stability") is None:
+        return ReasonStabilityConfig()
+    raw = require(dict(data), "reason_stability", dict, where)
+    w = f"{where}.reason_stability"
+    unknown = sorted(set(raw) - {"seeds", "unstable_rate", "subsample"})
+    if unknown:
+        raise ContractError(f"{w}: unknown key(s) {unknown}; allowed: ['seeds', 'unstable_rate', 'subsample']")
+    default = ReasonStabilityConfig()
+    seeds = raw.get("seeds", default.seeds)
+    if isinstance(seeds, bool) or not isinstance(seeds, int) or not 0 <= seeds <= 10:
+        raise ContractError(f"{w}.seeds: must be an integer from 0 to 10, got {seeds!r}")
+    numbers = {}
+    for key, low, high in (("unstable_rate", 0.0, 1.0), ("subsample", 0.5, 1.0)):
+        value = raw.get(key, getattr(default, key))
+        if isinstance(value, bool) or not isinstance(value, int | float) or not low <= value <= high:
+            raise ContractError(f"{w}.{key}: must be a number from {low:g} to {high:g}, got {value!r}")
+        numbers[key] = float(value)
+    return ReasonStabilityConfig(seeds=seeds, **numbers)
 
 
 def _text(raw: dict[str, Any], key: str, where: str) -> str:

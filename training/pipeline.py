@@ -12,7 +12,7 @@ import json
 import platform
 import sys
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from importlib import metadata
@@ -21,11 +21,13 @@ from typing import Any
 
 import numpy as np
 
+from model_store import stability as stability_contract
 from model_store import store as files
 from model_store.explainer import TreeEnsemble
 from model_store.policy import Policy
 from model_store.spec import FeatureSpec
 from model_store.store import ModelStore, VersionExistsError
+from model_store.treeshap import TreeShap
 from training import metrics
 from training.checks import DataChecks, DataError, check_training_data
 from training.config import TrainingConfig
@@ -40,6 +42,7 @@ from training.export import (
     prove_exact,
 )
 from training.scorecard import WoeScorecard
+from training.stability import measure as measure_stability
 
 SCHEMA_VERSION = 1
 REFERENCE_ROWS = 32
@@ -181,7 +184,18 @@ def train(
                 f"model version {names[family]} {versions[family]} already exists; versions are immutable"
             )
 
-    steps = ["contract", "data", "cross-validation", "gbt", "scorecard", "proof", "evidence", "model card", "write"]
+    steps = [
+        "contract",
+        "data",
+        "cross-validation",
+        "gbt",
+        "scorecard",
+        "proof",
+        "evidence",
+        "reason stability",
+        "model card",
+        "write",
+    ]
     bar = tqdm(total=len(steps), desc="train", unit="step", file=sys.stderr, disable=not progress, leave=False)
 
     def step(label: str) -> None:
@@ -289,6 +303,22 @@ def train(
         evidence = {family: _evidence(spec, policy, train_apps, hold_apps, y_hold, fams[family]) for family in FAMILIES}
         bar.update()
 
+        step("reason stability")
+        retrained = _seed_retrains(config, spec, gbt_params, X_train, y_train)
+        stability_reports = {
+            family: measure_stability(
+                spec,
+                TreeShap(fams[family].ensemble).shap_values,
+                hold_apps,
+                k=policy.max_reasons,
+                unstable_rate=config.reason_stability.unstable_rate,
+                retrained=retrained if family == "gbt" else None,
+                subsample=config.reason_stability.subsample,
+            )
+            for family in FAMILIES
+        }
+        bar.update()
+
         step("model card")
         from training import card
 
@@ -359,6 +389,7 @@ def train(
                 "parity": fam.proof.errors,
                 "bands": {"policy": ev["decisions"]["per_band"], "proposed": ev["proposed_bands"]},
                 "importance": ev["importance"],
+                stability_contract.MANIFEST_KEY: _stability_summary(stability_reports[family]),
                 "libraries": _libraries(),
                 family: fam.extra,
             }
@@ -373,10 +404,17 @@ def train(
                 files.EXPLAINER_FILE: fam.ensemble.to_bytes(),
                 **contract_bytes,
                 files.REFERENCE_FILE: (json.dumps(reference, indent=2, sort_keys=True) + "\n").encode("utf-8"),
+                stability_contract.STABILITY_FILE: (
+                    json.dumps(stability_reports[family], indent=2, sort_keys=True) + "\n"
+                ).encode("utf-8"),
             }
             hashes = {rel: hashlib.sha256(b).hexdigest() for rel, b in payload.items()}
             text, plots = card.render(
-                manifest, hashes, ev["plot_data"], {f: evidence[f]["plot_data"] for f in FAMILIES}
+                manifest,
+                hashes,
+                ev["plot_data"],
+                {f: evidence[f]["plot_data"] for f in FAMILIES},
+                stability=stability_reports[family],
             )
             payload[files.CARD_FILE] = text.encode("utf-8")
             payload.update(plots)
@@ -401,6 +439,37 @@ def train(
     return TrainResult(
         written["gbt"], written["scorecard"], promoted, time.perf_counter() - started, data.checks.warnings
     )
+
+
+def _seed_retrains(
+    config: TrainingConfig, spec: FeatureSpec, params: Mapping[str, Any], X_train: np.ndarray, y_train: np.ndarray
+) -> list[tuple[int, Callable[[np.ndarray], np.ndarray]]]:
+    """The champion family refitted ``reason_stability.seeds`` times (see ``training.stability``), as explainers."""
+    from training.trees import ensemble_from_hgb
+
+    settings = config.reason_stability
+    out: list[tuple[int, Callable[[np.ndarray], np.ndarray]]] = []
+    size = max(2, round(settings.subsample * len(y_train)))
+    for k in range(1, settings.seeds + 1):
+        seed = config.random_state + k
+        rows = np.sort(np.random.default_rng(seed).choice(len(y_train), size=size, replace=False))
+        model = fit_gbt(spec, params, seed, X_train[rows], y_train[rows])
+        out.append((seed, TreeShap(ensemble_from_hgb(model)).shap_values))
+    return out
+
+
+def _stability_summary(report: Mapping[str, Any]) -> dict[str, Any]:
+    """What the manifest says of the reason-stability report (the file holds all of it)."""
+    perturbed = report["perturbations"]
+    seeds = report["seeds"]
+    return {
+        "file": stability_contract.STABILITY_FILE,
+        "margin_threshold": perturbed["margin_threshold"],
+        "flagged_fields": perturbed["flagged_fields"],
+        "top_set_size": report["top_set_size"],
+        "perturbations": perturbed["overall"],
+        "seeds": None if seeds is None else seeds["overall"],
+    }
 
 
 def _priced(analysis: Mapping[str, Any], config: TrainingConfig) -> dict[str, Any]:
