@@ -253,7 +253,7 @@ class DecisionService:
             decided_by=decided_by,
             latency_ms=seconds * 1000.0,
             recourse=recourse,
-            reasons_stable=model.reasons_stable(batch, row),
+            reason_stability=model.reason_stability(batch, row),
         )
         try:
             stored = store.save(record_of(recorded, key, request.request_hash))

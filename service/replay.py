@@ -9,7 +9,7 @@ typed payload (any schema version) and decided by the one engine, like a live re
 
 Compared: decision, score, probability_of_default, risk band, reasons (codes, order, texts, values,
 contributions), rules fired and the explanation (attributions, base value, margin); and, when the record
-holds them, the recourse (re-derived by the same deterministic search) and the reasons-stability flag. Numbers are compared
+holds them, the recourse (re-derived by the same deterministic search) and the reason-stability flags. Numbers are compared
 with an absolute tolerance of 1e-9: the same ONNX graph and the same float64 TreeSHAP run on the same input
 give the same numbers (JSON round-trips floats exactly), so the tolerance only absorbs a different CPU's
 last-bit rounding, far below anything that could change a score, band or reason.
@@ -39,7 +39,7 @@ COMPARED_FIELDS = (
     "rules_fired",
     "explanation",
     "recourse",
-    "reasons_stable",
+    "reason_stability",
 )
 VERSION_FIELDS = ("spec_version", "policy_version", "catalog_version")
 
@@ -165,7 +165,7 @@ def replay_record(record: DecisionRecord, models: ModelCache) -> ReplayReport:
         decided_by=recorded.payload.decided_by,
         latency_ms=payload.latency_ms,
         recourse=None if payload.recourse is None else model.recourse(batch.applications[0]),
-        reasons_stable=None if payload.reasons_stable is None else model.reasons_stable(batch, 0),
+        reason_stability=None if payload.reason_stability is None else model.reason_stability(batch, 0),
     )
     before, after = decision_json(recorded), decision_json(replayed)
     for name in COMPARED_FIELDS:

@@ -16,7 +16,7 @@ import numpy as np
 
 from model_store.catalog import ReasonCatalog
 from model_store.policy import Policy
-from model_store.stability import margin_threshold, reasons_stable
+from model_store.stability import ReasonStability, margin_thresholds, reason_stability
 from model_store.store import ModelBundle, ModelStore
 from model_store.treeshap import TreeShap
 from service.adapters.onnx_scorer import OnnxScorer
@@ -101,14 +101,14 @@ class ServedModel:
             catalog_version=self.catalog.version,
         )
         self.info = ModelInfo(name=bundle.name, version=bundle.version, provenance=provenance)
-        self.stability_threshold = margin_threshold(bundle.manifest)
+        self.stability_thresholds = margin_thresholds(bundle.manifest)
 
     def with_policy(self, policy: Policy, catalog: ReasonCatalog) -> ServedModel:
         """The same model (same ONNX session and explainer tables) deciding with another policy and catalog."""
         other = ServedModel.__new__(ServedModel)
         other.bundle, other.policy, other.catalog = self.bundle, policy, catalog
         other.scorer, other.explainer = self.scorer, self.explainer
-        other.stability_threshold = self.stability_threshold
+        other.stability_thresholds = self.stability_thresholds
         other.engine = DecisionEngine(self.bundle.spec, policy, catalog, self.scorer, self.explainer)
         scaling = policy.scaling
         other.score_scale = ScoreScale(scaling.min_score, scaling.max_score, scaling.factor)
@@ -126,7 +126,7 @@ class ServedModel:
         decided_by: Mapping[str, str],
         latency_ms: float | None,
         recourse: Recourse | None = None,
-        reasons_stable: bool | None = None,
+        reason_stability: ReasonStability | None = None,
     ) -> RecordedDecision:
         """A decision this version made, as it is recorded (its name, version, provenance and score scale)."""
         return RecordedDecision.new(
@@ -141,16 +141,16 @@ class ServedModel:
             decided_by=decided_by,
             latency_ms=latency_ms,
             recourse=recourse,
-            reasons_stable=reasons_stable,
+            reason_stability=reason_stability,
         )
 
-    def reasons_stable(self, batch: DecisionBatch, row: int) -> bool | None:
-        """Whether row ``row``'s model reasons hold by the version's margin threshold (None: not measured)."""
-        if self.stability_threshold is None:
+    def reason_stability(self, batch: DecisionBatch, row: int) -> ReasonStability | None:
+        """Whether row ``row``'s top reason and reason set clear the version's margins (None: not measured)."""
+        if self.stability_thresholds is None:
             return None
         n_rules = len(self.engine.rule_codes)
         given = sum(1 for index in batch.outcomes[row].reasons if index >= n_rules)
-        return reasons_stable(batch.group_attributions[row].tolist(), given, self.stability_threshold)
+        return reason_stability(batch.group_attributions[row].tolist(), given, self.stability_thresholds)
 
     def recourse(self, application: Mapping[str, Any]) -> Recourse:
         """What would change this version's refer or decline of a validated application (service.core.recourse)."""

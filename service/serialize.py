@@ -46,7 +46,7 @@ def decision_json(recorded: RecordedDecision) -> dict[str, Any]:
         "spec_version": model.spec_version,
         "created_at": iso_utc(recorded.created_at),
         "latency_ms": payload.latency_ms,
-        "reasons_stable": payload.reasons_stable,
+        "reason_stability": None if payload.reason_stability is None else payload.reason_stability.to_json(),
         "recourse": None if payload.recourse is None else payload.recourse.to_json(),
     }
 

@@ -223,7 +223,7 @@ def test_records_without_recourse_still_read() -> None:
         "latency_ms": 1.0,
     }
     payload = DecisionPayload.from_json(body)
-    assert payload.recourse is None and payload.reasons_stable is None
+    assert payload.recourse is None and payload.reason_stability is None
     assert payload.to_json() == body
     assert RecordedDecision  # the typed view reads it (exercised end to end by the API tests)
 

@@ -514,11 +514,13 @@ def _stability_section(report: Mapping[str, Any]) -> list[str]:
         )
     )
     out.append(
-        f"**Per-decision flag.** Margin threshold {perturbed['margin_threshold']:.4f} log-odds: the "
-        f"{perturbed['margin_quantile']:.0%} quantile, over the {perturbed['perturbations_moving_attributions']} "
-        "perturbations that moved any attribution, of the largest change of a reason group's attribution. The "
-        "service reports `reasons_stable: false` for a decision whose top two reason groups, or whose last reason "
-        "given and the next group, are closer than that.\n"
+        f"**Per-decision flags.** A one-step perturbation changed the top reason of {perturbed['top_reason_overturned']} "
+        f"and the top-{k} set of {perturbed['set_overturned']} rows; the {perturbed['margin_quantile']:.0%} quantile "
+        "of the margins they overturned (on the unchanged row) is the threshold: "
+        f"{perturbed['top_margin_threshold']:.4f} log-odds between the first and second reason group, "
+        f"{perturbed['set_margin_threshold']:.4f} between the last reason given and the next group. The service "
+        "answers `reason_stability: {top_reason, reason_set}` per decision: false when its margin is below the "
+        "threshold, so that a rounding-size change of one input was seen to change reasons that close.\n"
     )
     return out
 

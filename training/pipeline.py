@@ -464,7 +464,8 @@ def _stability_summary(report: Mapping[str, Any]) -> dict[str, Any]:
     seeds = report["seeds"]
     return {
         "file": stability_contract.STABILITY_FILE,
-        "margin_threshold": perturbed["margin_threshold"],
+        "top_margin_threshold": perturbed["top_margin_threshold"],
+        "set_margin_threshold": perturbed["set_margin_threshold"],
         "flagged_fields": perturbed["flagged_fields"],
         "top_set_size": report["top_set_size"],
         "perturbations": perturbed["overall"],

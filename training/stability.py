@@ -16,9 +16,9 @@ name; policy rules are left out, they do not depend on attributions):
   ``subsample`` of the training rows (with early stopping off and no feature subsampling a gradient-boosted
   fit depends on its rows, not its seed, so a seed alone would change nothing) and every hold-out row's top
   reason and top set are compared with the version's.
-* **margin threshold** for the per-decision flag (``model_store.stability``): the ``MARGIN_QUANTILE``
-  quantile, over the perturbations that moved any attribution, of the largest change of a reason group's
-  attribution (log-odds) that the perturbation caused.
+* **margin thresholds** for the per-decision flags (``model_store.stability``): the ``MARGIN_QUANTILE``
+  quantile of the margins (first - second group; last reason given - next group, on the unchanged row) that
+  a perturbation overturned (changed the top reason; changed the set).
 
 Everything is deterministic given the model, the data and the config.
 """
@@ -31,7 +31,7 @@ from typing import Any
 import numpy as np
 
 from model_store.spec import FeatureSpec, Field
-from model_store.stability import MARGIN_QUANTILE, ranked_groups
+from model_store.stability import MARGIN_QUANTILE, margins, ranked_groups
 
 Explain = Callable[[np.ndarray], np.ndarray]  # encoded rows -> attributions per encoded column
 
@@ -134,9 +134,9 @@ def perturbation_stability(
         rates = _rates(pairs_by_field.get(field.name, []))
         rates["flagged"] = rates["n"] > 0 and rates["top_reason_change_rate"] > unstable_rate
         per_field[field.name] = rates
-    moved = np.abs(groups - base_groups[np.asarray(rows, dtype=np.intp)]).max(axis=1) if changed else np.zeros(0)
-    moved = moved[moved > 0.0]
-    threshold = float(np.quantile(moved, MARGIN_QUANTILE)) if moved.size else 0.0
+    base_margins = [margins(row, len(top)) for row, top in zip(base_groups.tolist(), base_tops, strict=True)]
+    overturned_top = [base_margins[r][0] for r, top in zip(rows, tops, strict=True) if top[:1] != base_tops[r][:1]]
+    overturned_set = [base_margins[r][1] for r, top in zip(rows, tops, strict=True) if set(top) != set(base_tops[r])]
     overall = _rates([(base_tops[r], t) for r, t in zip(rows, tops, strict=True)])
     return {
         "rows": len(applications),
@@ -144,10 +144,18 @@ def perturbation_stability(
         "fields": per_field,
         "flagged_fields": [name for name, rates in per_field.items() if rates["flagged"]],
         "unstable_rate": unstable_rate,
-        "margin_threshold": threshold,
         "margin_quantile": MARGIN_QUANTILE,
-        "perturbations_moving_attributions": int(moved.size),
+        "top_margin_threshold": _quantile(overturned_top),
+        "set_margin_threshold": _quantile(overturned_set),
+        "top_reason_overturned": len(overturned_top),
+        "set_overturned": len(overturned_set),
     }
+
+
+def _quantile(values: Sequence[float]) -> float:
+    """``MARGIN_QUANTILE`` quantile of the finite values (0 when there are none: nothing was overturned)."""
+    finite = [v for v in values if np.isfinite(v)]
+    return float(np.quantile(finite, MARGIN_QUANTILE)) if finite else 0.0
 
 
 def seed_stability(

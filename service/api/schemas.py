@@ -302,6 +302,17 @@ class ExplanationSchema(Schema):
     )
 
 
+class ReasonStabilitySchema(Schema):
+    top_reason = fields.Boolean(
+        required=True,
+        metadata={"description": "The first reason group leads the second by at least the version's top margin"},
+    )
+    reason_set = fields.Boolean(
+        required=True,
+        metadata={"description": "The last model reason given leads the next group by at least the set margin"},
+    )
+
+
 class RecourseChangeSchema(Schema):
     field = fields.String(required=True, metadata={"description": "An actionable field the spec lets recourse change"})
     from_ = fields.Raw(required=True, data_key="from", metadata={"description": "The applicant's value"})
@@ -362,12 +373,13 @@ class DecisionResponseSchema(Schema):
     latency_ms = fields.Float(
         required=True, allow_none=True, metadata={"description": "Server-side time to decide, ms"}
     )
-    reasons_stable = fields.Boolean(
+    reason_stability = fields.Nested(
+        ReasonStabilitySchema,
         required=True,
         allow_none=True,
         metadata={
-            "description": "False when the top reason, or the cut between the reasons given and the next, is closer "
-            "than the model version's margin threshold (its model card, Reason stability); null when not measured"
+            "description": "Whether the top reason and the set of model reasons clear the model version's margin "
+            "thresholds (its model card, Reason stability); null when the version was trained without them"
         },
     )
     recourse = fields.Nested(

@@ -18,9 +18,9 @@ JSON payload holding everything else, each fact once. The payload carries its ``
      "decided_by": {"key_id", "label", "role"},
      "latency_ms": 0.61,
      "recourse": {"status", "fields", "candidates", "options": [...]},  # optional: only when asked for (refer/decline)
-     "reasons_stable": true}                                           # optional: when the model version measured it
+     "reason_stability": {"top_reason": true, "reason_set": false}}   # optional: when the version measured it
 
-  ``recourse`` and ``reasons_stable`` are absent from records made without them (older ones included); a
+  ``recourse`` and ``reason_stability`` are absent from records made without them (older ones included); a
   record that holds them has them re-derived and compared by replay.
 
 - **1** (the first version's records, still read): no ``schema_version``; ``request`` (with the
@@ -43,6 +43,7 @@ from datetime import datetime
 from functools import cached_property
 from typing import Any, Protocol
 
+from model_store.stability import ReasonStability
 from model_store.vocabulary import ACTIONS, Action
 from service.core.canonical import canonical_json
 from service.core.engine import Decision, Reason, ReasonValue, RuleHit
@@ -116,7 +117,7 @@ class DecisionPayload:
     latency_ms: float | None
     schema_version: int = PAYLOAD_SCHEMA_VERSION
     recourse: Recourse | None = None
-    reasons_stable: bool | None = None
+    reason_stability: ReasonStability | None = None
 
     def to_json(self) -> dict[str, Any]:
         """The stored form (always the current schema version; the optional parts only when present)."""
@@ -149,7 +150,7 @@ class DecisionPayload:
             "decided_by": dict(self.decided_by),
             "latency_ms": self.latency_ms,
             **({} if self.recourse is None else {"recourse": self.recourse.to_json()}),
-            **({} if self.reasons_stable is None else {"reasons_stable": self.reasons_stable}),
+            **({} if self.reason_stability is None else {"reason_stability": self.reason_stability.to_json()}),
         }
 
     @classmethod
@@ -243,7 +244,7 @@ class RecordedDecision:
         decided_by: Mapping[str, str],
         latency_ms: float | None,
         recourse: Recourse | None = None,
-        reasons_stable: bool | None = None,
+        reason_stability: ReasonStability | None = None,
     ) -> RecordedDecision:
         """A decision just made, ready to be recorded."""
         payload = DecisionPayload(
@@ -260,7 +261,7 @@ class RecordedDecision:
             decided_by=decided_by,
             latency_ms=None if latency_ms is None else round(latency_ms, 3),
             recourse=recourse,
-            reasons_stable=reasons_stable,
+            reason_stability=reason_stability,
         )
         return cls(decision_id, request.application_id, created_at, decision, model_name, model_version, payload)
 
@@ -449,7 +450,9 @@ def _read_v2(data: _Reader) -> DecisionPayload:
         latency_ms=data.optional_number("latency_ms"),
         schema_version=2,
         recourse=_recourse(recourse) if (recourse := data.optional_sub("recourse")) is not None else None,
-        reasons_stable=None if data.data.get("reasons_stable") is None else data.boolean("reasons_stable"),
+        reason_stability=None
+        if (stability := data.optional_sub("reason_stability")) is None
+        else ReasonStability(stability.boolean("top_reason"), stability.boolean("reason_set")),
     )
 
 
