@@ -30,6 +30,7 @@ VERSION_FILES = {
     "policy.yaml",
     "reason_codes.yaml",
     "reference.json",
+    "reason_stability.json",
     "model_card.md",
     "plots/roc.png",
     "plots/ks.png",
