@@ -7,7 +7,8 @@ the share of refer/decline decisions with a proposal. The budget is p99 <= 20 ms
 Wall time on a machine shared with other work includes waiting for a CPU; the process CPU time of each
 search (``cpu_p50_ms``, ``cpu_p99_ms``) is given beside it.
 
-Run alone: ``python -m benchmarks.recourse_bench STORE_ROOT NAME VERSION [CSV]`` (CSV: the default data).
+Run alone: ``python -m benchmarks.recourse_bench STORE_ROOT NAME VERSION [CSV]`` (CSV: the default
+example's training data).
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from typing import Any
 
 import numpy as np
 
-REPO = Path(__file__).resolve().parents[1]
 BUDGET_P99_MS = 20.0
 
 
@@ -78,7 +78,12 @@ def data_applications(csv_path: Path, spec_path: Path) -> list[dict[str, Any]]:
 
 if __name__ == "__main__":
     root, model_name, model_version = Path(sys.argv[1]), sys.argv[2], sys.argv[3]
-    data = Path(sys.argv[4]) if len(sys.argv) > 4 else REPO / "data" / "german_credit.csv"
+    if len(sys.argv) > 4:
+        data = Path(sys.argv[4])
+    else:
+        from benchmarks.run import default_config
+
+        data = default_config().data_csv
     apps = data_applications(data, root / model_name / model_version / "feature_spec.yaml")
     out = run(root, model_name, model_version, apps)
     for key, value in out.items():

@@ -168,8 +168,8 @@ def replay_record(record: DecisionRecord, models: ModelCache) -> ReplayReport:
         reason_stability=None if payload.reason_stability is None else model.reason_stability(batch, 0),
     )
     before, after = decision_json(recorded), decision_json(replayed)
-    for name in COMPARED_FIELDS:
-        differences.extend(compare(before[name], after[name], name))
+    for name in COMPARED_FIELDS:  # recourse and reason_stability only where recorded (and so re-derived)
+        differences.extend(compare(before.get(name), after.get(name), name))
     return _with(report, differences)
 
 

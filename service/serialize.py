@@ -46,8 +46,9 @@ def decision_json(recorded: RecordedDecision) -> dict[str, Any]:
         "spec_version": model.spec_version,
         "created_at": iso_utc(recorded.created_at),
         "latency_ms": payload.latency_ms,
-        "reason_stability": None if payload.reason_stability is None else payload.reason_stability.to_json(),
-        "recourse": None if payload.recourse is None else payload.recourse.to_json(),
+        # only when recorded, so a record made without them renders exactly as it was answered
+        **({} if payload.reason_stability is None else {"reason_stability": payload.reason_stability.to_json()}),
+        **({} if payload.recourse is None else {"recourse": payload.recourse.to_json()}),
     }
 
 

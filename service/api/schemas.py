@@ -375,20 +375,16 @@ class DecisionResponseSchema(Schema):
     )
     reason_stability = fields.Nested(
         ReasonStabilitySchema,
-        required=True,
-        allow_none=True,
         metadata={
             "description": "Whether the top reason and the set of model reasons clear the model version's margin "
-            "thresholds (its model card, Reason stability); null when the version was trained without them"
+            "thresholds (its model card, Reason stability); absent when the version was trained without them"
         },
     )
     recourse = fields.Nested(
         RecourseSchema,
-        required=True,
-        allow_none=True,
         metadata={
-            "description": "What would change a refer or decline (asked for with `?recourse=true`, recorded); "
-            "null when not asked for, or for an approval"
+            "description": "What would change a refer or decline, when asked for with `?recourse=true` (recorded "
+            "with the decision); absent otherwise and for an approval"
         },
     )
 

@@ -165,7 +165,6 @@ def find_recourse(
     fields = [f for f in engine.spec.recourse_fields if application.get(f.name) is not None]
     # per field: the moves tried, as (key, value); a numeric move's key is its step count, a category's its index
     singles: dict[str, list[tuple[int, Any]]] = {}
-    totals: dict[str, int] = {}
     for field in fields:
         rule = field.recourse
         assert rule is not None
@@ -173,8 +172,8 @@ def find_recourse(
         if field.kind == "categorical":
             singles[field.name] = [(i, code) for i, code in enumerate(rule.to) if code != value]
         else:
-            totals[field.name] = _steps_to_limit(field, float(value))
-            singles[field.name] = [(k, _moved(field, float(value), k)) for k in _coarse_steps(totals[field.name])]
+            steps = _coarse_steps(_steps_to_limit(field, float(value)))
+            singles[field.name] = [(k, _moved(field, float(value), k)) for k in steps]
     by_name = {f.name: f for f in fields}
 
     candidates: list[dict[str, Any]] = []
