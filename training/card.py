@@ -514,9 +514,9 @@ def _stability_section(report: Mapping[str, Any]) -> list[str]:
         )
     )
     out.append(
-        f"**Per-decision flags.** A one-step perturbation changed the top reason of {perturbed['top_reason_overturned']} "
-        f"and the top-{k} set of {perturbed['set_overturned']} rows; the {perturbed['margin_quantile']:.0%} quantile "
-        "of the margins they overturned (on the unchanged row) is the threshold: "
+        f"**Per-decision flags.** {perturbed['top_reason_overturned']} of the perturbations changed the top reason "
+        f"and {perturbed['set_overturned']} the top-{k} set; the {perturbed['margin_quantile']:.0%} quantile of the "
+        "margins they overturned (on the unchanged row) is the threshold: "
         f"{perturbed['top_margin_threshold']:.4f} log-odds between the first and second reason group, "
         f"{perturbed['set_margin_threshold']:.4f} between the last reason given and the next group. The service "
         "answers `reason_stability: {top_reason, reason_set}` per decision: false when its margin is below the "
