@@ -9,10 +9,10 @@ typed payload (any schema version) and decided by the one engine, like a live re
 
 Compared: decision, score, probability_of_default, risk band, reasons (codes, order, texts, values,
 contributions), rules fired and the explanation (attributions, base value, margin); and, when the record
-holds them, the recourse (re-derived by the same deterministic search) and the reason-stability flags. Numbers are compared
-with an absolute tolerance of 1e-9: the same ONNX graph and the same float64 TreeSHAP run on the same input
-give the same numbers (JSON round-trips floats exactly), so the tolerance only absorbs a different CPU's
-last-bit rounding, far below anything that could change a score, band or reason.
+holds them, the recourse (re-derived by the same deterministic search) and the reason-stability flags.
+Numbers are compared with an absolute tolerance of 1e-9: the same ONNX graph and the same float64 TreeSHAP
+run on the same input give the same numbers (JSON round-trips floats exactly), so the tolerance only
+absorbs a different CPU's last-bit rounding, far below anything that could change a score, band or reason.
 """
 
 from __future__ import annotations

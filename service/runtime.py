@@ -14,9 +14,10 @@ from typing import Any
 
 import numpy as np
 
+from model_store import stability
 from model_store.catalog import ReasonCatalog
 from model_store.policy import Policy
-from model_store.stability import ReasonStability, margin_thresholds, reason_stability
+from model_store.stability import ReasonStability
 from model_store.store import ModelBundle, ModelStore
 from model_store.treeshap import TreeShap
 from service.adapters.onnx_scorer import OnnxScorer
@@ -101,7 +102,7 @@ class ServedModel:
             catalog_version=self.catalog.version,
         )
         self.info = ModelInfo(name=bundle.name, version=bundle.version, provenance=provenance)
-        self.stability_thresholds = margin_thresholds(bundle.manifest)
+        self.stability_thresholds = stability.margin_thresholds(bundle.manifest)
 
     def with_policy(self, policy: Policy, catalog: ReasonCatalog) -> ServedModel:
         """The same model (same ONNX session and explainer tables) deciding with another policy and catalog."""
@@ -150,7 +151,7 @@ class ServedModel:
             return None
         n_rules = len(self.engine.rule_codes)
         given = sum(1 for index in batch.outcomes[row].reasons if index >= n_rules)
-        return reason_stability(batch.group_attributions[row].tolist(), given, self.stability_thresholds)
+        return stability.reason_stability(batch.group_attributions[row].tolist(), given, self.stability_thresholds)
 
     def recourse(self, application: Mapping[str, Any]) -> Recourse:
         """What would change this version's refer or decline of a validated application (service.core.recourse)."""

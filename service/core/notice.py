@@ -98,8 +98,6 @@ class AdverseActionNotice:
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
-            "recourse": None if self.recourse is None else list(self.recourse),
-            "recourse_note": self.recourse_note,
             "decision_id": self.decision_id,
             "application_id": self.application_id,
             "decision": self.decision,
@@ -118,6 +116,8 @@ class AdverseActionNotice:
             "model": dict(self.model),
             "policy_version": self.policy_version,
             "catalog_version": self.catalog_version,
+            "recourse": None if self.recourse is None else list(self.recourse),
+            "recourse_note": self.recourse_note,
         }
 
 
