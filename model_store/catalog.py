@@ -171,7 +171,9 @@ def _languages(raw: Any, where: str) -> tuple[str, ...]:
     return tuple(raw)
 
 
-def _customer_texts(raw: dict[str, Any], code: str, languages: tuple[str, ...], where: str) -> tuple[tuple[str, str], ...]:
+def _customer_texts(
+    raw: dict[str, Any], code: str, languages: tuple[str, ...], where: str
+) -> tuple[tuple[str, str], ...]:
     """(language, text) for every declared language; refuses a text missing in any of them."""
     value = raw.get("customer_text")
     declared = ", ".join(languages)

@@ -1,7 +1,9 @@
 """``GET /v1/decisions/<id>/notice`` (auditor): adverse-action notice data of a declined decision.
 
 JSON by default; ``?format=html`` (or ``Accept: text/html`` preferred over JSON) gives a printable,
-self-contained HTML page (print CSS, no external resources). A decision that is not a decline has no
+self-contained HTML page (print CSS, no external resources). In the language of ``?lang=`` or else
+``Accept-Language`` among the deciding reason catalog's languages (English and Simplified Chinese in the
+example catalogs), with ``Content-Language`` saying which. A decision that is not a decline has no
 notice: 409 ``notice-not-required``.
 """
 
@@ -14,13 +16,14 @@ from flask import Response, jsonify, request
 
 from service.api.decisions import DECISION_ID_PARAMETER
 from service.api.framework import Blueprint, guarded, problems, responds
+from service.api.languages import ACCEPT_LANGUAGE_PARAMETER, CONTENT_LANGUAGE_HEADER, mark_language, negotiate
 from service.api.schemas import NoticeQuerySchema, NoticeSchema
 from service.core.notice import AdverseActionNotice, NoticeFactor
 from service.state import get_state
 
 _CSS = """
 :root { color-scheme: light; }
-body { font: 11pt/1.5 Georgia, "DejaVu Serif", serif; color: #111; max-width: 44rem; margin: 2rem auto; padding: 0 1rem; }
+body { font: 11pt/1.5 Georgia, "DejaVu Serif", "Noto Serif CJK SC", "Source Han Serif SC", serif; color: #111; max-width: 44rem; margin: 2rem auto; padding: 0 1rem; }
 h1 { font: 600 1.35rem/1.25 system-ui, "DejaVu Sans", sans-serif; margin: 0 0 .25rem; }
 h2 { font: 600 1rem/1.3 system-ui, "DejaVu Sans", sans-serif; margin: 1.6rem 0 .4rem;
      border-bottom: 1px solid #bbb; padding-bottom: .2rem; }
@@ -39,14 +42,6 @@ ol { padding-left: 1.4rem; } li { margin: .3rem 0; }
 }
 """
 
-ECOA_NOTICE = (
-    "The federal Equal Credit Opportunity Act prohibits creditors from discriminating against credit applicants on "
-    "the basis of race, color, religion, national origin, sex, marital status, age (provided the applicant has the "
-    "capacity to enter into a binding contract); because all or part of the applicant's income derives from any "
-    "public assistance program; or because the applicant has in good faith exercised any right under the Consumer "
-    "Credit Protection Act."
-)
-
 
 def _factor_item(factor: NoticeFactor) -> str:
     values = f' <span class="values">({html.escape("; ".join(factor.values))})</span>' if factor.values else ""
@@ -54,38 +49,47 @@ def _factor_item(factor: NoticeFactor) -> str:
 
 
 def render_notice_html(notice: AdverseActionNotice) -> str:
-    """A printable, self-contained HTML page of the notice."""
+    """A printable, self-contained HTML page of the notice, in the notice's language."""
     e = html.escape
-    principal = "".join(_factor_item(f) for f in notice.principal_reasons) or "<li>(none recorded)</li>"
+    t = notice.texts
+    none = f"<li>{e(t.none_recorded)}</li>"
+    principal = "".join(_factor_item(f) for f in notice.principal_reasons) or none
     factors = list(notice.key_factors) + ([notice.inquiries_factor] if notice.inquiries_factor else [])
-    key_factors = "".join(_factor_item(f) for f in factors) or "<li>(none recorded)</li>"
+    key_factors = "".join(_factor_item(f) for f in factors) or none
     model = notice.model
+    score = t.score_sentence.format(
+        score=f'<span class="score">{notice.score}</span>', min=notice.score_min, max=notice.score_max
+    )
+    provenance = t.provenance.format(
+        model=e(f"{model.get('name')} {model.get('version')}"),
+        sha=e(str(model.get("sha256", ""))[:16]),
+        policy=e(notice.policy_version),
+        catalog=e(notice.catalog_version),
+        created_at=e(notice.created_at),
+    )
     return "\n".join(
         [
             "<!DOCTYPE html>",
-            '<html lang="en"><head><meta charset="utf-8">',
+            f'<html lang="{e(notice.language)}"><head><meta charset="utf-8">',
             '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            f"<title>Adverse-action notice {e(notice.application_id)}</title><style>{_CSS}</style></head><body>",
-            "<header><h1>Statement of credit denial: principal reasons</h1>",
+            f"<title>{e(t.title)} {e(notice.application_id)}</title><style>{_CSS}</style></head><body>",
+            f"<header><h1>{e(t.title)}</h1>",
             '<dl class="meta">',
-            f"<dt>Date</dt><dd>{e(notice.decision_date)}</dd>",
-            f"<dt>Application</dt><dd>{e(notice.application_id)}</dd>",
-            f"<dt>Decision reference</dt><dd>{e(notice.decision_id)}</dd>",
+            f"<dt>{e(t.date)}</dt><dd>{e(notice.decision_date)}</dd>",
+            f"<dt>{e(t.application)}</dt><dd>{e(notice.application_id)}</dd>",
+            f"<dt>{e(t.reference)}</dt><dd>{e(notice.decision_id)}</dd>",
             "</dl></header>",
-            "<p>Thank you for your application. We are unable to offer you credit at this time.</p>",
-            "<h2>Principal reasons for our decision</h2>",
+            f"<p>{e(t.thanks)}</p>",
+            f"<h2>{e(t.principal_heading)}</h2>",
             f'<ol id="principal-reasons">{principal}</ol>',
-            "<h2>Your credit score</h2>",
-            f'<p>We used a credit score in making this decision. Your score: <span class="score">{notice.score}</span> '
-            f"on a scale from {notice.score_min} to {notice.score_max}, where a higher score means a lower risk.</p>",
-            "<p>Key factors that adversely affected your score, most important first:</p>",
+            f"<h2>{e(t.score_heading)}</h2>",
+            f"<p>{score}</p>",
+            f"<p>{e(t.key_factors_intro)}</p>",
             f'<ol id="key-factors">{key_factors}</ol>',
             f'<p class="note" id="inquiries-note">{e(notice.inquiries_note)}</p>',
             '<div class="legal">',
-            f"<p>{e(ECOA_NOTICE)}</p>",
-            f"<p>Scored by model {e(str(model.get('name')))} {e(str(model.get('version')))} "
-            f"(sha256 {e(str(model.get('sha256', ''))[:16])}…), policy {e(notice.policy_version)}, "
-            f"reason catalog {e(notice.catalog_version)}; decided {e(notice.created_at)}.</p>",
+            f"<p>{e(t.ecoa)}</p>",
+            f"<p>{provenance}</p>",
             "</div></body></html>\n",
         ]
     )
@@ -102,13 +106,18 @@ def blueprint() -> Blueprint:
     """The adverse-action notice endpoint."""
     bp = Blueprint("notice", __name__, url_prefix="/v1", description="Adverse-action notices")
 
-    @bp.route("/decisions/<decision_id>/notice", methods=["GET"], parameters=[DECISION_ID_PARAMETER])
-    @responds(200, NoticeSchema, description="The notice data of a declined decision")
+    @bp.route(
+        "/decisions/<decision_id>/notice",
+        methods=["GET"],
+        parameters=[DECISION_ID_PARAMETER, ACCEPT_LANGUAGE_PARAMETER],
+    )
+    @responds(200, NoticeSchema, description="The notice data of a declined decision", headers=CONTENT_LANGUAGE_HEADER)
     @responds(
         200,
         {"type": "string"},
         content_type="text/html",
         description="A printable, self-contained HTML page of the notice (`?format=html` or `Accept: text/html`)",
+        headers=CONTENT_LANGUAGE_HEADER,
         success=True,
     )
     @problems(400, 404, 409, 503, s409="The decision is not a decline: it needs no adverse-action notice")
@@ -118,15 +127,18 @@ def blueprint() -> Blueprint:
         """Adverse-action notice of a declined decision
 
         The principal reasons in customer wording, exactly as recorded with the decision (in their recorded
-        order), the score and its range, the key factors and the date.
+        order), the score and its range, the key factors and the date. In the language of `?lang=` (a 400 if the
+        deciding reason catalog does not offer it) or else of `Accept-Language`, among the catalog's languages
+        (the example catalogs: English and Simplified Chinese); the catalog's default language otherwise.
         """
-        notice = get_state().service.notice(decision_id)
+        explicit = query.get("lang")
+        notice = get_state().service.notice(decision_id, lambda offered: negotiate(offered, explicit))
         if _wants_html(query):
             response = Response(render_notice_html(notice), status=200, content_type="text/html; charset=utf-8")
         else:
             response = jsonify(notice.to_dict())
         response.headers["Cache-Control"] = "no-store"
-        response.headers["Vary"] = "Accept"
-        return response
+        response.vary.add("Accept")
+        return mark_language(response, notice.language)
 
     return bp
