@@ -262,6 +262,15 @@ def test_the_notice_in_simplified_chinese_and_in_english(api_app: Any, german_ap
     assert [e["field"] for e in refused.get_json()["errors"]] == ["lang"]
 
 
+def test_the_notice_has_its_wording_in_every_notice_language() -> None:
+    from service.api.notice import PAGE_TEXTS
+    from service.core.notice import NOTICE_LANGUAGES, NOTICE_TEXTS
+
+    assert tuple(PAGE_TEXTS) == NOTICE_LANGUAGES == ("en", "zh-Hans") and tuple(NOTICE_TEXTS) == NOTICE_LANGUAGES
+    for texts in (NOTICE_TEXTS["zh-Hans"], PAGE_TEXTS["zh-Hans"]):
+        assert all(HAN.search(value) for value in vars(texts).values())
+
+
 def test_replay_is_identical_in_every_language(api_app: Any, example_application: dict[str, Any]) -> None:
     client = api_app.test_client()
     decided = client.post(

@@ -10,6 +10,7 @@ notice: 409 ``notice-not-required``.
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from typing import Any
 
 from flask import Response, jsonify, request
@@ -43,6 +44,67 @@ ol { padding-left: 1.4rem; } li { margin: .3rem 0; }
 """
 
 
+@dataclass(frozen=True)
+class PageTexts:
+    """The printable page's wording in one language (``{score}``, ``{model}``... are filled in)."""
+
+    title: str
+    date: str
+    application: str
+    reference: str
+    thanks: str
+    principal_heading: str
+    score_heading: str
+    score_sentence: str
+    key_factors_intro: str
+    none_recorded: str
+    ecoa: str
+    provenance: str
+
+
+#: The page's wording in every language of the notice (``service.core.notice.NOTICE_LANGUAGES``).
+PAGE_TEXTS = {
+    "en": PageTexts(
+        title="Statement of credit denial: principal reasons",
+        date="Date",
+        application="Application",
+        reference="Decision reference",
+        thanks="Thank you for your application. We are unable to offer you credit at this time.",
+        principal_heading="Principal reasons for our decision",
+        score_heading="Your credit score",
+        score_sentence="We used a credit score in making this decision. Your score: {score} on a scale from "
+        "{min} to {max}, where a higher score means a lower risk.",
+        key_factors_intro="Key factors that adversely affected your score, most important first:",
+        none_recorded="(none recorded)",
+        ecoa="The federal Equal Credit Opportunity Act prohibits creditors from discriminating against credit "
+        "applicants on the basis of race, color, religion, national origin, sex, marital status, age (provided the "
+        "applicant has the capacity to enter into a binding contract); because all or part of the applicant's "
+        "income derives from any public assistance program; or because the applicant has in good faith exercised "
+        "any right under the Consumer Credit Protection Act.",
+        provenance="Scored by model {model} (sha256 {sha}…), policy {policy}, reason catalog {catalog}; "
+        "decided {created_at}.",
+    ),
+    "zh-Hans": PageTexts(
+        title="拒绝授信通知：主要原因",
+        date="日期",
+        application="申请编号",
+        reference="决定编号",
+        thanks="感谢您的申请。很遗憾，我们目前无法向您提供信贷。",
+        principal_heading="我们作出此决定的主要原因",
+        score_heading="您的信用评分",
+        score_sentence="我们在作出此决定时使用了信用评分。您的评分为 {score}（评分范围 {min} 至 {max}，"
+        "分数越高表示风险越低）。",
+        key_factors_intro="对您的评分产生不利影响的关键因素（按重要性由高到低排列）：",
+        none_recorded="（无记录）",
+        ecoa="美国联邦《平等信贷机会法》禁止债权人基于种族、肤色、宗教、国籍、性别、婚姻状况或年龄（前提是申请人具有"
+        "订立具有约束力合同的行为能力）歧视信贷申请人，亦禁止因申请人的全部或部分收入来自任何公共援助计划，或因申请人"
+        "善意行使了《消费者信用保护法》规定的任何权利而歧视申请人。",
+        provenance="评分模型 {model}（sha256 {sha}…），政策 {policy}，原因代码目录 {catalog}；决定时间 {created_at}。",
+    ),
+}
+ECOA_NOTICE = PAGE_TEXTS["en"].ecoa
+
+
 def _factor_item(factor: NoticeFactor) -> str:
     values = f' <span class="values">({html.escape("; ".join(factor.values))})</span>' if factor.values else ""
     return f"<li>{html.escape(factor.text)}{values}</li>"
@@ -51,7 +113,7 @@ def _factor_item(factor: NoticeFactor) -> str:
 def render_notice_html(notice: AdverseActionNotice) -> str:
     """A printable, self-contained HTML page of the notice, in the notice's language."""
     e = html.escape
-    t = notice.texts
+    t = PAGE_TEXTS[notice.language]
     none = f"<li>{e(t.none_recorded)}</li>"
     principal = "".join(_factor_item(f) for f in notice.principal_reasons) or none
     factors = list(notice.key_factors) + ([notice.inquiries_factor] if notice.inquiries_factor else [])

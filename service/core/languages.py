@@ -58,16 +58,11 @@ def match_language(wanted: str, offered: Sequence[str]) -> str | None:
 
 
 def best_language(accepted: Iterable[tuple[str, float]], offered: Sequence[str]) -> str:
-    """The first language on offer matched by the accepted ranges (best quality first; q=0 refuses), else the
-    default (``offered[0]``)."""
-    refused: set[str] = set()
-    for wanted, quality in sorted(accepted, key=lambda item: -item[1]):
-        if quality <= 0:
-            match = match_language(wanted, offered)
-            if match is not None and wanted.strip() != "*":
-                refused.add(match)
-            continue
-    for wanted, quality in sorted(accepted, key=lambda item: -item[1]):
+    """The language on offer best matched by the accepted ranges (highest quality first), else the default
+    (``offered[0]``). A range with ``q=0`` refuses the language it matches (``*;q=0`` refuses nothing)."""
+    ranked = sorted(accepted, key=lambda item: -item[1])
+    refused = {match_language(w, offered) for w, q in ranked if q <= 0 and w.strip() != "*"}
+    for wanted, quality in ranked:
         if quality > 0:
             match = match_language(wanted, offered)
             if match is not None and match not in refused:

@@ -38,7 +38,8 @@ MAX_KEY_FACTORS = 4
 
 @dataclass(frozen=True)
 class NoticeTexts:
-    """The fixed wording of a notice in one language (``{n}``, ``{score}``... are filled in)."""
+    """The fixed wording of a notice's data in one language (``{n}`` is filled in); the printable page's own
+    wording is the renderer's (``service.api.notice``)."""
 
     inquiry_text: str
     inquiries_count: str
@@ -47,18 +48,6 @@ class NoticeTexts:
     inquiry_not_adverse: str
     inquiry_already_listed: str
     inquiry_adverse: str
-    title: str
-    date: str
-    application: str
-    reference: str
-    thanks: str
-    principal_heading: str
-    score_heading: str
-    score_sentence: str
-    key_factors_intro: str
-    none_recorded: str
-    ecoa: str
-    provenance: str
 
 
 NOTICE_TEXTS: dict[str, NoticeTexts] = {
@@ -72,24 +61,6 @@ NOTICE_TEXTS: dict[str, NoticeTexts] = {
         inquiry_not_adverse="Credit inquiries did not adversely affect this score.",
         inquiry_already_listed="Credit inquiries are already listed among the key factors above.",
         inquiry_adverse="Credit inquiries adversely affected this score.",
-        title="Statement of credit denial: principal reasons",
-        date="Date",
-        application="Application",
-        reference="Decision reference",
-        thanks="Thank you for your application. We are unable to offer you credit at this time.",
-        principal_heading="Principal reasons for our decision",
-        score_heading="Your credit score",
-        score_sentence="We used a credit score in making this decision. Your score: {score} on a scale from "
-        "{min} to {max}, where a higher score means a lower risk.",
-        key_factors_intro="Key factors that adversely affected your score, most important first:",
-        none_recorded="(none recorded)",
-        ecoa="The federal Equal Credit Opportunity Act prohibits creditors from discriminating against credit "
-        "applicants on the basis of race, color, religion, national origin, sex, marital status, age (provided the "
-        "applicant has the capacity to enter into a binding contract); because all or part of the applicant's "
-        "income derives from any public assistance program; or because the applicant has in good faith exercised "
-        "any right under the Consumer Credit Protection Act.",
-        provenance="Scored by model {model} (sha256 {sha}…), policy {policy}, reason catalog {catalog}; "
-        "decided {created_at}.",
     ),
     "zh-Hans": NoticeTexts(
         inquiry_text="近期对您信用记录的查询次数",
@@ -99,20 +70,6 @@ NOTICE_TEXTS: dict[str, NoticeTexts] = {
         inquiry_not_adverse="信用查询未对本评分产生不利影响。",
         inquiry_already_listed="信用查询已列于上述关键因素之中。",
         inquiry_adverse="信用查询对本评分产生了不利影响。",
-        title="拒绝授信通知：主要原因",
-        date="日期",
-        application="申请编号",
-        reference="决定编号",
-        thanks="感谢您的申请。很遗憾，我们目前无法向您提供信贷。",
-        principal_heading="我们作出此决定的主要原因",
-        score_heading="您的信用评分",
-        score_sentence="我们在作出此决定时使用了信用评分。您的评分为 {score}（评分范围 {min} 至 {max}，分数越高表示风险越低）。",
-        key_factors_intro="对您的评分产生不利影响的关键因素（按重要性由高到低排列）：",
-        none_recorded="（无记录）",
-        ecoa="美国联邦《平等信贷机会法》禁止债权人基于种族、肤色、宗教、国籍、性别、婚姻状况或年龄（前提是申请人具有"
-        "订立具有约束力合同的行为能力）歧视信贷申请人，亦禁止因申请人的全部或部分收入来自任何公共援助计划，或因申请人"
-        "善意行使了《消费者信用保护法》规定的任何权利而歧视申请人。",
-        provenance="评分模型 {model}（sha256 {sha}…），政策 {policy}，原因代码目录 {catalog}；决定时间 {created_at}。",
     ),
 }
 #: The languages a notice can be written in (its fixed wording exists in them), English first.
