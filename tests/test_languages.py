@@ -260,6 +260,18 @@ def test_the_notice_in_simplified_chinese_and_in_english(api_app: Any, german_ap
     refused = client.get(path, query_string={"lang": "fr"})
     assert refused.status_code == 400 and refused.mimetype == "application/problem+json"
     assert [e["field"] for e in refused.get_json()["errors"]] == ["lang"]
+    # both languages on one printable page: the asked one first, the other on a page of its own
+    both = client.get(path, query_string={"format": "html", "bilingual": "true"}, headers={"Accept-Language": "zh"})
+    assert both.status_code == 200 and both.headers["Content-Language"] == "zh-Hans, en"
+    page = both.get_data(as_text=True)
+    assert page.index("拒绝授信通知") < page.index('<article class="translation" lang="en">')
+    assert page.index('<article class="translation" lang="en">') < page.index("Statement of credit denial")
+    assert 'id="principal-reasons"' in page and 'id="principal-reasons-en"' in page
+    assert "break-before: page" in page and english.get_data(as_text=True).count("<h1>") == 1
+    english_texts = _catalog(api_app).customer_texts("en")
+    assert all(english_texts[r["code"]] in page and zh_texts[r["code"]] in page for r in adverse)
+    not_json = client.get(path, query_string={"bilingual": "true"})
+    assert not_json.status_code == 400 and [e["field"] for e in not_json.get_json()["errors"]] == ["bilingual"]
 
 
 def test_the_notice_has_its_wording_in_every_notice_language() -> None:

@@ -10,6 +10,7 @@ notice: 409 ``notice-not-required``.
 from __future__ import annotations
 
 import html
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -20,6 +21,7 @@ from service.api.framework import Blueprint, guarded, problems, responds
 from service.api.languages import ACCEPT_LANGUAGE_PARAMETER, CONTENT_LANGUAGE_HEADER, mark_language, negotiate
 from service.api.schemas import NoticeQuerySchema, NoticeSchema
 from service.core.notice import AdverseActionNotice, NoticeFactor
+from service.errors import FieldError, InvalidParameter
 from service.state import get_state
 
 _CSS = """
@@ -35,10 +37,12 @@ ol { padding-left: 1.4rem; } li { margin: .3rem 0; }
 .values { color: #555; font-size: .9em; }
 .score { font-size: 1.6rem; font-weight: 600; font-family: system-ui, "DejaVu Sans", sans-serif; }
 .note { color: #444; font-style: italic; }
+.translation { display: block; margin-top: 3rem; border-top: 2px solid #bbb; padding-top: 1rem; }
 .legal { font-size: .8rem; color: #444; margin-top: 2rem; border-top: 1px solid #bbb; padding-top: .6rem; }
 @media print {
   body { margin: 0; max-width: none; font-size: 10.5pt; }
   h2 { break-after: avoid; }
+  .translation { break-before: page; border-top: none; margin-top: 0; }
   @page { size: A4; margin: 2cm; }
 }
 """
@@ -110,8 +114,26 @@ def _factor_item(factor: NoticeFactor) -> str:
     return f"<li>{html.escape(factor.text)}{values}</li>"
 
 
-def render_notice_html(notice: AdverseActionNotice) -> str:
-    """A printable, self-contained HTML page of the notice, in the notice's language."""
+def render_notice_html(notice: AdverseActionNotice, *translations: AdverseActionNotice) -> str:
+    """A printable, self-contained HTML page of the notice, in the notice's language; ``translations`` (the same
+    notice in other languages) follow it on pages of their own (element ids suffixed with their language)."""
+    t = PAGE_TEXTS[notice.language]
+    parts = [
+        "<!DOCTYPE html>",
+        f'<html lang="{html.escape(notice.language)}"><head><meta charset="utf-8">',
+        '<meta name="viewport" content="width=device-width, initial-scale=1">',
+        f"<title>{html.escape(t.title)} {html.escape(notice.application_id)}</title><style>{_CSS}</style></head><body>",
+        *_notice_body(notice),
+    ]
+    for other in translations:
+        parts.append(f'<article class="translation" lang="{html.escape(other.language)}">')
+        parts.extend(_notice_body(other, f"-{other.language}"))
+        parts.append("</article>")
+    parts.append("</body></html>\n")
+    return "\n".join(parts)
+
+
+def _notice_body(notice: AdverseActionNotice, suffix: str = "") -> list[str]:
     e = html.escape
     t = PAGE_TEXTS[notice.language]
     none = f"<li>{e(t.none_recorded)}</li>"
@@ -129,32 +151,31 @@ def render_notice_html(notice: AdverseActionNotice) -> str:
         catalog=e(notice.catalog_version),
         created_at=e(notice.created_at),
     )
-    return "\n".join(
-        [
-            "<!DOCTYPE html>",
-            f'<html lang="{e(notice.language)}"><head><meta charset="utf-8">',
-            '<meta name="viewport" content="width=device-width, initial-scale=1">',
-            f"<title>{e(t.title)} {e(notice.application_id)}</title><style>{_CSS}</style></head><body>",
-            f"<header><h1>{e(t.title)}</h1>",
-            '<dl class="meta">',
-            f"<dt>{e(t.date)}</dt><dd>{e(notice.decision_date)}</dd>",
-            f"<dt>{e(t.application)}</dt><dd>{e(notice.application_id)}</dd>",
-            f"<dt>{e(t.reference)}</dt><dd>{e(notice.decision_id)}</dd>",
-            "</dl></header>",
-            f"<p>{e(t.thanks)}</p>",
-            f"<h2>{e(t.principal_heading)}</h2>",
-            f'<ol id="principal-reasons">{principal}</ol>',
-            f"<h2>{e(t.score_heading)}</h2>",
-            f"<p>{score}</p>",
-            f"<p>{e(t.key_factors_intro)}</p>",
-            f'<ol id="key-factors">{key_factors}</ol>',
-            f'<p class="note" id="inquiries-note">{e(notice.inquiries_note)}</p>',
-            '<div class="legal">',
-            f"<p>{e(t.ecoa)}</p>",
-            f"<p>{provenance}</p>",
-            "</div></body></html>\n",
-        ]
-    )
+    return [
+        f"<header><h1>{e(t.title)}</h1>",
+        '<dl class="meta">',
+        f"<dt>{e(t.date)}</dt><dd>{e(notice.decision_date)}</dd>",
+        f"<dt>{e(t.application)}</dt><dd>{e(notice.application_id)}</dd>",
+        f"<dt>{e(t.reference)}</dt><dd>{e(notice.decision_id)}</dd>",
+        "</dl></header>",
+        f"<p>{e(t.thanks)}</p>",
+        f"<h2>{e(t.principal_heading)}</h2>",
+        f'<ol id="principal-reasons{suffix}">{principal}</ol>',
+        f"<h2>{e(t.score_heading)}</h2>",
+        f"<p>{score}</p>",
+        f"<p>{e(t.key_factors_intro)}</p>",
+        f'<ol id="key-factors{suffix}">{key_factors}</ol>',
+        f'<p class="note" id="inquiries-note{suffix}">{e(notice.inquiries_note)}</p>',
+        '<div class="legal">',
+        f"<p>{e(t.ecoa)}</p>",
+        f"<p>{provenance}</p>",
+        "</div>",
+    ]
+
+
+def _always(language: str) -> Callable[[Sequence[str]], str]:
+    """A language chooser that picks ``language`` (one of those offered)."""
+    return lambda _offered: language
 
 
 def _wants_html(query: dict[str, Any]) -> bool:
@@ -192,15 +213,33 @@ def blueprint() -> Blueprint:
         order), the score and its range, the key factors and the date. In the language of `?lang=` (a 400 if the
         deciding reason catalog does not offer it) or else of `Accept-Language`, among the catalog's languages
         (the example catalogs: English and Simplified Chinese); the catalog's default language otherwise.
+        `bilingual=true` (html only) adds the notice in the catalog's other languages on pages of their own.
         """
         explicit = query.get("lang")
-        notice = get_state().service.notice(decision_id, lambda offered: negotiate(offered, explicit))
-        if _wants_html(query):
-            response = Response(render_notice_html(notice), status=200, content_type="text/html; charset=utf-8")
+        wants_html = _wants_html(query)
+        if query.get("bilingual") and not wants_html:
+            message = "the bilingual notice is a printable page: ask for format=html"
+            raise InvalidParameter(f"bilingual: {message}", [FieldError("bilingual", message)])
+        service = get_state().service
+        offered: list[str] = []
+
+        def choose(languages: Sequence[str]) -> str:
+            offered.extend(languages)
+            return negotiate(languages, explicit)
+
+        notice = service.notice(decision_id, choose)
+        translations: list[AdverseActionNotice] = []
+        if query.get("bilingual"):
+            for language in offered:
+                if language != notice.language:
+                    translations.append(service.notice(decision_id, _always(language)))
+        if wants_html:
+            page = render_notice_html(notice, *translations)
+            response = Response(page, status=200, content_type="text/html; charset=utf-8")
         else:
             response = jsonify(notice.to_dict())
         response.headers["Cache-Control"] = "no-store"
         response.vary.add("Accept")
-        return mark_language(response, notice.language)
+        return mark_language(response, ", ".join([notice.language, *(t.language for t in translations)]))
 
     return bp

@@ -505,6 +505,12 @@ class NoticeQuerySchema(StrictSchema):
             "pattern": LANGUAGE_TAG.pattern,
         },
     )
+    bilingual = fields.Boolean(
+        metadata={
+            "description": "html only: the notice in the asked language, then in each other language of the "
+            "deciding reason catalog on pages of their own"
+        }
+    )
 
 
 class ReportQuerySchema(StrictSchema):
