@@ -20,7 +20,8 @@ A change of any text is a new ``catalog_version``.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from collections.abc import Mapping
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -67,15 +68,20 @@ class ReasonCatalog:
     rule_reasons: tuple[ReasonCode, ...]
     inquiries_field: str | None = None
     languages: tuple[str, ...] = (DEFAULT_LANGUAGE,)
+    _texts: dict[str, dict[str, str]] = field(default_factory=dict, init=False, repr=False, compare=False)
+
+    def __post_init__(self) -> None:
+        texts = {lang: {r.code: r.text(lang) for r in self.all_codes} for lang in self.languages}
+        object.__setattr__(self, "_texts", texts)
 
     @property
     def default_language(self) -> str:
         """The language of the texts a decision records (the first declared)."""
         return self.languages[0]
 
-    def customer_texts(self, language: str) -> dict[str, str]:
+    def customer_texts(self, language: str) -> Mapping[str, str]:
         """Code -> customer text in ``language``, for every code (default-language texts if it is not declared)."""
-        return {r.code: r.text(language) for r in self.all_codes}
+        return self._texts.get(language) or self._texts[self.default_language]
 
     @property
     def all_codes(self) -> tuple[ReasonCode, ...]:
