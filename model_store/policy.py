@@ -109,13 +109,17 @@ class Monitoring:
     A stability index (PSI of the score, CSI of an input) at or above ``stability_watch`` is flagged
     "watch", at or above ``stability_action`` "action"; a group's approval rate below
     ``four_fifths`` of the most favoured group's is flagged. Numbers computed from fewer than
-    ``min_sample`` decisions (a period, or a group) are shown but never flagged.
+    ``min_sample`` decisions (a period, or a group) are shown but never flagged. A reason code's share
+    of declines and referrals that differs from the training baseline's or the previous period's with a
+    two-sided p-value below ``reason_shift_p_value`` (Bonferroni-corrected over the codes compared) is
+    flagged (``service.reports.core.reason_shifts``).
     """
 
     stability_watch: float = 0.1
     stability_action: float = 0.25
     four_fifths: float = 0.8
     min_sample: int = 100
+    reason_shift_p_value: float = 0.01
 
 
 @dataclass(frozen=True)
@@ -292,7 +296,9 @@ def _parse_monitoring(raw: Any, where: str) -> Monitoring:
     if not isinstance(raw, dict):
         raise ContractError(f"{where}: expected a mapping")
     defaults = Monitoring()
-    unknown = sorted(set(raw) - {"stability_watch", "stability_action", "four_fifths", "min_sample"})
+    unknown = sorted(
+        set(raw) - {"stability_watch", "stability_action", "four_fifths", "min_sample", "reason_shift_p_value"}
+    )
     if unknown:
         raise ContractError(f"{where}: unknown key(s) {unknown}")
     values: dict[str, Any] = {}
@@ -308,7 +314,10 @@ def _parse_monitoring(raw: Any, where: str) -> Monitoring:
         raise ContractError(f"{where}: stability_action must be at least stability_watch")
     if values["four_fifths"] > 1:
         raise ContractError(f"{where}.four_fifths: a ratio of approval rates, at most 1")
-    return Monitoring(min_sample=min_sample, **values)
+    p_value = raw.get("reason_shift_p_value", defaults.reason_shift_p_value)
+    if isinstance(p_value, bool) or not isinstance(p_value, int | float) or not 0 < p_value < 0.5:
+        raise ContractError(f"{where}.reason_shift_p_value: expected a probability between 0 and 0.5, got {p_value!r}")
+    return Monitoring(min_sample=min_sample, reason_shift_p_value=float(p_value), **values)
 
 
 #: The final decisions a reviewer may give (a referral is not final).

@@ -22,6 +22,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from model_store.catalog import LANGUAGE_TAG
 from model_store.spec import MISSING, FeatureSpec, Field, InvalidValue
 from model_store.vocabulary import (
     ACTIONS,
@@ -431,6 +432,7 @@ class NoticeScoreSchema(Schema):
 
 
 class NoticeSchema(Schema):
+    language = fields.String(required=True, metadata={"description": "The notice's language (as Content-Language)"})
     decision_id = fields.String(required=True)
     application_id = fields.String(required=True)
     decision = fields.String(required=True)
@@ -494,6 +496,20 @@ class NoticeQuerySchema(StrictSchema):
     format = fields.String(
         validate=validate.OneOf(["json", "html"]),
         metadata={"description": "json (default) or a printable html page; `Accept: text/html` also asks for html"},
+    )
+    lang = fields.String(
+        validate=Matches(LANGUAGE_TAG, "Must be a language tag such as en or zh-Hans."),
+        metadata={
+            "description": "The notice's language (e.g. `en`, `zh-Hans`, `zh-CN`), instead of `Accept-Language`; "
+            "a language the deciding reason catalog does not offer is a 400",
+            "pattern": LANGUAGE_TAG.pattern,
+        },
+    )
+    bilingual = fields.Boolean(
+        metadata={
+            "description": "html only: the notice in the asked language, then in each other language of the "
+            "deciding reason catalog on pages of their own"
+        }
     )
 
 

@@ -26,6 +26,7 @@ from service.reports.core import (
     Outcome,
     Period,
     PeriodReport,
+    ReasonBaseline,
     ReasonRef,
     ReportError,
     ReportSettings,
@@ -154,7 +155,8 @@ def baseline_from_reference(reference: Mapping[str, Any], model_name: str, model
         bands = tuple((str(b), float(s)) for b, s in _mapping(score_raw.get("band_shares")).items())
     except (TypeError, ValueError, AttributeError) as exc:
         raise ReportError(f"reference.json of {model_name} {model_version} has a malformed baseline: {exc}") from exc
-    return Baseline(model_name, model_version, tuple(fields), score, bands)
+    reasons = ReasonBaseline.of(raw.get("reasons"), f"reference.json of {model_name} {model_version}: baseline.reasons")
+    return Baseline(model_name, model_version, tuple(fields), score, bands, reasons)
 
 
 def _numeric(spec: Mapping[str, Any]) -> NumericBaseline:
