@@ -45,6 +45,7 @@ _PROBLEM_TEXT = {
     413: "Body too large",
     415: "Content type is not application/json (UTF-8)",
     422: "Invalid fields; `errors` names each one",
+    429: "The API key exceeded its role's rate limit (`RATE_LIMIT`); see Retry-After",
     500: "Internal error (the body never holds internal details)",
     503: "Not ready (model self-check failed or pending) or the decision store is unavailable; see Retry-After",
 }
@@ -211,7 +212,7 @@ def guarded(role: str) -> Callable[[F], F]:
 
     def decorate(view: F) -> F:
         view = documented(security=SECURITY, **{"x-required-roles": [role]})(view)
-        view = problems(401, 403)(view)
+        view = problems(401, 403, 429)(view)
         return cast(F, require_role(role)(view))
 
     return decorate
