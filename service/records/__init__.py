@@ -151,6 +151,10 @@ class DecisionStore(Protocol):
         """How many decision records are stored."""
         ...
 
+    def ping(self) -> None:
+        """Reach the database now (reconnecting if need be), or StoreUnavailable."""
+        ...
+
     def count_entries(self) -> dict[str, int]:
         """How many entries of each kind (``decision``, ``event``, ``shadow``) the chain holds."""
         ...

@@ -324,13 +324,13 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
             try:
                 yield tx
             except BaseException:
-                try:
-                    self._finish(conn, commit=False)
-                except Exception as exc:
-                    if not self._is_database_error(exc):
-                        raise
+                self._roll_back(conn)
                 raise
-            self._finish(conn, commit=True)
+            try:
+                self._finish(conn, commit=True)
+            except BaseException:  # e.g. SQLite's COMMIT failing on a full disk leaves the transaction open
+                self._roll_back(conn)
+                raise
         except RecordsError:
             raise
         except Exception as exc:
@@ -340,6 +340,14 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
                 self._discard(conn)
             kind = self._error_kind(exc)
             raise kind(f"decision store {self.backend} failed: {exc.__class__.__name__}: {exc}") from exc
+
+    def _roll_back(self, conn: ConnT) -> None:
+        """ROLLBACK whatever is open; a database error doing so is dropped (the original error is the answer)."""
+        try:
+            self._finish(conn, commit=False)
+        except Exception as exc:
+            if not self._is_database_error(exc):
+                raise
 
     def _begin_on_live_connection(self, mode: Mode) -> tuple[ConnT, Transaction]:
         """BEGIN on this thread's connection; one that broke while idle (the server restarted, the network
@@ -385,6 +393,11 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
                 )
                 done.append(migration.version)
         return done
+
+    def ping(self) -> None:
+        """Reach the database now (reconnecting if need be), or StoreUnavailable."""
+        with self._transaction("read") as tx:
+            tx.rows("SELECT 1")
 
     def schema_version(self) -> int:
         """The highest applied migration."""
