@@ -466,3 +466,55 @@ def test_postgres_stopped_and_restarted_under_load(
         f"\nPostgreSQL outage: {summary}; while down {len(failing)} decisions failed in at most {slowest * 1000:.0f} ms"
         f" (503 store-unavailable); first decision {recovered:.2f} s after the restart; {records} records"
     )
+
+
+# --- bounded waits: a request answers 503 rather than hang on a held lock ------------------------------------
+
+
+@contextlib.contextmanager
+def _chain_held(url: str) -> Iterator[None]:
+    """Another session holds the append lock of the store at ``url`` (as a stuck writer would)."""
+    if url.startswith("sqlite:///"):
+        blocker = sqlite3.connect(url[len("sqlite:///") :], isolation_level=None)
+        blocker.execute("BEGIN IMMEDIATE")
+        try:
+            yield
+        finally:
+            blocker.execute("ROLLBACK")
+            blocker.close()
+        return
+    import psycopg
+
+    with psycopg.connect(url, autocommit=True) as blocker:
+        blocker.execute("BEGIN")
+        blocker.execute("SELECT pg_advisory_xact_lock(hashtext('credit-decision:chain:' || current_schema()))")
+        try:
+            yield
+        finally:
+            blocker.execute("ROLLBACK")
+
+
+@pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def test_a_held_lock_answers_503_store_busy_within_database_timeout(
+    backend: str,
+    api_make_app: Callable[..., Any],
+    scorer_headers: dict[str, str],
+    example_application: dict[str, Any],
+) -> None:
+    """DATABASE_TIMEOUT bounds the wait for the append lock: the request answers 503 store-busy (below gunicorn's
+    worker timeout, which would otherwise kill the worker), and decides again once the lock is released."""
+    app = api_make_app(backend, DATABASE_TIMEOUT=0.5)
+    client = app.test_client()
+    store = get_state(app).require_store()
+    url = f"sqlite:///{store.path}" if backend == "sqlite" else store.url  # type: ignore[attr-defined]
+    assert client.post("/v1/decisions", json=example_application, headers=scorer_headers).status_code == 201
+    with _chain_held(url):
+        started = time.monotonic()
+        response = client.post("/v1/decisions", json=example_application, headers=scorer_headers)
+        waited = time.monotonic() - started
+    assert response.status_code == 503 and response.mimetype == PROBLEM
+    assert response.get_json()["type"] == "urn:credit-decision:problem:store-busy"
+    assert int(response.headers["Retry-After"]) >= 1
+    assert 0.4 < waited < 5.0, waited
+    assert client.post("/v1/decisions", json=example_application, headers=scorer_headers).status_code == 201
+    assert store.count() == 2 and store.verify_chain().ok
