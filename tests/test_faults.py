@@ -332,13 +332,15 @@ def test_sigterm_under_load_finishes_and_records_every_accepted_decision(
     assert {a.status for a in answered} == {200}, load.summary()  # no error answer, before or during the stop
     assert all(a.body["failed"] == 0 for a in answered)  # and no item of a batch failed
     in_flight = [a for a in answered if a.started < signalled < a.started + a.seconds]
-    assert in_flight, "no request was in flight at SIGTERM: the test proved nothing"
+    # with graceful_timeout=0 (workers killed at once) this is empty: the requests in flight get no answer
+    assert in_flight, "no request in flight at SIGTERM was answered"
     unanswered = [a for a in answers if a.status is None]
     assert all(a.started + a.seconds > signalled for a in unanswered), "a request failed before the signal"
-    assert all(
-        any(word in a.failure.lower() for word in ("refused", "reset", "remote end closed", "connection aborted"))
-        for a in unanswered
-    ), {a.failure for a in unanswered}
+    # refused after the close, or reset: a connection still in the kernel's backlog when the listener closed. A
+    # worker dying mid-request would show as "Remote end closed connection without response" (it read the request).
+    assert all(any(word in a.failure.lower() for word in ("refused", "reset")) for a in unanswered), {
+        a.failure for a in unanswered
+    }
     acknowledged = _acknowledged_ids(answered)
     records = _assert_store_holds(url, acknowledged)
     assert records == len(acknowledged)  # nothing recorded that was not answered
