@@ -147,8 +147,8 @@ class DecisionStore(Protocol):
         """The records saved with any of these idempotency keys, by key (one read)."""
         ...
 
-    def count(self) -> int:
-        """How many decision records are stored."""
+    def count(self, since: datetime | None = None, until: datetime | None = None) -> int:
+        """How many decision records are stored (created in [``since``, ``until``) when given)."""
         ...
 
     def ping(self) -> None:
