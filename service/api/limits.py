@@ -66,7 +66,7 @@ def init_app(app: Flask, settings: Settings) -> Limiter | None:
         return per_role.get(caller[1], "") if caller else ""
 
     options: dict[str, float] = {}
-    if settings.rate_limit_storage.startswith(("redis", "rediss")):
+    if settings.rate_limit_storage.startswith("redis"):  # redis, rediss, redis+sentinel, redis+cluster
         options.update(_REDIS_TIMEOUTS)
     try:
         limiter = Limiter(
