@@ -18,6 +18,7 @@ from flask import Flask
 
 from model_store.store import ModelStore
 from service import api, auth
+from service.api import limits
 from service.api.schemas import request_schemas
 from service.config import ConfigError, Settings
 from service.decisions import DecisionService, new_decision_id, utc_now
@@ -62,6 +63,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         settings.max_batch_items,
     )
     state.api = api.init_app(app, requests, served)
+    limits.init_app(app, settings)
     if service.ready and served is not None:
         log.info("ready: serving %s %s", served.info.name, served.info.version)
     else:
@@ -164,7 +166,7 @@ def _serve_the_deployments_state(
 
 def _open_store(settings: Settings, problems: list[str]) -> DecisionStore | None:
     try:
-        return open_decision_store(settings.database_url)
+        return open_decision_store(settings.database_url, wait_seconds=settings.database_timeout)
     except (RecordsError, OSError, ValueError) as exc:
         problems.append(f"decision store unavailable: {type(exc).__name__}")
         log.error("decision store unavailable", exc_info=exc)

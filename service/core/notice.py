@@ -18,6 +18,11 @@ with them.
   A decision recorded without recourse says nothing on it (``recourse`` is null).
 
 Only declines get a notice: a referral is not a final decision and an approval is not adverse action.
+
+Languages: a notice is written in one language of :data:`NOTICE_TEXTS` (English and Simplified Chinese):
+its fixed wording from there, the reasons' customer texts from the deciding catalog version in that
+language (:func:`service.core.languages.in_language`, applied by the caller; the record keeps the
+catalog's default language). The applicant's values are shown with the feature spec's labels, as recorded.
 """
 
 from __future__ import annotations
@@ -34,20 +39,66 @@ from service.errors import NoticeNotRequired
 
 MAX_PRINCIPAL_REASONS = 4
 MAX_KEY_FACTORS = 4
-INQUIRY_TEXT = "Number of recent inquiries into your credit history"
-NO_INQUIRY_DATA = (
-    "The data this model scores has no record of credit inquiries, so no inquiry factor applies to this score."
-)
-INQUIRY_UNKNOWN = (
-    "The model version that made this decision cannot be loaded now, so this notice does not say whether credit "
-    "inquiries affected the score."
-)
-INQUIRY_NOT_ADVERSE = "Credit inquiries did not adversely affect this score."
-INQUIRY_ALREADY_LISTED = "Credit inquiries are already listed among the key factors above."
-RECOURSE_NONE_FOUND = (
-    "No change to the details you can act on (such as the amount or duration you asked for) within their allowed "
-    "ranges would have led to an approval under the same assessment."
-)
+
+
+@dataclass(frozen=True)
+class NoticeTexts:
+    """The fixed wording of a notice's data in one language (``{n}`` is filled in); the printable page's own
+    wording is the renderer's (``service.api.notice``)."""
+
+    inquiry_text: str
+    inquiries_count: str
+    no_inquiry_data: str
+    inquiry_unknown: str
+    inquiry_not_adverse: str
+    inquiry_already_listed: str
+    inquiry_adverse: str
+    recourse_found: str
+    recourse_none_found: str
+    recourse_change: str  # one change: {field}, {to}, {from_}
+    recourse_and: str  # between the changes of one proposal
+
+
+NOTICE_TEXTS: dict[str, NoticeTexts] = {
+    "en": NoticeTexts(
+        inquiry_text="Number of recent inquiries into your credit history",
+        inquiries_count="{n} inquiries",
+        no_inquiry_data="The data this model scores has no record of credit inquiries, so no inquiry factor "
+        "applies to this score.",
+        inquiry_unknown="The model version that made this decision cannot be loaded now, so this notice does not "
+        "say whether credit inquiries affected the score.",
+        inquiry_not_adverse="Credit inquiries did not adversely affect this score.",
+        inquiry_already_listed="Credit inquiries are already listed among the key factors above.",
+        inquiry_adverse="Credit inquiries adversely affected this score.",
+        recourse_found="Any one of these changes would have led to an approval under the same assessment:",
+        recourse_none_found="No change to the details you can act on (such as the amount or duration you asked "
+        "for) within their allowed ranges would have led to an approval under the same assessment.",
+        recourse_change="{field}: {to} instead of {from_}",
+        recourse_and=", and ",
+    ),
+    "zh-Hans": NoticeTexts(
+        inquiry_text="近期对您信用记录的查询次数",
+        inquiries_count="{n} 次查询",
+        no_inquiry_data="本模型评估的数据不含信用查询记录，因此本评分不涉及查询因素。",
+        inquiry_unknown="作出此决定的模型版本目前无法加载，因此本通知无法说明信用查询是否影响了评分。",
+        inquiry_not_adverse="信用查询未对本评分产生不利影响。",
+        inquiry_already_listed="信用查询已列于上述关键因素之中。",
+        inquiry_adverse="信用查询对本评分产生了不利影响。",
+        recourse_found="在相同的评估下，以下任一项更改都会使申请获得批准：",
+        recourse_none_found="在允许的范围内，对您可以调整的信息（例如申请的金额或期限）作任何更改，在相同的评估下都不会使申请获得批准。",
+        recourse_change="{field}：{to}（而非 {from_}）",
+        recourse_and="；并且",
+    ),
+}
+#: The languages a notice can be written in (its fixed wording exists in them), English first.
+NOTICE_LANGUAGES = tuple(NOTICE_TEXTS)
+_EN = NOTICE_TEXTS["en"]
+INQUIRY_TEXT = _EN.inquiry_text
+NO_INQUIRY_DATA = _EN.no_inquiry_data
+INQUIRY_UNKNOWN = _EN.inquiry_unknown
+INQUIRY_NOT_ADVERSE = _EN.inquiry_not_adverse
+INQUIRY_ALREADY_LISTED = _EN.inquiry_already_listed
+RECOURSE_NONE_FOUND = _EN.recourse_none_found
 
 
 @dataclass(frozen=True)
@@ -92,12 +143,19 @@ class AdverseActionNotice:
     model: Mapping[str, Any]
     policy_version: str
     catalog_version: str
+    language: str = "en"
     recourse: tuple[str, ...] | None = None  # what could change the decision, one sentence per proposal
     recourse_note: str | None = None
+
+    @property
+    def texts(self) -> NoticeTexts:
+        """The notice's fixed wording in its language."""
+        return NOTICE_TEXTS[self.language]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
+            "language": self.language,
             "decision_id": self.decision_id,
             "application_id": self.application_id,
             "decision": self.decision,
@@ -150,29 +208,33 @@ def _inquiries(
     applicant: Mapping[str, Any],
     listed: Sequence[Reason],
     factor: float,
+    texts: NoticeTexts,
 ) -> tuple[NoticeFactor | None, str]:
     if field is None or (field not in attributions and field not in applicant):
-        return None, NO_INQUIRY_DATA
+        return None, texts.no_inquiry_data
     if any(v.field == field for r in listed for v in r.values):
-        return None, INQUIRY_ALREADY_LISTED
+        return None, texts.inquiry_already_listed
     contribution = attributions.get(field)
     if contribution is None or contribution <= 0:
-        return None, INQUIRY_NOT_ADVERSE
+        return None, texts.inquiry_not_adverse
     value = applicant.get(field)
-    shown = MISSING_LABEL if value is None else f"{value} inquiries"
+    shown = MISSING_LABEL if value is None else texts.inquiries_count.format(n=value)
     points = round(-factor * float(contribution), 1) if factor else None
-    inquiry = NoticeFactor(len(listed) + 1, field, "model", INQUIRY_TEXT, (shown,), points)
-    return inquiry, "Credit inquiries adversely affected this score."
+    inquiry = NoticeFactor(len(listed) + 1, field, "model", texts.inquiry_text, (shown,), points)
+    return inquiry, texts.inquiry_adverse
 
 
-def recourse_sentences(recorded: RecordedDecision, descriptions: Mapping[str, str]) -> tuple[str, ...] | None:
+def recourse_sentences(
+    recorded: RecordedDecision, descriptions: Mapping[str, str], texts: NoticeTexts = _EN
+) -> tuple[str, ...] | None:
     """The recorded recourse proposals as sentences (None: recorded without recourse)."""
     recourse = recorded.payload.recourse
     if recourse is None:
         return None
     return tuple(
-        ", and ".join(
-            f"{descriptions.get(c.field, c.field)}: {c.to_label} instead of {c.from_label}" for c in o.changes
+        texts.recourse_and.join(
+            texts.recourse_change.format(field=descriptions.get(c.field, c.field), to=c.to_label, from_=c.from_label)
+            for c in o.changes
         )
         for o in recourse.options
     )
@@ -183,14 +245,18 @@ def build_notice(
     inquiries_field: str | None = None,
     *,
     catalog_known: bool = True,
+    language: str = "en",
     descriptions: Mapping[str, str] | None = None,
 ) -> AdverseActionNotice:
     """The notice content of a recorded decision; NoticeNotRequired unless it was declined.
 
     ``inquiries_field`` is the reason catalog's field of recent credit inquiries (None: the data has none);
-    ``catalog_known=False`` when the deciding version's catalog cannot be read (the note says so, nothing more);
-    ``descriptions`` are the spec's field descriptions the recourse sentences name fields by (else their names).
+    ``catalog_known=False`` when the deciding version's catalog cannot be read (the note says so, nothing more).
+    ``language`` (one of :data:`NOTICE_LANGUAGES`) is the notice's wording; the reasons' texts are the
+    record's as given (the caller passes the record in that language). ``descriptions`` are the spec's field
+    descriptions the recourse sentences name fields by (else their names).
     """
+    texts = NOTICE_TEXTS[language]
     decision = recorded.decision
     if decision.decision != "decline":
         raise NoticeNotRequired(
@@ -205,18 +271,16 @@ def build_notice(
     payload = recorded.payload
     if catalog_known:
         inquiries, note = _inquiries(
-            inquiries_field, dict(decision.attributions), payload.applicant, model_reasons, factor
+            inquiries_field, dict(decision.attributions), payload.applicant, model_reasons, factor, texts
         )
     else:
-        inquiries, note = None, INQUIRY_UNKNOWN
+        inquiries, note = None, texts.inquiry_unknown
     created_at = iso_utc(recorded.created_at)
-    recourse = recourse_sentences(recorded, descriptions or {})
+    recourse = recourse_sentences(recorded, descriptions or {}, texts)
     if recourse is None:
         recourse_note = None
-    elif recourse:
-        recourse_note = "Any one of these changes would have led to an approval under the same assessment:"
     else:
-        recourse_note = RECOURSE_NONE_FOUND
+        recourse_note = texts.recourse_found if recourse else texts.recourse_none_found
     return AdverseActionNotice(
         decision_id=recorded.decision_id,
         application_id=recorded.application_id,
@@ -240,4 +304,5 @@ def build_notice(
         catalog_version=payload.model.catalog_version,
         recourse=recourse,
         recourse_note=recourse_note,
+        language=language,
     )
