@@ -37,6 +37,7 @@ from typing import Any, ParamSpec, TypeVar
 from flask import Flask, current_app, g, request
 
 from service.errors import Forbidden, Unauthenticated
+from service.private_files import open_private
 
 ROLES = ("scorer", "auditor", "admin")
 KEY_PREFIX = "cdk_"
@@ -162,7 +163,7 @@ def append_key(path: Path, key: ApiKey) -> None:
     """Append a key's line to a key file (created with mode 0600, folders as needed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     needs_newline = path.is_file() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
-    with open(path, "a", encoding="utf-8", opener=_open_private) as out:
+    with open(path, "a", encoding="utf-8", opener=open_private) as out:
         out.write(("\n" if needs_newline else "") + key.line() + "\n")
 
 
@@ -180,16 +181,12 @@ def remove_key(path: Path, key_id: str) -> list[ApiKey]:
             kept.append(raw)
     if removed:
         tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w", encoding="utf-8", opener=_open_private) as out:
+        with open(tmp, "w", encoding="utf-8", opener=open_private) as out:
             out.write("".join(line + "\n" for line in kept))
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
     return removed
-
-
-def _open_private(path: str, flags: int) -> int:
-    return os.open(path, flags, 0o600)
 
 
 class KeyRing:

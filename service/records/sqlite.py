@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from service.private_files import create_private
 from service.records._sql import Mode, Row, SqlDecisionStore, Transaction
 from service.records.model import format_timestamp, parse_timestamp
 
@@ -59,6 +60,8 @@ class SqliteDecisionStore(SqlDecisionStore[sqlite3.Connection]):
         self._lock_fds: dict[int, int] = {}
         self._deferred: set[int] = set()  # connections inside a deferred write (synchronous=NORMAL)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # it holds every application: created 0600 (SQLite gives its -wal and -shm files the mode of the database)
+        create_private(self.path)
         self.migrate()
         # Keep no connection open after construction, so a store built before gunicorn forks its workers
         # carries nothing across the fork.
