@@ -15,8 +15,6 @@ import os
 import socket
 import stat
 import sys
-import time
-import urllib.request
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -458,10 +456,10 @@ def _decision_request(auth: str, body: bytes, chunked: bool, path: str = "/v1/de
 
 
 def test_every_body_over_the_limit_is_413_and_records_nothing(
-    gunicorn_server: tuple[str, Path], example_application: dict, scorer_headers: dict
+    gunicorn_server: tuple[str, Path], example_application: dict, api_keys: dict
 ) -> None:
     base, db = gunicorn_server
-    auth = scorer_headers["Authorization"]
+    auth = f"Bearer {api_keys['all']}"
     valid = json.dumps(example_application).encode()
     before = _records(db)
     padded = valid + b" " * 100_000 + b"garbage"
@@ -483,12 +481,45 @@ def test_every_body_over_the_limit_is_413_and_records_nothing(
     assert _records(db) == before + 1
 
 
-def _wait_ready(base: str) -> None:
-    deadline = time.monotonic() + 10
-    while time.monotonic() < deadline:
-        try:
-            with urllib.request.urlopen(f"{base}/healthz", timeout=5) as response:
-                if response.status == 200:
-                    return
-        except OSError:
-            time.sleep(0.05)
+# ---- gunicorn's own errors are problems too (real gunicorn, raw sockets) ----------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "request_bytes", "status"),
+    [
+        ("uri-too-long", b"GET /v1/decisions?application_id=" + b"a" * 5000 + b" HTTP/1.1\r\nHost: t\r\n\r\n", 414),
+        ("header-too-large", b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Big: " + b"b" * 9000 + b"\r\n\r\n", 431),
+        ("too-many-headers", b"GET /healthz HTTP/1.1\r\nHost: t\r\n" + b"X-H: 1\r\n" * 60 + b"\r\n", 431),
+        ("nul-in-header", b"GET /healthz HTTP/1.1\r\nHost: t\r\nX-Bad: a\x00b\r\n\r\n", 400),
+        ("bad-request-line", b"GET\x00 / HTTP/1.1\r\nHost: t\r\n\r\n", 400),
+        (
+            "bad-chunk-size",
+            b"POST /v1/decisions HTTP/1.1\r\nHost: t\r\nAUTH\r\nContent-Type: application/json\r\n"
+            b"Transfer-Encoding: chunked\r\n\r\nzz\r\n",
+            400,
+        ),
+        ("bad-transfer-coding", b"POST /v1/decisions HTTP/1.1\r\nHost: t\r\nTransfer-Encoding: gzip\r\n\r\n", 400),
+    ],
+)
+def test_gunicorns_own_errors_are_problems(
+    gunicorn_server: tuple[str, Path], api_keys: dict, name: str, request_bytes: bytes, status: int
+) -> None:
+    base, _db = gunicorn_server
+    got, headers, body = raw_request(
+        base, request_bytes.replace(b"AUTH", f"Authorization: Bearer {api_keys['all']}".encode())
+    )
+    assert got == status, (name, body[:300])
+    assert headers["content-type"] == PROBLEM, (name, headers)
+    problem = json.loads(body)
+    assert problem["status"] == status and problem["type"].startswith("urn:credit-decision:problem:")
+    assert b"<html" not in body.lower()
+
+
+def test_the_problem_writer_never_echoes_internal_errors() -> None:
+    from service.gunicorn_worker import problem_bytes
+
+    answer = problem_bytes(500, "Internal Server Error", "secret detail")
+    head, _, body = answer.partition(b"\r\n\r\n")
+    assert head.startswith(b"HTTP/1.1 500 Internal Server Error\r\n") and b"secret" not in body
+    assert json.loads(body) == {"type": "urn:credit-decision:problem:internal-error", "title": "Internal Server Error",
+                                "status": 500}  # fmt: skip

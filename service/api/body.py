@@ -19,6 +19,7 @@ from collections.abc import Iterator
 from typing import Any
 
 from flask import Request
+from gunicorn.http.errors import ParseException as ServerParseError
 from werkzeug.exceptions import RequestEntityTooLarge
 
 from service.errors import FieldError, MalformedBody, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
@@ -127,6 +128,8 @@ def read_json(request: Request, max_bytes: int, max_depth: int) -> Any:
         body = request.get_data(cache=True)
     except RequestEntityTooLarge:
         raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes") from None
+    except (ServerParseError, OSError) as exc:  # a broken chunked encoding, the client gone mid-body
+        raise MalformedBody(f"the body could not be read: {type(exc).__name__}") from None
     if len(body) > max_bytes:
         raise PayloadTooLarge(f"the body is larger than {max_bytes} bytes")
     if not body.strip():
