@@ -8,6 +8,8 @@ reason and logging (``Worker.handle_error``) and only changes how the answer is 
 with the same type URIs as the app's. A sync worker handles one request at a time in its process, so
 swapping the writer for the duration of one ``handle_error`` call cannot affect another request.
 
+It also takes SIGHUP (which gunicorn's worker leaves to kill it) as "re-read the API key file".
+
 Enabled by ``worker_class`` in :mod:`service.gunicorn_conf`.
 """
 
@@ -15,12 +17,16 @@ from __future__ import annotations
 
 import json
 import re
+import signal
 import socket
 from http import HTTPStatus
 from typing import Any
 
+from flask import Flask
 from gunicorn import util
 from gunicorn.workers.sync import SyncWorker
+
+from service.auth import expire_keys
 
 PROBLEM_MEDIA_TYPE = "application/problem+json"
 TYPE_PREFIX = "urn:credit-decision:problem:"
@@ -54,7 +60,22 @@ def write_problem(sock: socket.socket, status_int: int, reason: str, mesg: str) 
 
 
 class ProblemSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn is untyped
-    """gunicorn's sync worker, its own error answers written as problems."""
+    """gunicorn's sync worker, its own error answers written as problems; SIGHUP re-reads the API key file.
+
+    (SIGHUP to the master makes gunicorn start fresh workers, which read the key file as they start; SIGHUP to a
+    worker, which gunicorn would let kill it, has it re-read the key file at its next request instead.)
+    """
+
+    def init_signals(self) -> None:
+        """gunicorn's worker signals, and SIGHUP: re-read the key file at the next request."""
+        super().init_signals()
+        signal.signal(signal.SIGHUP, self._reread_keys)
+        signal.siginterrupt(signal.SIGHUP, False)
+
+    def _reread_keys(self, _signum: int, _frame: Any) -> None:
+        app = getattr(self, "wsgi", None)
+        if isinstance(app, Flask):
+            expire_keys(app)
 
     def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
         """gunicorn's handling (status, reason, log lines), written by :func:`write_problem`."""
