@@ -140,24 +140,17 @@ def read_json(request: Request, max_bytes: int, max_depth: int) -> Any:
         text = body.decode("utf-8")
     except UnicodeDecodeError as exc:
         raise MalformedBody(f"the body is not valid UTF-8 (byte {exc.start})") from None
-    too_long: list[bool] = []
-
-    def parse_int(literal: str) -> int | _TooLongInteger:
-        parsed = _parse_int(literal)
-        if isinstance(parsed, _TooLongInteger):
-            too_long.append(True)
-        return parsed
-
     try:
-        document = json.loads(text, object_pairs_hook=_reject_duplicates, parse_int=parse_int)
+        document = json.loads(text, object_pairs_hook=_reject_duplicates)
     except json.JSONDecodeError as exc:
         raise MalformedBody(f"the body is not valid JSON: {exc.msg} at line {exc.lineno} column {exc.colno}") from None
     except RecursionError:
         raise MalformedBody(f"the JSON body is nested deeper than {max_depth} levels") from None
+    except ValueError:  # an integer longer than Python converts: read again, marking them, to name where they are
+        _reject_too_long_integers(json.loads(text, object_pairs_hook=_reject_duplicates, parse_int=_parse_int))
+        raise MalformedBody("the body is not valid JSON") from None
     if _SURROGATE_ESCAPE.search(body):
         _reject_lone_surrogates(document)
-    if too_long:
-        _reject_too_long_integers(document)
     return document
 
 
@@ -180,7 +173,7 @@ def _reject_lone_surrogates(document: Any) -> None:
 
 
 def _reject_too_long_integers(document: Any) -> None:
-    """ValidationFailed naming every integer too long to convert."""
+    """ValidationFailed naming every integer too long to convert (a document holding none passes)."""
     limit = sys.get_int_max_str_digits()
     places = sorted(
         {
@@ -190,4 +183,5 @@ def _reject_too_long_integers(document: Any) -> None:
         },
         key=lambda e: e.field,
     )
-    raise ValidationFailed(f"{len(places)} invalid field(s): integer too long", places[:_MAX_NAMED])
+    if places:
+        raise ValidationFailed(f"{len(places)} invalid field(s): integer too long", places[:_MAX_NAMED])
