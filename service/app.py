@@ -28,7 +28,7 @@ from service.models import ModelCache
 from service.records import DecisionStore, open_decision_store
 from service.runtime import ServedModel
 from service.serving import Lifecycle, Target
-from service.shadow import ShadowRunner
+from service.shadow import CpuBudget, ShadowRunner
 from service.state import EXTENSION_KEY, ServiceState
 
 log = logging.getLogger(__name__)
@@ -131,7 +131,12 @@ def _serve_the_deployments_state(
     lifecycle = Lifecycle(store=store, models=models, pinned=pinned, clock=utc_now, new_id=new_decision_id)
     service.lifecycle = lifecycle
     service.shadow_runner = ShadowRunner(
-        store, clock=utc_now, new_id=new_decision_id, counters=metrics, queue_size=settings.shadow_queue_size
+        store,
+        clock=utc_now,
+        new_id=new_decision_id,
+        counters=metrics,
+        queue_size=settings.shadow_queue_size,
+        budget=CpuBudget(share=settings.shadow_max_share),
     )
 
     def put(serving: Serving) -> None:

@@ -45,6 +45,7 @@ KEYS = frozenset(
         "RETENTION_DAYS",
         "SERVING_POLL_SECONDS",
         "SHADOW_QUEUE_SIZE",
+        "SHADOW_MAX_SHARE",
         "BACKGROUND",
     }
 )
@@ -75,6 +76,7 @@ class Settings:
     retention_days: int = DEFAULT_RETENTION_DAYS
     serving_poll_seconds: float = 1.0  # how often each worker reads the serving state
     shadow_queue_size: int = 1024  # live requests waiting for their shadow decisions, per worker
+    shadow_max_share: float = 0.08  # while a worker is busy, the most of its CPU its shadow thread may take
     background: bool = True  # poll the serving state in a thread (tests refresh by hand)
 
     @classmethod
@@ -135,6 +137,7 @@ class Settings:
             retention_days=_int("RETENTION_DAYS", raw("RETENTION_DAYS"), DEFAULT_RETENTION_DAYS, 1, 36500),
             serving_poll_seconds=_float("SERVING_POLL_SECONDS", raw("SERVING_POLL_SECONDS"), 1.0, 0.05, 60.0),
             shadow_queue_size=_int("SHADOW_QUEUE_SIZE", raw("SHADOW_QUEUE_SIZE"), 1024, 1, 1_000_000),
+            shadow_max_share=_float("SHADOW_MAX_SHARE", raw("SHADOW_MAX_SHARE"), 0.08, 0.01, 1.0),
             background=True if raw("BACKGROUND") is None else _bool("BACKGROUND", raw("BACKGROUND")),
         )
         if settings.max_batch_content_length < settings.max_content_length:

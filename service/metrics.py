@@ -50,7 +50,7 @@ class Metrics:
         )
         self.shadow_skipped = Counter(
             "credit_decision_shadow_skipped",
-            "Live requests not shadowed, by kind and reason (queue_full: the shadow fell behind; error)",
+            "Live requests not shadowed, by kind and reason (queue_full: the shadow fell behind; busy: the worker was busy and the shadow had used its CPU share; error)",
             ["kind", "reason"],
             registry=self.registry,
         )

@@ -149,8 +149,8 @@ class DecisionStore(Protocol):
         """The records saved as batch items ``<key>#<index>`` before batch items had their own namespace."""
         ...
 
-    def count(self) -> int:
-        """How many decision records are stored."""
+    def count(self, since: datetime | None = None, until: datetime | None = None) -> int:
+        """How many decision records are stored (created in [``since``, ``until``) when given)."""
         ...
 
     def count_entries(self) -> dict[str, int]:

@@ -594,10 +594,12 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
                     found[str(stored.record.idempotency_key)] = stored
         return found
 
-    def count(self) -> int:
-        """How many records are stored (purged ones excluded)."""
+    def count(self, since: datetime | None = None, until: datetime | None = None) -> int:
+        """How many records are stored (purged ones excluded), created in [``since``, ``until``) when given."""
+        clauses, params = self._time_clauses(since, until)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._transaction("read") as tx:
-            row = tx.one("SELECT COUNT(*) FROM decision_records")
+            row = tx.one(f"SELECT COUNT(*) FROM decision_records{where}", params)  # noqa: S608 (built from constants)
         return int(row[0]) if row else 0
 
     def count_entries(self) -> dict[str, int]:

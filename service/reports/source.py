@@ -314,7 +314,7 @@ def comparison_from_store(records: Any, model_store_root: Path, period: Period, 
         bands = _band_names(model_store_root, name, version)
     return build_comparison(
         pairs, period, kind="policy" if kind == "policy" else "challenger", settings=settings, bands=bands,
-        rule_codes=rules,
+        rule_codes=rules, decisions=records.count(since=period.start, until=period.end),
     )  # fmt: skip
 
 
