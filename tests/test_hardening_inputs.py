@@ -523,3 +523,26 @@ def test_the_problem_writer_never_echoes_internal_errors() -> None:
     assert head.startswith(b"HTTP/1.1 500 Internal Server Error\r\n") and b"secret" not in body
     assert json.loads(body) == {"type": "urn:credit-decision:problem:internal-error", "title": "Internal Server Error",
                                 "status": 500}  # fmt: skip
+
+
+@pytest.mark.parametrize(("extra", "too_large"), [(0, False), (1, True), (100_000, True)])
+def test_a_body_without_a_length_is_read_one_byte_past_the_limit(extra: int, too_large: bool) -> None:
+    """In process, as gunicorn hands a chunked body over (``wsgi.input_terminated``, no Content-Length)."""
+    import io
+
+    from werkzeug.test import EnvironBuilder
+    from werkzeug.wrappers import Request
+
+    from service.api.body import read_json
+    from service.errors import PayloadTooLarge
+
+    limit = 1000
+    body = b'{"a": 1}' + b" " * (limit - 8 + extra)
+    environ = EnvironBuilder(method="POST", path="/v1/decisions", content_type=JSON).get_environ()
+    environ.pop("CONTENT_LENGTH", None)
+    environ.update({"wsgi.input": io.BytesIO(body), "wsgi.input_terminated": True})
+    if too_large:
+        with pytest.raises(PayloadTooLarge):
+            read_json(Request(environ), limit, 16)
+    else:
+        assert read_json(Request(environ), limit, 16) == {"a": 1}
