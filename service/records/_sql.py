@@ -236,6 +236,7 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
         self._local = threading.local()
         self._lock = threading.Lock()
         self._pid = os.getpid()
+        self._legacy_batch_items_through: int | None = None  # set by migration 0004, never changed: read once
         self._connections: list[ConnT] = []
         # Connections inherited through fork() belong to the parent; keeping a reference means they are never
         # finalised (and so never closed under the parent's feet) in the child.
@@ -579,11 +580,13 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
         in their old form ``<key>#<index>`` (migration 0004): newer records with such a key are single requests."""
         wanted = sorted(set(keys))
         found: dict[str, StoredRecord] = {}
-        if not wanted:
+        if not wanted or self._legacy_batch_items_through == 0:  # a store created with namespaces: no old items
             return found
         with self._transaction("read") as tx:
-            limit = tx.one("SELECT batch_items_through_seq FROM idempotency_legacy")
-            through = int(limit[0]) if limit is not None else 0
+            if self._legacy_batch_items_through is None:
+                limit = tx.one("SELECT batch_items_through_seq FROM idempotency_legacy")
+                self._legacy_batch_items_through = int(limit[0]) if limit is not None else 0
+            through = self._legacy_batch_items_through
             if through <= 0:
                 return found
             for start in range(0, len(wanted), _BATCH):
