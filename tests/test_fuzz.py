@@ -155,6 +155,26 @@ _query = st.dictionaries(
 )
 
 
+_header_text = st.text(st.characters(min_codepoint=0x20, max_codepoint=0xFF), max_size=40)
+
+
+@st.composite
+def _headers(draw: st.DrawFn, all_roles: dict[str, str]) -> dict[str, str]:
+    """Odd values of the headers the API reads: the key (either header), the idempotency key, the content type."""
+    headers = dict(all_roles)
+    which = draw(st.sampled_from(["authorization", "x-api-key", "idempotency", "content-type"]))
+    if which == "authorization":
+        headers["Authorization"] = draw(st.sampled_from(["Bearer ", "bearer\t", "Basic ", ""])) + draw(_header_text)
+    elif which == "x-api-key":
+        del headers["Authorization"]
+        headers["X-API-Key"] = draw(_header_text)
+    elif which == "idempotency":
+        headers["Idempotency-Key"] = draw(_header_text.filter(lambda v: not v.isascii() or " " in v or not v))
+    else:
+        headers["Content-Type"] = draw(_header_text)
+    return headers
+
+
 @settings(max_examples=150, deadline=None, suppress_health_check=list(HealthCheck), database=None)
 @given(data=st.data())
 def test_raw_bodies_and_query_strings(
@@ -162,7 +182,11 @@ def test_raw_bodies_and_query_strings(
 ) -> None:
     client = fuzz_app.test_client()
     before = stored(fuzz_app)
-    if data.draw(st.booleans()):
+    mode = data.draw(st.sampled_from(["body", "query", "headers"]))
+    if mode == "headers":
+        headers = data.draw(_headers(all_roles))
+        response = client.post("/v1/decisions", json=example_application, headers=headers)
+    elif mode == "body":
         path = data.draw(st.sampled_from(JSON_WRITES))
         body = data.draw(bodies(example_application))
         if path == "/v1/decisions:batch":
