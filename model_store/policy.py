@@ -119,6 +119,28 @@ class Monitoring:
 
 
 @dataclass(frozen=True)
+class Justification:
+    """A justification code a human reviewer gives for a final decision (``outcomes``: the final decisions it may
+    justify)."""
+
+    code: str
+    text: str
+    outcomes: tuple[str, ...] = ("approve", "decline")
+
+
+@dataclass(frozen=True)
+class Review:
+    """Human review of automated decisions (data, versioned with the policy): the justification codes a reviewer
+    must choose from. None configured: the service takes no reviews."""
+
+    justification_codes: tuple[Justification, ...] = ()
+
+    def justification(self, code: str) -> Justification | None:
+        """The justification of ``code``, or None."""
+        return next((j for j in self.justification_codes if j.code == code), None)
+
+
+@dataclass(frozen=True)
 class Policy:
     """The validated policy."""
 
@@ -128,6 +150,7 @@ class Policy:
     rules: tuple[Rule, ...]
     max_reasons: int = DEFAULT_MAX_REASONS
     monitoring: Monitoring = Monitoring()
+    review: Review = Review()
 
     @classmethod
     def load(cls, path: str | Path, spec: FeatureSpec | None = None) -> Policy:
@@ -196,6 +219,7 @@ class Policy:
             rules=tuple(rules),
             max_reasons=max_reasons,
             monitoring=_parse_monitoring(data.get("monitoring"), f"{where}.monitoring"),
+            review=_parse_review(data.get("review"), f"{where}.review"),
         )
 
     @property
@@ -285,3 +309,39 @@ def _parse_monitoring(raw: Any, where: str) -> Monitoring:
     if values["four_fifths"] > 1:
         raise ContractError(f"{where}.four_fifths: a ratio of approval rates, at most 1")
     return Monitoring(min_sample=min_sample, **values)
+
+
+#: The final decisions a reviewer may give (a referral is not final).
+REVIEW_OUTCOMES = ("approve", "decline")
+
+
+def _parse_review(raw: Any, where: str) -> Review:
+    """The ``review`` section: ``justification_codes: [{code, text, outcomes?}]`` (optional)."""
+    if raw is None:
+        return Review()
+    if not isinstance(raw, dict):
+        raise ContractError(f"{where}: expected a mapping")
+    unknown = sorted(set(raw) - {"justification_codes"})
+    if unknown:
+        raise ContractError(f"{where}: unknown key(s) {unknown}")
+    codes = raw.get("justification_codes") or []
+    if not isinstance(codes, list):
+        raise ContractError(f"{where}.justification_codes: expected a list")
+    out = []
+    for i, item in enumerate(codes):
+        w = f"{where}.justification_codes[{i}]"
+        if not isinstance(item, dict):
+            raise ContractError(f"{w}: expected a mapping with code, text and optionally outcomes")
+        extra = sorted(set(item) - {"code", "text", "outcomes"})
+        if extra:
+            raise ContractError(f"{w}: unknown key(s) {extra}")
+        code, text = require(item, "code", str, w), require(item, "text", str, w)
+        if not code.strip() or not text.strip():
+            raise ContractError(f"{w}: code and text must not be empty")
+        outcomes = item.get("outcomes", list(REVIEW_OUTCOMES))
+        if not isinstance(outcomes, list) or not outcomes or any(o not in REVIEW_OUTCOMES for o in outcomes):
+            raise ContractError(f"{w}.outcomes: a non-empty list of {', '.join(REVIEW_OUTCOMES)}, got {outcomes!r}")
+        out.append(Justification(code, text, tuple(dict.fromkeys(outcomes))))
+    if len({j.code for j in out}) != len(out):
+        raise ContractError(f"{where}.justification_codes: duplicate codes")
+    return Review(tuple(out))

@@ -141,6 +141,14 @@ class ServingConflict(Conflict):
     """The serving state does not allow this change (already the champion, nothing to roll back to, pinned)."""
 
 
+class ReviewConflict(Conflict):
+    """The decision has already been reviewed (a decision is reviewed once)."""
+
+
+class NoReviewCatalog(Conflict):
+    """The served policy defines no review justification codes: reviews cannot be taken."""
+
+
 class NotServable(ValidationFailed):
     """A model version or policy named in an admin action cannot be served: absent, failing verification or its
     self-check, or accepting other applicant fields than the champion; ``errors`` names the field."""

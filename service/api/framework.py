@@ -206,13 +206,13 @@ def problems(*statuses: int, **descriptions: str) -> Callable[[F], F]:
     return decorate
 
 
-def guarded(role: str) -> Callable[[F], F]:
-    """The caller's API key must hold ``role``: enforced, and documented (security, 401, 403)."""
+def guarded(*roles: str) -> Callable[[F], F]:
+    """The caller's API key must hold one of ``roles``: enforced, and documented (security, 401, 403)."""
 
     def decorate(view: F) -> F:
-        view = documented(security=SECURITY, **{"x-required-roles": [role]})(view)
+        view = documented(security=SECURITY, **{"x-required-roles": sorted(roles)})(view)
         view = problems(401, 403)(view)
-        return cast(F, require_role(role)(view))
+        return cast(F, require_role(*roles)(view))
 
     return decorate
 

@@ -40,7 +40,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
@@ -406,6 +406,83 @@ class Flag:
 
 
 @dataclass(frozen=True)
+class ReviewRow:
+    """One human review recorded in the period (from its audit event)."""
+
+    reviewer: str  # the reviewer key's label (or key id)
+    risk_band: str  # the automated decision's band
+    top_reason: str  # the automated decision's first reason code ("" when none)
+    automated: str  # the automated decision
+    final: str  # the reviewer's final decision
+    justification: str  # the justification code
+
+    @property
+    def override(self) -> bool:
+        return self.final != self.automated
+
+
+@dataclass(frozen=True)
+class OverrideRate:
+    """Reviews and overrides of one group (a reviewer, a band, a top reason, a justification)."""
+
+    group: str
+    reviews: int
+    overrides: int
+    approved: int
+    declined: int
+
+    @property
+    def override_rate(self) -> float | None:
+        return self.overrides / self.reviews if self.reviews else None
+
+
+@dataclass(frozen=True)
+class ReviewSummary:
+    """Human review in the period: how many decisions were reviewed and overridden, by reviewer, band and reason.
+
+    An override is a final decision other than the automated one (a referral's final decision always differs
+    from "refer", so every review of a referral counts as one; an approve or decline confirmed does not)."""
+
+    reviews: int
+    overrides: int
+    override_rate: float | None
+    by_reviewer: tuple[OverrideRate, ...]
+    by_band: tuple[OverrideRate, ...]
+    by_reason: tuple[OverrideRate, ...]
+    by_justification: tuple[OverrideRate, ...]
+
+
+def review_summary(rows: Sequence[ReviewRow]) -> ReviewSummary:
+    """Override counts and rates overall and by reviewer, band, top reason and justification (groups sorted)."""
+
+    def grouped(key: Callable[[ReviewRow], str]) -> tuple[OverrideRate, ...]:
+        groups: dict[str, list[ReviewRow]] = {}
+        for row in rows:
+            groups.setdefault(key(row), []).append(row)
+        return tuple(
+            OverrideRate(
+                group,
+                len(members),
+                sum(1 for m in members if m.override),
+                sum(1 for m in members if m.final == "approve"),
+                sum(1 for m in members if m.final == "decline"),
+            )
+            for group, members in sorted(groups.items())
+        )
+
+    overrides = sum(1 for r in rows if r.override)
+    return ReviewSummary(
+        reviews=len(rows),
+        overrides=overrides,
+        override_rate=overrides / len(rows) if rows else None,
+        by_reviewer=grouped(lambda r: r.reviewer),
+        by_band=grouped(lambda r: r.risk_band),
+        by_reason=grouped(lambda r: r.top_reason or "(none)"),
+        by_justification=grouped(lambda r: r.justification),
+    )
+
+
+@dataclass(frozen=True)
 class PeriodReport:
     """Every number of the period report."""
 
@@ -429,6 +506,7 @@ class PeriodReport:
     backtest: Backtest | None
     flags: tuple[Flag, ...]
     notes: tuple[str, ...]
+    reviews: ReviewSummary | None = None  # human review of the period (None when no reviews were read)
 
 
 @dataclass(frozen=True)
@@ -454,8 +532,11 @@ def build_report(
     rule_codes: Sequence[str] = (),
     notes: Sequence[str] = (),
     settings: ReportSettings = DEFAULT_SETTINGS,
+    reviews: Sequence[ReviewRow] | None = None,
 ) -> PeriodReport:
     """The period report of the rows in ``period`` (and of ``model_name``, if given).
+
+    ``reviews``: the human reviews recorded in the period (their section is left out when None).
 
     ``settings`` carry the thresholds, monitoring attributes and fairness bands of the model version
     the period used (the defaults: default thresholds, no disparate-impact attributes).
@@ -522,6 +603,7 @@ def build_report(
         backtest=backtest(current),
         flags=(),
         notes=tuple(all_notes),
+        reviews=None if reviews is None else review_summary(reviews),
     )
     return _with_flags(report)
 
@@ -1028,6 +1110,20 @@ def metric_rows(report: PeriodReport) -> tuple[MetricRow, ...]:
             add(MetricRow("backtest", metric, "", bt_value, ""))
         for bo in bt.by_band:
             add(MetricRow("backtest", "bad_rate", bo.band, bo.bad_rate, ""))
+    rv = report.reviews
+    if rv is not None:
+        add(MetricRow("review", "reviews", "", rv.reviews, ""))
+        add(MetricRow("review", "overrides", "", rv.overrides, ""))
+        add(MetricRow("review", "override_rate", "", rv.override_rate, ""))
+        for by, rates in (
+            ("reviewer", rv.by_reviewer),
+            ("band", rv.by_band),
+            ("reason", rv.by_reason),
+            ("justification", rv.by_justification),
+        ):
+            for rate in rates:
+                add(MetricRow("review", f"reviews_by_{by}", rate.group, rate.reviews, ""))
+                add(MetricRow("review", f"override_rate_by_{by}", rate.group, rate.override_rate, ""))
     return tuple(out)
 
 
@@ -1038,6 +1134,8 @@ def to_jsonable(value: Any) -> Any:
         if isinstance(value, GroupRate):
             data["four_fifths"] = value.four_fifths
             data["flag"] = value.flag
+        if isinstance(value, OverrideRate):
+            data["override_rate"] = value.override_rate
         return data
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

@@ -26,6 +26,7 @@ from service.reports.core import (
     Flag,
     GroupRate,
     MetricRow,
+    OverrideRate,
     PeriodReport,
     StabilityIndex,
     metric_rows,
@@ -365,6 +366,48 @@ def sections(report: PeriodReport) -> tuple[Section[PeriodReport], ...]:
             ),
         ),
     ]
+    rv = report.reviews
+    if rv is not None:
+        columns = ("reviews", "overrides", "override rate", "approved", "declined")
+
+        def rates_table(title_text: str, by: str, rates: Sequence[OverrideRate]) -> Table:
+            return Table(
+                title_text,
+                (by, *columns),
+                tuple(
+                    (
+                        r.group,
+                        str(r.reviews),
+                        str(r.overrides),
+                        fmt_pct(r.override_rate),
+                        str(r.approved),
+                        str(r.declined),
+                    )
+                    for r in rates
+                ),
+                tuple("" for _ in rates),
+            )
+
+        out.append(
+            Section(
+                "review",
+                "Human review",
+                (),
+                (
+                    Table(
+                        "Reviews in the period",
+                        ("reviews", "overrides", "override rate"),
+                        ((str(rv.reviews), str(rv.overrides), fmt_pct(rv.override_rate)),),
+                        ("",),
+                    ),
+                    rates_table("By reviewer", "reviewer", rv.by_reviewer),
+                    rates_table("By automated risk band", "band", rv.by_band),
+                    rates_table("By automated top reason", "reason", rv.by_reason),
+                    rates_table("By justification", "justification", rv.by_justification),
+                ),
+                "An override is a final decision other than the automated one; every reviewed referral is one.",
+            )
+        )
     bt = report.backtest
     if bt is not None:
         out.append(

@@ -29,6 +29,7 @@ from service.reports.core import (
     ReasonRef,
     ReportError,
     ReportSettings,
+    ReviewRow,
     build_report,
 )
 
@@ -41,6 +42,16 @@ class RecordSource(Protocol):
         *,
         since: datetime | None = None,
         until: datetime | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> tuple[list[Any], str | None]: ...
+
+    def events(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        kind: str | None = None,
         cursor: str | None = None,
         limit: int = 50,
     ) -> tuple[list[Any], str | None]: ...
@@ -229,7 +240,34 @@ def report_from_store(
         context.rule_codes,
         context.notes,
         settings=context.settings,
+        reviews=review_rows(records, period),
     )
+
+
+def review_rows(records: RecordSource, period: Period) -> list[ReviewRow]:
+    """The human reviews recorded in ``period`` (audit events of kind ``review``), as report rows."""
+    rows: list[ReviewRow] = []
+    cursor: str | None = None
+    while True:
+        page, cursor = records.events(kind="review", since=period.start, until=period.end, cursor=cursor, limit=500)
+        for stored in page:
+            event = stored.event
+            details = _mapping(event.details)
+            before = _mapping(details.get("automated"))
+            codes = before.get("reason_codes") or []
+            actor = _mapping(event.actor)
+            rows.append(
+                ReviewRow(
+                    reviewer=str(actor.get("label") or actor.get("key_id") or actor.get("cli") or "unknown"),
+                    risk_band=str(before.get("risk_band", "")),
+                    top_reason=str(codes[0]) if codes else "",
+                    automated=str(before.get("decision", "")),
+                    final=str(details.get("final_decision", "")),
+                    justification=str(_mapping(details.get("justification")).get("code", "")),
+                )
+            )
+        if cursor is None:
+            return rows
 
 
 def _version_number(version: str) -> int:
