@@ -130,7 +130,7 @@ def test_the_renderer_escapes_what_it_cannot_encode(api_app: Any) -> None:
 
 
 @pytest.mark.parametrize("value", ["²", "①", "１０", "٣", "-1", "+5", " 5", "5 ", "0x10", "1e2", "0", "1001", "9" * 40])
-@pytest.mark.parametrize("path", ["/v1/decisions", "/v1/audit/events"])
+@pytest.mark.parametrize("path", ["/v1/decisions", "/v1/audit/events", "/v1/reviews/queue"])
 def test_limit_takes_ascii_digits_only(api_app: Any, path: str, value: str) -> None:
     response = api_app.test_client().get(path, query_string={"limit": value})
     _problem(response, 400, "limit")
@@ -165,7 +165,7 @@ def _cursor(text: str) -> str:
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_a_cursor_beyond_a_64_bit_seq_is_an_invalid_cursor(api_make_app: Callable[..., Any], backend: str) -> None:
     client = api_make_app(backend=backend).test_client()
-    for path in ("/v1/decisions", "/v1/audit/events"):
+    for path in ("/v1/decisions", "/v1/audit/events", "/v1/reviews/queue"):
         for text in (f"seq:{2**63}", f"seq:{2**64}", "seq:" + "9" * 40, "seq:²", "seq:１", "seq:-1", "seq:"):
             _problem(client.get(path, query_string={"cursor": _cursor(text)}), 400, "cursor")
         last = client.get(path, query_string={"cursor": _cursor(f"seq:{2**63 - 1}")})
