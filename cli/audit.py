@@ -5,10 +5,12 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
 from cli.options import database_url_option, decision_store, model_store_option, record_event, settings
+from service.private_files import open_private_text
 from service.records.export import EXPORT_ENTRIES, EXPORT_FORMATS, entry_pages, format_entries, record_pages
 from service.records.model import format_timestamp
 
@@ -112,7 +114,7 @@ def export_command(
     written = 0
     with (
         decision_store(settings(database_url=database_url)) as store,
-        click.open_file(output, "w", encoding="utf-8") as out,
+        _export_file(output) as out,
     ):
         out.write(format_entries([], entries, fmt, header=True))
         for page in entry_pages(store, entries, since=since_at, until=until_at):
@@ -120,6 +122,13 @@ def export_command(
             written += len(page)
     noun = {"decisions": "records", "all": "entries"}.get(entries, entries)
     click.echo(f"exported {written} {noun}", err=True)
+
+
+def _export_file(output: str) -> Any:
+    """Standard output for '-', else the file, created 0600: an export holds every application in full."""
+    if output == "-":
+        return click.open_file(output, "w", encoding="utf-8")
+    return open_private_text(output, "w", encoding="utf-8")
 
 
 @audit_group.command("replay")
