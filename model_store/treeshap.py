@@ -58,7 +58,7 @@ UNIT_BITS = 8
 WIDE_UNIT_BITS = 16
 """A single leaf deeper than ``UNIT_BITS`` gets a table of its own up to this depth (two bytes)."""
 
-_EVAL_CHUNK = 1 << 18
+_EVAL_CHUNK = 1 << 17
 """Rows evaluated together keep about this many gathered table entries in flight."""
 _BUILD_CHUNK = 1 << 20
 _F32_MAX = float(np.finfo(np.float32).max)

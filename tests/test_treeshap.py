@@ -394,7 +394,7 @@ def test_an_archive_without_missing_directions_reads_as_all_right() -> None:
 def production_like() -> Fitted:
     """A boosted model of depth-6 trees (up to 64 leaves, like the production-size one), trained with missing values."""
     rng = np.random.default_rng(31)
-    n, p = 3000, 24
+    n, p = 2000, 24
     X = rng.normal(size=(n, p))
     X[:, ::3] = rng.integers(0, 12, size=(n, (p + 2) // 3))
     logit = X @ (rng.normal(size=p) / np.sqrt(p)) + 0.5 * np.sin(X[:, 1] * X[:, 3]) + 0.3 * X[:, 2] * X[:, 4]
@@ -403,7 +403,7 @@ def production_like() -> Fitted:
         X[rng.random(n) < 0.2, j] = np.nan
     X = X.astype(np.float32).astype(np.float64)
     model = HistGradientBoostingClassifier(
-        max_iter=40,
+        max_iter=30,
         max_depth=6,
         max_leaf_nodes=64,
         min_samples_leaf=5,
