@@ -100,15 +100,37 @@ def _f32(value: float) -> float:
     return float(np.float32(min(max(value, -_F32_MAX), _F32_MAX)))
 
 
-def _leaf_path(ensemble: TreeEnsemble, steps: tuple[tuple[int, bool], ...], leaf: int) -> _LeafPath:
+@dataclass(frozen=True)
+class _Nodes:
+    """The node arrays as Python lists (the planning walks them node by node)."""
+
+    feature: list[int]
+    left: list[int]
+    right: list[int]
+    cover: list[float]
+    value: list[float]
+
+    @classmethod
+    def of(cls, ensemble: TreeEnsemble) -> _Nodes:
+        """Lists of an ensemble's node arrays."""
+        return cls(
+            feature=ensemble.feature.tolist(),
+            left=ensemble.children_left.tolist(),
+            right=ensemble.children_right.tolist(),
+            cover=ensemble.cover.astype(np.float64).tolist(),
+            value=ensemble.value.astype(np.float64).tolist(),
+        )
+
+
+def _leaf_path(nodes: _Nodes, steps: tuple[tuple[int, bool], ...], leaf: int) -> _LeafPath:
     """Merge the splits of a path (``steps``: node and direction) by feature."""
     features: list[int] = []
     zero: list[float] = []
     member: list[int] = []
     for node, right in steps:
-        f = int(ensemble.feature[node])
-        child = int(ensemble.children_right[node] if right else ensemble.children_left[node])
-        ratio = float(ensemble.cover[child]) / float(ensemble.cover[node])
+        f = nodes.feature[node]
+        child = nodes.right[node] if right else nodes.left[node]
+        ratio = nodes.cover[child] / nodes.cover[node]
         if f in features:
             j = features.index(f)
             zero[j] *= ratio
@@ -118,7 +140,7 @@ def _leaf_path(ensemble: TreeEnsemble, steps: tuple[tuple[int, bool], ...], leaf
             zero.append(ratio)
         member.append(j)
     return _LeafPath(
-        value=float(ensemble.value[leaf]),
+        value=nodes.value[leaf],
         nodes=tuple(n for n, _ in steps),
         right=tuple(r for _, r in steps),
         member=tuple(member),
@@ -127,20 +149,19 @@ def _leaf_path(ensemble: TreeEnsemble, steps: tuple[tuple[int, bool], ...], leaf
     )
 
 
-def _tree_units(ensemble: TreeEnsemble, tree: int) -> tuple[list[_UnitPlan], list[_LeafPath]]:
+def _tree_units(nodes: _Nodes, root: int) -> tuple[list[_UnitPlan], list[_LeafPath]]:
     """Cut one tree into units (largest subtrees that fit ``UNIT_BITS``) and paths too deep for any table."""
-    feature, left, right = ensemble.feature, ensemble.children_left, ensemble.children_right
-    root = int(ensemble.tree_offsets[tree])
+    feature, left, right = nodes.feature, nodes.left, nodes.right
     preorder: list[int] = []
     stack = [root]
     while stack:
         node = stack.pop()
         preorder.append(node)
         if feature[node] >= 0:
-            stack += [int(right[node]), int(left[node])]
+            stack += [right[node], left[node]]
     internal: dict[int, list[int]] = {}  # internal nodes of the subtree under each node, preorder
     for node in reversed(preorder):
-        internal[node] = [node, *internal[int(left[node])], *internal[int(right[node])]] if feature[node] >= 0 else []
+        internal[node] = [node, *internal[left[node]], *internal[right[node]]] if feature[node] >= 0 else []
     units: list[_UnitPlan] = []
     deep: list[_LeafPath] = []
     todo: list[tuple[int, tuple[tuple[int, bool], ...]]] = [(root, ())]
@@ -153,16 +174,16 @@ def _tree_units(ensemble: TreeEnsemble, tree: int) -> tuple[list[_UnitPlan], lis
             while walk:
                 n, steps = walk.pop()
                 if feature[n] < 0:
-                    leaves.append(_leaf_path(ensemble, steps, n))
+                    leaves.append(_leaf_path(nodes, steps, n))
                 else:
-                    walk += [(int(right[n]), (*steps, (n, True))), (int(left[n]), (*steps, (n, False)))]
+                    walk += [(right[n], (*steps, (n, True))), (left[n], (*steps, (n, False)))]
             outputs = tuple(sorted({f for leaf in leaves for f in leaf.features}))
             units.append(_UnitPlan(tuple(n for n, _ in above) + tuple(internal[node]), tuple(leaves), outputs))
         elif is_leaf:
-            deep.append(_leaf_path(ensemble, above, node))
+            deep.append(_leaf_path(nodes, above, node))
         else:
-            todo.append((int(right[node]), (*above, (node, True))))
-            todo.append((int(left[node]), (*above, (node, False))))
+            todo.append((right[node], (*above, (node, True))))
+            todo.append((left[node], (*above, (node, False))))
     return units, deep
 
 
@@ -352,11 +373,12 @@ class TreeShap:
         constant = float(ensemble.base_offset)
         units: list[_UnitPlan] = []
         direct: list[_LeafPath] = []
+        nodes = _Nodes.of(ensemble)
         for t in range(ensemble.n_trees):
             if ensemble.feature[ensemble.tree_offsets[t]] < 0:  # a single leaf: only shifts the margin
                 constant += float(ensemble.value[ensemble.tree_offsets[t]])
                 continue
-            tree_units, deep = _tree_units(ensemble, t)
+            tree_units, deep = _tree_units(nodes, int(ensemble.tree_offsets[t]))
             units += tree_units
             direct += deep
         # Smallest tables first, so that the budget covers as many leaves as possible.
