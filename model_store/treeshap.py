@@ -386,7 +386,7 @@ class TreeShap:
         kept: dict[int, list[_UnitPlan]] = {1: [], 2: []}
         counts: dict[int, tuple[int, int]] = {1: (0, 0), 2: (0, 0)}
         for unit in units:
-            width = 1 if len(unit.nodes) <= 8 else 2
+            width = 1 if len(unit.nodes) <= UNIT_BITS else 2
             rows, k = counts[width]
             grown = {**counts, width: (rows + unit.rows, max(k, len(unit.outputs)))}
             if _table_bytes(grown) <= max_table_bytes:
