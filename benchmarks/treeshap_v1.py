@@ -1,4 +1,10 @@
-"""Exact path-dependent TreeSHAP of a ``TreeEnsemble``, in NumPy, from precomputed tables.
+"""The previous ``model_store.treeshap.TreeShap`` (until 2026-11), kept only for ``benchmarks.bench_treeshap``.
+
+Not used by the service: the serving implementation is ``model_store.treeshap`` (tables indexed by the
+packed split decisions of subtrees). This one is exact too; it is here so the benchmark can show both
+side by side on the same machine and load.
+
+Exact path-dependent TreeSHAP of a ``TreeEnsemble``, in NumPy, from precomputed tables.
 
 The values are those of ``shap.TreeExplainer(model)`` with its default
 ``feature_perturbation="tree_path_dependent"`` on the raw (log-odds) output.
