@@ -59,6 +59,9 @@ class SqliteDecisionStore(SqlDecisionStore[sqlite3.Connection]):
         self._lock_fds: dict[int, int] = {}
         self._deferred: set[int] = set()  # connections inside a deferred write (synchronous=NORMAL)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # Records hold applicants' personal data: a new file is readable by its owner only, and SQLite gives its
+        # WAL and shared-memory files the database file's permissions. An existing file keeps the ones it has.
+        os.close(os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600))
         self.migrate()
         # Keep no connection open after construction, so a store built before gunicorn forks its workers
         # carries nothing across the fork.
