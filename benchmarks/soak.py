@@ -227,7 +227,7 @@ def render(result: Soak, minutes: int, fraction: float, info: dict[str, str], lo
         "Do not edit by hand.",
         "",
         "The full decision service (validation, rules, ONNX score, exact reasons, durable SQLite record with its hash "
-        f"chain) under a steady load for {minutes} minutes: gunicorn with `service/gunicorn_conf.py`, 2 sync workers, "
+        f"chain) under a steady load for {minutes} minute{'s' if minutes != 1 else ''}: gunicorn with `service/gunicorn_conf.py`, 2 sync workers, "
         "the default model trained into a temporary store, on 127.0.0.1. The peak was measured first with wrk at 4 "
         f"connections ({result.peak.rps:,.0f} req/s); then {fraction:.0%} of it, {result.target_rps:,.0f} req/s, was "
         f"held at a fixed rate by wrk with `benchmarks/wrk/rate.lua` ({THREADS} threads, {CONNECTIONS} connections, "
