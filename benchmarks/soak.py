@@ -58,6 +58,8 @@ class Soak:
     target_rps: float
     minutes: list[run.Run] = field(default_factory=list)
     requests_per_minute: list[int] = field(default_factory=list)
+    minute_bounds: list[tuple[float, float]] = field(default_factory=list)  # seconds since the sampler started
+    recorded: int = 0  # decisions recorded while the steady load ran
     samples: list[Sample] = field(default_factory=list)
     worker_sets: list[list[int]] = field(default_factory=list)
     chain: str = ""
@@ -166,11 +168,15 @@ def soak(minutes: int, fraction: float, peak_seconds: float, workdir: Path, log:
         peak = run.wrk(url, bodies, 4, peak_seconds, api_key=api_key)
         result = Soak(peak=peak, target_rps=peak.rps * fraction)
         log(f"peak at 4 connections: {peak.rps:.0f} req/s; holding {result.target_rps:.0f} req/s for {minutes} min")
+        counter = open_decision_store(f"sqlite:///{database}")
+        before = counter.count()
         sampler = Sampler(proc.pid, result, time.monotonic())
         sampler.start()
         try:
             for minute in range(1, minutes + 1):
+                began = time.monotonic() - sampler.started
                 one, requests = rate_run(url, bodies, result.target_rps, 60.0, api_key)
+                result.minute_bounds.append((began, time.monotonic() - sampler.started))
                 result.minutes.append(one)
                 result.requests_per_minute.append(requests)
                 latest = result.samples[-1].rss_mb if result.samples else {}
@@ -182,6 +188,8 @@ def soak(minutes: int, fraction: float, peak_seconds: float, workdir: Path, log:
         finally:
             sampler.stopping.set()
             sampler.join()
+            result.recorded = counter.count() - before
+            counter.close()
     log("verifying the hash chain ...")
     started = time.perf_counter()
     records = open_decision_store(f"sqlite:///{database}")
@@ -197,12 +205,13 @@ def soak(minutes: int, fraction: float, peak_seconds: float, workdir: Path, log:
 
 
 # ---- the report ---------------------------------------------------------------------------------------
-def growth(result: Soak, minutes: int) -> dict[int, tuple[float, float, float]]:
+def growth(result: Soak) -> dict[int, tuple[float, float, float]]:
     """Per worker of the first sample: (mean RSS in the first minute, in the last minute, growth)."""
-    end = minutes * 60.0
     rows = {}
+    (first_start, first_end), (last_start, last_end) = result.minute_bounds[0], result.minute_bounds[-1]
     for pid in result.samples[0].rss_mb if result.samples else {}:
-        first, last = result.rss_window(pid, 0.0, 60.0), result.rss_window(pid, end - 60.0, end + SAMPLE_EVERY_S)
+        first = result.rss_window(pid, first_start, first_end + SAMPLE_EVERY_S / 2)
+        last = result.rss_window(pid, last_start, last_end + SAMPLE_EVERY_S / 2)
         rows[pid] = (first, last, last / first - 1.0)
     return rows
 
@@ -212,10 +221,12 @@ def render(result: Soak, minutes: int, fraction: float, info: dict[str, str], lo
     ms = [m.latency_us["p99"] / 1000.0 for m in result.minutes]
     median_p99 = statistics.median(ms)
     spread = max(ms) / median_p99 if median_p99 > 0 else float("inf")
-    rss = growth(result, minutes)
+    rss = growth(result)
     worst_growth = max((g for _, _, g in rss.values()), default=float("nan"))
     restarts = len(result.worker_sets) - 1
     achieved = statistics.mean(m.rps for m in result.minutes)
+    answered = result.requests - result.errors
+    recorded_ok = answered <= result.recorded <= answered + CONNECTIONS * len(result.minutes)
 
     def yes(ok: bool) -> str:
         return "yes" if ok else "**no**"
@@ -251,6 +262,8 @@ def render(result: Soak, minutes: int, fraction: float, info: dict[str, str], lo
         f"| rate held | {achieved:,.0f} req/s mean of {result.target_rps:,.0f} | within 5 % | "
         f"{yes(abs(achieved - result.target_rps) <= 0.05 * result.target_rps)} |",
         f"| worker restarts | {restarts} | 0 | {yes(restarts == 0)} |",
+        f"| decisions recorded during the steady load | {result.recorded:,} for {answered:,} answered | every answered "
+        f"one, plus at most the {CONNECTIONS} in flight when each minute's wrk run stopped | {yes(recorded_ok)} |",
         f"| hash chain after the run | {'OK' if result.chain_ok else 'BROKEN'}, {result.chain_entries:,} entries "
         f"(verified in {result.verify_s:.1f} s) | intact | {yes(result.chain_ok)} |",
         "",
@@ -264,8 +277,8 @@ def render(result: Soak, minutes: int, fraction: float, info: dict[str, str], lo
         "| minute | req/s | p50 | p90 | p99 | p99.9 | max | errors | RSS per worker at the minute's end (MB) |",
         "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
     ]
-    for i, m in enumerate(result.minutes, start=1):
-        at_end = [s for s in result.samples if s.at_s < i * 60.0 + SAMPLE_EVERY_S / 2]
+    for i, (m, (_, end_s)) in enumerate(zip(result.minutes, result.minute_bounds, strict=True), start=1):
+        at_end = [s for s in result.samples if s.at_s <= end_s + SAMPLE_EVERY_S / 2]
         rss_text = ", ".join(f"{v:.1f}" for v in at_end[-1].rss_mb.values()) if at_end else ""
         lat = {k: v / 1000.0 for k, v in m.latency_us.items()}
         lines.append(

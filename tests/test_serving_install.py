@@ -218,6 +218,9 @@ def test_dockerfile_installs_serving_requirements_and_runs_the_production_config
     assert cmd[-1] == APP_FACTORY
     health = only(runtime, "HEALTHCHECK").exec_form()
     assert any("/readyz" in word for word in health)
+    # the build context leaves out what must not reach an image (the test's copy leaves out the same bytecode)
+    ignored = set((REPO / ".dockerignore").read_text(encoding="utf-8").splitlines())
+    assert {"**/__pycache__", ".venv", "var", "model_store/*/"} <= ignored
 
 
 # ---- the image's install, run ---------------------------------------------------------------------
