@@ -59,6 +59,7 @@ class Soak:
     minutes: list[run.Run] = field(default_factory=list)
     requests_per_minute: list[int] = field(default_factory=list)
     minute_bounds: list[tuple[float, float]] = field(default_factory=list)  # seconds since the sampler started
+    minute_cpu: list[tuple[float, float, str]] = field(default_factory=list)  # service %, machine %, load average
     recorded: int = 0  # decisions recorded while the steady load ran
     samples: list[Sample] = field(default_factory=list)
     worker_sets: list[list[int]] = field(default_factory=list)
@@ -107,6 +108,20 @@ def rate_run(url: str, bodies: Path, rate: float, seconds: float, api_key: str) 
         {k: float(v) for k, v in data["latency_us"].items()},
         sum(int(v) for v in data["errors"].values()),
     ), int(data["requests"])
+
+
+def cpu_ticks(pids: Sequence[int]) -> tuple[int, int, int]:
+    """(CPU ticks used by ``pids``, busy ticks of the whole machine, all ticks of the machine) so far."""
+    own = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        own += int(fields[11]) + int(fields[12])  # utime, stime
+    machine = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
+    idle = machine[3] + machine[4]  # idle, iowait
+    return own, sum(machine) - idle, sum(machine)
 
 
 class Sampler(threading.Thread):
@@ -175,8 +190,19 @@ def soak(minutes: int, fraction: float, peak_seconds: float, workdir: Path, log:
         try:
             for minute in range(1, minutes + 1):
                 began = time.monotonic() - sampler.started
+                server = [proc.pid, *run.worker_pids(proc.pid)]
+                ticks = cpu_ticks(server)
                 one, requests = rate_run(url, bodies, result.target_rps, 60.0, api_key)
                 result.minute_bounds.append((began, time.monotonic() - sampler.started))
+                after = cpu_ticks(server)
+                elapsed = (after[2] - ticks[2]) / (os.cpu_count() or 1)  # ticks of one core over the minute
+                result.minute_cpu.append(
+                    (
+                        100.0 * (after[0] - ticks[0]) / elapsed,
+                        100.0 * (after[1] - ticks[1]) / elapsed,
+                        run.load_average().split()[0],
+                    )
+                )
                 result.minutes.append(one)
                 result.requests_per_minute.append(requests)
                 latest = result.samples[-1].rss_mb if result.samples else {}
@@ -247,7 +273,8 @@ def render(result: Soak, minutes: int, fraction: float, info: dict[str, str], lo
         "",
         "**The machine is shared**: 2 cores, with other developers' builds, tests and benchmarks running beside this "
         f"one (load average {load_at_start} at the start, {run.load_average()} at the end), and wrk itself runs on "
-        "the same 2 cores. Latency spikes of a few tens of milliseconds can be other work on the machine.",
+        "the same 2 cores. The peak, and so the rate held, is what the service got of the machine then, not what it can "
+        "do alone (`make bench` on a quieter machine: docs/PERFORMANCE.md); latency spikes follow the other work.",
         "",
         "## Result",
         "",
@@ -272,18 +299,23 @@ def render(result: Soak, minutes: int, fraction: float, info: dict[str, str], lo
         "",
         "## Per minute",
         "",
-        "Latencies in ms, measured by wrk from the moment each request was sent.",
+        "Latencies in ms, measured by wrk from the moment each request was sent. CPU in % of one core over the "
+        f"minute ({os.cpu_count()} cores: {100 * (os.cpu_count() or 1)} % is the whole machine): the service (gunicorn "
+        "master and workers), and every process on the machine (the service, wrk and everything else). A minute "
+        "whose p99 stands out while the service's own CPU does not is other work taking the cores.",
         "",
-        "| minute | req/s | p50 | p90 | p99 | p99.9 | max | errors | RSS per worker at the minute's end (MB) |",
-        "|---:|---:|---:|---:|---:|---:|---:|---:|---|",
+        "| minute | req/s | p50 | p90 | p99 | p99.9 | max | errors | RSS per worker at the minute's end (MB) | "
+        "service CPU | machine CPU | load (1 min) |",
+        "|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|---:|",
     ]
-    for i, (m, (_, end_s)) in enumerate(zip(result.minutes, result.minute_bounds, strict=True), start=1):
+    rows = zip(result.minutes, result.minute_bounds, result.minute_cpu, strict=True)
+    for i, (m, (_, end_s), (service_cpu, machine_cpu, load)) in enumerate(rows, start=1):
         at_end = [s for s in result.samples if s.at_s <= end_s + SAMPLE_EVERY_S / 2]
         rss_text = ", ".join(f"{v:.1f}" for v in at_end[-1].rss_mb.values()) if at_end else ""
         lat = {k: v / 1000.0 for k, v in m.latency_us.items()}
         lines.append(
             f"| {i} | {m.rps:,.0f} | {lat['p50']:.2f} | {lat['p90']:.2f} | {lat['p99']:.2f} | {lat['p999']:.2f} | "
-            f"{lat['max']:.2f} | {m.errors} | {rss_text} |"
+            f"{lat['max']:.2f} | {m.errors} | {rss_text} | {service_cpu:.0f} % | {machine_cpu:.0f} % | {load} |"
         )
     lines += [
         "",
