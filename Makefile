@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install system-deps serve dev-keys test lint typecheck unit bench train clean
+.PHONY: install system-deps serve dev-keys test lint typecheck unit bench bench-soak train clean
 
 # Debian packages the tests and benchmarks drive: Chromium (console browser test),
 # poppler-utils (PDF -> PNG check), wrk (load generator). Installed only when missing.
@@ -58,6 +58,9 @@ test: lint typecheck unit ## lint, type-check and run the whole test suite
 # BENCH_BASELINE=<git revision> also serves and measures that revision side by side in the same run.
 bench: $(STAMP) system-deps ## benchmarks; writes docs/PERFORMANCE.md
 	$(BIN)/python -m benchmarks.run
+
+bench-soak: $(STAMP) system-deps ## 10 minutes at 70% of peak: errors, worker memory, p99 per minute; writes docs/SOAK.md
+	$(BIN)/python -m benchmarks.soak
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

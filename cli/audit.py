@@ -5,10 +5,12 @@ from __future__ import annotations
 import sys
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import click
 
 from cli.options import database_url_option, decision_store, model_store_option, record_event, settings
+from service.private_files import open_private_text
 from service.records.export import EXPORT_ENTRIES, EXPORT_FORMATS, entry_pages, format_entries, record_pages
 from service.records.model import format_timestamp
 
@@ -29,16 +31,66 @@ def audit_group() -> None:
     """Audit trail: verify the hash chain, apply retention, export and replay decision records."""
 
 
+def _published_head(value: str) -> tuple[int, str]:
+    """``SEQ:HASH`` as an earlier ``verify`` printed it (``head seq SEQ hash HASH``)."""
+    seq, sep, digest = value.partition(":")
+    digest = digest.strip().lower()
+    if not sep or not seq.strip().isdigit() or len(digest) != 64 or any(c not in "0123456789abcdef" for c in digest):
+        raise click.BadParameter(
+            f"expected SEQ:HASH (a seq and 64 hex digits), got {value!r}", param_hint="--expect-head"
+        )
+    return int(seq), digest
+
+
 @audit_group.command("verify")
+@click.option(
+    "--expect-head",
+    "published",
+    multiple=True,
+    metavar="SEQ:HASH",
+    help="A chain head published earlier (`head seq SEQ hash HASH` of an earlier verify): the entry at SEQ must still "
+    "have that hash, or the chain was rewritten or cut since. Repeatable.",
+)
 @database_url_option
-def verify_command(database_url: str | None) -> None:
-    """Check every record against the hash chain; exit 1 naming each changed, deleted, inserted or moved one."""
+def verify_command(published: tuple[str, ...], database_url: str | None) -> None:
+    """Check every record against the hash chain; exit 1 naming each changed, deleted, inserted or moved one.
+
+    A database writer can rewrite the whole chain from some entry on with fresh hashes; only a head published
+    elsewhere catches that: pass it with --expect-head.
+    """
+    heads = sorted({_published_head(value) for value in published})
+    findings: list[str] = []
+    matched = 0
     with decision_store(settings(database_url=database_url)) as store:
         report = store.verify_chain()
+        wanted = {seq: digest for seq, digest in heads if report.checkpoint_seq < seq <= report.head_seq}
+        pages = entry_pages(store, "all") if wanted else iter(())
+        for page in pages:
+            for entry in page:
+                digest = wanted.pop(entry.seq, None)
+                if digest is not None and entry.record_hash == digest:
+                    matched += 1
+                elif digest is not None:
+                    findings.append(f"REWRITTEN: seq {entry.seq}: hash {entry.record_hash}, not the published one")
+            if not wanted or page[-1].seq >= max(wanted):
+                break
+        findings.extend(f"REWRITTEN: seq {seq}: no entry at the published seq" for seq in sorted(wanted))
     for problem in report.problems:
         click.echo(problem.describe())
-    click.echo(report.summary())
-    if not report.ok:
+    for seq, digest in heads:
+        if seq > report.head_seq:
+            findings.append(f"TRUNCATED: the chain ends at seq {report.head_seq}, before the published head seq {seq}")
+        elif seq == report.checkpoint_seq:
+            if digest == report.checkpoint_hash:
+                matched += 1
+            else:
+                findings.append(f"REWRITTEN: seq {seq}: the purge checkpoint's hash is not the published one")
+        elif seq <= report.checkpoint_seq:
+            click.echo(f"published head seq {seq}: purged (checkpoint seq {report.checkpoint_seq}), cannot be checked")
+    for finding in findings:
+        click.echo(finding)
+    click.echo(report.summary() + (f"; {matched} of {len(heads)} published head(s) match" if heads else ""))
+    if not report.ok or findings:
         sys.exit(1)
 
 
@@ -112,7 +164,7 @@ def export_command(
     written = 0
     with (
         decision_store(settings(database_url=database_url)) as store,
-        click.open_file(output, "w", encoding="utf-8") as out,
+        _export_file(output) as out,
     ):
         out.write(format_entries([], entries, fmt, header=True))
         for page in entry_pages(store, entries, since=since_at, until=until_at):
@@ -120,6 +172,13 @@ def export_command(
             written += len(page)
     noun = {"decisions": "records", "all": "entries"}.get(entries, entries)
     click.echo(f"exported {written} {noun}", err=True)
+
+
+def _export_file(output: str) -> Any:
+    """Standard output for '-', else the file, created 0600: an export holds every application in full."""
+    if output == "-":
+        return click.open_file(output, "w", encoding="utf-8")
+    return open_private_text(output, "w", encoding="utf-8")
 
 
 @audit_group.command("replay")

@@ -16,6 +16,7 @@ from cli.options import (
     settings,
     version_option,
 )
+from service.private_files import open_private_text
 
 MAX_REPORTED_ERRORS = 50
 
@@ -103,7 +104,7 @@ def score_command(
     if len(summary.errors) > MAX_REPORTED_ERRORS:
         click.echo(f"invalid: ... and {len(summary.errors) - MAX_REPORTED_ERRORS} more rows", err=True)
     if errors_path is not None:
-        with open(errors_path, "w", newline="", encoding="utf-8") as fh:
+        with open_private_text(errors_path, "w", newline="", encoding="utf-8") as fh:  # rows of applications
             out = csv.writer(fh, lineterminator="\n")
             out.writerow(["row", ID_COLUMN, "field", "message"])
             out.writerows([e.row, e.application_id or "", f, m] for e in summary.errors for f, m in e.problems)

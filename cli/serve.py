@@ -98,7 +98,7 @@ def _check_keys(env: dict[str, str]) -> tuple[Any, str]:
     if len(keys) == 0:
         return settings, (
             f"  API keys:  none yet, so every decision endpoint answers 401. Create a development key (printed once,\n"
-            f"             its hash appended to {settings.api_keys_file}; the server reads it at start, so restart):\n"
+            f"             its hash appended to {settings.api_keys_file}; a running server reads it at the next request):\n"
             f"               {create}\n"
             "             then: export SCORER_KEY=<the printed key>"
         )
@@ -147,7 +147,7 @@ def create_key_command(role: str, label: str | None, key_file: Path, database_ur
     click.echo(
         f"created a {role} key (key id {entry.key_id}, label {entry.label!r}); its sha256 was appended to {key_file}.\n"
         "The key is shown only this once; keep it secret and send it as `Authorization: Bearer <key>`. "
-        "Restart the server to load it.",
+        "A running server accepts it from its next request on (it re-reads the key file when it changes).",
         err=True,
     )
     details = {"key_id": entry.key_id, "role": role, "label": entry.label, "key_file": str(key_file)}
@@ -161,7 +161,8 @@ def create_key_command(role: str, label: str | None, key_file: Path, database_ur
 @_key_file_option
 @database_url_option
 def revoke_key_command(key_id: str, note: str, key_file: Path, database_url: str | None) -> None:
-    """Remove a key (every role it holds) from the key file by its key id; restart the server to apply it.
+    """Remove a key (every role it holds) from the key file by its key id; a running server refuses it from its next
+    request on (it re-reads the key file when it changes).
 
     The revocation is an audit event in the decision store's chain.
     """
@@ -177,7 +178,7 @@ def revoke_key_command(key_id: str, note: str, key_file: Path, database_url: str
     click.echo(f"revoked key {key_id} ({', '.join(roles)}; label {removed[0].label!r}) from {key_file}")
     details = {"key_id": key_id, "roles": roles, "label": removed[0].label, "key_file": str(key_file), "note": note}
     click.echo(record_event(settings(database_url=database_url), "key_revoked", details))
-    click.echo("restart the server (or its workers) to stop accepting the key")
+    click.echo("a running server refuses the key from its next request on (no restart needed)")
 
 
 @keys_group.command("list")

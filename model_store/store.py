@@ -173,6 +173,7 @@ class PolicyStoreMixin:
         }
         (self.root / POLICIES_DIR).mkdir(parents=True, exist_ok=True)
         tmp = Path(tempfile.mkdtemp(prefix=f".{policy.version}-", dir=self.root / POLICIES_DIR))
+        tmp.chmod(_READABLE_FOLDER)  # as a model version: readable by the service's user
         try:
             for rel, data in files.items():
                 (tmp / rel).write_bytes(data)
@@ -328,6 +329,8 @@ class ModelStore(PolicyStoreMixin):
         full.update(name=name, version=version)
         full["files"] = {rel: sha256_bytes(data) for rel, data in sorted(files.items())}
         tmp = Path(tempfile.mkdtemp(prefix=f".{version}-", dir=self.root / name))
+        # mkdtemp makes the folder 0700: the service may run as another user (the image's), reading a mounted store
+        tmp.chmod(_READABLE_FOLDER)
         try:
             for rel, data in files.items():
                 dest = tmp / rel
@@ -410,6 +413,9 @@ class ModelStore(PolicyStoreMixin):
         tmp.write_text(json.dumps(reg, indent=2, sort_keys=True) + "\n", encoding="utf-8")
         _fsync(tmp)
         os.replace(tmp, self.root / REGISTRY_FILE)
+
+
+_READABLE_FOLDER = stat.S_IRWXU | stat.S_IRGRP | stat.S_IXGRP | stat.S_IROTH | stat.S_IXOTH  # 0755
 
 
 def _check_name(name: str, version: str) -> None:

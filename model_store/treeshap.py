@@ -1,27 +1,34 @@
-"""Exact path-dependent TreeSHAP of a ``TreeEnsemble``, in NumPy, from precomputed tables.
+"""Exact path-dependent TreeSHAP of a ``TreeEnsemble``, in NumPy, from tables indexed by node decisions.
 
 The values are those of ``shap.TreeExplainer(model)`` with its default
 ``feature_perturbation="tree_path_dependent"`` on the raw (log-odds) output.
 
-How it works (the "Fast TreeSHAP v2" / GPUTreeShap decomposition):
+How it works (the "Fast TreeSHAP v2" decomposition, tabulated per pattern of split decisions):
 
-* Each tree is split into its root-to-leaf paths. On a path, repeated features are merged into
-  *unique* features ``j = 1..d``, each with an allowed interval ``(lower_j, upper_j]`` and a zero
-  fraction ``z_j`` (product over that feature's splits of ``cover(child) / cover(parent)``).
-* For an input ``x`` let ``o_j = 1`` if ``x`` lies in feature ``j``'s interval, else 0. The path's
-  contribution to the path-dependent value function is ``v_leaf * prod_j (o_j if j in S else z_j)``,
-  so its Shapley value for ``j`` is
+* Take one root-to-leaf path. Repeated features on it are merged into *unique* features
+  ``j = 1..d``, each with a zero fraction ``z_j`` (product over that feature's splits on the path of
+  ``cover(child) / cover(parent)``). For an input ``x`` let ``o_j = 1`` if ``x`` takes the path's
+  direction at every split on feature ``j``, else 0. The path's contribution to the path-dependent
+  value function is ``v_leaf * prod_j (o_j if j in S else z_j)``, so its Shapley value for ``j`` is
   ``v_leaf * (o_j - z_j) * sum_{S subset of the others} w(|S|, d) prod_{k in S} o_k prod_{k not in S} z_k``
-  with ``w(s, d) = s! (d - s - 1)! / d!``; computed as a bilinear form of prefix/suffix
-  products of the polynomials ``z_k + o_k y`` (positive terms only, no cancellation).
-* Since ``o`` is binary, the contributions are tabulated once per pattern of ``o``:
-  - a whole shallow tree is one table, indexed by the bin of each of its features among that
-    tree's thresholds (mixed radix; at most ``TREE_TABLE_MAX_ENTRIES`` entries);
-  - otherwise each path is a table indexed by its ``2**d`` patterns of ``o``;
-  - paths that do not fit in ``MAX_TABLE_BYTES`` are evaluated directly with the same formula.
-  Evaluating a row is then: threshold comparisons, a weighted segment sum giving each table's
-  row index, one gather and a segment sum per feature. Every table row also carries the leaf
-  value reached, so ``margin`` comes from the same lookups.
+  with ``w(s, d) = s! (d - s - 1)! / d!``; computed as a bilinear form of prefix/suffix products of
+  the polynomials ``z_k + o_k y`` (positive terms only, no cancellation).
+* So a leaf's attributions depend on ``x`` only through the decisions (left or right) ``x`` takes at
+  the nodes of its path. Each tree is cut into *units*: a subtree together with the path from the
+  root down to it, small enough that all its nodes number at most ``UNIT_BITS`` (8: a byte). The
+  unit's table has one row per pattern of decisions at its nodes (``2**bits`` rows), holding the
+  summed attributions of all the unit's leaves to each feature they use, and the value of the leaf
+  the pattern reaches (for the margin). A depth-6 tree becomes about 16 units of 7 nodes (4 on the
+  way down, 3 in the subtree; 128 rows each) covering up to 4 leaves each.
+* Evaluating rows is then: one float32 comparison per unit node (``x[feature] > threshold``),
+  ``np.packbits`` of each unit's 8 decisions into its row number, one gather of whole table rows,
+  and one ``np.bincount`` into the features. No per-row Python loop over trees or paths.
+* Leaves deeper than 8 get a unit of their own with up to ``WIDE_UNIT_BITS`` (16: two bytes) nodes;
+  deeper paths, and units beyond the memory budget ``MAX_TABLE_BYTES`` (smallest tables are kept first),
+  are evaluated directly with the same formula (exact, slower).
+
+The earlier implementation (tables indexed by threshold bins of subtrees and by per-path patterns of
+``o``; ``benchmarks/treeshap_v1.py``) is kept beside the benchmark for side-by-side numbers.
 
 Comparisons are made in float32, as the ONNX runtime makes them: a row goes left iff
 ``float32(x) <= float32(threshold)`` (thresholds beyond the float32 range are clamped to it).
@@ -29,11 +36,9 @@ For inputs that are float32 values not equal to a float32-rounded threshold this
 path as the float64 reference ``TreeEnsemble.margin``.
 
 Missing values: a NaN goes where each node's ``default_left`` sends it, as in
-``TreeEnsemble.leaf_indices`` (and as the ONNX graph's missing-value tracking and shap do). On a path,
-feature ``j`` then admits a NaN iff every split on ``j`` along the path sends NaN the way the path
-goes (``nan_ok_j``), and ``o_j = 1`` for a NaN exactly then. Rows are evaluated with NaN replaced by
-``+inf``, which the comparisons treat as "right at every split"; where that differs from ``nan_ok_j``
-an extra comparison ``x > float32 max`` (true only for the replaced NaN) corrects the table index.
+``TreeEnsemble.leaf_indices`` (and as the ONNX graph's missing-value tracking and shap do). Each node
+compares one of two copies of the row: NaN replaced by ``+inf`` (goes right everywhere) at nodes that
+send a missing value right, NaN replaced by ``-inf`` (goes left everywhere) at nodes that send it left.
 """
 
 from __future__ import annotations
@@ -47,37 +52,47 @@ from numpy.typing import NDArray
 from model_store.explainer import TreeEnsemble
 
 MAX_TABLE_BYTES = 150 * 2**20
-"""Budget for all precomputed tables; paths beyond it are evaluated directly (exact, slower)."""
-TREE_TABLE_MAX_ENTRIES = 8192
-"""A subtree gets one table over all its threshold bins only if that table has at most this many entries."""
-SMALL_TABLE_ENTRIES = 1024
-"""A subtree whose table has at most this many entries always gets one (fewer lookups per row)."""
-PATH_TABLE_MAX_UNIQUE = 20
-"""Paths with more unique features than this are never tabulated (2**d rows)."""
+"""Budget for all precomputed tables; leaves of units beyond it are evaluated directly (exact, slower)."""
+UNIT_BITS = 8
+"""A unit's table is indexed by the decisions at at most this many nodes (one byte: 256 rows)."""
+WIDE_UNIT_BITS = 16
+"""A single leaf deeper than ``UNIT_BITS`` gets a table of its own up to this depth (two bytes)."""
 
-_CHUNK_ELEMENTS = 1 << 16
+_EVAL_CHUNK = 1 << 17
+"""Rows evaluated together keep about this many gathered table entries in flight."""
+_BUILD_CHUNK = 1 << 20
 _F32_MAX = float(np.finfo(np.float32).max)
 
 Float64Array = NDArray[np.float64]
 Float32Array = NDArray[np.float32]
 IntArray = NDArray[np.intp]
+BoolArray = NDArray[np.bool_]
 
 
 @dataclass(frozen=True)
-class _Path:
-    """One root-to-leaf path with repeated features merged."""
+class _LeafPath:
+    """One root-to-leaf path: its nodes, the way it goes at each, and its unique features."""
 
     value: float
-    features: tuple[int, ...]
-    lower: tuple[float, ...]  # float32-exact; -inf when unbounded
-    upper: tuple[float, ...]  # float32-exact; +inf when unbounded
-    zero_fraction: tuple[float, ...]
-    nan_ok: tuple[bool, ...]  # a missing value (NaN) follows this path at every split on the feature
+    nodes: tuple[int, ...]  # global node indices, root first
+    right: tuple[bool, ...]  # the path goes right at nodes[k]
+    member: tuple[int, ...]  # nodes[k] tests features[member[k]]
+    features: tuple[int, ...]  # unique features in order of first use
+    zero_fraction: tuple[float, ...]  # per unique feature
 
-    def nan_fix(self, j: int) -> int:
-        """How o_j of a NaN must be corrected from its +inf stand-in's: -1, 0 or +1."""
-        natural = self.upper[j] == math.inf  # +inf is inside (lower, +inf] and nowhere else
-        return int(self.nan_ok[j]) - int(natural)
+
+@dataclass(frozen=True)
+class _UnitPlan:
+    """A unit: bit k of its table row is "goes right at nodes[k]"; the leaves it covers."""
+
+    nodes: tuple[int, ...]
+    leaves: tuple[_LeafPath, ...]
+    outputs: tuple[int, ...]  # sorted features its leaves use: the table's columns
+
+    @property
+    def rows(self) -> int:
+        """Table rows: one per pattern of decisions."""
+        return 1 << len(self.nodes)
 
 
 def _f32(value: float) -> float:
@@ -85,95 +100,91 @@ def _f32(value: float) -> float:
     return float(np.float32(min(max(value, -_F32_MAX), _F32_MAX)))
 
 
-def _tree_paths(ensemble: TreeEnsemble, tree: int) -> tuple[list[_Path], dict[int, tuple[int, int]]]:
-    """All root-to-leaf paths of one tree, left to right, and the range of paths under each node."""
-    feature, threshold = ensemble.feature, ensemble.threshold
-    left, right, cover, value = ensemble.children_left, ensemble.children_right, ensemble.cover, ensemble.value
-    default_left = ensemble.default_left
-    paths: list[_Path] = []
-    spans: dict[int, tuple[int, int]] = {}
-    internal: list[int] = []
-    stack: list[tuple[int, dict[int, tuple[float, float, float, bool]]]] = [(int(ensemble.tree_offsets[tree]), {})]
+@dataclass(frozen=True)
+class _Nodes:
+    """The node arrays as Python lists (the planning walks them node by node)."""
+
+    feature: list[int]
+    left: list[int]
+    right: list[int]
+    cover: list[float]
+    value: list[float]
+
+    @classmethod
+    def of(cls, ensemble: TreeEnsemble) -> _Nodes:
+        """Lists of an ensemble's node arrays."""
+        return cls(
+            feature=ensemble.feature.tolist(),
+            left=ensemble.children_left.tolist(),
+            right=ensemble.children_right.tolist(),
+            cover=ensemble.cover.astype(np.float64).tolist(),
+            value=ensemble.value.astype(np.float64).tolist(),
+        )
+
+
+def _leaf_path(nodes: _Nodes, steps: tuple[tuple[int, bool], ...], leaf: int) -> _LeafPath:
+    """Merge the splits of a path (``steps``: node and direction) by feature."""
+    features: list[int] = []
+    zero: list[float] = []
+    member: list[int] = []
+    for node, right in steps:
+        f = nodes.feature[node]
+        child = nodes.right[node] if right else nodes.left[node]
+        ratio = nodes.cover[child] / nodes.cover[node]
+        if f in features:
+            j = features.index(f)
+            zero[j] *= ratio
+        else:
+            j = len(features)
+            features.append(f)
+            zero.append(ratio)
+        member.append(j)
+    return _LeafPath(
+        value=nodes.value[leaf],
+        nodes=tuple(n for n, _ in steps),
+        right=tuple(r for _, r in steps),
+        member=tuple(member),
+        features=tuple(features),
+        zero_fraction=tuple(zero),
+    )
+
+
+def _tree_units(nodes: _Nodes, root: int) -> tuple[list[_UnitPlan], list[_LeafPath]]:
+    """Cut one tree into units (largest subtrees that fit ``UNIT_BITS``) and paths too deep for any table."""
+    feature, left, right = nodes.feature, nodes.left, nodes.right
+    preorder: list[int] = []
+    stack = [root]
     while stack:
-        node, conditions = stack.pop()
-        f = int(feature[node])
-        if f < 0:
-            items = list(conditions.items())
-            spans[node] = (len(paths), len(paths) + 1)
-            paths.append(
-                _Path(
-                    value=float(value[node]),
-                    features=tuple(k for k, _ in items),
-                    lower=tuple(c[0] for _, c in items),
-                    upper=tuple(c[1] for _, c in items),
-                    zero_fraction=tuple(c[2] for _, c in items),
-                    nan_ok=tuple(c[3] for _, c in items),
-                )
-            )
-            continue
-        internal.append(node)
-        thr = _f32(float(threshold[node]))
-        lo, hi, z, nan_ok = conditions.get(f, (-math.inf, math.inf, 1.0, True))
-        lc, rc = int(left[node]), int(right[node])
-        nan_left = bool(default_left[node])
-        go_right = dict(conditions)
-        go_right[f] = (max(lo, thr), hi, z * float(cover[rc]) / float(cover[node]), nan_ok and not nan_left)
-        go_left = dict(conditions)
-        go_left[f] = (lo, min(hi, thr), z * float(cover[lc]) / float(cover[node]), nan_ok and nan_left)
-        stack.append((rc, go_right))
-        stack.append((lc, go_left))
-    for node in reversed(internal):  # children are visited after their parent
-        spans[node] = (spans[int(left[node])][0], spans[int(right[node])][1])
-    return paths, spans
-
-
-def _path_table_entries(path: _Path) -> int:
-    """Entries of a single path's table: 2**d patterns of o, d attributions + the margin."""
-    d = len(path.features)
-    return (1 << d) * (d + 1) if d <= PATH_TABLE_MAX_UNIQUE else 1 << 62
-
-
-def _bins(paths: list[_Path]) -> dict[int, list[float]]:
-    """Sorted distinct finite interval bounds of each feature over a set of paths."""
-    cuts: dict[int, set[float]] = {}
-    for p in paths:
-        for f, lo, hi in zip(p.features, p.lower, p.upper, strict=True):
-            cuts.setdefault(f, set()).update(b for b in (lo, hi) if math.isfinite(b))
-    return {f: sorted(cuts[f]) for f in sorted(cuts)}
-
-
-def _nan_features(paths: list[_Path]) -> set[int]:
-    """Features on which some path treats a missing value unlike its +inf stand-in (they get a NaN bin)."""
-    return {f for p in paths for j, f in enumerate(p.features) if p.nan_fix(j) != 0}
-
-
-def _subtree_table_entries(paths: list[_Path]) -> int:
-    """Entries of one table over all the bins of a set of paths' features (a NaN bin where needed)."""
-    bins = _bins(paths)
-    nan = _nan_features(paths)
-    return math.prod(len(c) + 1 + (f in nan) for f, c in bins.items()) * (len(bins) + 1)
-
-
-def _plan_tree(ensemble: TreeEnsemble, paths: list[_Path], spans: dict[int, tuple[int, int]]) -> list[tuple[int, int]]:
-    """Split a tree into subtrees (ranges of paths), each one table, trading memory for fewer lookups.
-
-    A subtree gets one table when it is no larger than the tables of its best split into smaller
-    subtrees, or small anyway (<= ``SMALL_TABLE_ENTRIES``); never above ``TREE_TABLE_MAX_ENTRIES``.
-    """
-
-    def plan(node: int) -> tuple[int, list[tuple[int, int]]]:
-        lo, hi = spans[node]
-        if hi - lo == 1:
-            return _path_table_entries(paths[lo]), [(lo, hi)]
-        cost_l, plan_l = plan(int(ensemble.children_left[node]))
-        cost_r, plan_r = plan(int(ensemble.children_right[node]))
-        split = cost_l + cost_r
-        whole = _subtree_table_entries(paths[lo:hi])
-        if whole <= TREE_TABLE_MAX_ENTRIES and (whole <= split or whole <= SMALL_TABLE_ENTRIES):
-            return whole, [(lo, hi)]
-        return split, plan_l + plan_r
-
-    return plan(min(spans))[1]
+        node = stack.pop()
+        preorder.append(node)
+        if feature[node] >= 0:
+            stack += [right[node], left[node]]
+    internal: dict[int, list[int]] = {}  # internal nodes of the subtree under each node, preorder
+    for node in reversed(preorder):
+        internal[node] = [node, *internal[left[node]], *internal[right[node]]] if feature[node] >= 0 else []
+    units: list[_UnitPlan] = []
+    deep: list[_LeafPath] = []
+    todo: list[tuple[int, tuple[tuple[int, bool], ...]]] = [(root, ())]
+    while todo:
+        node, above = todo.pop()
+        is_leaf = feature[node] < 0
+        if len(above) + len(internal[node]) <= UNIT_BITS or (is_leaf and len(above) <= WIDE_UNIT_BITS):
+            leaves: list[_LeafPath] = []
+            walk = [(node, above)]
+            while walk:
+                n, steps = walk.pop()
+                if feature[n] < 0:
+                    leaves.append(_leaf_path(nodes, steps, n))
+                else:
+                    walk += [(right[n], (*steps, (n, True))), (left[n], (*steps, (n, False)))]
+            outputs = tuple(sorted({f for leaf in leaves for f in leaf.features}))
+            units.append(_UnitPlan(tuple(n for n, _ in above) + tuple(internal[node]), tuple(leaves), outputs))
+        elif is_leaf:
+            deep.append(_leaf_path(nodes, above, node))
+        else:
+            todo.append((right[node], (*above, (node, True))))
+            todo.append((left[node], (*above, (node, False))))
+    return units, deep
 
 
 def _shapley_weights(d: int) -> Float64Array:
@@ -188,242 +199,215 @@ def _path_attributions(o: Float64Array, z: Float64Array, v: Float64Array) -> Flo
     o, z = np.broadcast_arrays(o, z)
     d = o.shape[-1]
     lead = o.shape[:-1]
-    # pre[..., j, :] = coefficients of prod_{k<j} (z_k + o_k y); suf[..., j, :] of prod_{k>j}.
-    pre = np.zeros((*lead, d, d))
-    suf = np.zeros((*lead, d, d))
-    pre[..., 0, 0] = 1.0
-    suf[..., d - 1, 0] = 1.0
+    # Coefficient axes first and paths last, so every step below runs over contiguous vectors.
+    ot = np.moveaxis(o, -1, 0).reshape(d, -1)
+    zt = np.moveaxis(z, -1, 0).reshape(d, -1)
+    n = ot.shape[1]
+    # pre[j, a] = coefficient of y**a in prod_{k<j} (z_k + o_k y); suf[j, b] the same of prod_{k>j}.
+    pre = np.zeros((d, d, n))
+    suf = np.zeros((d, d, n))
+    pre[0, 0] = 1.0
+    suf[d - 1, 0] = 1.0
     for j in range(1, d):
-        pre[..., j, :] = pre[..., j - 1, :] * z[..., j - 1, None]
-        pre[..., j, 1:] += pre[..., j - 1, :-1] * o[..., j - 1, None]
+        np.multiply(pre[j - 1], zt[j - 1], out=pre[j])
+        pre[j, 1:] += pre[j - 1, :-1] * ot[j - 1]
         k = d - 1 - j
-        suf[..., k, :] = suf[..., k + 1, :] * z[..., k + 1, None]
-        suf[..., k, 1:] += suf[..., k + 1, :-1] * o[..., k + 1, None]
-    weighted = np.einsum("...ja,ab,...jb->...j", pre, _shapley_weights(d), suf, optimize=True)
-    return np.asarray(np.asarray(v)[..., None] * (o - z) * weighted, dtype=np.float64)
-
-
-@dataclass
-class _Unit:
-    """A table: comparisons giving its row index, and the output columns of each row."""
-
-    term_feature: list[int]
-    term_threshold: list[float]
-    term_coef: list[int]  # multiplied by the row stride later
-    base: int  # constant part of the row index
-    outputs: list[int]  # feature per column; the last column is the margin (feature == n_features)
-    table: Float64Array  # [n_rows, len(outputs)]
-
-
-def _subtree_unit(paths: list[_Path], n_features: int) -> _Unit:
-    """One table for a set of paths, indexed by the bin of each feature among the paths' bounds (mixed radix)."""
-    thresholds = _bins(paths)
-    feats = list(thresholds)
-    nan = _nan_features(paths)
-    # bins 0..len(ts) count the thresholds below x; len(ts) + 1 is a missing value where it matters
-    radix = [len(thresholds[f]) + 1 + (f in nan) for f in feats]
-    n_rows = math.prod(radix)
-    # digits[r, i] = bin of feats[i] (number of its thresholds below x) in table row r
-    place = np.cumprod([1, *radix[:-1]])
-    rows = np.arange(n_rows)
-    digits = (rows[:, None] // place[None, :]) % np.asarray(radix)[None, :]
-    column = {f: i for i, f in enumerate(feats)}
-    table = np.zeros((n_rows, len(feats) + 1))
-    by_depth: dict[int, list[_Path]] = {}
-    for p in paths:
-        by_depth.setdefault(len(p.features), []).append(p)
-    for d, group in by_depth.items():
-        o = np.empty((n_rows, len(group), d))
-        for g, p in enumerate(group):
-            for j, (f, lo, hi) in enumerate(zip(p.features, p.lower, p.upper, strict=True)):
-                ts = thresholds[f]
-                a = 0 if lo == -math.inf else ts.index(lo) + 1
-                b = len(ts) + 1 if hi == math.inf else ts.index(hi) + 1
-                o[:, g, j] = (digits[:, column[f]] >= a) & (digits[:, column[f]] <= b - 1)
-                if f in nan:
-                    o[digits[:, column[f]] == len(ts) + 1, g, j] = p.nan_ok[j]
-        z = np.array([p.zero_fraction for p in group])
-        v = np.array([p.value for p in group])
-        phi = _path_attributions(o, z, v)
-        for g, p in enumerate(group):
-            for j, f in enumerate(p.features):
-                table[:, column[f]] += phi[:, g, j]
-        table[:, -1] += (o.all(axis=2) * v[None, :]).sum(axis=1)
-    term_feature: list[int] = []
-    term_threshold: list[float] = []
-    term_coef: list[int] = []
-    for f, p_i in zip(feats, place.tolist(), strict=True):
-        for t in [*thresholds[f], *([_F32_MAX] if f in nan else [])]:  # the last: a missing value (+inf)
-            term_feature.append(f)
-            term_threshold.append(t)
-            term_coef.append(int(p_i))
-    return _Unit(term_feature, term_threshold, term_coef, 0, [*feats, n_features], table)
-
-
-def _path_terms(path: _Path) -> tuple[list[int], list[float], list[int], int]:
-    """Comparisons whose weighted sum is the path's pattern ``sum_j 2**j o_j``; o_j = right(lo) - right(hi)."""
-    feats: list[int] = []
-    thrs: list[float] = []
-    coefs: list[int] = []
-    base = 0
-    for j, (f, lo, hi) in enumerate(zip(path.features, path.lower, path.upper, strict=True)):
-        if lo != -math.inf and lo >= hi:
-            # empty interval (contradictory splits): o_j is 0 for every value, and for a missing one nan_ok
-            if path.nan_ok[j]:
-                feats.append(f)
-                thrs.append(_F32_MAX)
-                coefs.append(1 << j)
-            continue
-        fix = path.nan_fix(j)
-        if fix:  # a missing value (+inf stand-in, the only x above float32 max) is in or out unlike +inf
-            feats.append(f)
-            thrs.append(_F32_MAX)
-            coefs.append(fix << j)
-        if lo == -math.inf:
-            base += 1 << j
-        else:
-            feats.append(f)
-            thrs.append(lo)
-            coefs.append(1 << j)
-        if hi != math.inf:
-            feats.append(f)
-            thrs.append(hi)
-            coefs.append(-(1 << j))
-    return feats, thrs, coefs, base
-
-
-def _path_units(paths: list[_Path], n_features: int) -> list[_Unit]:
-    """One table per path (all with the same number of unique features), rows = 2**d patterns of o."""
-    d = len(paths[0].features)
-    patterns = np.arange(1 << d)
-    o = ((patterns[:, None] >> np.arange(d)[None, :]) & 1).astype(np.float64)  # [2**d, d]
-    units: list[_Unit] = []
-    step = max(1, _CHUNK_ELEMENTS // ((1 << d) * d * d))
-    for start in range(0, len(paths), step):
-        group = paths[start : start + step]
-        z = np.array([p.zero_fraction for p in group])
-        v = np.array([p.value for p in group])
-        phi = _path_attributions(o[:, None, :], z[None, :, :], v[None, :])  # [2**d, P, d]
-        for g, p in enumerate(group):
-            table = np.empty((1 << d, d + 1))
-            table[:, :d] = phi[:, g, :]
-            table[:, d] = 0.0
-            table[-1, d] = p.value
-            feats, thrs, coefs, base = _path_terms(p)
-            units.append(_Unit(feats, thrs, coefs, base, [*p.features, n_features], table))
-    return units
+        np.multiply(suf[k + 1], zt[k + 1], out=suf[k])
+        suf[k, 1:] += suf[k + 1, :-1] * ot[k + 1]
+    weighted = (pre * np.matmul(_shapley_weights(d), suf)).sum(axis=1)  # [d, n]
+    phi = np.moveaxis(((ot - zt) * weighted).reshape(d, *lead), 0, -1)
+    return np.asarray(phi * np.asarray(v)[..., None], dtype=np.float64)
 
 
 @dataclass(frozen=True)
-class _DirectGroup:
-    """Paths with d unique features evaluated without tables."""
+class _PathGroup:
+    """Leaf paths of the same shape (D nodes, d unique features), as arrays.
 
+    ``column`` indexes the row's two copies side by side (``[NaN as +inf, NaN as -inf]``).
+    """
+
+    column: IntArray  # [P, D]
+    threshold: Float32Array  # [P, D]
+    right: BoolArray  # [P, D]
+    outside: BoolArray  # [P, d, D]: node k does not test unique feature j
     feature: IntArray  # [P, d]
-    lower: Float32Array  # [P, d]
-    upper: Float32Array  # [P, d]
     zero_fraction: Float64Array  # [P, d]
     value: Float64Array  # [P]
-    nan_ok: np.ndarray  # bool [P, d]
+
+    @classmethod
+    def of(cls, ensemble: TreeEnsemble, paths: list[_LeafPath]) -> _PathGroup:
+        """Arrays of paths that all have the same number of nodes and of unique features."""
+        nodes = np.array([p.nodes for p in paths], dtype=np.intp)
+        member = np.array([p.member for p in paths], dtype=np.intp)
+        d = len(paths[0].features)
+        return cls(
+            column=_node_columns(ensemble, nodes),
+            threshold=_node_thresholds(ensemble, nodes),
+            right=np.array([p.right for p in paths], dtype=bool),
+            outside=member[:, None, :] != np.arange(d)[None, :, None],
+            feature=np.array([p.features for p in paths], dtype=np.intp),
+            zero_fraction=np.array([p.zero_fraction for p in paths], dtype=np.float64),
+            value=np.array([p.value for p in paths], dtype=np.float64),
+        )
+
+    def inside(self, goes_right: BoolArray) -> tuple[BoolArray, BoolArray]:
+        """``o`` [..., P, d] and "reaches the leaf" [..., P] from the decisions [..., P, D] at the path's nodes."""
+        follows = goes_right == self.right
+        o = np.all(follows[..., None, :] | self.outside, axis=-1)
+        return o, follows.all(axis=-1)
+
+
+def _node_columns(ensemble: TreeEnsemble, nodes: IntArray) -> IntArray:
+    """Column of the doubled row a node compares: its feature, in the copy where NaN goes its default way."""
+    n_features = int(ensemble.n_features)
+    return np.asarray(ensemble.feature[nodes] + n_features * ensemble.default_left[nodes], dtype=np.intp)
+
+
+def _node_thresholds(ensemble: TreeEnsemble, nodes: IntArray) -> Float32Array:
+    """float32 thresholds of nodes, clamped to the finite float32 range."""
+    thr = np.clip(ensemble.threshold[nodes], -_F32_MAX, _F32_MAX)
+    return np.asarray(thr.astype(np.float32), dtype=np.float32)
+
+
+@dataclass(frozen=True)
+class _TableGroup:
+    """Units whose row numbers take ``width`` bytes, flattened for evaluation.
+
+    Unit ``u`` uses slots ``u * 8 * width ...``: its decisions packed little-endian give its table row
+    (minus ``base[u]``); unused slots compare against +inf and are always 0.
+    """
+
+    width: int  # bytes per row number: 1 or 2
+    slot_column: IntArray  # [U * 8 * width] into the doubled row
+    slot_plain: IntArray  # the same into the row itself (when it has no missing value)
+    slot_threshold: Float32Array  # [U * 8 * width]
+    base: IntArray  # [U] first table row of each unit
+    table: Float64Array  # [rows, K] attributions; row-major so each lookup reads one block
+    output: IntArray  # [U * K] feature of each table column of each unit (padding: 0, zero entries)
+    margin_table: Float64Array  # [rows] value of the leaf the pattern reaches (0 if none of the unit's)
+
+    def row_index(self, xx: Float32Array, plain: bool) -> IntArray:
+        """Table row of each unit for rows ``xx`` [n, 2F] (or [n, F] if ``plain``): [n, U]."""
+        goes_right = np.take(xx, self.slot_plain if plain else self.slot_column, axis=1) > self.slot_threshold
+        # each unit's slots are whole bytes, so packing the flat array packs each unit's decisions
+        packed = np.packbits(goes_right.ravel(), bitorder="little")
+        if self.width == 2:
+            packed = packed.view("<u2")
+        return np.asarray(packed.reshape(xx.shape[0], -1) + self.base, dtype=np.intp)
+
+    def row_index_1d(self, xx: Float32Array, plain: bool) -> IntArray:
+        """:meth:`row_index` of a single row (1-D arrays: the per-decision hot path)."""
+        goes_right = xx.take(self.slot_plain if plain else self.slot_column) > self.slot_threshold
+        packed = np.packbits(goes_right, bitorder="little")
+        if self.width == 2:
+            packed = packed.view("<u2")
+        return np.asarray(packed + self.base, dtype=np.intp)
+
+
+def _build_group(ensemble: TreeEnsemble, units: list[_UnitPlan], width: int) -> _TableGroup:
+    """Compute the tables of units (each with at most ``8 * width`` nodes)."""
+    slots = 8 * width
+    n_units = len(units)
+    k = max(len(u.outputs) for u in units)
+    base = np.zeros(n_units, dtype=np.intp)
+    base[1:] = np.cumsum([u.rows for u in units])[:-1]
+    n_rows = int(base[-1]) + units[-1].rows
+    slot_column = np.zeros(n_units * slots, dtype=np.intp)
+    slot_threshold = np.full(n_units * slots, np.inf, dtype=np.float32)
+    output = np.zeros((n_units, k), dtype=np.intp)
+    for u, unit in enumerate(units):
+        nodes = np.asarray(unit.nodes, dtype=np.intp)
+        slot_column[u * slots : u * slots + nodes.size] = _node_columns(ensemble, nodes)
+        slot_threshold[u * slots : u * slots + nodes.size] = _node_thresholds(ensemble, nodes)
+        output[u, : len(unit.outputs)] = unit.outputs
+    table = np.zeros((n_rows, k))
+    margin_table = np.zeros(n_rows)
+    # Leaves of the same shape (rows of their unit, nodes, unique features) are tabulated together.
+    shapes: dict[tuple[int, int, int], list[tuple[int, _UnitPlan, _LeafPath]]] = {}
+    for u, unit in enumerate(units):
+        for leaf in unit.leaves:
+            shapes.setdefault((unit.rows, len(leaf.nodes), len(leaf.features)), []).append((u, unit, leaf))
+    for (rows, _, d), items in shapes.items():
+        patterns = np.arange(rows, dtype=np.intp)
+        # A leaf's attributions depend on the row only through o: computed once per pattern of o (2**d <= rows).
+        o_patterns = ((np.arange(1 << d)[:, None] >> np.arange(d)[None, :]) & 1).astype(np.float64)
+        step = max(1, _BUILD_CHUNK // (rows * d + (1 << d) * d * d))
+        for start in range(0, len(items), step):
+            chunk = items[start : start + step]
+            group = _PathGroup.of(ensemble, [leaf for _, _, leaf in chunk])
+            # bit position of each path node in its unit's row number
+            position = np.array([[unit.nodes.index(n) for n in leaf.nodes] for _, unit, leaf in chunk], dtype=np.intp)
+            goes_right = ((patterns[:, None, None] >> position[None]) & 1).astype(bool)  # [R, P, D]
+            o, reached = group.inside(goes_right)  # [R, P, d], [R, P]
+            code = o.astype(np.intp) @ (1 << np.arange(d))  # [R, P] pattern of o of each row
+            by_code = _path_attributions(o_patterns[:, None, :], group.zero_fraction[None], group.value[None])
+            phi = by_code[code, np.arange(len(chunk))[None, :]]  # [R, P, d]
+            row = base[[u for u, _, _ in chunk]][None, :] + patterns[:, None]  # [R, P]
+            column = np.array([[unit.outputs.index(f) for f in leaf.features] for _, unit, leaf in chunk])
+            np.add.at(table, (row[:, :, None], column[None, :, :]), phi)
+            np.add.at(margin_table, row, reached * group.value[None, :])
+    return _TableGroup(
+        width=width,
+        slot_column=slot_column,
+        slot_plain=slot_column % int(ensemble.n_features),
+        slot_threshold=slot_threshold,
+        base=base,
+        table=table,
+        output=output.ravel(),
+        margin_table=margin_table,
+    )
+
+
+def _table_bytes(counts: dict[int, tuple[int, int]]) -> int:
+    """Bytes of the tables of groups given as {width: (rows, widest unit's outputs)}."""
+    return sum(rows * (k + 1) * 8 for rows, k in counts.values())
 
 
 class TreeShap:
     """Exact path-dependent TreeSHAP and margins of a tree ensemble, with float32 split conditions."""
 
     def __init__(self, ensemble: TreeEnsemble, *, max_table_bytes: int = MAX_TABLE_BYTES) -> None:
-        """Decompose the trees into paths and precompute the lookup tables."""
+        """Cut the trees into units and precompute their tables."""
         self.n_features = int(ensemble.n_features)
         self._expected_value = float(ensemble.expected_value)
         constant = float(ensemble.base_offset)
-        candidates: list[tuple[int, list[_Path]]] = []  # (table entries, paths of one table)
+        units: list[_UnitPlan] = []
+        direct: list[_LeafPath] = []
+        nodes = _Nodes.of(ensemble)
         for t in range(ensemble.n_trees):
-            paths, spans = _tree_paths(ensemble, t)
-            if not paths[0].features:  # a single leaf: only shifts the margin and the base value
-                constant += paths[0].value
+            if ensemble.feature[ensemble.tree_offsets[t]] < 0:  # a single leaf: only shifts the margin
+                constant += float(ensemble.value[ensemble.tree_offsets[t]])
                 continue
-            for lo, hi in _plan_tree(ensemble, paths, spans):
-                group = paths[lo:hi]
-                size = _path_table_entries(group[0]) if len(group) == 1 else _subtree_table_entries(group)
-                candidates.append((size, group))
-        # Smallest tables first, so that the budget covers as many paths as possible.
-        candidates.sort(key=lambda c: c[0])
-        budget = max_table_bytes // 8
-        subtree_units: list[_Unit] = []
-        single: dict[int, list[_Path]] = {}
-        direct: dict[int, list[_Path]] = {}
-        for size, group in candidates:
-            if size > budget:
-                for p in group:
-                    direct.setdefault(len(p.features), []).append(p)
-                continue
-            budget -= size
-            if len(group) == 1:
-                single.setdefault(len(group[0].features), []).append(group[0])
+            tree_units, deep = _tree_units(nodes, int(ensemble.tree_offsets[t]))
+            units += tree_units
+            direct += deep
+        # Smallest tables first, so that the budget covers as many leaves as possible.
+        units.sort(key=lambda u: u.rows * (len(u.outputs) + 1))
+        kept: dict[int, list[_UnitPlan]] = {1: [], 2: []}
+        counts: dict[int, tuple[int, int]] = {1: (0, 0), 2: (0, 0)}
+        for unit in units:
+            width = 1 if len(unit.nodes) <= UNIT_BITS else 2
+            rows, k = counts[width]
+            grown = {**counts, width: (rows + unit.rows, max(k, len(unit.outputs)))}
+            if _table_bytes(grown) <= max_table_bytes:
+                counts = grown
+                kept[width].append(unit)
             else:
-                subtree_units.append(_subtree_unit(group, self.n_features))
-        path_units = [u for d in sorted(single) for u in _path_units(single[d], self.n_features)]
+                direct += unit.leaves
         self._margin_constant = constant
-        self._build_lookup(subtree_units + path_units)
-        self._direct = [
-            _DirectGroup(
-                feature=np.array([p.features for p in group], dtype=np.intp),
-                lower=np.array([p.lower for p in group], dtype=np.float32),
-                upper=np.array([p.upper for p in group], dtype=np.float32),
-                zero_fraction=np.array([p.zero_fraction for p in group], dtype=np.float64),
-                value=np.array([p.value for p in group], dtype=np.float64),
-                nan_ok=np.array([p.nan_ok for p in group], dtype=bool),
-            )
-            for group in direct.values()
-        ]
-        self.n_subtree_tables = len(subtree_units)
-        self.n_path_tables = len(path_units)
-        self.n_direct_paths = sum(len(g) for g in direct.values())
-
-    def _build_lookup(self, units: list[_Unit]) -> None:
-        """Flatten the units into the arrays the evaluation runs on."""
-        term_feature: list[int] = []
-        term_threshold: list[float] = []
-        term_coef: list[int] = []
-        unit_start: list[int] = []
-        unit_base: list[int] = []
-        entry_unit: list[int] = []
-        entry_column: list[int] = []
-        entry_output: list[int] = []
-        tables: list[Float64Array] = []
-        offset = 0
-        for u, unit in enumerate(units):
-            stride = len(unit.outputs)
-            feats, thrs, coefs = unit.term_feature, unit.term_threshold, unit.term_coef
-            if not feats:  # constant row index; keep the segment non-empty
-                feats, thrs, coefs = [0], [_F32_MAX], [0]
-            unit_start.append(len(term_feature))
-            term_feature.extend(feats)
-            term_threshold.extend(thrs)
-            term_coef.extend(c * stride for c in coefs)
-            unit_base.append(offset + unit.base * stride)
-            entry_unit.extend([u] * stride)
-            entry_column.extend(range(stride))
-            entry_output.extend(unit.outputs)
-            tables.append(unit.table.ravel())
-            offset += unit.table.size
-        self._table: Float64Array = np.concatenate(tables) if tables else np.zeros(0)
-        self._term_feature = np.asarray(term_feature, dtype=np.intp)
-        self._term_threshold = np.asarray(term_threshold, dtype=np.float32)
-        self._term_coef = np.asarray(term_coef, dtype=np.intp)
-        self._unit_start = np.asarray(unit_start, dtype=np.intp)
-        self._unit_base = np.asarray(unit_base, dtype=np.intp)
-        # Entries sorted by output feature, so one segment sum per feature gives the attributions.
-        output = np.asarray(entry_output, dtype=np.intp)
-        order = np.argsort(output, kind="stable")
-        is_attr = output[order] < self.n_features
-        attr, marg = order[is_attr], order[~is_attr]
-        unit_arr = np.asarray(entry_unit, dtype=np.intp)
-        column_arr = np.asarray(entry_column, dtype=np.intp)
-        self._attr_unit, self._attr_column = unit_arr[attr], column_arr[attr]
-        attr_output = output[attr]
-        self._attr_features, self._attr_start = np.unique(attr_output, return_index=True)
-        self._attr_start = self._attr_start.astype(np.intp)
-        self._margin_unit, self._margin_column = unit_arr[marg], column_arr[marg]
-        self.table_bytes = int(self._table.nbytes)
+        self._scatter_cache: dict[tuple[int, int], IntArray] = {}
+        self._groups = [_build_group(ensemble, kept[w], w) for w in (1, 2) if kept[w]]
+        shapes: dict[tuple[int, int], list[_LeafPath]] = {}
+        for path in direct:
+            shapes.setdefault((len(path.nodes), len(path.features)), []).append(path)
+        self._direct = [_PathGroup.of(ensemble, paths) for paths in shapes.values()]
+        self.n_tables = len(kept[1])
+        """Units with a one-byte row number (up to ``UNIT_BITS`` nodes)."""
+        self.n_wide_tables = len(kept[2])
+        """Units of a single deep leaf with a two-byte row number."""
+        self.n_leaves_tabulated = sum(len(u.leaves) for w in (1, 2) for u in kept[w])
+        self.n_direct_paths = len(direct)
+        self.table_bytes = int(sum(g.table.nbytes + g.margin_table.nbytes for g in self._groups))
 
     @property
     def expected_value(self) -> float:
@@ -432,88 +416,96 @@ class TreeShap:
 
     def shap_values(self, X: np.ndarray) -> np.ndarray:
         """Exact path-dependent SHAP values of each row: float64 [n_rows, n_features]."""
-        x32 = self._prepare(X)
-        out = np.zeros((x32.shape[0], self.n_features))
-        if x32.shape[0] == 1:
-            self._attributions_row(x32[0], out[0])
-        else:
-            for lo, hi in self._chunks(x32.shape[0]):
-                self._attributions_rows(x32[lo:hi], out[lo:hi])
+        xx, plain = self._prepare(X)
+        n = xx.shape[0]
+        if n == 1 and len(self._groups) == 1 and not self._direct:  # the per-decision hot path
+            g = self._groups[0]
+            values = g.table.take(g.row_index_1d(xx[0], plain), axis=0)
+            return np.bincount(g.output, weights=values.ravel(), minlength=self.n_features)[None, :]
+        out = np.zeros((n, self.n_features))
+        for g in self._groups:
+            if n == 1:
+                values = g.table.take(g.row_index_1d(xx[0], plain), axis=0)
+                out[0] += np.bincount(g.output, weights=values.ravel(), minlength=self.n_features)
+                continue
+            for lo, hi in self._chunks(n, g):
+                values = g.table.take(g.row_index(xx[lo:hi], plain), axis=0)  # [m, U, K]
+                add = np.bincount(
+                    self._scatter_index(g, hi - lo), weights=values.ravel(), minlength=(hi - lo) * self.n_features
+                )
+                out[lo:hi] += add.reshape(hi - lo, self.n_features)
         for group in self._direct:
-            self._direct_rows(group, x32, out, None)
+            self._direct_rows(group, self._doubled(xx, plain), out, None)
         return out
 
     def margin(self, X: np.ndarray) -> np.ndarray:
         """Log-odds of each row (float64 [n_rows]) with the same float32 split conditions."""
-        x32 = self._prepare(X)
-        out = np.full(x32.shape[0], self._margin_constant)
-        if self._margin_unit.size and x32.shape[0] == 1:
-            index_1d = self._row_index_1d(x32[0])
-            out[0] += self._table[index_1d[self._margin_unit] + self._margin_column].sum()
-        elif self._margin_unit.size:
-            for lo, hi in self._chunks(x32.shape[0]):
-                index = self._row_index(x32[lo:hi])
-                out[lo:hi] += self._table[index[:, self._margin_unit] + self._margin_column].sum(axis=1)
+        xx, plain = self._prepare(X)
+        n = xx.shape[0]
+        out = np.full(n, self._margin_constant)
+        for g in self._groups:
+            if n == 1:
+                out[0] += g.margin_table.take(g.row_index_1d(xx[0], plain)).sum()
+                continue
+            for lo, hi in self._chunks(n, g):
+                out[lo:hi] += g.margin_table.take(g.row_index(xx[lo:hi], plain)).sum(axis=1)
         for group in self._direct:
-            self._direct_rows(group, x32, None, out)
+            self._direct_rows(group, self._doubled(xx, plain), None, out)
         return out
 
     # ---- evaluation ----------------------------------------------------------------------------
-    def _prepare(self, X: np.ndarray) -> Float32Array:
-        """Validate shape; float32 values with NaN mapped to +inf (see the module docstring)."""
+    def _prepare(self, X: np.ndarray) -> tuple[Float32Array, bool]:
+        """Validate shape; float32 rows, doubled ``[NaN as +inf, NaN as -inf]`` if any value is missing.
+
+        Returns the rows and whether they are plain (no missing value, not doubled).
+        """
         x32 = np.asarray(X, dtype=np.float32)
         if x32.ndim != 2 or x32.shape[1] != self.n_features:
             raise ValueError(f"expected an array of shape (n_rows, {self.n_features}), got {x32.shape}")
-        if np.isnan(x32.sum()):  # cheaper than isnan(x).any() when there is none (inf - inf is NaN too)
-            x32 = np.where(np.isnan(x32), np.float32(np.inf), x32)
-        return x32
+        if not np.isnan(x32.sum()):  # cheaper than isnan(x).any() when there is none (inf - inf is NaN too)
+            return x32, True
+        missing = np.isnan(x32)
+        doubled = np.concatenate([np.where(missing, np.float32(np.inf), x32), np.where(missing, -np.inf, x32)], axis=1)
+        return doubled.astype(np.float32, copy=False), False
 
-    def _chunks(self, n_rows: int) -> list[tuple[int, int]]:
-        """Row ranges small enough to keep the per-chunk intermediates in cache."""
-        width = max(self._term_feature.size, self._attr_unit.size, 1)
-        step = max(1, _CHUNK_ELEMENTS // width)
+    @staticmethod
+    def _doubled(xx: Float32Array, plain: bool) -> Float32Array:
+        """The doubled form of prepared rows (a copy side by side when there was no missing value)."""
+        return np.concatenate([xx, xx], axis=1) if plain else xx
+
+    def _scatter_index(self, group: _TableGroup, n_rows: int) -> IntArray:
+        """Flat output index (row * n_features + feature) of each gathered table entry of ``n_rows`` rows."""
+        key = (id(group), n_rows)
+        index = self._scatter_cache.get(key)
+        if index is None:
+            index = (np.arange(n_rows)[:, None] * self.n_features + group.output[None, :]).ravel()
+            if n_rows == self._step(group):  # full chunks recur; keep those only
+                self._scatter_cache[key] = index
+        return index
+
+    @staticmethod
+    def _step(group: _TableGroup) -> int:
+        """Rows per chunk: few enough to keep the per-chunk intermediates in cache."""
+        return max(1, _EVAL_CHUNK // max(group.output.size, group.slot_column.size, 1))
+
+    def _chunks(self, n_rows: int, group: _TableGroup) -> list[tuple[int, int]]:
+        """Row ranges of at most :meth:`_step` rows."""
+        step = self._step(group)
         return [(lo, min(lo + step, n_rows)) for lo in range(0, n_rows, step)]
 
-    def _row_index(self, x32: Float32Array) -> IntArray:
-        """Flat table offset of the row each unit's table uses: [n, n_units] for rows [n, n_features]."""
-        right = x32[:, self._term_feature] > self._term_threshold
-        return np.add.reduceat(right * self._term_coef, self._unit_start, axis=1) + self._unit_base
-
-    def _row_index_1d(self, x: Float32Array) -> IntArray:
-        """:meth:`_row_index` of a single row [n_features] (1-D arrays: the per-decision hot path)."""
-        right = x.take(self._term_feature) > self._term_threshold
-        return np.add.reduceat(right * self._term_coef, self._unit_start) + self._unit_base
-
-    def _attributions_rows(self, x32: Float32Array, out: Float64Array) -> None:
-        """Add the tabulated attributions of a chunk of rows [n, n_features] to ``out``."""
-        if self._attr_unit.size:
-            index = self._row_index(x32)
-            values = self._table[index[:, self._attr_unit] + self._attr_column]
-            out[:, self._attr_features] += np.add.reduceat(values, self._attr_start, axis=1)
-
-    def _attributions_row(self, x: Float32Array, out: Float64Array) -> None:
-        """Add the tabulated attributions of a single row [n_features] to ``out`` [n_features]."""
-        if self._attr_unit.size:
-            index = self._row_index_1d(x)
-            values = self._table[index[self._attr_unit] + self._attr_column]
-            out[self._attr_features] = np.add.reduceat(values, self._attr_start)
-
     def _direct_rows(
-        self, group: _DirectGroup, x32: Float32Array, attributions: Float64Array | None, margin: Float64Array | None
+        self, group: _PathGroup, xx: Float32Array, attributions: Float64Array | None, margin: Float64Array | None
     ) -> None:
         """Evaluate untabulated paths with the closed-form Shapley sum (exact, O(d^2) per path and row)."""
         n_paths, d = group.feature.shape
-        step = max(1, _CHUNK_ELEMENTS // (n_paths * d * d))
-        unbounded = np.isneginf(group.lower)
-        for lo in range(0, x32.shape[0], step):
-            x = x32[lo : lo + step][:, group.feature]  # [n, P, d]
-            inside = ((x > group.lower) | unbounded) & (x <= group.upper)
-            inside = np.where(x > np.float32(_F32_MAX), group.nan_ok, inside)  # a missing value (+inf stand-in)
+        step = max(1, _BUILD_CHUNK // (n_paths * d * d))
+        for lo in range(0, xx.shape[0], step):
+            o, reached = group.inside(xx[lo : lo + step][:, group.column] > group.threshold)  # [n, P, d], [n, P]
             if margin is not None:
-                margin[lo : lo + step] += (inside.all(axis=2) * group.value).sum(axis=1)
+                margin[lo : lo + step] += (reached * group.value).sum(axis=1)
             if attributions is not None:
-                phi = _path_attributions(inside.astype(np.float64), group.zero_fraction, group.value)
-                n = x.shape[0]
+                phi = _path_attributions(o.astype(np.float64), group.zero_fraction, group.value)
+                n = o.shape[0]
                 flat = (np.arange(n)[:, None, None] * self.n_features + group.feature[None]).ravel()
                 add = np.bincount(flat, weights=phi.ravel(), minlength=n * self.n_features)
                 attributions[lo : lo + step] += add.reshape(n, self.n_features)

@@ -71,16 +71,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     return app
 
 
-def load_keys(settings: Settings) -> auth.KeyRing:
-    """The API keys of the settings and the key file; ConfigError if malformed, or missing in production."""
-    keys = list(settings.api_keys)
+def load_keys(settings: Settings) -> auth.WatchedKeys:
+    """The API keys of the settings and the key file (re-read when it changes); ConfigError if malformed, or
+    missing in production."""
     path = settings.api_keys_file
-    if settings.api_keys_file_required or path.is_file():
-        try:
-            keys.extend(auth.read_key_file(path))
-        except auth.KeyConfigError as exc:
-            raise ConfigError(str(exc)) from exc
-    ring = auth.KeyRing(keys)
+    try:
+        if settings.api_keys_file_required and not path.is_file():
+            auth.read_key_file(path)  # named explicitly, so it must exist: the error says why it cannot be read
+        ring = auth.WatchedKeys(settings.api_keys, path)
+    except auth.KeyConfigError as exc:
+        raise ConfigError(str(exc)) from exc
     if len(ring) == 0:
         if settings.env == "production":
             raise ConfigError(

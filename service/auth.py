@@ -28,9 +28,14 @@ from __future__ import annotations
 import functools
 import hashlib
 import hmac
+import logging
+import math
 import os
 import re
 import secrets
+import stat
+import threading
+import time
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -39,6 +44,7 @@ from typing import Any, ParamSpec, TypeVar
 from flask import Flask, current_app, g, request
 
 from service.errors import Forbidden, Unauthenticated
+from service.private_files import open_private
 
 ROLES = ("scorer", "auditor", "admin", "reviewer")
 KEY_PREFIX = "cdk_"
@@ -51,6 +57,8 @@ MAX_PRESENTED_KEY = 512
 _HASH = re.compile(r"[0-9a-f]{64}\Z")
 _LABEL = re.compile(r"[\x20-\x7e]{0,100}\Z")
 _BEARER = re.compile(r"bearer[ \t]+(\S+)[ \t]*\Z", re.IGNORECASE)
+
+log = logging.getLogger(__name__)
 
 P = ParamSpec("P")
 R = TypeVar("R")
@@ -164,7 +172,7 @@ def append_key(path: Path, key: ApiKey) -> None:
     """Append a key's line to a key file (created with mode 0600, folders as needed)."""
     path.parent.mkdir(parents=True, exist_ok=True)
     needs_newline = path.is_file() and path.stat().st_size > 0 and not path.read_bytes().endswith(b"\n")
-    with open(path, "a", encoding="utf-8", opener=_open_private) as out:
+    with open(path, "a", encoding="utf-8", opener=open_private) as out:
         out.write(("\n" if needs_newline else "") + key.line() + "\n")
 
 
@@ -182,16 +190,12 @@ def remove_key(path: Path, key_id: str) -> list[ApiKey]:
             kept.append(raw)
     if removed:
         tmp = path.with_name(f".{path.name}.tmp")
-        with open(tmp, "w", encoding="utf-8", opener=_open_private) as out:
+        with open(tmp, "w", encoding="utf-8", opener=open_private) as out:
             out.write("".join(line + "\n" for line in kept))
             out.flush()
             os.fsync(out.fileno())
         os.replace(tmp, path)
     return removed
-
-
-def _open_private(path: str, flags: int) -> int:
-    return os.open(path, flags, 0o600)
 
 
 class KeyRing:
@@ -223,9 +227,120 @@ class KeyRing:
         return Principal(key_id=found.key_id, label=found.label, roles=frozenset(roles))
 
 
-def init_app(app: Flask, keys: KeyRing) -> None:
-    """Install the key ring of an app."""
+#: How often (at most) a request checks whether the key file changed: every request (one stat(2), microseconds),
+#: so a revoked key's next request is refused.
+KEY_FILE_CHECK_SECONDS = 0.0
+
+
+class WatchedKeys:
+    """The keys an app accepts: fixed (development) keys plus the key file's, re-read when the file changes.
+
+    A request looks at the file's status (inode, size, modification and change times) at most once every
+    ``interval`` seconds (default: every request) and re-reads the file when that changed, so
+    ``credit-decision keys create`` and ``keys revoke`` take effect at the next request in every worker, without a
+    restart. :meth:`expire` makes the next request re-read it regardless (a gunicorn worker calls it on SIGHUP).
+    A file that no longer exists holds no keys (every key it held stops working); a file that became malformed
+    or unreadable is reported in the log once and the keys read before stay in force until it is fixed
+    (``keys create`` appends a whole line and ``keys revoke`` replaces the file atomically, so neither leaves it so).
+    """
+
+    def __init__(
+        self,
+        fixed: Iterable[ApiKey],
+        path: Path | None,
+        interval: float = KEY_FILE_CHECK_SECONDS,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self._fixed = tuple(fixed)
+        self._path = path
+        self._interval = interval
+        self._clock = clock
+        self._lock = threading.Lock()
+        self._signature: tuple[int, ...] | None = None
+        self._ring = KeyRing(self._fixed)
+        self._checked = -math.inf
+        self._check(strict=True)
+
+    def __len__(self) -> int:
+        return len(self._ring)
+
+    @property
+    def roles(self) -> frozenset[str]:
+        """Every role some key holds."""
+        return self._ring.roles
+
+    def expire(self) -> None:
+        """Re-read the key file at the next request, changed or not."""
+        self._signature = None
+        self._checked = -math.inf
+
+    def current(self) -> KeyRing:
+        """The keys in force, the key file re-read first if it changed (checked at most once per interval)."""
+        if self._path is not None and (self._interval <= 0 or self._clock() - self._checked >= self._interval):
+            self._check()
+        return self._ring
+
+    def authenticate(self, presented: str) -> Principal | None:
+        """The principal of a presented key among the keys in force, or None."""
+        return self.current().authenticate(presented)
+
+    def _status(self, strict: bool) -> tuple[int, ...] | None:
+        """The key file's signature (() when absent), None when it cannot be looked at (logged)."""
+        assert self._path is not None
+        try:
+            info = self._path.stat()
+        except FileNotFoundError:
+            return ()
+        except OSError as exc:
+            if strict:
+                raise KeyConfigError(f"API_KEYS_FILE {self._path}: cannot be read ({exc.strerror or exc})") from exc
+            log.error("API_KEYS_FILE %s cannot be read (%s); the keys read before stay in force", self._path, exc)
+            return None
+        if not stat.S_ISREG(info.st_mode):
+            return ()
+        return (info.st_ino, info.st_size, info.st_mtime_ns, info.st_ctime_ns)
+
+    def _check(self, strict: bool = False) -> None:
+        """Re-read the key file if its status changed; ``strict`` (at start-up): a malformed or unreadable file
+        raises KeyConfigError instead of keeping the keys read before."""
+        self._checked = self._clock()
+        if self._path is None:
+            return
+        signature = self._status(strict)
+        if signature is None or signature == self._signature:
+            return
+        with self._lock:
+            if signature == self._signature:  # another thread re-read it meanwhile
+                return
+            keys: list[ApiKey] = []
+            if signature:
+                try:
+                    keys = read_key_file(self._path)
+                except KeyConfigError as exc:
+                    if strict:
+                        raise
+                    self._signature = signature  # reported once per change of the file, not at every request
+                    log.error("%s; the keys read before stay in force until the file is fixed", exc)
+                    return
+            elif self._signature:
+                log.warning("API_KEYS_FILE %s is gone: only the development keys (if any) are accepted", self._path)
+            self._ring = KeyRing([*self._fixed, *keys])
+            self._signature = signature
+        if not strict:
+            log.info("API_KEYS_FILE %s re-read: %d key(s), roles %s", self._path, len(self._ring),
+                     ", ".join(sorted(self._ring.roles)) or "none")  # fmt: skip
+
+
+def init_app(app: Flask, keys: KeyRing | WatchedKeys) -> None:
+    """Install the keys of an app (fixed, or watched: the key file re-read when it changes)."""
     app.extensions[EXTENSION_KEY] = keys
+
+
+def expire_keys(app: Flask) -> None:
+    """Have the app re-read its key file at the next request (SIGHUP)."""
+    keys = app.extensions.get(EXTENSION_KEY)
+    if isinstance(keys, WatchedKeys):
+        keys.expire()
 
 
 def _presented_key() -> str | None:
@@ -248,7 +363,7 @@ def authenticate() -> Principal:
     if presented is None:
         raise Unauthenticated("an API key is required: send `Authorization: Bearer <key>` (or `X-API-Key: <key>`)")
     keys = current_app.extensions[EXTENSION_KEY]
-    assert isinstance(keys, KeyRing)
+    assert isinstance(keys, KeyRing | WatchedKeys)
     principal = keys.authenticate(presented) if 0 < len(presented) <= MAX_PRESENTED_KEY else None
     if principal is None:
         raise Unauthenticated("the API key is not valid", reason="invalid_token")

@@ -165,12 +165,15 @@ class DecisionService:
         *,
         decided_by: Mapping[str, str],
         idempotency_keys: Sequence[str | None] | None = None,
+        legacy_batch_keys: Sequence[str] | None = None,
         started: float | None = None,
         recourse: bool = False,
     ) -> tuple[list[Decided | CreditDecisionError], Timings]:
         """Decide and record validated requests; each result is its decision or the error it alone failed with.
 
-        ``started`` is the timer reading when the request arrived (default: now), so ``latency_ms`` covers
+        ``legacy_batch_keys``: for batch items (keyed :func:`batch_item_key`), the key each had before batch items
+        had a namespace of their own (:func:`legacy_batch_item_key`), so a retry across that upgrade finds its
+        record. ``started`` is the timer reading when the request arrived (default: now), so ``latency_ms`` covers
         reading and validating it too. ``recourse`` adds, to each new refer or decline, what would change it
         (``service.core.recourse``), recorded with it; an idempotent retry gets the record as it was made.
         """
@@ -183,6 +186,14 @@ class DecisionService:
         results: list[Decided | CreditDecisionError | None] = [None] * len(requests)
         given = [key for key in keys if key is not None]
         earlier = store.get_by_idempotency_keys(given) if given else {}
+        if legacy_batch_keys is not None and len(earlier) < len(given):
+            legacy = {
+                old: new
+                for old, new in zip(legacy_batch_keys, keys, strict=True)
+                if new is not None and new not in earlier
+            }
+            for old_key, legacy_found in store.get_by_legacy_batch_item_keys(list(legacy)).items():
+                earlier[legacy[old_key]] = legacy_found
         pending: list[int] = []
         for i, (request, key) in enumerate(zip(requests, keys, strict=True)):
             found = earlier.get(key) if key is not None else None
@@ -396,6 +407,19 @@ def record_of(recorded: RecordedDecision, idempotency_key: str | None, request_h
         reason_codes=recorded.reason_codes,
         payload=recorded.payload.to_json(),
     )
+
+
+def batch_item_key(batch_key: str, index: int) -> str:
+    """The idempotency key item ``index`` of a batch keyed ``batch_key`` is recorded under: ``<key> [<index>]``.
+
+    Its space never occurs in an Idempotency-Key header, so no single request's key (stored as sent) can name
+    a batch item, and no batch item a single request."""
+    return f"{batch_key} [{index}]"
+
+
+def legacy_batch_item_key(batch_key: str, index: int) -> str:
+    """How batch items were keyed before they had a namespace of their own (records up to migration 0004)."""
+    return f"{batch_key}#{index}"
 
 
 def _retried(found: StoredRecord, request: ApplicationRequest) -> Decided | CreditDecisionError:

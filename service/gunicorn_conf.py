@@ -18,7 +18,7 @@ from typing import Any
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "sync"
+worker_class = "service.gunicorn_worker.ProblemSyncWorker"  # gunicorn's sync worker; its own errors as problems
 preload_app = False
 # A worker silent for `timeout` seconds is killed and replaced. Every database wait of a request is bounded below
 # it (CREDIT_DECISION_DATABASE_TIMEOUT, 10 s: the request answers 503 store-busy), so only a real hang gets here.
@@ -37,7 +37,8 @@ accesslog = "-"
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info")
 access_log_format = '%(h)s "%(r)s" %(s)s %(B)s %(M)sms'
-# limits on the request line and headers; bodies are limited by the app (413)
+# limits on the request line and headers (gunicorn answers 414 and 431 problems: service.gunicorn_worker); bodies
+# are limited by the app (413), chunked or not
 limit_request_line = 4094
 limit_request_fields = 50
 limit_request_field_size = 8190

@@ -236,6 +236,11 @@ class Lifecycle:
             raise ServingConflict(str(exc)) from None
         except ContractError as exc:
             raise NotServable(str(exc), [FieldError(_upload_field(str(exc)), str(exc))]) from None
+        except OSError as exc:  # e.g. a model store mounted read-only, as in the container
+            raise ServingConflict(
+                f"the model store cannot store a policy here ({exc.strerror or exc}): add candidate policies with "
+                "`credit-decision policies add` against a writable model store"
+            ) from None
         event = AuditEvent(
             event_id=self._new_id(),
             created_at=self._clock(),

@@ -216,6 +216,30 @@ def test_a_candidate_policy_runs_in_shadow_then_goes_live_and_replays(
     assert kinds[-2:] == ["policy_shadow_on", "promotion"]
 
 
+def test_a_policy_the_model_store_cannot_hold_is_a_409_and_records_nothing(
+    api_make_app: Any, trained_models: Any, tmp_path: Path
+) -> None:
+    """A model store that cannot be written (mounted read-only in the container; here its policies folder cannot be
+    made) refuses a candidate policy with a problem that says what to do, and no event is recorded."""
+    import shutil
+
+    (champion, champion_v), _ = _names(trained_models)
+    store, _ = trained_models
+    copy_root = tmp_path / "store"
+    shutil.copytree(store.root, copy_root)
+    (copy_root / "policies").write_text("not a folder\n", encoding="utf-8")
+    app = api_make_app(MODEL_STORE=str(copy_root))
+    client = app.test_client()
+    version, policy_yaml, catalog_yaml = _candidate_policy(copy_root, champion, champion_v)
+    before = get_state(app).store.count_entries()
+    refused = client.post("/v1/policies", json={"policy_yaml": policy_yaml, "reason_codes_yaml": catalog_yaml})
+    assert refused.status_code == 409, refused.get_json()
+    assert refused.headers["Content-Type"] == "application/problem+json"
+    assert "credit-decision policies add" in refused.get_json()["detail"]
+    assert get_state(app).store.count_entries() == before
+    assert version not in {p["policy_version"] for p in client.get("/v1/policies").get_json()["policies"]}
+
+
 def test_a_version_with_other_applicant_fields_cannot_be_promoted_or_shadowed(
     api_make_app: Any, trained_models: Any, tmp_path: Path
 ) -> None:

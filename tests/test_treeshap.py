@@ -129,11 +129,15 @@ def test_direct_fallback_when_tables_exceed_the_budget(fitted: Fitted, budget_sh
     np.testing.assert_allclose(explainer.margin(X), fitted.model.decision_function(X), rtol=0, atol=1e-9)
 
 
-def test_deep_model_uses_subtree_and_path_tables() -> None:
+def test_deep_model_is_tabulated_in_units_of_several_leaves() -> None:
     X, y = _training_data(seed=7)
     model = HistGradientBoostingClassifier(early_stopping=False, random_state=0, **MODEL_PARAMS["deep"])  # type: ignore[arg-type]
-    explainer = TreeShap(ensemble_from_hgb(model.fit(X, y)))
-    assert explainer.n_subtree_tables > 0 and explainer.n_path_tables > 0 and explainer.n_direct_paths == 0
+    ensemble = ensemble_from_hgb(model.fit(X, y))
+    explainer = TreeShap(ensemble)
+    n_leaves = int((ensemble.feature < 0).sum())
+    assert explainer.n_direct_paths == 0 and explainer.n_wide_tables == 0
+    assert explainer.n_leaves_tabulated == n_leaves  # every tree of this model has splits
+    assert n_leaves > explainer.n_tables > ensemble.n_trees  # deeper than one unit per tree, several leaves per unit
 
 
 def _float32_ambiguous(ensemble: TreeEnsemble, row: np.ndarray) -> bool:
@@ -381,3 +385,135 @@ def test_an_archive_without_missing_directions_reads_as_all_right() -> None:
     x = np.full((1, N_FEATURES), np.nan)
     right = np.full((1, N_FEATURES), np.inf)
     np.testing.assert_allclose(TreeShap(again).shap_values(x), TreeShap(again).shap_values(right), atol=0)
+
+
+# ---- production-like depth-6 model, deep chains (two-byte and direct units) --------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def production_like() -> Fitted:
+    """A boosted model of depth-6 trees (up to 64 leaves, like the production-size one), trained with missing values."""
+    rng = np.random.default_rng(31)
+    n, p = 2000, 24
+    X = rng.normal(size=(n, p))
+    X[:, ::3] = rng.integers(0, 12, size=(n, (p + 2) // 3))
+    logit = X @ (rng.normal(size=p) / np.sqrt(p)) + 0.5 * np.sin(X[:, 1] * X[:, 3]) + 0.3 * X[:, 2] * X[:, 4]
+    y = (logit + rng.logistic(size=n) > 0).astype(int)
+    for j in (0, 2, 5, 7):
+        X[rng.random(n) < 0.2, j] = np.nan
+    X = X.astype(np.float32).astype(np.float64)
+    model = HistGradientBoostingClassifier(
+        max_iter=30,
+        max_depth=6,
+        max_leaf_nodes=64,
+        min_samples_leaf=5,
+        learning_rate=0.1,
+        early_stopping=False,
+        random_state=0,
+    ).fit(X, y)
+    ensemble = ensemble_from_hgb(model)
+    return Fitted(model, ensemble, shap.TreeExplainer(model), TreeShap(ensemble))
+
+
+def _production_like_rows(n: int, seed: int) -> np.ndarray:
+    rng = np.random.default_rng(seed)
+    X = rng.normal(scale=1.5, size=(n, 24))
+    X[:, ::3] = rng.integers(-1, 14, size=(n, 8))
+    X[rng.random(X.shape) < 0.15] = np.nan
+    return X.astype(np.float32).astype(np.float64)
+
+
+def test_production_like_model_matches_shap_for_one_row_and_many(production_like: Fitted) -> None:
+    explainer, ensemble = production_like.explainer, production_like.ensemble
+    assert int(np.diff(ensemble.tree_offsets).max()) > 64  # trees of depth 6 with more than 32 leaves
+    assert explainer.n_direct_paths == 0 and explainer.n_leaves_tabulated > explainer.n_tables
+    X = _production_like_rows(300, seed=32)
+    reference = production_like.reference.shap_values(X)
+    decision = production_like.model.decision_function(X)
+    batch = explainer.shap_values(X)
+    np.testing.assert_allclose(batch, reference, rtol=0, atol=1e-6)
+    np.testing.assert_allclose(batch.sum(axis=1) + explainer.expected_value, decision, rtol=0, atol=1e-9)
+    np.testing.assert_allclose(explainer.margin(X), decision, rtol=0, atol=1e-9)
+    for i in range(0, 300, 15):  # one row at a time: the per-decision path
+        one = explainer.shap_values(X[i : i + 1])
+        assert one.shape == (1, 24)
+        np.testing.assert_allclose(one[0], reference[i], rtol=0, atol=1e-6)
+        np.testing.assert_allclose(one[0], batch[i], rtol=0, atol=1e-12)
+        assert float(explainer.margin(X[i : i + 1])[0]) == pytest.approx(float(decision[i]), abs=1e-9)
+    # batch sizes around the evaluation chunks give the same values
+    for n in (2, 7, 256):
+        np.testing.assert_allclose(
+            explainer.shap_values(np.vstack([X] * 2)[:n]), np.vstack([batch] * 2)[:n], atol=1e-12
+        )
+
+
+def test_production_like_model_partly_evaluated_directly(production_like: Fitted) -> None:
+    """Units beyond the table budget are evaluated without tables, with the same values."""
+    full = production_like.explainer
+    small = TreeShap(production_like.ensemble, max_table_bytes=full.table_bytes // 3)
+    assert small.n_direct_paths > 0 and small.n_tables > 0 and small.table_bytes <= full.table_bytes // 3
+    X = _production_like_rows(60, seed=33)
+    np.testing.assert_allclose(small.shap_values(X), full.shap_values(X), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(small.shap_values(X[:1]), full.shap_values(X[:1]), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(small.margin(X), full.margin(X), rtol=0, atol=1e-12)
+
+
+def _chain(depth: int, seed: int) -> TreeEnsemble:
+    """One caterpillar tree of ``depth`` splits over 4 features (a leaf on the left of each), plus a stump."""
+    rng = np.random.default_rng(seed)
+    feature, threshold, left, right, value, cover, default_left = [], [], [], [], [], [], []
+    rows = 10_000.0
+    for i in range(depth):  # node 2i splits, node 2i + 1 is its left leaf, node 2i + 2 the next split
+        feature += [i % 4, -1]
+        threshold += [float(rng.integers(-3, 4)) / 2, math.nan]
+        left += [2 * i + 1, -1]
+        right += [2 * i + 2, -1]
+        leaf_rows = rows * float(rng.uniform(0.1, 0.4))
+        cover += [rows, leaf_rows]
+        rows -= leaf_rows
+        value += [0.0, float(rng.normal())]
+        default_left += [bool(rng.integers(0, 2)), False]
+    feature += [-1, 1, -1, -1]
+    threshold += [math.nan, 0.25, math.nan, math.nan]
+    left += [-1, 2 * depth + 2, -1, -1]
+    right += [-1, 2 * depth + 3, -1, -1]
+    value += [float(rng.normal()), 0.0, 0.5, -0.5]
+    cover += [rows, 100.0, 40.0, 60.0]
+    default_left += [False, True, False, False]
+    return TreeEnsemble(
+        tree_offsets=np.array([0, 2 * depth + 1, 2 * depth + 4], dtype=np.int64),
+        children_left=np.array(left, dtype=np.int64),
+        children_right=np.array(right, dtype=np.int64),
+        feature=np.array(feature, dtype=np.int64),
+        threshold=np.array(threshold, dtype=np.float64),
+        value=np.array(value, dtype=np.float64),
+        cover=np.array(cover, dtype=np.float64),
+        base_offset=0.1,
+        n_features=4,
+        default_left=np.array(default_left, dtype=bool),
+    )
+
+
+def test_deep_chain_uses_byte_two_byte_and_direct_units_exactly() -> None:
+    """Leaves up to depth 8 share one-byte tables, depth 9-16 get two-byte ones, deeper are evaluated directly."""
+    ensemble = _chain(depth=20, seed=41)
+    explainer = TreeShap(ensemble)
+    assert explainer.n_tables > 0 and explainer.n_wide_tables == 8 and explainer.n_direct_paths == 5
+    grid = [-2.0, -1.0, -0.5, 0.0, 0.25, 0.5, 1.0, 1.5, 2.0]
+    X = np.random.default_rng(42).choice(grid, size=(30, 4))
+    phi = explainer.shap_values(X)
+    for row, got in zip(X, phi, strict=True):
+        expected, base = _brute_force_shap(ensemble, row)
+        np.testing.assert_allclose(got, expected, rtol=0, atol=1e-12)
+        assert explainer.expected_value == pytest.approx(base, abs=1e-12)
+    np.testing.assert_allclose(np.vstack([explainer.shap_values(x[None]) for x in X]), phi, rtol=0, atol=1e-12)
+    # with missing values: every way of evaluating agrees, and the margin follows default_left like the reference
+    X[np.random.default_rng(43).random(X.shape) < 0.3] = np.nan
+    untabulated = TreeShap(ensemble, max_table_bytes=0)
+    assert untabulated.n_tables == untabulated.n_wide_tables == 0
+    np.testing.assert_allclose(explainer.shap_values(X), untabulated.shap_values(X), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(explainer.margin(X), ensemble.margin(X), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(untabulated.margin(X), ensemble.margin(X), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        explainer.shap_values(X).sum(axis=1) + explainer.expected_value, ensemble.margin(X), rtol=0, atol=1e-12
+    )

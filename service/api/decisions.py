@@ -32,7 +32,7 @@ from service.api.schemas import (
 )
 from service.auth import current_principal
 from service.core.recorded import ApplicationRequest, PayloadError, RecordedDecision
-from service.decisions import Decided, Timings
+from service.decisions import Decided, Timings, batch_item_key, legacy_batch_item_key
 from service.errors import CreditDecisionError, InvalidHeader
 from service.inputs import load_valid
 from service.records import StoredRecord
@@ -177,7 +177,8 @@ def blueprint(schemas: RequestSchemas) -> Blueprint:
 
         Each item is validated, decided and recorded on its own; an invalid item fails alone (with the status
         and problem it would have had on its own), the others are decided together. An `Idempotency-Key` makes
-        the whole batch safe to retry: item i is recorded under `<key>#<i>`.
+        the whole batch safe to retry: item i is recorded under `<key> [<i>]`, apart from single requests' keys;
+        `Idempotent-Replayed: true` only when every item was a replay.
         """
         items = envelope["applications"]
         key = _idempotency_key()
@@ -194,10 +195,15 @@ def blueprint(schemas: RequestSchemas) -> Blueprint:
             requests.append(_request_of(validated))
             positions.append(index)
         principal, role = current_principal()
-        keys = None if key is None else [f"{key}#{index}" for index in positions]
+        keys = None if key is None else [batch_item_key(key, index) for index in positions]
+        legacy = None if key is None else [legacy_batch_item_key(key, index) for index in positions]
         service = get_state().service
         decided, timings = service.decide(
-            requests, decided_by=principal.record(role), idempotency_keys=keys, started=_started()
+            requests,
+            decided_by=principal.record(role),
+            idempotency_keys=keys,
+            legacy_batch_keys=legacy,
+            started=_started(),
         )
         replays: list[bool] = []
         languages: set[str] = set()

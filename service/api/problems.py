@@ -19,6 +19,7 @@ from typing import Any
 from flask import Flask, Response, current_app, has_request_context, json, request
 from werkzeug.exceptions import HTTPException
 
+from service.api.body import printable
 from service.auth import challenge
 from service.errors import (
     AccessDenied,
@@ -132,14 +133,14 @@ def problem_for(error: type[CreditDecisionError]) -> Problem:
 def problem_body(
     problem: Problem, detail: str | None, errors: Sequence[FieldError] = (), instance: str | None = None
 ) -> dict[str, Any]:
-    """The RFC 9457 problem object."""
+    """The RFC 9457 problem object; text echoing the request (a field name, the path) is made encodable first."""
     body: dict[str, Any] = {"type": problem.type, "title": problem.title, "status": problem.status}
     if detail:
-        body["detail"] = detail
+        body["detail"] = printable(detail)
     if instance:
-        body["instance"] = instance
+        body["instance"] = printable(instance)
     if errors:
-        body["errors"] = [e.to_dict() for e in errors]
+        body["errors"] = [{"field": printable(e.field), "message": printable(e.message)} for e in errors]
     return body
 
 

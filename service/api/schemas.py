@@ -121,7 +121,7 @@ class AwareDateTime(fields.DateTime):
         if not isinstance(value, str) or len(value) > 40:
             raise ValidationError("Not an ISO-8601 date-time, e.g. 2026-01-31T00:00:00Z.")
         text = value.strip()
-        if len(text) > 6 and text[-6] == " " and text[-5:-3].isdigit():  # "...T10:00:00 02:00" meant "+02:00"
+        if len(text) > 6 and text[-6] == " " and text[-5:-3].isascii() and text[-5:-3].isdigit():  # " 02:00": "+02:00"
             text = text[:-6] + "+" + text[-5:]
         try:
             moment = datetime.fromisoformat(text)

@@ -147,6 +147,10 @@ class DecisionStore(Protocol):
         """The records saved with any of these idempotency keys, by key (one read)."""
         ...
 
+    def get_by_legacy_batch_item_keys(self, keys: Sequence[str]) -> dict[str, StoredRecord]:
+        """The records saved as batch items ``<key>#<index>`` before batch items had their own namespace."""
+        ...
+
     def count(self, since: datetime | None = None, until: datetime | None = None) -> int:
         """How many decision records are stored (created in [``since``, ``until``) when given)."""
         ...

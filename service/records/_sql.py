@@ -204,6 +204,10 @@ def _check_kind(kind: str | None, kinds: tuple[str, ...]) -> None:
         raise _invalid("kind", f"must be one of {', '.join(kinds)}")
 
 
+#: The largest seq a cursor may name: the largest value of a signed 64-bit integer column.
+_MAX_SEQ = 2**63 - 1
+
+
 def encode_cursor(seq: int) -> str:
     """Opaque pagination cursor for 'records after seq'."""
     return base64.urlsafe_b64encode(f"seq:{seq}".encode()).decode("ascii").rstrip("=")
@@ -216,7 +220,9 @@ def decode_cursor(cursor: str) -> int:
     except (binascii.Error, UnicodeDecodeError, ValueError) as exc:
         raise _invalid("cursor", "malformed cursor: pass the next_cursor of a previous page") from exc
     prefix, _, number = text.partition(":")
-    if prefix != "seq" or not number.isdigit():
+    # ASCII digits only ('²'.isdigit() is true, int('²') fails) and within a signed 64-bit column (SQLite and
+    # PostgreSQL both refuse a larger parameter)
+    if prefix != "seq" or not (number.isascii() and number.isdigit()) or len(number) > 19 or int(number) > _MAX_SEQ:
         raise _invalid("cursor", "malformed cursor: pass the next_cursor of a previous page")
     return int(number)
 
@@ -230,6 +236,7 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
         self._local = threading.local()
         self._lock = threading.Lock()
         self._pid = os.getpid()
+        self._legacy_batch_items_through: int | None = None  # set by migration 0004, never changed: read once
         self._connections: list[ConnT] = []
         # Connections inherited through fork() belong to the parent; keeping a reference means they are never
         # finalised (and so never closed under the parent's feet) in the child.
@@ -600,6 +607,28 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
                 chunk = wanted[start : start + _BATCH]
                 marks = ", ".join("?" * len(chunk))
                 for row in tx.rows(_select(f"WHERE idempotency_key IN ({marks})"), chunk):
+                    stored = self._stored_of(row)
+                    found[str(stored.record.idempotency_key)] = stored
+        return found
+
+    def get_by_legacy_batch_item_keys(self, keys: Sequence[str]) -> dict[str, StoredRecord]:
+        """The records saved, before batch items had a namespace of their own, with any of these batch-item keys
+        in their old form ``<key>#<index>`` (migration 0004): newer records with such a key are single requests."""
+        wanted = sorted(set(keys))
+        found: dict[str, StoredRecord] = {}
+        if not wanted or self._legacy_batch_items_through == 0:  # a store created with namespaces: no old items
+            return found
+        with self._transaction("read") as tx:
+            if self._legacy_batch_items_through is None:
+                limit = tx.one("SELECT batch_items_through_seq FROM idempotency_legacy")
+                self._legacy_batch_items_through = int(limit[0]) if limit is not None else 0
+            through = self._legacy_batch_items_through
+            if through <= 0:
+                return found
+            for start in range(0, len(wanted), _BATCH):
+                chunk = wanted[start : start + _BATCH]
+                marks = ", ".join("?" * len(chunk))
+                for row in tx.rows(_select(f"WHERE idempotency_key IN ({marks}) AND seq <= ?"), (*chunk, through)):
                     stored = self._stored_of(row)
                     found[str(stored.record.idempotency_key)] = stored
         return found

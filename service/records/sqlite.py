@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 from service.errors import StoreBusy, StoreFull, StoreUnavailable
+from service.private_files import create_private
 from service.records._sql import Mode, Row, SqlDecisionStore, Transaction
 from service.records.model import format_timestamp, parse_timestamp
 
@@ -60,6 +61,8 @@ class SqliteDecisionStore(SqlDecisionStore[sqlite3.Connection]):
         self._lock_fds: dict[int, int] = {}
         self._deferred: set[int] = set()  # connections inside a deferred write (synchronous=NORMAL)
         self.path.parent.mkdir(parents=True, exist_ok=True)
+        # it holds every application: created 0600 (SQLite gives its -wal and -shm files the mode of the database)
+        create_private(self.path)
         self.migrate()
         # Keep no connection open after construction, so a store built before gunicorn forks its workers
         # carries nothing across the fork.

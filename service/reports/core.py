@@ -120,7 +120,10 @@ class Period:
             moment = getattr(self, name)
             if moment.tzinfo is None:
                 raise ReportError(f"period {name} must be timezone-aware")
-            object.__setattr__(self, name, moment.astimezone(UTC))
+            try:
+                object.__setattr__(self, name, moment.astimezone(UTC))
+            except OverflowError:
+                raise ReportError(f"period {name} lies outside the supported date range") from None
         if self.end <= self.start:
             raise ReportError("period end must be after its start")
 
@@ -134,7 +137,10 @@ class Period:
     @property
     def previous(self) -> Period:
         """The period of the same length that ends where this one starts."""
-        return Period(self.start - (self.end - self.start), self.start)
+        try:
+            return Period(self.start - (self.end - self.start), self.start)
+        except OverflowError:
+            raise ReportError("the period before this one would start before year 1") from None
 
     def contains(self, moment: datetime) -> bool:
         """Whether ``moment`` lies in ``[start, end)``."""
