@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install system-deps serve dev-keys test lint typecheck unit bench train clean
+.PHONY: install system-deps serve dev-keys test lint typecheck unit bench bench-dask train clean
 
 # Debian packages the tests and benchmarks drive: Chromium (console browser test),
 # poppler-utils (PDF -> PNG check), wrk (load generator). Installed only when missing.
@@ -15,7 +15,7 @@ SYSTEM_TOOLS := /usr/bin/chromium /usr/bin/pdftoppm /usr/bin/wrk
 $(STAMP): setup.cfg pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[training,tests]'
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[training,tests,batch]'
 	touch $(STAMP)
 
 install: $(STAMP) system-deps ## create .venv and install everything the project needs
@@ -58,6 +58,9 @@ test: lint typecheck unit ## lint, type-check and run the whole test suite
 # BENCH_BASELINE=<git revision> also serves and measures that revision side by side in the same run.
 bench: $(STAMP) system-deps ## benchmarks; writes docs/PERFORMANCE.md
 	$(BIN)/python -m benchmarks.run
+
+bench-dask: $(STAMP) ## batch scoring on Dask, 1 and 2 workers; writes docs/SCALE-DASK.md
+	$(BIN)/python -m benchmarks.dask_bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -97,6 +97,19 @@ class RawChunk:
 
 
 @dataclass(frozen=True)
+class ArrowChunk:
+    """Parquet rows as read: an Arrow record batch (the id column, then the spec's fields), numbered from
+    ``first_row``; turned into Python values by the worker that decides it."""
+
+    first_row: int
+    batch: Any  # pyarrow.RecordBatch
+
+
+#: What the reading process hands a worker.
+Chunk = TextChunk | RawChunk | ArrowChunk
+
+
+@dataclass(frozen=True)
 class ChunkResult:
     """Formatted output of a chunk (text, or an Arrow table for Parquet) and the rows it refused."""
 
@@ -205,7 +218,7 @@ class CsvLayout:
 
 def read_jobs(
     path: Path, spec: FeatureSpec, chunk_size: int, warn: Callable[[str], None]
-) -> tuple[CsvLayout | None, Iterator[TextChunk | RawChunk]]:
+) -> tuple[CsvLayout | None, Iterator[Chunk]]:
     """The CSV layout (None for other formats) and the chunks of the input file, unparsed where possible."""
     fmt = input_format(path)
     if fmt == "csv":
@@ -238,10 +251,12 @@ def _text_chunks(fh: IO[str], fmt: str, chunk_size: int) -> Iterator[TextChunk]:
             first += len(records)
 
 
-def to_chunk(job: TextChunk | RawChunk, spec: FeatureSpec, layout: CsvLayout | None) -> RawChunk:
-    """Parse a text chunk into columns (Parquet chunks arrive as columns already)."""
+def to_chunk(job: Chunk, spec: FeatureSpec, layout: CsvLayout | None) -> RawChunk:
+    """Parse a text chunk, or convert an Arrow one, into columns of Python values."""
     if isinstance(job, RawChunk):
         return job
+    if isinstance(job, ArrowChunk):
+        return _arrow_chunk(job, spec)
     if job.fmt == "csv":
         assert layout is not None
         return _csv_chunk(job, spec, layout)
@@ -292,7 +307,7 @@ def _jsonl_chunk(job: TextChunk, spec: FeatureSpec) -> RawChunk:
     return RawChunk(rows, ids, values, text=False, problems=problems, unreadable=unreadable)
 
 
-def _read_parquet(path: Path, spec: FeatureSpec, chunk_size: int, warn: Callable[[str], None]) -> Iterator[RawChunk]:
+def _read_parquet(path: Path, spec: FeatureSpec, chunk_size: int, warn: Callable[[str], None]) -> Iterator[ArrowChunk]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -305,15 +320,18 @@ def _read_parquet(path: Path, spec: FeatureSpec, chunk_size: int, warn: Callable
     return _parquet_chunks(parquet, spec, chunk_size)
 
 
-def _parquet_chunks(parquet: Any, spec: FeatureSpec, chunk_size: int) -> Iterator[RawChunk]:
+def _parquet_chunks(parquet: Any, spec: FeatureSpec, chunk_size: int) -> Iterator[ArrowChunk]:
     first = 1
-    names = spec.field_names
-    for batch in parquet.iter_batches(batch_size=chunk_size, columns=[ID_COLUMN, *names]):
-        data = batch.to_pydict()
-        ids = [None if v is None else str(v) for v in data[ID_COLUMN]]
-        rows = list(range(first, first + batch.num_rows))
-        yield RawChunk(rows, ids, {n: list(data[n]) for n in names}, text=False)
+    for batch in parquet.iter_batches(batch_size=chunk_size, columns=[ID_COLUMN, *spec.field_names]):
+        yield ArrowChunk(first, batch)
         first += batch.num_rows
+
+
+def _arrow_chunk(job: ArrowChunk, spec: FeatureSpec) -> RawChunk:
+    data = job.batch.to_pydict()
+    ids = [None if v is None else str(v) for v in data[ID_COLUMN]]
+    rows = list(range(job.first_row, job.first_row + job.batch.num_rows))
+    return RawChunk(rows, ids, {n: list(data[n]) for n in spec.field_names}, text=False)
 
 
 # ---- deciding ----------------------------------------------------------------------------------
@@ -405,7 +423,7 @@ class ChunkDecider:
         service = DecisionService(models=models, served=served, store=None)
         return cls(service.evaluate, served.bundle.spec, served.engine.width, plan)
 
-    def run(self, job: TextChunk | RawChunk) -> ChunkResult:
+    def run(self, job: Chunk) -> ChunkResult:
         """Parse, validate, decide and format one chunk: the one per-chunk step of every way of running a batch."""
         raw = to_chunk(job, self.spec, self.plan.layout)
         ids, applicants, errors = validate_chunk(self.spec, raw)
@@ -507,7 +525,7 @@ def warm_model(model: ModelRef) -> str | None:
     return None
 
 
-def decide_chunk(plan: ChunkPlan, job: TextChunk | RawChunk) -> ChunkResult:
+def decide_chunk(plan: ChunkPlan, job: Chunk) -> ChunkResult:
     """A worker's task: decide one chunk with the process's copy of the plan's model (the process pool's and
     Dask's task alike)."""
     return _worker_decider(plan).run(job)
@@ -799,7 +817,7 @@ def scan_input(path: Path, fmt: str) -> tuple[str, int | None]:
 
 
 def _results(
-    jobs: Iterator[TextChunk | RawChunk],
+    jobs: Iterator[Chunk],
     plan: ChunkPlan,
     local: ChunkDecider | None,
     executor: Executor | None,
