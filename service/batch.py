@@ -128,15 +128,18 @@ def validate_chunk(spec: FeatureSpec, raw: RawChunk) -> tuple[list[str], list[di
     a column at a time; a column with a bad value is checked again cell by cell to name each one.
     """
     n = len(raw)
-    problems: list[list[tuple[str, str]]] = [list(raw.problems.get(i, ())) for i in range(n)]
-    ids: list[str] = []
-    for i, value in enumerate(raw.ids):
+    # problems by position, only for the (few) rows that have any: most chunks have none
+    problems: dict[int, list[tuple[str, str]]] = {i: list(found) for i, found in raw.problems.items()}
+    ids: list[Any] = list(raw.ids)
+    match = APPLICATION_ID.match
+    for i, value in enumerate(ids):
+        if type(value) is str and match(value):
+            continue
         if value is None or value == "":
-            problems[i].append((ID_COLUMN, MISSING))
-        elif not isinstance(value, str) or not APPLICATION_ID.match(value):
-            problems[i].append((ID_COLUMN, f"Must be {APPLICATION_ID_RULE}."))
-            value = ""  # never echoed
-        ids.append(value)
+            problems.setdefault(i, []).append((ID_COLUMN, MISSING))
+        elif not isinstance(value, str) or not match(value):
+            problems.setdefault(i, []).append((ID_COLUMN, f"Must be {APPLICATION_ID_RULE}."))
+            ids[i] = ""  # never echoed
     checked: list[list[Any]] = []
     for name, check in spec.checkers(text=raw.text):
         cells = raw.columns[name]
@@ -149,17 +152,21 @@ def validate_chunk(spec: FeatureSpec, raw: RawChunk) -> tuple[list[str], list[di
                     column.append(check(cell))
                 except InvalidValue as exc:
                     column.append(None)
-                    problems[i].append((name, str(exc)))
+                    problems.setdefault(i, []).append((name, str(exc)))
             checked.append(column)
     for i in raw.unreadable:  # only the reading problem: its fields were never there
         problems[i] = list(raw.problems.get(i, ()))
     names = spec.field_names
+    rows = list(zip(*checked, strict=True)) if checked else [()] * n
+    if not problems:
+        return ids, [dict(zip(names, values, strict=True)) for values in rows], []
     valid_ids: list[str] = []
     applicants: list[dict[str, Any]] = []
     errors: list[RowError] = []
-    for i, values in enumerate(zip(*checked, strict=True) if checked else [()] * n):
-        if problems[i]:
-            errors.append(RowError(raw.rows[i], ids[i] or None, tuple(problems[i])))
+    for i, values in enumerate(rows):
+        found = problems.get(i)
+        if found:
+            errors.append(RowError(raw.rows[i], ids[i] or None, tuple(found)))
         else:
             valid_ids.append(ids[i])
             applicants.append(dict(zip(names, values, strict=True)))
