@@ -80,7 +80,7 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
     "errors_path",
     default=None,
     type=_FILE,
-    help="refused rows (row, application_id, field, message) [default: OUTPUT's name with .errors.csv]",
+    help="refused rows (row, application_id, field, message, value) [default: OUTPUT's name with .errors.csv]",
 )
 @click.option("--progress/--no-progress", default=None, help="progress bar (default: when stderr is a terminal)")
 def score_command(
@@ -107,7 +107,7 @@ def score_command(
     the errors file; a manifest (input, model, counts and hashes) is written beside the output and the run is
     recorded as a batch_scored event in the decision store's audit chain.
     """
-    from service.batch import ID_COLUMN, ModelRef, score_file
+    from service.batch import ModelRef, score_file
     from service.config import ConfigError
     from service.errors import CreditDecisionError
 
@@ -147,10 +147,7 @@ def score_command(
         click.echo(f"invalid: {error.describe()}", err=True)
     if len(summary.errors) > MAX_REPORTED_ERRORS:
         click.echo(f"invalid: ... and {len(summary.errors) - MAX_REPORTED_ERRORS} more rows", err=True)
-    click.echo(
-        f"refused rows: {summary.errors_path} ({ID_COLUMN}, field, message); manifest: {summary.manifest_path}",
-        err=True,
-    )
+    click.echo(f"refused rows: {summary.errors_path}; manifest: {summary.manifest_path}", err=True)
     click.echo(_record(chosen, database_url, summary), err=True)
     click.echo(
         f"{name} {version}{f' with policy {policy}' if policy else ''}: {summary.decided} decided, {len(summary.errors)} invalid skipped, "

@@ -50,6 +50,7 @@ if TYPE_CHECKING:
     from service.core.engine import DecisionBatch
 
 DEFAULT_CHUNK_SIZE = 8192
+MAX_VALUE_CHARS = 100  # a refused cell is shown in the errors file up to this length
 ID_COLUMN = "application_id"
 _FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -65,6 +66,7 @@ class RowError:
     row: int
     application_id: str | None
     problems: tuple[tuple[str, str], ...]
+    values: Mapping[str, str] = field(default_factory=dict)  # field -> the refused cell as read (spec fields only)
 
     def describe(self) -> str:
         """One line for the report."""
@@ -140,6 +142,7 @@ def validate_chunk(spec: FeatureSpec, raw: RawChunk) -> tuple[list[str], list[di
         elif not isinstance(value, str) or not match(value):
             problems.setdefault(i, []).append((ID_COLUMN, f"Must be {APPLICATION_ID_RULE}."))
             ids[i] = ""  # never echoed
+    bad_cells: dict[int, dict[str, str]] = {}
     checked: list[list[Any]] = []
     for name, check in spec.checkers(text=raw.text):
         cells = raw.columns[name]
@@ -153,9 +156,12 @@ def validate_chunk(spec: FeatureSpec, raw: RawChunk) -> tuple[list[str], list[di
                 except InvalidValue as exc:
                     column.append(None)
                     problems.setdefault(i, []).append((name, str(exc)))
+                    if cell is not None:
+                        bad_cells.setdefault(i, {})[name] = str(cell)[:MAX_VALUE_CHARS]
             checked.append(column)
     for i in raw.unreadable:  # only the reading problem: its fields were never there
         problems[i] = list(raw.problems.get(i, ()))
+        bad_cells.pop(i, None)
     names = spec.field_names
     rows = list(zip(*checked, strict=True)) if checked else [()] * n
     if not problems:
@@ -166,7 +172,7 @@ def validate_chunk(spec: FeatureSpec, raw: RawChunk) -> tuple[list[str], list[di
     for i, values in enumerate(rows):
         found = problems.get(i)
         if found:
-            errors.append(RowError(raw.rows[i], ids[i] or None, tuple(found)))
+            errors.append(RowError(raw.rows[i], ids[i] or None, tuple(found), bad_cells.get(i, {})))
         else:
             valid_ids.append(ids[i])
             applicants.append(dict(zip(names, values, strict=True)))
@@ -585,13 +591,16 @@ def output_is_csv(path: Path) -> bool:
 
 
 def write_errors(path: Path, errors: Sequence[RowError]) -> None:
-    """The refused rows as CSV (row, application_id, field, message: one line per bad field), written whole."""
+    """The refused rows as CSV (row, application_id, field, message, value: one line per bad field; value: the
+    refused cell as read, empty for a missing one and for what is never echoed), written whole."""
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
     try:
         with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
             out = csv.writer(fh, lineterminator="\n")
-            out.writerow(["row", ID_COLUMN, "field", "message"])
-            out.writerows([e.row, e.application_id or "", f, m] for e in errors for f, m in e.problems)
+            out.writerow(["row", ID_COLUMN, "field", "message", "value"])
+            out.writerows(
+                [e.row, e.application_id or "", f, m, e.values.get(f, "")] for e in errors for f, m in e.problems
+            )
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)

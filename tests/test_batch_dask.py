@@ -188,6 +188,10 @@ def test_dask_csv_equals_the_online_path_and_is_recorded(
         rows = list(csv.DictReader(fh))
     items = _online(api_make_app, [_request(a) for a in online_apps])
     _assert_same_as_online(rows, items, tmp_path / "decisions.errors.csv", spec, text=True)
+    with open(tmp_path / "decisions.errors.csv", newline="", encoding="utf-8") as fh:
+        values = {(int(e["row"]), e["field"]): e["value"] for e in csv.DictReader(fh)}
+    # the refused cell as read; a missing one is empty, and an invalid id is never echoed
+    assert values == {(index + 1, name): "" if name == "application_id" else cell for index, name, cell, _ in CSV_BAD}
     manifest = _assert_manifest(out, source, api_model_store, ROWS, len(CSV_BAD), "csv", workers=2)
 
     # the embedded run (no cluster, no Dask) writes the same bytes
