@@ -13,11 +13,11 @@ JSON and Parquet values follow JSON semantics (numbers are numbers); CSV cells a
 Output: CSV, JSON Lines or Parquet with ``application_id, decision, score, probability_of_default,
 risk_band, reason_1..reason_N, rules_fired`` (with ``attributions``: also ``margin`` and each field's
 attribution in log-odds), in input order, written whole or not at all. Beside it: the errors file (every
-refused row: row number, id, field, message) and a manifest (input sha256, the model's version and file
+refused row: row number, id, field, message, the refused value) and a manifest (input sha256, the model's version and file
 hashes, policy and catalog versions, row counts, output and errors sha256, refusals by reason).
 
 With ``workers > 1``, or an executor such as a Dask client's (:mod:`service.batch_dask`), the reading
-process only splits the file into chunks (text for CSV and JSON Lines, columns for Parquet); workers
+process only splits the file into chunks (text for CSV and JSON Lines, Arrow record batches for Parquet); workers
 parse, validate, decide and format them with :func:`decide_chunk` (the model loaded once per worker
 process from the model store) and the reading process writes their output in order.
 """
@@ -734,8 +734,9 @@ def score_file(
     out_fmt = output_format(output_path, fmt, input_fmt)
     errors_path = errors_path or beside(output_path, "errors")
     manifest_path = beside(output_path, "manifest")
-    if input_path.resolve() in (errors_path.resolve(), manifest_path.resolve()):
-        raise BatchInputError("the errors file and the manifest must not overwrite the input")
+    beside_files = (errors_path.resolve(), manifest_path.resolve())
+    if input_path.resolve() in beside_files or output_path.resolve() in beside_files:
+        raise BatchInputError("the errors file and the manifest must not overwrite the input or the output")
     described = model_facts(model)
     layout, jobs = read_jobs(input_path, described.spec, chunk_size, warn)
     plan = ChunkPlan(model, layout, out_fmt, attributions)

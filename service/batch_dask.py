@@ -24,10 +24,14 @@ from pathlib import Path
 from typing import Any
 
 from service.batch import BatchInputError, BatchSummary, ModelRef, score_file, warm_model
-from service.errors import ModelUnavailable
+from service.errors import CreditDecisionError, ModelUnavailable
 
 #: How long to wait for an existing cluster to have at least one worker.
 WORKER_WAIT_SECONDS = 60
+
+
+class ClusterFailed(CreditDecisionError):
+    """The Dask cluster lost a worker or the scheduler during the run; nothing was written."""
 
 
 def _distributed() -> Any:
@@ -86,18 +90,29 @@ def score_file_on_dask(
     input_path: Path, output_path: Path, *, model: ModelRef, scheduler: str, workers: int | None = None, **options: Any
 ) -> BatchSummary:
     """:func:`service.batch.score_file` with its chunks decided on a Dask cluster (``options``: score_file's)."""
+    from concurrent.futures import CancelledError
+
+    from distributed import KilledWorker
+    from distributed.comm.core import CommClosedError
+
     with dask_client(scheduler, workers) as client:
         n = load_on_workers(client, model)  # before the clock, as the process pool's start-up
         runner = {"scheduler": "local" if scheduler == "local" else str(client.scheduler.address), "workers": n}
-        return score_file(
-            input_path,
-            output_path,
-            model=model,
-            workers=n,
-            executor=client.get_executor(pure=False),
-            runner={**runner, "engine": "dask", "dask": _version()},
-            **options,
-        )
+        try:
+            return score_file(
+                input_path,
+                output_path,
+                model=model,
+                workers=n,
+                executor=client.get_executor(pure=False),
+                runner={**runner, "engine": "dask", "dask": _version()},
+                **options,
+            )
+        except (KilledWorker, CommClosedError, CancelledError, TimeoutError) as exc:
+            raise ClusterFailed(
+                f"the Dask cluster at {runner['scheduler']} failed during the run ({type(exc).__name__}: {exc}); "
+                f"nothing was written to {output_path}"
+            ) from exc
 
 
 def _version() -> str:
