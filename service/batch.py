@@ -733,7 +733,7 @@ def score_file(
     input_fmt = input_format(input_path)
     out_fmt = output_format(output_path, fmt, input_fmt)
     errors_path = errors_path or beside(output_path, "errors")
-    manifest_path = beside(output_path, "manifest")
+    manifest_path = beside(output_path, "manifest").absolute()
     beside_files = (errors_path.resolve(), manifest_path.resolve())
     if input_path.resolve() in beside_files or output_path.resolve() in beside_files:
         raise BatchInputError("the errors file and the manifest must not overwrite the input or the output")
@@ -787,17 +787,17 @@ def score_file(
     summary.manifest = {
         "manifest_version": 1,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "input": {"path": str(input_path), "format": input_fmt, "sha256": input_sha256},
+        "input": {"path": str(input_path.absolute()), "format": input_fmt, "sha256": input_sha256},
         "model": described.facts,
         "rows": {"read": summary.rows_in, "decided": summary.decided, "refused": len(summary.errors)},
         "output": {
-            "path": str(output_path),
+            "path": str(output_path.absolute()),
             "format": out_fmt,
             "sha256": sha256_of(output_path),
             "attributions": attributions,
         },
         "errors": {
-            "path": str(errors_path),
+            "path": str(errors_path.absolute()),
             "sha256": sha256_of(errors_path),
             "rows": len(summary.errors),
             "reasons": refusals(summary.errors),
