@@ -20,6 +20,7 @@ from cli.options import (
 
 if TYPE_CHECKING:
     from service.batch import BatchSummary
+    from service.config import Settings
 
 MAX_REPORTED_ERRORS = 50
 _FILE = click.Path(dir_okay=False, path_type=Path)
@@ -157,12 +158,14 @@ def score_command(
 
 
 def _one(argument: Path | None, option: Path | None, name: str, flag: str) -> Path:
-    if (argument is None) == (option is None):
+    """The file given as an argument or by its option, not both."""
+    given = [path for path in (argument, option) if path is not None]
+    if len(given) != 1:
         raise click.UsageError(f"give {name} or {flag} (one of them)")
-    return argument or option  # type: ignore[return-value]
+    return given[0]
 
 
-def _record(chosen: Any, database_url: str | None, summary: BatchSummary) -> str:
+def _record(chosen: Settings, database_url: str | None, summary: BatchSummary) -> str:
     """Record the run as one batch_scored audit event with the manifest's key facts; a line saying where, or why not.
 
     The default SQLite store is not created for it: without a decision store there is no chain to record in.
