@@ -54,7 +54,12 @@ def dask_client(scheduler: str, workers: int | None = None) -> Iterator[Any]:
         n = workers or os.cpu_count() or 1
         with (
             distributed.LocalCluster(
-                n_workers=n, threads_per_worker=1, processes=True, dashboard_address=":0", silence_logs=40
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",  # a cluster for this run only: nothing listens beyond this machine
+                dashboard_address=":0",
+                silence_logs=40,
             ) as cluster,
             distributed.Client(cluster) as client,
         ):
@@ -92,6 +97,7 @@ def score_file_on_dask(
     """:func:`service.batch.score_file` with its chunks decided on a Dask cluster (``options``: score_file's)."""
     from concurrent.futures import CancelledError
 
+    _distributed()  # a clear error if it is not installed
     from distributed import KilledWorker
     from distributed.comm.core import CommClosedError
 
