@@ -95,8 +95,8 @@ def _request(app: dict[str, Any]) -> dict[str, Any]:
     return {"application_id": app["application_id"], "applicant": applicant}
 
 
-def _score(args: list[str]) -> Any:
-    result = CliRunner().invoke(score_command, [*args, "--no-progress"])
+def _score(args: list[str], env: dict[str, str] | None = None) -> Any:
+    result = CliRunner(env=env).invoke(score_command, [*args, "--no-progress"])
     assert result.exit_code == 0, result.output
     return result
 
@@ -255,9 +255,14 @@ def test_local_scheduler_starts_its_own_cluster(api_model_store: Path, spec: Fea
     source.write_text("".join(json.dumps(_request(a)) + "\n" for a in apps) + "{not json\n", encoding="utf-8")
     out = tmp_path / "decisions"
     common = ["--model-store", str(api_model_store), "--output-format", "jsonl"]
-    result = _score([str(source), str(out), *common, "--scheduler", "local", "--workers", "1"])
+    absent = tmp_path / "no-such-store.sqlite3"  # the settings' decision store, which does not exist
+    result = _score(
+        [str(source), str(out), *common, "--scheduler", "local", "--workers", "1"],
+        env={"CREDIT_DECISION_DATABASE_URL": f"sqlite:///{absent}"},
+    )
     assert "30 decided, 1 invalid skipped, 31 rows" in result.output
-    assert "warning: not recorded in the audit chain" in result.output  # no decision store given, none made
+    assert "warning: not recorded in the audit chain" in result.output  # no decision store: none is made
+    assert not absent.exists()
     embedded = tmp_path / "embedded"
     _score([str(source), str(embedded), *common])
     assert out.read_bytes() == embedded.read_bytes()
