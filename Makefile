@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install system-deps serve dev-keys test lint typecheck unit bench bench-soak train clean
+.PHONY: install system-deps serve dev-keys test lint typecheck unit bench bench-soak bench-dask train clean
 
 # Debian packages the tests and benchmarks drive: Chromium (console browser test),
 # poppler-utils (PDF -> PNG check), wrk (load generator). Installed only when missing.
@@ -15,7 +15,7 @@ SYSTEM_TOOLS := /usr/bin/chromium /usr/bin/pdftoppm /usr/bin/wrk
 $(STAMP): setup.cfg pyproject.toml requirements/constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV) || python3 -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade "pip>=24"
-	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[training,tests]'
+	$(BIN)/python -m pip install --quiet -c requirements/constraints.txt -e '.[training,tests,batch]'
 	touch $(STAMP)
 
 install: $(STAMP) system-deps ## create .venv and install everything the project needs
@@ -61,6 +61,9 @@ bench: $(STAMP) system-deps ## benchmarks; writes docs/PERFORMANCE.md
 
 bench-soak: $(STAMP) system-deps ## 10 minutes at 70% of peak: errors, worker memory, p99 per minute; writes docs/SOAK.md
 	$(BIN)/python -m benchmarks.soak
+
+bench-dask: $(STAMP) ## batch scoring on Dask, 1 and 2 workers; writes docs/SCALE-DASK.md
+	$(BIN)/python -m benchmarks.dask_bench
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

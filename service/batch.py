@@ -10,34 +10,47 @@ Input: CSV or JSON Lines (``.csv``, ``.jsonl``/``.ndjson``) or Parquet (needs py
 application per row with an ``application_id`` and the spec's fields (API codes, not training
 labels). A JSON line may also be a decision request ``{"application_id", "applicant": {...}}``.
 JSON and Parquet values follow JSON semantics (numbers are numbers); CSV cells are text.
-Output: CSV or JSON Lines with ``application_id, decision, score, probability_of_default,
-risk_band, reason_1..reason_N, rules_fired``, written whole or not at all.
+Output: CSV, JSON Lines or Parquet with ``application_id, decision, score, probability_of_default,
+risk_band, reason_1..reason_N, rules_fired`` (with ``attributions``: also ``margin`` and each field's
+attribution in log-odds), in input order, written whole or not at all. Beside it: the errors file (every
+refused row: row number, id, field, message, the refused value) and a manifest (input sha256, the model's version and file
+hashes, policy and catalog versions, row counts, output and errors sha256, refusals by reason).
 
-With ``workers > 1`` the reading process only splits the file into chunks of text; worker processes
-parse, validate, decide and format them, and the reading process writes their text in order.
+With ``workers > 1``, or an executor such as a Dask client's (:mod:`service.batch_dask`), the reading
+process only splits the file into chunks (text for CSV and JSON Lines, Arrow record batches for Parquet); workers
+parse, validate, decide and format them with :func:`decide_chunk` (the model loaded once per worker
+process from the model store) and the reading process writes their output in order.
 """
 
 from __future__ import annotations
 
 import csv
+import hashlib
 import io
 import json
 import os
 import sys
 import tempfile
+import threading
 import time
-from collections.abc import Callable, Iterator, Sequence
+from collections import Counter, deque
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
-from itertools import islice
+from datetime import UTC, datetime
+from itertools import islice, repeat
 from pathlib import Path
-from typing import IO, Any
+from typing import IO, TYPE_CHECKING, Any
 
 from model_store.spec import MISSING, FeatureSpec, InvalidValue
 from model_store.vocabulary import ACTIONS, APPLICATION_ID, APPLICATION_ID_RULE
-from service.errors import InvalidInput
+from service.errors import CreditDecisionError, InvalidInput, ModelUnavailable
+
+if TYPE_CHECKING:
+    from service.core.engine import DecisionBatch
 
 DEFAULT_CHUNK_SIZE = 8192
+MAX_VALUE_CHARS = 100  # a refused cell is shown in the errors file up to this length
 ID_COLUMN = "application_id"
 _FORMATS = {".csv": "csv", ".jsonl": "jsonl", ".ndjson": "jsonl", ".parquet": "parquet", ".pq": "parquet"}
 
@@ -53,6 +66,7 @@ class RowError:
     row: int
     application_id: str | None
     problems: tuple[tuple[str, str], ...]
+    values: Mapping[str, str] = field(default_factory=dict)  # field -> the refused cell as read (spec fields only)
 
     def describe(self) -> str:
         """One line for the report."""
@@ -85,13 +99,27 @@ class RawChunk:
 
 
 @dataclass(frozen=True)
+class ArrowChunk:
+    """Parquet rows as read: an Arrow record batch (the id column, then the spec's fields), numbered from
+    ``first_row``; turned into Python values by the worker that decides it."""
+
+    first_row: int
+    batch: Any  # pyarrow.RecordBatch
+
+
+#: What the reading process hands a worker.
+Chunk = TextChunk | RawChunk | ArrowChunk
+
+
+@dataclass(frozen=True)
 class ChunkResult:
-    """Formatted output of a chunk and the rows it skipped."""
+    """Formatted output of a chunk (text, or an Arrow table for Parquet) and the rows it refused."""
 
     text: str
     decided: int
     errors: list[RowError]
     n_input: int
+    table: Any = None
 
 
 # ---- validation: the spec's own checks, row by row --------------------------------------------------
@@ -99,23 +127,28 @@ def validate_chunk(spec: FeatureSpec, raw: RawChunk) -> tuple[list[str], list[di
     """The ids and validated applicants of a chunk's valid rows, and a RowError naming every bad field of the rest.
 
     Every cell goes through its field's own check (:meth:`model_store.spec.Field.check`, as in the API),
-    a column at a time; a column with a bad value is checked again cell by cell to name each one.
+    a column at a time (once per distinct cell); a column with a bad value is checked again cell by cell to name
+    each one.
     """
     n = len(raw)
-    problems: list[list[tuple[str, str]]] = [list(raw.problems.get(i, ())) for i in range(n)]
-    ids: list[str] = []
-    for i, value in enumerate(raw.ids):
+    # problems by position, only for the (few) rows that have any: most chunks have none
+    problems: dict[int, list[tuple[str, str]]] = {i: list(found) for i, found in raw.problems.items()}
+    ids: list[Any] = list(raw.ids)
+    match = APPLICATION_ID.match
+    for i, value in enumerate(ids):
+        if type(value) is str and match(value):
+            continue
         if value is None or value == "":
-            problems[i].append((ID_COLUMN, MISSING))
-        elif not isinstance(value, str) or not APPLICATION_ID.match(value):
-            problems[i].append((ID_COLUMN, f"Must be {APPLICATION_ID_RULE}."))
-            value = ""  # never echoed
-        ids.append(value)
+            problems.setdefault(i, []).append((ID_COLUMN, MISSING))
+        elif not isinstance(value, str) or not match(value):
+            problems.setdefault(i, []).append((ID_COLUMN, f"Must be {APPLICATION_ID_RULE}."))
+            ids[i] = ""  # never echoed
+    bad_cells: dict[int, dict[str, str]] = {}
     checked: list[list[Any]] = []
     for name, check in spec.checkers(text=raw.text):
         cells = raw.columns[name]
         try:
-            checked.append(list(map(check, cells)))
+            checked.append(_checked_column(check, cells, raw.text))
         except InvalidValue:
             column: list[Any] = []
             for i, cell in enumerate(cells):
@@ -123,21 +156,46 @@ def validate_chunk(spec: FeatureSpec, raw: RawChunk) -> tuple[list[str], list[di
                     column.append(check(cell))
                 except InvalidValue as exc:
                     column.append(None)
-                    problems[i].append((name, str(exc)))
+                    problems.setdefault(i, []).append((name, str(exc)))
+                    if cell is not None:
+                        bad_cells.setdefault(i, {})[name] = str(cell)[:MAX_VALUE_CHARS]
             checked.append(column)
     for i in raw.unreadable:  # only the reading problem: its fields were never there
         problems[i] = list(raw.problems.get(i, ()))
+        bad_cells.pop(i, None)
     names = spec.field_names
+    rows = list(zip(*checked, strict=True)) if checked else [()] * n
+    if not problems:  # every row is valid: one dict per row, built in C
+        return ids, list(map(dict, map(zip, repeat(names), rows))), []
     valid_ids: list[str] = []
     applicants: list[dict[str, Any]] = []
     errors: list[RowError] = []
-    for i, values in enumerate(zip(*checked, strict=True) if checked else [()] * n):
-        if problems[i]:
-            errors.append(RowError(raw.rows[i], ids[i] or None, tuple(problems[i])))
+    for i, values in enumerate(rows):
+        found = problems.get(i)
+        if found:
+            errors.append(RowError(raw.rows[i], ids[i] or None, tuple(found), bad_cells.get(i, {})))
         else:
             valid_ids.append(ids[i])
             applicants.append(dict(zip(names, values, strict=True)))
     return valid_ids, applicants, errors
+
+
+def _checked_column(check: Callable[[Any], Any], cells: list[Any], text: bool) -> list[Any]:
+    """``check`` of every cell of a column, computed once per distinct cell: a field's check is a pure function of
+    the cell, and a column holds few distinct values (ages, durations, codes), so this is the same list as
+    ``list(map(check, cells))`` at a fraction of the cost. JSON values are told apart by type as well (``1``,
+    ``1.0`` and ``True`` are equal keys but not the same value); an unhashable one (a list, an object) is checked
+    cell by cell."""
+    if text:  # CSV cells: all str
+        results = {cell: check(cell) for cell in dict.fromkeys(cells)}
+        return list(map(results.__getitem__, cells))
+    try:
+        keys = [(cell.__class__, cell) for cell in cells]
+        distinct = dict.fromkeys(keys)
+    except TypeError:
+        return list(map(check, cells))
+    typed = {key: check(key[1]) for key in distinct}
+    return list(map(typed.__getitem__, keys))
 
 
 # ---- reading ---------------------------------------------------------------------------------
@@ -147,21 +205,6 @@ def input_format(path: Path) -> str:
     if fmt is None:
         raise BatchInputError(f"{path}: unknown input format; use one of {', '.join(sorted(_FORMATS))}")
     return fmt
-
-
-def count_rows(path: Path) -> int | None:
-    """Number of data rows for the progress bar: lines for CSV/JSONL (approximate), None for Parquet."""
-    fmt = input_format(path)
-    if fmt == "parquet":
-        return None
-    lines = 0
-    last = b"\n"
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            lines += block.count(b"\n")
-            last = block[-1:]
-    lines += last != b"\n"
-    return max(0, lines - 1) if fmt == "csv" else lines
 
 
 def _check_columns(columns: Sequence[str], spec: FeatureSpec, where: str, warn: Callable[[str], None]) -> None:
@@ -207,7 +250,7 @@ class CsvLayout:
 
 def read_jobs(
     path: Path, spec: FeatureSpec, chunk_size: int, warn: Callable[[str], None]
-) -> tuple[CsvLayout | None, Iterator[TextChunk | RawChunk]]:
+) -> tuple[CsvLayout | None, Iterator[Chunk]]:
     """The CSV layout (None for other formats) and the chunks of the input file, unparsed where possible."""
     fmt = input_format(path)
     if fmt == "csv":
@@ -240,10 +283,12 @@ def _text_chunks(fh: IO[str], fmt: str, chunk_size: int) -> Iterator[TextChunk]:
             first += len(records)
 
 
-def to_chunk(job: TextChunk | RawChunk, spec: FeatureSpec, layout: CsvLayout | None) -> RawChunk:
-    """Parse a text chunk into columns (Parquet chunks arrive as columns already)."""
+def to_chunk(job: Chunk, spec: FeatureSpec, layout: CsvLayout | None) -> RawChunk:
+    """Parse a text chunk, or convert an Arrow one, into columns of Python values."""
     if isinstance(job, RawChunk):
         return job
+    if isinstance(job, ArrowChunk):
+        return _arrow_chunk(job, spec)
     if job.fmt == "csv":
         assert layout is not None
         return _csv_chunk(job, spec, layout)
@@ -294,7 +339,7 @@ def _jsonl_chunk(job: TextChunk, spec: FeatureSpec) -> RawChunk:
     return RawChunk(rows, ids, values, text=False, problems=problems, unreadable=unreadable)
 
 
-def _read_parquet(path: Path, spec: FeatureSpec, chunk_size: int, warn: Callable[[str], None]) -> Iterator[RawChunk]:
+def _read_parquet(path: Path, spec: FeatureSpec, chunk_size: int, warn: Callable[[str], None]) -> Iterator[ArrowChunk]:
     try:
         import pyarrow.parquet as pq
     except ImportError:
@@ -307,244 +352,512 @@ def _read_parquet(path: Path, spec: FeatureSpec, chunk_size: int, warn: Callable
     return _parquet_chunks(parquet, spec, chunk_size)
 
 
-def _parquet_chunks(parquet: Any, spec: FeatureSpec, chunk_size: int) -> Iterator[RawChunk]:
+def _parquet_chunks(parquet: Any, spec: FeatureSpec, chunk_size: int) -> Iterator[ArrowChunk]:
     first = 1
-    names = spec.field_names
-    for batch in parquet.iter_batches(batch_size=chunk_size, columns=[ID_COLUMN, *names]):
-        data = batch.to_pydict()
-        ids = [None if v is None else str(v) for v in data[ID_COLUMN]]
-        rows = list(range(first, first + batch.num_rows))
-        yield RawChunk(rows, ids, {n: list(data[n]) for n in names}, text=False)
+    for batch in parquet.iter_batches(batch_size=chunk_size, columns=[ID_COLUMN, *spec.field_names]):
+        yield ArrowChunk(first, batch)
         first += batch.num_rows
 
 
+def _arrow_chunk(job: ArrowChunk, spec: FeatureSpec) -> RawChunk:
+    data = job.batch.to_pydict()
+    ids = [None if v is None else str(v) for v in data[ID_COLUMN]]
+    rows = list(range(job.first_row, job.first_row + job.batch.num_rows))
+    return RawChunk(rows, ids, {n: list(data[n]) for n in spec.field_names}, text=False)
+
+
 # ---- deciding ----------------------------------------------------------------------------------
-def output_header(width: int) -> list[str]:
-    """Output column names for ``width`` reason columns."""
+OUTPUT_FORMATS = ("csv", "jsonl", "parquet")
+
+
+def output_format(path: Path, requested: str | None = None, input_fmt: str | None = None) -> str:
+    """The output's format: ``requested``, else the output file name's, else the input's."""
+    if requested is not None:
+        if requested not in OUTPUT_FORMATS:
+            raise BatchInputError(f"output format {requested!r}: use one of {', '.join(OUTPUT_FORMATS)}")
+        return requested
+    fmt = _FORMATS.get(path.suffix.lower())
+    if fmt is not None:
+        return fmt
+    if input_fmt is None:
+        raise BatchInputError(f"{path}: output must be .csv, .jsonl or .parquet")
+    return input_fmt
+
+
+def output_header(width: int, attributions: Sequence[str] = ()) -> list[str]:
+    """Output column names for ``width`` reason columns (and, with attributions, the margin and one column per
+    field of ``attributions``)."""
     reasons = [f"reason_{k + 1}" for k in range(width)]
-    return [ID_COLUMN, "decision", "score", "probability_of_default", "risk_band", *reasons, "rules_fired"]
+    extra = ["margin", *(f"attribution_{n}" for n in attributions)] if attributions else []
+    return [ID_COLUMN, "decision", "score", "probability_of_default", "risk_band", *reasons, "rules_fired", *extra]
+
+
+def parquet_schema(header: Sequence[str]) -> Any:
+    """The Arrow schema of a Parquet output with this header: numbers as int64/float64 (bit for bit), rules as a
+    list of codes, absent reasons as nulls."""
+    import pyarrow as pa
+
+    def kind(name: str) -> Any:
+        if name == "score":
+            return pa.int64()
+        if name in ("probability_of_default", "margin") or name.startswith("attribution_"):
+            return pa.float64()
+        if name == "rules_fired":
+            return pa.list_(pa.string())
+        return pa.string()
+
+    return pa.schema([(name, kind(name)) for name in header])
+
+
+@dataclass(frozen=True)
+class ModelRef:
+    """Which model decides: a version of a model store, by the store's absolute path (which every worker must be
+    able to read), and the stored candidate policy it decides with (None: its own). Workers load the model
+    themselves from the store (verified and self-checked); no model object ever travels."""
+
+    store_root: str
+    name: str
+    version: str
+    policy: str | None = None
+
+
+@dataclass(frozen=True)
+class ChunkPlan:
+    """What a worker needs besides the chunk: the model, the CSV layout of the input, the output's form."""
+
+    model: ModelRef
+    layout: CsvLayout | None
+    fmt: str  # output format
+    attributions: bool = False
 
 
 class ChunkDecider:
-    """Turns input chunks into output text through a decision service (no store: files are not recorded)."""
+    """Turns input chunks into output through a decision service (no store: files are not recorded)."""
 
-    def __init__(
-        self, evaluate: Any, spec: FeatureSpec, width: int, layout: CsvLayout | None, json_lines: bool
-    ) -> None:
+    def __init__(self, evaluate: Any, spec: FeatureSpec, width: int, plan: ChunkPlan) -> None:
         self.evaluate = evaluate
         self.spec = spec
         self.width = width
-        self.layout = layout
-        self.json_lines = json_lines
-        self.header = output_header(width)
+        self.plan = plan
+        self.header = output_header(width, spec.field_names if plan.attributions else ())
+        self.schema = parquet_schema(self.header) if plan.fmt == "parquet" else None
 
     @classmethod
-    def load(
-        cls,
-        store_root: Path,
-        name: str,
-        version: str,
-        layout: CsvLayout | None,
-        json_lines: bool,
-        policy: str | None = None,
-    ) -> ChunkDecider:
-        """A decider over one model version of a model store (loaded and self-checked), with its own policy or
-        the stored candidate policy ``policy`` promoted onto it."""
+    def load(cls, plan: ChunkPlan) -> ChunkDecider:
+        """A decider over the plan's model version (loaded, verified and self-checked in this process)."""
         from model_store.store import ModelStore
         from service.decisions import DecisionService
         from service.models import ModelCache
 
-        models = ModelCache(ModelStore(store_root))
-        served = models.get(name, version, policy)
+        ref = plan.model
+        models = ModelCache(ModelStore(ref.store_root))
+        served = models.get(ref.name, ref.version, ref.policy)
         service = DecisionService(models=models, served=served, store=None)
-        return cls(service.evaluate, served.bundle.spec, served.engine.width, layout, json_lines)
+        return cls(service.evaluate, served.bundle.spec, served.engine.width, plan)
 
-    def run(self, job: TextChunk | RawChunk) -> ChunkResult:
-        """Parse, validate, decide and format one chunk."""
-        raw = to_chunk(job, self.spec, self.layout)
+    def run(self, job: Chunk) -> ChunkResult:
+        """Parse, validate, decide and format one chunk: the one per-chunk step of every way of running a batch."""
+        raw = to_chunk(job, self.spec, self.plan.layout)
         ids, applicants, errors = validate_chunk(self.spec, raw)
         if not applicants:
             return ChunkResult("", 0, errors, len(raw))
         batch = self.evaluate(applicants)
+        if self.plan.fmt == "parquet":
+            return ChunkResult("", len(applicants), errors, len(raw), table=self._table(ids, batch))
+        return ChunkResult(self._text(ids, batch), len(applicants), errors, len(raw))
+
+    def _rows(self, batch: DecisionBatch) -> Iterator[tuple[str, str, list[str | None], list[str]]]:
+        """Per row: decision, band, reasons padded with None to the width, fired rule codes."""
         engine = batch.engine
         codes, rule_codes, bands = engine.reason_codes, engine.rule_codes, engine.band_names
+        for outcome in batch.outcomes:
+            reasons: list[str | None] = [codes[i] for i in outcome.reasons]
+            reasons += [None] * (self.width - len(reasons))
+            yield ACTIONS[outcome.action], bands[outcome.band], reasons, [rule_codes[j] for j in outcome.fired]
+
+    def _text(self, ids: list[str], batch: DecisionBatch) -> str:
         out = io.StringIO()
-        writer = None if self.json_lines else csv.writer(out, lineterminator="\n")
-        empty = [""] * self.width
-        for app_id, outcome, score, probability in zip(
-            ids, batch.outcomes, batch.score.tolist(), batch.probability_of_default.tolist(), strict=True
+        writer = None if self.plan.fmt == "jsonl" else csv.writer(out, lineterminator="\n")
+        names = self.spec.field_names
+        attributions = self.plan.attributions
+        margins = batch.margin.tolist() if attributions else None
+        fields = batch.field_attributions.tolist() if attributions else None
+        for i, (app_id, (action, band, reasons, fired), score, probability) in enumerate(
+            zip(ids, self._rows(batch), batch.score.tolist(), batch.probability_of_default.tolist(), strict=True)
         ):
-            reasons = [codes[i] for i in outcome.reasons]
-            fired = [rule_codes[j] for j in outcome.fired]
             if writer is not None:
-                writer.writerow(
-                    [
-                        app_id,
-                        ACTIONS[outcome.action],
-                        score,
-                        probability,
-                        bands[outcome.band],
-                        *reasons,
-                        *empty[len(reasons) :],
-                        ";".join(fired),
-                    ]
-                )
+                row = [app_id, action, score, probability, band, *("" if r is None else r for r in reasons)]
+                row.append(";".join(fired))
+                if margins is not None and fields is not None:
+                    row += [margins[i], *fields[i]]
+                writer.writerow(row)
                 continue
             record: dict[str, Any] = {
                 ID_COLUMN: app_id,
-                "decision": ACTIONS[outcome.action],
+                "decision": action,
                 "score": score,
                 "probability_of_default": probability,
-                "risk_band": bands[outcome.band],
+                "risk_band": band,
             }
-            for k in range(self.width):
-                record[f"reason_{k + 1}"] = reasons[k] if k < len(reasons) else None
+            for k, reason in enumerate(reasons):
+                record[f"reason_{k + 1}"] = reason
             record["rules_fired"] = fired
+            if margins is not None and fields is not None:
+                record["margin"] = margins[i]
+                record["attributions"] = dict(zip(names, fields[i], strict=True))
             out.write(json.dumps(record, separators=(",", ":")))
             out.write("\n")
-        return ChunkResult(out.getvalue(), len(applicants), errors, len(raw))
+        return out.getvalue()
+
+    def _table(self, ids: list[str], batch: DecisionBatch) -> Any:
+        import pyarrow as pa
+
+        rows = list(self._rows(batch))
+        columns: dict[str, Any] = {
+            ID_COLUMN: ids,
+            "decision": [r[0] for r in rows],
+            "score": batch.score,
+            "probability_of_default": batch.probability_of_default,
+            "risk_band": [r[1] for r in rows],
+        }
+        for k in range(self.width):
+            columns[f"reason_{k + 1}"] = [r[2][k] for r in rows]
+        columns["rules_fired"] = [r[3] for r in rows]
+        if self.plan.attributions:
+            columns["margin"] = batch.margin
+            for j, name in enumerate(self.spec.field_names):
+                columns[f"attribution_{name}"] = batch.field_attributions[:, j].copy()
+        return pa.Table.from_pydict(columns, schema=self.schema)
 
 
-_WORKER: ChunkDecider | None = None
+# Worker processes (the process pool's and Dask's) keep what they loaded for the life of the process: a model
+# version in the store never changes, so a long-lived cluster loads each version once.
+_MODELS: dict[ModelRef, ChunkDecider] = {}
+_DECIDERS: dict[ChunkPlan, ChunkDecider] = {}
+_LOADING = threading.Lock()
 
 
-def _init_worker(
-    store_root: Path, name: str, version: str, layout: CsvLayout | None, json_lines: bool, policy: str | None
-) -> None:
-    global _WORKER
-    _WORKER = ChunkDecider.load(store_root, name, version, layout, json_lines, policy)
+def _worker_decider(plan: ChunkPlan) -> ChunkDecider:
+    decider = _DECIDERS.get(plan)
+    if decider is None:
+        with _LOADING:
+            base = _MODELS.get(plan.model)
+            if base is None:
+                base = _MODELS[plan.model] = ChunkDecider.load(ChunkPlan(plan.model, None, "csv"))
+            decider = _DECIDERS[plan] = ChunkDecider(base.evaluate, base.spec, base.width, plan)
+    return decider
 
 
-def _run_in_worker(job: TextChunk | RawChunk) -> ChunkResult:
-    assert _WORKER is not None, "worker not initialised"
-    return _WORKER.run(job)
+def warm_model(model: ModelRef) -> str | None:
+    """Load (verify, self-check) a model in this worker process before its first chunk; the problem, or None."""
+    try:
+        _worker_decider(ChunkPlan(model, None, "csv"))
+    except CreditDecisionError as exc:
+        return exc.detail
+    return None
+
+
+def decide_chunk(plan: ChunkPlan, job: Chunk) -> ChunkResult:
+    """A worker's task: decide one chunk with the process's copy of the plan's model (the process pool's and
+    Dask's task alike)."""
+    return _worker_decider(plan).run(job)
 
 
 # ---- writing -------------------------------------------------------------------------------------
 class _Writer:
-    """Output text written to a temporary file beside the target and renamed into place when complete."""
+    """Output written to a temporary file beside the target and renamed into place when complete."""
 
-    def __init__(self, path: Path, header: list[str]) -> None:
+    def __init__(self, path: Path, fmt: str, header: list[str]) -> None:
         self.path = path
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
         self.tmp = Path(tmp)
-        self.fh: IO[str] = os.fdopen(fd, "w", newline="", encoding="utf-8")
-        if output_is_csv(path):
+        self.fh: IO[str] | None = None
+        self.parquet: Any = None
+        if fmt == "parquet":
+            import pyarrow.parquet as pq
+
+            os.close(fd)
+            self.parquet = pq.ParquetWriter(self.tmp, parquet_schema(header))
+            return
+        self.fh = os.fdopen(fd, "w", newline="", encoding="utf-8")
+        if fmt == "csv":
             csv.writer(self.fh, lineterminator="\n").writerow(header)
 
-    def write(self, text: str) -> None:
-        self.fh.write(text)
+    def write(self, result: ChunkResult) -> None:
+        if self.fh is not None:
+            self.fh.write(result.text)
+        elif result.table is not None:
+            self.parquet.write_table(result.table)
+
+    def _close(self) -> None:
+        if self.fh is not None:
+            self.fh.close()
+        if self.parquet is not None:
+            self.parquet.close()
 
     def commit(self) -> None:
-        self.fh.close()
+        self._close()
         os.replace(self.tmp, self.path)
 
     def abort(self) -> None:
-        self.fh.close()
+        self._close()
         self.tmp.unlink(missing_ok=True)
 
 
 def output_is_csv(path: Path) -> bool:
-    """True for .csv, False for .jsonl/.ndjson; anything else is refused."""
-    suffix = path.suffix.lower()
-    if suffix not in (".csv", ".jsonl", ".ndjson"):
-        raise BatchInputError(f"{path}: output must be .csv or .jsonl")
-    return suffix == ".csv"
+    """True for .csv, False for .jsonl/.ndjson/.parquet; anything else is refused."""
+    return output_format(path) == "csv"
+
+
+def write_errors(path: Path, errors: Sequence[RowError]) -> None:
+    """The refused rows as CSV (row, application_id, field, message, value: one line per bad field; value: the
+    refused cell as read, empty for a missing one and for what is never echoed), written whole."""
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w", newline="", encoding="utf-8") as fh:
+            out = csv.writer(fh, lineterminator="\n")
+            out.writerow(["row", ID_COLUMN, "field", "message", "value"])
+            out.writerows(
+                [e.row, e.application_id or "", f, m, e.values.get(f, "")] for e in errors for f, m in e.problems
+            )
+        os.replace(tmp, path)
+    except BaseException:
+        Path(tmp).unlink(missing_ok=True)
+        raise
+
+
+def beside(output_path: Path, what: str) -> Path:
+    """A file written next to the output: ``decisions.csv`` -> ``decisions.errors.csv`` / ``decisions.manifest.json``."""
+    suffix = {"errors": ".errors.csv", "manifest": ".manifest.json"}[what]
+    return output_path.with_name(output_path.stem + suffix)
+
+
+def sha256_of(path: Path) -> str:
+    """Hex sha256 of a file."""
+    digest = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+# ---- the run -------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class ModelFacts:
+    """What the manifest says of the model: its spec and reason width, versions and file hashes."""
+
+    spec: FeatureSpec
+    width: int
+    facts: dict[str, Any]
+
+
+def model_facts(model: ModelRef) -> ModelFacts:
+    """Verify the model version (and candidate policy) in the store and describe it, without starting a session."""
+    from model_store.errors import ContractError
+    from model_store.store import MANIFEST_FILE, ModelStore
+
+    store = ModelStore(model.store_root)
+    try:
+        bundle = store.load_bundle(model.name, model.version)
+        policy, catalog = bundle.policy, bundle.catalog
+        policy_files = None
+        if model.policy is not None and model.policy != bundle.policy.version:
+            policy, catalog = store.load_policy(model.policy, bundle.spec)
+            policy_files = store.policy_manifest(model.policy).get("files")
+    except (ContractError, OSError, ValueError, KeyError) as exc:
+        raise ModelUnavailable(f"model {model.name} {model.version}: {exc}") from exc
+    facts = {
+        "name": model.name,
+        "version": model.version,
+        "store": model.store_root,
+        "manifest_sha256": sha256_of(bundle.path / MANIFEST_FILE),
+        "files": dict(bundle.manifest.get("files", {})),
+        "spec_version": bundle.spec.version,
+        "policy_version": policy.version,
+        "catalog_version": catalog.version,
+        "candidate_policy_files": policy_files,
+    }
+    return ModelFacts(bundle.spec, policy.reason_slots, facts)
 
 
 @dataclass
 class BatchSummary:
-    """What a batch run did."""
+    """What a batch run did; ``manifest`` is the manifest written next to the output."""
 
     rows_in: int = 0
     decided: int = 0
     errors: list[RowError] = field(default_factory=list)
     seconds: float = 0.0
+    errors_path: Path | None = None
+    manifest_path: Path | None = None
+    manifest: dict[str, Any] = field(default_factory=dict)
+    manifest_sha256: str = ""
 
     @property
     def rows_per_second(self) -> float:
         """Input rows per second of wall time."""
         return self.rows_in / self.seconds if self.seconds > 0 else 0.0
 
+    def event_details(self) -> dict[str, Any]:
+        """The run as an audit event records it: the manifest's key facts and the manifest's own sha256."""
+        manifest = self.manifest
+        model = manifest["model"]
+        return {
+            "input": {k: manifest["input"][k] for k in ("path", "sha256")},
+            "output": {k: manifest["output"][k] for k in ("path", "format", "sha256")},
+            "errors": {k: manifest["errors"][k] for k in ("path", "sha256", "rows")},
+            "rows": manifest["rows"],
+            "model": {k: model[k] for k in ("name", "version", "manifest_sha256", "policy_version", "catalog_version")},
+            "run": manifest["run"],
+            "manifest": {"path": str(self.manifest_path), "sha256": self.manifest_sha256},
+        }
+
+
+def refusals(errors: Sequence[RowError]) -> list[dict[str, Any]]:
+    """Why rows were refused: each (field, message) with the number of rows it refused, most frequent first."""
+    counts = Counter(problem for e in errors for problem in e.problems)
+    return [{"field": f, "message": m, "rows": n} for (f, m), n in sorted(counts.items(), key=lambda x: (-x[1], x[0]))]
+
 
 def score_file(
     input_path: Path,
     output_path: Path,
     *,
-    store_root: Path,
-    name: str,
-    version: str,
-    policy: str | None = None,
+    model: ModelRef,
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     workers: int = 1,
+    executor: Executor | None = None,
+    runner: Mapping[str, Any] | None = None,
+    fmt: str | None = None,
+    attributions: bool = False,
+    errors_path: Path | None = None,
     progress: bool = False,
     warn: Callable[[str], None] = lambda message: None,
 ) -> BatchSummary:
-    """Decide every row of ``input_path`` into ``output_path``; invalid rows are skipped and returned.
+    """Decide every row of ``input_path`` into ``output_path``; refused rows go to the errors file, and a manifest
+    (input, model, counts, output and errors hashes) is written next to the output.
 
-    ``policy``: a stored candidate policy the version decides with (the deployment's champion may have one).
+    Chunks are decided in this process (``workers`` 1), by a pool of ``workers`` processes, or by ``executor``
+    (e.g. a Dask client's) with ``workers`` chunks' worth of parallelism: all of them run
+    :meth:`ChunkDecider.run` on the same chunks, so the output is the same byte for byte. ``runner`` describes
+    how it ran, for the manifest.
 
-    ``seconds`` in the summary counts from the first chunk read to the output renamed into place
-    (model loading and worker start-up excluded).
+    ``seconds`` in the summary counts from the first chunk read to the manifest written (model loading and
+    worker start-up excluded).
     """
     from tqdm import tqdm
 
     if input_path.resolve() == output_path.resolve():
         raise BatchInputError("the output must not overwrite the input")
-    json_lines = not output_is_csv(output_path)
-    executor: ProcessPoolExecutor | None = None
+    input_fmt = input_format(input_path)
+    out_fmt = output_format(output_path, fmt, input_fmt)
+    errors_path = errors_path or beside(output_path, "errors")
+    manifest_path = beside(output_path, "manifest").absolute()
+    beside_files = (errors_path.resolve(), manifest_path.resolve())
+    if input_path.resolve() in beside_files or output_path.resolve() in beside_files:
+        raise BatchInputError("the errors file and the manifest must not overwrite the input or the output")
+    described = model_facts(model)
+    layout, jobs = read_jobs(input_path, described.spec, chunk_size, warn)
+    plan = ChunkPlan(model, layout, out_fmt, attributions)
+    pool: ProcessPoolExecutor | None = None
     local: ChunkDecider | None = None
-    if workers > 1:
+    if executor is None and workers > 1:
         import multiprocessing
 
-        from model_store.store import ModelStore
-
-        bundle = ModelStore(store_root).load_bundle(name, version)
-        layout, jobs = read_jobs(input_path, bundle.spec, chunk_size, warn)
-        width = bundle.policy.reason_slots
         # fork before any onnxruntime session or tqdm thread exists in this process; the workers build their own
         method = "fork" if "fork" in multiprocessing.get_all_start_methods() else "spawn"
-        executor = ProcessPoolExecutor(
+        executor = pool = ProcessPoolExecutor(
             max_workers=workers,
             mp_context=multiprocessing.get_context(method),
-            initializer=_init_worker,
-            initargs=(store_root, name, version, layout, json_lines, policy),
+            initializer=warm_model,
+            initargs=(model,),
         )
-        list(executor.map(_ready, range(workers)))  # start-up (model load, self-check) before the clock
-    else:
-        local = ChunkDecider.load(store_root, name, version, None, json_lines, policy)
-        layout, jobs = read_jobs(input_path, local.spec, chunk_size, warn)
-        local.layout = layout
-        width = local.width
-    summary = BatchSummary()
-    writer = _Writer(output_path, output_header(width))
-    bar = tqdm(total=count_rows(input_path), unit="rows", desc="score", disable=not progress, file=sys.stderr)
-    started = time.perf_counter()
     try:
-        for result in _results(jobs, local, executor, workers):
-            writer.write(result.text)
-            summary.rows_in += result.n_input
-            summary.decided += result.decided
-            summary.errors.extend(result.errors)
-            bar.update(result.n_input)
-        writer.commit()
-    except BaseException:
-        writer.abort()
-        raise
-    finally:
-        bar.close()
         if executor is not None:
-            executor.shutdown(wait=True, cancel_futures=True)
+            problems = sorted({p for p in executor.map(warm_model, [model] * workers) if p is not None})
+            if problems:  # start-up (model load, self-check) before the clock
+                raise ModelUnavailable(problems[0])
+        else:
+            local = ChunkDecider.load(plan)
+        summary = BatchSummary(errors_path=errors_path, manifest_path=manifest_path)
+        started = time.perf_counter()
+        input_sha256, expected = scan_input(input_path, input_fmt)
+        writer = _Writer(
+            output_path, out_fmt, output_header(described.width, described.spec.field_names if attributions else ())
+        )
+        bar = tqdm(total=expected, unit="rows", desc="score", disable=not progress, file=sys.stderr)
+        try:
+            for result in _results(jobs, plan, local, executor, workers):
+                writer.write(result)
+                summary.rows_in += result.n_input
+                summary.decided += result.decided
+                summary.errors.extend(result.errors)
+                bar.update(result.n_input)
+            writer.commit()
+        except BaseException:
+            writer.abort()
+            raise
+        finally:
+            bar.close()
+    finally:
+        if pool is not None:
+            pool.shutdown(wait=True, cancel_futures=True)
+    write_errors(errors_path, summary.errors)
+    summary.manifest = {
+        "manifest_version": 1,
+        "created_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
+        "input": {"path": str(input_path.absolute()), "format": input_fmt, "sha256": input_sha256},
+        "model": described.facts,
+        "rows": {"read": summary.rows_in, "decided": summary.decided, "refused": len(summary.errors)},
+        "output": {
+            "path": str(output_path.absolute()),
+            "format": out_fmt,
+            "sha256": sha256_of(output_path),
+            "attributions": attributions,
+        },
+        "errors": {
+            "path": str(errors_path.absolute()),
+            "sha256": sha256_of(errors_path),
+            "rows": len(summary.errors),
+            "reasons": refusals(summary.errors),
+        },
+        "run": {**(runner or {"scheduler": "embedded", "workers": workers}), "chunk_size": chunk_size},
+    }
+    text = json.dumps(summary.manifest, indent=2, sort_keys=True) + "\n"
+    summary.manifest_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
+    fd, tmp = tempfile.mkstemp(prefix=f".{manifest_path.name}.", dir=manifest_path.parent)
+    with os.fdopen(fd, "w", encoding="utf-8") as fh:
+        fh.write(text)
+    os.replace(tmp, manifest_path)
     summary.seconds = time.perf_counter() - started
     return summary
 
 
-def _ready(_: int) -> bool:
-    return _WORKER is not None
+def scan_input(path: Path, fmt: str) -> tuple[str, int | None]:
+    """The input file's sha256 and its number of data rows for the progress bar (Parquet: exact, from its
+    metadata; CSV/JSONL: lines, approximate)."""
+    digest = hashlib.sha256()
+    lines = 0
+    last = b"\n"
+    with open(path, "rb") as fh:
+        for block in iter(lambda: fh.read(1 << 20), b""):
+            digest.update(block)
+            lines += block.count(b"\n")
+            last = block[-1:]
+    if fmt == "parquet":
+        import pyarrow.parquet as pq
+
+        return digest.hexdigest(), int(pq.ParquetFile(path).metadata.num_rows)
+    lines += last != b"\n"
+    return digest.hexdigest(), max(0, lines - 1) if fmt == "csv" else lines
 
 
 def _results(
-    jobs: Iterator[TextChunk | RawChunk], local: ChunkDecider | None, executor: Executor | None, workers: int
+    jobs: Iterator[Chunk],
+    plan: ChunkPlan,
+    local: ChunkDecider | None,
+    executor: Executor | None,
+    workers: int,
 ) -> Iterator[ChunkResult]:
     """Chunk results in input order; at most two chunks per worker in flight."""
     if executor is None:
@@ -552,10 +865,10 @@ def _results(
         for job in jobs:
             yield local.run(job)
         return
-    pending: list[Future[ChunkResult]] = []
+    pending: deque[Future[ChunkResult]] = deque()
     for job in jobs:
-        pending.append(executor.submit(_run_in_worker, job))
+        pending.append(executor.submit(decide_chunk, plan, job))
         if len(pending) >= 2 * workers:
-            yield pending.pop(0).result()
-    for future in pending:
-        yield future.result()
+            yield pending.popleft().result()
+    while pending:
+        yield pending.popleft().result()

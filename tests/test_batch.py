@@ -256,3 +256,31 @@ def test_cli_refuses_what_it_cannot_read(store: ModelStore, tmp_path: Path) -> N
         )
         assert result.exit_code == 1
         assert "needs pyarrow, which is not installed" in result.output
+
+
+def test_a_column_checked_once_per_distinct_cell_equals_every_cell_checked(served: ServedModel) -> None:
+    """The reader checks each distinct cell once; JSON values that are equal but of another type (True, 1.0, "30")
+    are still checked on their own, and every bad cell is named."""
+    from model_store.spec import InvalidValue
+    from service.batch import RawChunk, validate_chunk
+
+    spec = served.bundle.spec
+    base = random_applications(spec, 1, seed=1)[0]
+    ages: list[Any] = [30, True, 30.0, "30", 30, None, 1, 30.5]
+    columns = {name: [base[name]] * len(ages) for name in spec.field_names}
+    columns["age_years"] = ages
+    ids = [f"A{i}" for i in range(len(ages))]
+    raw = RawChunk(list(range(1, len(ages) + 1)), ids, columns, text=False)
+    valid_ids, applicants, errors = validate_chunk(spec, raw)
+    check = dict(spec.checkers(text=False))["age_years"]
+    expected: list[tuple[int, str]] = []
+    for i, age in enumerate(ages):
+        try:
+            check(age)
+        except InvalidValue as exc:
+            expected.append((i + 1, str(exc)))
+    assert [(e.row, e.problems[0][1]) for e in errors] == expected
+    assert [e.problems[0][0] for e in errors] == ["age_years"] * len(expected)
+    assert valid_ids == ["A0", "A2", "A4"] and [a["age_years"] for a in applicants] == [30, 30, 30]
+    assert all(type(a["age_years"]) is int for a in applicants)
+    assert [e.values.get("age_years") for e in errors] == ["True", "30", None, "1", "30.5"]

@@ -227,6 +227,7 @@ def test_a_policy_the_model_store_cannot_hold_is_a_409_and_records_nothing(
     store, _ = trained_models
     copy_root = tmp_path / "store"
     shutil.copytree(store.root, copy_root)
+    shutil.rmtree(copy_root / "policies", ignore_errors=True)  # other tests may have stored candidate policies
     (copy_root / "policies").write_text("not a folder\n", encoding="utf-8")
     app = api_make_app(MODEL_STORE=str(copy_root))
     client = app.test_client()

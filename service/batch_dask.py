@@ -1,0 +1,127 @@
+"""Batch files on Dask: the chunks of :func:`service.batch.score_file` decided by the workers of a Dask cluster.
+
+Nothing here decides or formats anything: the reading process splits the input into the same chunks as
+every other batch run and submits :func:`service.batch.decide_chunk` for each through the client's
+``concurrent.futures`` executor, so a chunk is decided by the one engine exactly as in one process or in a
+process pool, and the output is the same byte for byte (row order kept: results are written in input order).
+
+Workers get the model store's path, the model's name and version (and candidate policy), never a model: each
+worker process loads, verifies and self-checks that version from the store once and keeps it, so the store
+must be readable at the same absolute path on every worker (a shared or copied directory). The input file is
+read by the submitting process only; workers need not see it.
+
+``scheduler``: ``"local"`` starts a :class:`distributed.LocalCluster` of ``workers`` processes (one thread each)
+for the run; ``"tcp://HOST:PORT"`` (or any address a :class:`distributed.Client` accepts) uses an existing
+cluster's scheduler and all its workers.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+from service.batch import BatchInputError, BatchSummary, ModelRef, score_file, warm_model
+from service.errors import CreditDecisionError, ModelUnavailable
+
+#: How long to wait for an existing cluster to have at least one worker.
+WORKER_WAIT_SECONDS = 60
+
+
+class ClusterFailed(CreditDecisionError):
+    """The Dask cluster lost a worker or the scheduler during the run; nothing was written."""
+
+
+def _distributed() -> Any:
+    try:
+        import distributed
+    except ImportError:
+        raise BatchInputError(
+            "batch scoring on Dask needs dask and distributed, which are not installed; "
+            "install them (pip install 'credit-decision[batch]') or run without --scheduler"
+        ) from None
+    return distributed
+
+
+@contextmanager
+def dask_client(scheduler: str, workers: int | None = None) -> Iterator[Any]:
+    """A Dask client: on a LocalCluster of ``workers`` processes started for the run (``"local"``), or on the
+    scheduler at ``scheduler`` (its workers, however many it has)."""
+    distributed = _distributed()
+    if scheduler == "local":
+        n = workers or os.cpu_count() or 1
+        with (
+            distributed.LocalCluster(
+                n_workers=n,
+                threads_per_worker=1,
+                processes=True,
+                host="127.0.0.1",  # a cluster for this run only: nothing listens beyond this machine
+                dashboard_address=":0",
+                silence_logs=40,
+            ) as cluster,
+            distributed.Client(cluster) as client,
+        ):
+            yield client
+        return
+    if workers is not None:
+        raise BatchInputError("--workers applies to the embedded run and to --scheduler local, not to a cluster")
+    try:
+        client = distributed.Client(scheduler)  # waits up to dask's distributed.comm.timeouts.connect
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise BatchInputError(f"cannot reach the Dask scheduler at {scheduler}: {exc}") from None
+    with client:
+        try:
+            client.wait_for_workers(1, timeout=WORKER_WAIT_SECONDS)
+        except TimeoutError:
+            raise BatchInputError(
+                f"the Dask scheduler at {scheduler} has no worker (waited {WORKER_WAIT_SECONDS} s)"
+            ) from None
+        yield client
+
+
+def load_on_workers(client: Any, model: ModelRef) -> int:
+    """Load (verify, self-check) the model in every worker process; the number of workers. ModelUnavailable
+    naming the first worker that could not."""
+    problems: dict[str, str | None] = client.run(warm_model, model)
+    for worker, problem in sorted(problems.items()):
+        if problem is not None:
+            raise ModelUnavailable(f"Dask worker {worker}: {problem}")
+    return len(problems)
+
+
+def score_file_on_dask(
+    input_path: Path, output_path: Path, *, model: ModelRef, scheduler: str, workers: int | None = None, **options: Any
+) -> BatchSummary:
+    """:func:`service.batch.score_file` with its chunks decided on a Dask cluster (``options``: score_file's)."""
+    from concurrent.futures import CancelledError
+
+    _distributed()  # a clear error if it is not installed
+    from distributed import KilledWorker
+    from distributed.comm.core import CommClosedError
+
+    with dask_client(scheduler, workers) as client:
+        n = load_on_workers(client, model)  # before the clock, as the process pool's start-up
+        runner = {"scheduler": "local" if scheduler == "local" else str(client.scheduler.address), "workers": n}
+        try:
+            return score_file(
+                input_path,
+                output_path,
+                model=model,
+                workers=n,
+                executor=client.get_executor(pure=False),
+                runner={**runner, "engine": "dask", "dask": _version()},
+                **options,
+            )
+        except (KilledWorker, CommClosedError, CancelledError, TimeoutError) as exc:
+            raise ClusterFailed(
+                f"the Dask cluster at {runner['scheduler']} failed during the run ({type(exc).__name__}: {exc}); "
+                f"nothing was written to {output_path}"
+            ) from exc
+
+
+def _version() -> str:
+    from importlib.metadata import version
+
+    return version("distributed")
