@@ -949,6 +949,16 @@
         text = "revoked key " + d.key_id + (d.roles ? " (" + [].concat(d.roles).join(", ") + ")" : "") +
           (d.label ? " “" + d.label + "”" : "");
         break;
+      case "review":
+        text = "reviewed " + (d.application_id || d.decision_id) + ": " + ((d.automated || {}).decision || "?") +
+          " → " + d.final_decision + (d.justification ? " (" + d.justification.code + ")" : "") +
+          (d.override ? ", an override" : "");
+        break;
+      case "batch_scored":
+        text = "batch scored " + ((d.input || {}).path || "a file") + ": " + ((d.rows || {}).decided || 0) +
+          " decided, " + ((d.rows || {}).refused || 0) + " refused, by " + ((d.model || {}).name || "") + " " +
+          ((d.model || {}).version || "");
+        break;
       default: {
         var json = JSON.stringify(d);
         text = json.length > 120 ? json.slice(0, 119) + "…" : json;
