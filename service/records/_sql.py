@@ -873,6 +873,38 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
                 return
             after = int(rows[-1][0])
 
+    # --- report projection ----------------------------------------------------------------------------------
+
+    #: Backend SELECT of the report projection (see :meth:`iter_report_projection`); ends before its WHERE.
+    report_projection_sql = ""
+
+    def iter_report_projection(self, since: datetime, until: datetime, batch: int = 10_000) -> Iterator[Row]:
+        """What the period report reads of each decision created in ``[since, until)``, in seq order, in batches.
+
+        One row per record: ``(decision_id, created_at, decision, risk_band, score, model_name, model_version,
+        schema_version, request, probability_of_default, latency_ms, reasons, rules)``. The last six are parts of
+        the payload extracted by the database, as JSON text exactly as stored (``reasons``: ``[[code, kind,
+        adverse], ...]``, ``rules``: ``[code, ...]``); only the projection is sent, never the whole payload, so a
+        report over millions of records reads a small part of the table. ``schema_version`` is None for payloads
+        of the first version, whose layout differs: their reader asks :meth:`get` for the whole record.
+        """
+        clauses, params = self._time_clauses(since, until)
+        where = " AND ".join(clauses)
+        with self._transaction("read") as tx:
+            bounds = tx.one(f"SELECT MIN(seq), MAX(seq) FROM decision_records WHERE {where}", params)  # noqa: S608
+        if bounds is None or bounds[0] is None:
+            return
+        after, last = int(bounds[0]) - 1, int(bounds[1])
+        sql = f"{self.report_projection_sql} WHERE {where} AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+        while after < last:
+            with self._transaction("read") as tx:
+                rows = tx.rows(sql, (*params, after, last, batch))
+            for row in rows:
+                yield (row[1], self._decode_time(row[2]), *row[3:])
+            if len(rows) < batch:
+                return
+            after = int(rows[-1][0])
+
     # --- the chain -----------------------------------------------------------------------------------------
 
     def _move_head(self, tx: Transaction, seq: int, record_hash: str) -> None:

@@ -47,6 +47,16 @@ class SqliteDecisionStore(SqlDecisionStore[sqlite3.Connection]):
 
     backend = "sqlite"
     reason_code_sql = "EXISTS (SELECT 1 FROM json_each(decision_records.reason_codes) WHERE json_each.value = ?)"
+    # ``->`` returns the JSON text as stored (numbers keep their digits; json_extract would round-trip them).
+    report_projection_sql = (
+        "SELECT seq, decision_id, created_at, decision, risk_band, score, model_name, model_version, "
+        "payload ->> '$.schema_version', payload -> '$.request', payload -> '$.probability_of_default', "
+        "payload -> '$.latency_ms', "
+        "(SELECT json_group_array(json_array(r.value ->> '$.code', r.value ->> '$.kind', r.value -> '$.adverse')) "
+        "FROM json_each(decision_records.payload, '$.reasons') r), "
+        "(SELECT json_group_array(r.value ->> '$.code') FROM json_each(decision_records.payload, '$.rules_fired') r) "
+        "FROM decision_records"
+    )
 
     def __init__(self, path: str | Path, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
         super().__init__()
