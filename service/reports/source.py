@@ -119,13 +119,10 @@ def report_rows(
             continue
         refs = reasons_of.get(reasons or "[]")
         if refs is None:
-            refs = reasons_of[reasons or "[]"] = tuple(
-                ReasonRef(str(code), "rule" if kind == "rule" else "model", bool(adverse))
-                for code, kind, adverse in json.loads(reasons or "[]")
-            )
+            refs = reasons_of[reasons or "[]"] = _reason_refs(json.loads(reasons or "[]"))
         fired = rules_of.get(rules or "[]")
         if fired is None:
-            fired = rules_of[rules or "[]"] = tuple(str(code) for code in json.loads(rules or "[]"))
+            fired = rules_of[rules or "[]"] = tuple(str(code) for code in json.loads(rules or "[]") if code is not None)
         body = _mapping(json.loads(request))
         rows.append(
             DecisionRow(
@@ -134,18 +131,28 @@ def report_rows(
                 decision=decision,
                 risk_band=band,
                 score=int(score),
-                probability_of_default=float(json.loads(pd)),
+                probability_of_default=float(pd),  # the number's JSON text: float() is what json.loads applies
                 reasons=refs,
                 rules_fired=fired,
                 model_name=name,
                 model_version=version,
-                latency_ms=None if latency is None or latency == "null" else float(json.loads(latency)),
+                latency_ms=None if latency is None or latency == "null" else float(latency),
                 applicant=_mapping(body.get("applicant")),
                 monitoring=_mapping(body.get("monitoring")),
                 outcome=_outcome(outcomes.get(decision_id)),
             )
         )
     return rows
+
+
+def _reason_refs(items: list[Any]) -> tuple[ReasonRef, ...]:
+    """Reason refs of a projection's ``[[code, kind, adverse], ...]`` or flat, null-padded ``[code, kind, adverse, ...]``."""
+    triples = items if all(isinstance(i, list) for i in items) else [items[i : i + 3] for i in range(0, len(items), 3)]
+    return tuple(
+        ReasonRef(str(code), "rule" if kind == "rule" else "model", bool(adverse))
+        for code, kind, adverse in triples
+        if code is not None
+    )
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
