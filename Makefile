@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install system-deps serve dev-keys test lint typecheck unit bench train clean
+.PHONY: install system-deps serve dev-keys test lint typecheck unit bench bench-scale train clean
 
 # Debian packages the tests and benchmarks drive: Chromium (console browser test),
 # poppler-utils (PDF -> PNG check), wrk (load generator). Installed only when missing.
@@ -58,6 +58,10 @@ test: lint typecheck unit ## lint, type-check and run the whole test suite
 # BENCH_BASELINE=<git revision> also serves and measures that revision side by side in the same run.
 bench: $(STAMP) system-deps ## benchmarks; writes docs/PERFORMANCE.md
 	$(BIN)/python -m benchmarks.run
+
+# RECORDS=<n> seeds a smaller store (default 1,000,000); BACKEND=sqlite|postgres|both (default sqlite).
+bench-scale: $(STAMP) system-deps ## the service over a store of a million decisions; writes docs/SCALE.md
+	$(BIN)/python -m benchmarks.scale --records $(or $(RECORDS),1000000) --backend $(or $(BACKEND),sqlite)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
