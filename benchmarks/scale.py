@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import argparse
+import http.client
 import os
 import shutil
 import statistics
@@ -194,6 +195,8 @@ def timed_get(url: str, key: str, timeout: float = 600.0) -> tuple[float, int, i
             status = response.status
     except urllib.error.HTTPError as exc:
         size, status = len(exc.read()), exc.code
+    except (OSError, http.client.HTTPException):  # e.g. the worker was killed at gunicorn's timeout
+        size, status = 0, -1
     return time.perf_counter() - started, status, size
 
 
