@@ -899,7 +899,7 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
         of the first version, whose layout differs: their reader asks :meth:`get` for the whole record.
         """
         clauses, params = self._time_clauses(since, until)
-        where = " AND ".join(clauses)
+        where = " AND ".join(clauses) or "1 = 1"
         with self._transaction("read") as tx:
             bounds = tx.one(f"SELECT MIN(seq), MAX(seq) FROM decision_records WHERE {where}", params)  # noqa: S608
         if bounds is None or bounds[0] is None:
