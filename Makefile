@@ -38,7 +38,7 @@ serve: $(STAMP) ## run the service on its embedded defaults (trains the default 
 
 dev-keys: $(STAMP) ## create development API keys for every role (shown once; only their sha256 is kept, in var/api_keys)
 	@echo "Development API keys (shown once; only their sha256 is kept, in var/api_keys):"
-	@for r in scorer auditor admin; do \
+	@for r in scorer auditor admin reviewer; do \
 	  k=$$($(BIN)/credit-decision keys create --role $$r --label dev-$$r 2>/dev/null) || exit 1; \
 	  echo "  export $$(echo $$r | tr a-z A-Z)_KEY=$$k"; \
 	done

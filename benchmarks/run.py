@@ -100,6 +100,8 @@ class Level:
     connections: int
     runs: list[Run]
     delay_ms: int | None = None
+    #: (shadow decisions recorded, requests skipped) over this level's runs, for an app with shadows
+    shadowed: tuple[int, int] | None = None
 
     def median(self, key: str) -> float:
         return statistics.median(r.latency_us[key] for r in self.runs) / 1000.0
@@ -274,7 +276,9 @@ def measure(app: App, workdir: Path, runs: int, seconds: float, log: Any) -> App
         key = app.api_key
         wrk(url, app.bodies, 4, min(3.0, seconds), api_key=key)  # warm-up: both workers up, caches warm
         for connections in app.levels:
+            before = shadow_counts(base)
             level = Level(connections, [wrk(url, app.bodies, connections, seconds, api_key=key) for _ in range(runs)])
+            level.shadowed = shadow_delta(before, base)
             result.levels.append(level)
             log(
                 f"  {app.key:>10} c={connections:<3} {level.rps:8.0f} req/s  p50 {level.median('p50'):6.2f}  "
@@ -282,7 +286,9 @@ def measure(app: App, workdir: Path, runs: int, seconds: float, log: Any) -> App
             )
         if app.half_peak:
             result.half_target_rps = result.peak_rps / 2.0
+            before = shadow_counts(base)
             result.half = half_peak(url, app, result.half_target_rps, result.at(1), runs, seconds, log)
+            result.half.shadowed = shadow_delta(before, base)
             log(
                 f"  {app.key:>10} half peak ({result.half_target_rps:.0f}/s): {result.half.rps:.0f} req/s "
                 f"c={result.half.connections} delay={result.half.delay_ms} ms  p99 {result.half.median('p99'):.2f} ms"
@@ -292,6 +298,30 @@ def measure(app: App, workdir: Path, runs: int, seconds: float, log: Any) -> App
             result.rss_mb.append(rss)
             result.hwm_mb.append(hwm)
     return result
+
+
+def shadow_counts(base: str) -> tuple[float, float]:
+    """(shadow decisions recorded, requests skipped) so far, from the service's /metrics (zeros for other apps)."""
+    try:
+        with urllib.request.urlopen(base + "/metrics", timeout=10) as response:
+            text = response.read().decode("utf-8")
+    except (urllib.error.URLError, OSError):
+        return 0.0, 0.0
+    done = skipped = 0.0
+    for line in text.splitlines():
+        if line.startswith("credit_decision_shadow_decisions_total"):
+            done += float(line.rsplit(" ", 1)[1])
+        elif line.startswith("credit_decision_shadow_skipped_total"):
+            skipped += float(line.rsplit(" ", 1)[1])
+    return done, skipped
+
+
+def shadow_delta(before: tuple[float, float], base: str) -> tuple[int, int] | None:
+    """What was shadowed and skipped since ``before`` (after the queues drain), or None if nothing was."""
+    time.sleep(0.5)  # the shadow threads record what is still queued
+    after = shadow_counts(base)
+    done, skipped = int(after[0] - before[0]), int(after[1] - before[1])
+    return (done, skipped) if done or skipped else None
 
 
 def check_request(url: str, app: App) -> None:
@@ -744,10 +774,12 @@ def ratios(results: dict[str, AppResult], batch: dict[str, Any]) -> list[tuple[s
     if shadow is not None:
         for connections in (1, 4):
             r = shadow.at(connections).rps / full.at(connections).rps
+            counted = shadow.at(connections).shadowed
+            covered = f"; {counted[0] / sum(counted):.0%} of requests shadowed" if counted else ""
             out.append(
                 (
                     f"full with a challenger in shadow / full throughput, {connections} connection(s)",
-                    f"{r:.2f}",
+                    f"{r:.2f}{covered}",
                     ">= 0.90",
                     r >= 0.9,
                     f"{r / 0.9:.2f} x the target",
@@ -762,10 +794,13 @@ def ratios(results: dict[str, AppResult], batch: dict[str, Any]) -> list[tuple[s
             ),
         ):
             p99 = ours / theirs
+            level = shadow.at(4) if label.startswith("4") else shadow.half
+            counted = level.shadowed if level is not None else None
+            covered = f"; {counted[0] / sum(counted):.0%} shadowed" if counted else ""
             out.append(
                 (
                     f"full with a challenger in shadow / full p99, {label}",
-                    f"{p99:.2f} ({ours:.1f} / {theirs:.1f} ms)",
+                    f"{p99:.2f} ({ours:.1f} / {theirs:.1f} ms{covered})",
                     "<= 1.10",
                     p99 <= 1.1,
                     f"{p99 / 1.1:.2f} x the limit",

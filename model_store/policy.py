@@ -109,13 +109,39 @@ class Monitoring:
     A stability index (PSI of the score, CSI of an input) at or above ``stability_watch`` is flagged
     "watch", at or above ``stability_action`` "action"; a group's approval rate below
     ``four_fifths`` of the most favoured group's is flagged. Numbers computed from fewer than
-    ``min_sample`` decisions (a period, or a group) are shown but never flagged.
+    ``min_sample`` decisions (a period, or a group) are shown but never flagged. A reason code's share
+    of declines and referrals that differs from the training baseline's or the previous period's with a
+    two-sided p-value below ``reason_shift_p_value`` (Bonferroni-corrected over the codes compared) is
+    flagged (``service.reports.core.reason_shifts``).
     """
 
     stability_watch: float = 0.1
     stability_action: float = 0.25
     four_fifths: float = 0.8
     min_sample: int = 100
+    reason_shift_p_value: float = 0.01
+
+
+@dataclass(frozen=True)
+class Justification:
+    """A justification code a human reviewer gives for a final decision (``outcomes``: the final decisions it may
+    justify)."""
+
+    code: str
+    text: str
+    outcomes: tuple[str, ...] = ("approve", "decline")
+
+
+@dataclass(frozen=True)
+class Review:
+    """Human review of automated decisions (data, versioned with the policy): the justification codes a reviewer
+    must choose from. None configured: the service takes no reviews."""
+
+    justification_codes: tuple[Justification, ...] = ()
+
+    def justification(self, code: str) -> Justification | None:
+        """The justification of ``code``, or None."""
+        return next((j for j in self.justification_codes if j.code == code), None)
 
 
 @dataclass(frozen=True)
@@ -128,6 +154,7 @@ class Policy:
     rules: tuple[Rule, ...]
     max_reasons: int = DEFAULT_MAX_REASONS
     monitoring: Monitoring = Monitoring()
+    review: Review = Review()
 
     @classmethod
     def load(cls, path: str | Path, spec: FeatureSpec | None = None) -> Policy:
@@ -196,6 +223,7 @@ class Policy:
             rules=tuple(rules),
             max_reasons=max_reasons,
             monitoring=_parse_monitoring(data.get("monitoring"), f"{where}.monitoring"),
+            review=_parse_review(data.get("review"), f"{where}.review"),
         )
 
     @property
@@ -268,7 +296,9 @@ def _parse_monitoring(raw: Any, where: str) -> Monitoring:
     if not isinstance(raw, dict):
         raise ContractError(f"{where}: expected a mapping")
     defaults = Monitoring()
-    unknown = sorted(set(raw) - {"stability_watch", "stability_action", "four_fifths", "min_sample"})
+    unknown = sorted(
+        set(raw) - {"stability_watch", "stability_action", "four_fifths", "min_sample", "reason_shift_p_value"}
+    )
     if unknown:
         raise ContractError(f"{where}: unknown key(s) {unknown}")
     values: dict[str, Any] = {}
@@ -284,4 +314,43 @@ def _parse_monitoring(raw: Any, where: str) -> Monitoring:
         raise ContractError(f"{where}: stability_action must be at least stability_watch")
     if values["four_fifths"] > 1:
         raise ContractError(f"{where}.four_fifths: a ratio of approval rates, at most 1")
-    return Monitoring(min_sample=min_sample, **values)
+    p_value = raw.get("reason_shift_p_value", defaults.reason_shift_p_value)
+    if isinstance(p_value, bool) or not isinstance(p_value, int | float) or not 0 < p_value < 0.5:
+        raise ContractError(f"{where}.reason_shift_p_value: expected a probability between 0 and 0.5, got {p_value!r}")
+    return Monitoring(min_sample=min_sample, reason_shift_p_value=float(p_value), **values)
+
+
+#: The final decisions a reviewer may give (a referral is not final).
+REVIEW_OUTCOMES = ("approve", "decline")
+
+
+def _parse_review(raw: Any, where: str) -> Review:
+    """The ``review`` section: ``justification_codes: [{code, text, outcomes?}]`` (optional)."""
+    if raw is None:
+        return Review()
+    if not isinstance(raw, dict):
+        raise ContractError(f"{where}: expected a mapping")
+    unknown = sorted(set(raw) - {"justification_codes"})
+    if unknown:
+        raise ContractError(f"{where}: unknown key(s) {unknown}")
+    codes = raw.get("justification_codes") or []
+    if not isinstance(codes, list):
+        raise ContractError(f"{where}.justification_codes: expected a list")
+    out = []
+    for i, item in enumerate(codes):
+        w = f"{where}.justification_codes[{i}]"
+        if not isinstance(item, dict):
+            raise ContractError(f"{w}: expected a mapping with code, text and optionally outcomes")
+        extra = sorted(set(item) - {"code", "text", "outcomes"})
+        if extra:
+            raise ContractError(f"{w}: unknown key(s) {extra}")
+        code, text = require(item, "code", str, w), require(item, "text", str, w)
+        if not code.strip() or not text.strip():
+            raise ContractError(f"{w}: code and text must not be empty")
+        outcomes = item.get("outcomes", list(REVIEW_OUTCOMES))
+        if not isinstance(outcomes, list) or not outcomes or any(o not in REVIEW_OUTCOMES for o in outcomes):
+            raise ContractError(f"{w}.outcomes: a non-empty list of {', '.join(REVIEW_OUTCOMES)}, got {outcomes!r}")
+        out.append(Justification(code, text, tuple(dict.fromkeys(outcomes))))
+    if len({j.code for j in out}) != len(out):
+        raise ContractError(f"{where}.justification_codes: duplicate codes")
+    return Review(tuple(out))

@@ -18,6 +18,7 @@ from flask import Flask
 
 from model_store.store import ModelStore
 from service import api, auth
+from service.api import limits
 from service.api.schemas import request_schemas
 from service.config import ConfigError, Settings
 from service.decisions import DecisionService, new_decision_id, utc_now
@@ -28,7 +29,7 @@ from service.models import ModelCache
 from service.records import DecisionStore, open_decision_store
 from service.runtime import ServedModel
 from service.serving import Lifecycle, Target
-from service.shadow import ShadowRunner
+from service.shadow import CpuBudget, ShadowRunner
 from service.state import EXTENSION_KEY, ServiceState
 
 log = logging.getLogger(__name__)
@@ -62,6 +63,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         settings.max_batch_items,
     )
     state.api = api.init_app(app, requests, served)
+    limits.init_app(app, settings)
     if service.ready and served is not None:
         log.info("ready: serving %s %s", served.info.name, served.info.version)
     else:
@@ -131,7 +133,12 @@ def _serve_the_deployments_state(
     lifecycle = Lifecycle(store=store, models=models, pinned=pinned, clock=utc_now, new_id=new_decision_id)
     service.lifecycle = lifecycle
     service.shadow_runner = ShadowRunner(
-        store, clock=utc_now, new_id=new_decision_id, counters=metrics, queue_size=settings.shadow_queue_size
+        store,
+        clock=utc_now,
+        new_id=new_decision_id,
+        counters=metrics,
+        queue_size=settings.shadow_queue_size,
+        budget=CpuBudget(share=settings.shadow_max_share),
     )
 
     def put(serving: Serving) -> None:
@@ -159,7 +166,7 @@ def _serve_the_deployments_state(
 
 def _open_store(settings: Settings, problems: list[str]) -> DecisionStore | None:
     try:
-        return open_decision_store(settings.database_url)
+        return open_decision_store(settings.database_url, wait_seconds=settings.database_timeout)
     except (RecordsError, OSError, ValueError) as exc:
         problems.append(f"decision store unavailable: {type(exc).__name__}")
         log.error("decision store unavailable", exc_info=exc)

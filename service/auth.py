@@ -7,6 +7,8 @@ cannot score or read records unless it also holds ``scorer`` or ``auditor``)::
     auditor  GET /v1/decisions (search), GET /v1/decisions/export, GET /v1/decisions/{id},
              POST /v1/decisions/{id}/replay, GET /v1/reports, GET /v1/decisions/{id}/notice
     admin    GET /v1/models, POST /v1/outcomes (the only write besides decisions: auditors stay read-only)
+    reviewer GET /v1/reviews/queue, GET /v1/reviews/codes, GET and POST /v1/decisions/{id}/review (human review
+             of referred decisions: the final decision with a justification, recorded as an audit event)
     public   /healthz, /readyz, /metrics, /openapi.json, /docs, /v1/schema, the console's static page
 
 Key file (``API_KEYS_FILE``, default ``var/api_keys``): one key per line as ``role:sha256hex[:label]``,
@@ -38,7 +40,7 @@ from flask import Flask, current_app, g, request
 
 from service.errors import Forbidden, Unauthenticated
 
-ROLES = ("scorer", "auditor", "admin")
+ROLES = ("scorer", "auditor", "admin", "reviewer")
 KEY_PREFIX = "cdk_"
 KEY_ID_LENGTH = 12
 DEFAULT_KEY_FILE = Path("var") / "api_keys"

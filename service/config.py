@@ -8,6 +8,13 @@ Access control (see :mod:`service.auth`): ``API_KEYS_FILE`` names the key file o
 (env ``CREDIT_DECISION_API_KEYS='scorer:KEY,auditor:KEY'``) gives plain keys for development only and is
 hashed here, at once. ``ENV=production`` refuses plain keys and refuses to start without any key.
 
+Limits: ``RATE_LIMIT`` (``scorer:100/second;auditor:20/second,1000/hour``; default off) limits the requests of
+each API key, per role (a role not named is not limited); ``RATE_LIMIT_STORAGE`` is where the counts live
+(``memory://``, the default, counts per worker process; ``redis://host:6379/0`` shares them between every worker
+and replica); ``RATE_LIMIT_KEY_PREFIX`` keeps deployments sharing one Redis apart. ``DATABASE_TIMEOUT`` (seconds,
+default 10) bounds every lock wait and (PostgreSQL) statement of a request, below gunicorn's worker timeout, so
+a stuck database answers 503 rather than a killed worker.
+
 Retention: ``RETENTION_DAYS`` (default 760 days, about 25 months: Reg B keeps credit decisions for 25
 months) is how long decision records are kept; ``credit-decision audit purge`` uses it as its default.
 """
@@ -20,9 +27,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+from limits import parse_many
+
 from model_store.errors import ContractError
 from model_store.store import ModelStore, default_store_root
-from service.auth import DEFAULT_KEY_FILE, ApiKey, KeyConfigError, parse_key_list
+from service.auth import DEFAULT_KEY_FILE, ROLES, ApiKey, KeyConfigError, parse_key_list
 from service.records import DEFAULT_DATABASE_URL
 
 ENV_PREFIX = "CREDIT_DECISION_"
@@ -45,9 +54,15 @@ KEYS = frozenset(
         "RETENTION_DAYS",
         "SERVING_POLL_SECONDS",
         "SHADOW_QUEUE_SIZE",
+        "SHADOW_MAX_SHARE",
         "BACKGROUND",
+        "RATE_LIMIT",
+        "RATE_LIMIT_STORAGE",
+        "RATE_LIMIT_KEY_PREFIX",
+        "DATABASE_TIMEOUT",
     }
 )
+DEFAULT_DATABASE_TIMEOUT = 10.0  # seconds; below gunicorn's worker timeout (30 s)
 Environment = Literal["development", "production"]
 
 
@@ -75,7 +90,12 @@ class Settings:
     retention_days: int = DEFAULT_RETENTION_DAYS
     serving_poll_seconds: float = 1.0  # how often each worker reads the serving state
     shadow_queue_size: int = 1024  # live requests waiting for their shadow decisions, per worker
+    shadow_max_share: float = 0.08  # while a worker is busy, the most of its CPU its shadow thread may take
     background: bool = True  # poll the serving state in a thread (tests refresh by hand)
+    rate_limits: tuple[tuple[str, str], ...] = ()  # (role, limits) pairs; none: no rate limiting
+    rate_limit_storage: str = "memory://"
+    rate_limit_key_prefix: str = "credit-decision"
+    database_timeout: float = DEFAULT_DATABASE_TIMEOUT
 
     @classmethod
     def load(cls, overrides: Mapping[str, Any] | None = None, environ: Mapping[str, str] | None = None) -> Settings:
@@ -135,7 +155,13 @@ class Settings:
             retention_days=_int("RETENTION_DAYS", raw("RETENTION_DAYS"), DEFAULT_RETENTION_DAYS, 1, 36500),
             serving_poll_seconds=_float("SERVING_POLL_SECONDS", raw("SERVING_POLL_SECONDS"), 1.0, 0.05, 60.0),
             shadow_queue_size=_int("SHADOW_QUEUE_SIZE", raw("SHADOW_QUEUE_SIZE"), 1024, 1, 1_000_000),
+            shadow_max_share=_float("SHADOW_MAX_SHARE", raw("SHADOW_MAX_SHARE"), 0.08, 0.01, 1.0),
             background=True if raw("BACKGROUND") is None else _bool("BACKGROUND", raw("BACKGROUND")),
+            rate_limits=parse_rate_limits(_optional_str("RATE_LIMIT", raw("RATE_LIMIT")) or ""),
+            rate_limit_storage=_optional_str("RATE_LIMIT_STORAGE", raw("RATE_LIMIT_STORAGE")) or "memory://",
+            rate_limit_key_prefix=_optional_str("RATE_LIMIT_KEY_PREFIX", raw("RATE_LIMIT_KEY_PREFIX"))
+            or "credit-decision",
+            database_timeout=_float("DATABASE_TIMEOUT", raw("DATABASE_TIMEOUT"), DEFAULT_DATABASE_TIMEOUT, 0.1, 600.0),
         )
         if settings.max_batch_content_length < settings.max_content_length:
             raise ConfigError("MAX_BATCH_CONTENT_LENGTH must be at least MAX_CONTENT_LENGTH")
@@ -149,6 +175,29 @@ class Settings:
             return store.resolve(self.model_name, self.model_version)
         except ContractError as exc:
             raise ConfigError(str(exc)) from None
+
+
+def parse_rate_limits(text: str) -> tuple[tuple[str, str], ...]:
+    """``role:LIMITS;role:LIMITS`` (LIMITS in the limits library's notation, several joined by commas, e.g.
+    ``100/second,2000/minute``) -> (role, LIMITS) pairs; ConfigError naming the entry that is wrong."""
+    pairs: dict[str, str] = {}
+    for entry in (part.strip() for part in text.split(";")):
+        if not entry:
+            continue
+        role, sep, limit = (item.strip() for item in entry.partition(":"))
+        if not sep or role not in ROLES:
+            raise ConfigError(f"RATE_LIMIT entry {entry!r} must be ROLE:LIMITS with ROLE one of {list(ROLES)}")
+        if role in pairs:
+            raise ConfigError(f"RATE_LIMIT names the role {role!r} twice")
+        try:
+            if not parse_many(limit):
+                raise ValueError(limit)
+        except ValueError:
+            raise ConfigError(
+                f"RATE_LIMIT entry {entry!r}: {limit!r} is not a rate limit like '100/second' or '10 per minute'"
+            ) from None
+        pairs[role] = limit
+    return tuple(pairs.items())
 
 
 def default_database_url() -> str:

@@ -26,9 +26,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from model_store.catalog import DEFAULT_LANGUAGE, ReasonCatalog
 from model_store.vocabulary import DECISION_ID
 from service.core.engine import DecisionBatch
-from service.core.notice import AdverseActionNotice, build_notice
+from service.core.languages import in_language
+from service.core.notice import NOTICE_LANGUAGES, AdverseActionNotice, build_notice
 from service.core.recorded import ApplicationRequest, RecordedDecision
 from service.errors import (
     CreditDecisionError,
@@ -272,20 +274,43 @@ class DecisionService:
         """Replay one stored record (the audit command replays many)."""
         return replay_record(stored.record, self.require_models())
 
-    def notice(self, decision_id: str) -> AdverseActionNotice:
-        """The adverse-action notice of a declined decision (NoticeNotRequired otherwise).
-
-        The inquiry factor follows the reason catalog of the model version that made the decision; if that
-        version cannot be loaded, the notice says it cannot tell whether inquiries affected the score.
-        """
-        recorded = self.recorded(decision_id)
+    def catalog_of(self, recorded: RecordedDecision) -> ReasonCatalog | None:
+        """The reason catalog a recorded decision was made with (the served one when it is that version), or None
+        when that version cannot be loaded or no longer holds the recorded catalog version."""
+        wanted = recorded.payload.model.catalog_version
+        served = self.served
+        if (
+            served is not None
+            and (served.info.name, served.info.version) == (recorded.model_name, recorded.model_version)
+            and served.catalog.version == wanted
+        ):
+            return served.catalog
         try:
             model = self.require_models().deciding(
                 recorded.model_name, recorded.model_version, recorded.payload.model.policy_version
             )
         except (NotReady, ModelUnavailable):
+            return None
+        return model.catalog if model.catalog.version == wanted else None
+
+    def notice(
+        self, decision_id: str, choose_language: Callable[[Sequence[str]], str] | None = None
+    ) -> AdverseActionNotice:
+        """The adverse-action notice of a declined decision (NoticeNotRequired otherwise).
+
+        The inquiry factor follows the reason catalog of the model version that made the decision; if that
+        version cannot be loaded, the notice says it cannot tell whether inquiries affected the score.
+        ``choose_language`` picks the notice's language among those offered (the catalog's languages that a
+        notice has wording in, its default first); without it, or without the catalog, the catalog's default.
+        """
+        recorded = self.recorded(decision_id)
+        catalog = self.catalog_of(recorded)
+        if catalog is None:
             return build_notice(recorded, None, catalog_known=False)
-        return build_notice(recorded, model.catalog.inquiries_field)
+        offered = [lang for lang in catalog.languages if lang in NOTICE_LANGUAGES] or [DEFAULT_LANGUAGE]
+        language = offered[0] if choose_language is None else choose_language(offered)
+        shown = in_language(recorded, catalog.customer_texts(language))
+        return build_notice(shown, catalog.inquiries_field, language=language)
 
     # ---- lifecycle -----------------------------------------------------------------------------------
     def require_lifecycle(self) -> Lifecycle:

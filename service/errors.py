@@ -25,10 +25,13 @@ Hierarchy::
     │   ├── IdempotencyConflict       the idempotency key was used with another request body
     │   ├── OutcomeConflict           an observation is already recorded with the other outcome
     │   └── NoticeNotRequired         the decision is not a decline, so it has no adverse-action notice
+    ├── RateLimited                   the API key sent more requests than its role's rate limit allows
     ├── NotReady                      no model is served (not loaded, failed its self-check) or no store
     ├── ModelUnavailable              a model version cannot be loaded: missing, changed, or fails its self-check
     └── RecordsError                  the decision store failed
         ├── StoreUnavailable          could not commit or read durably; the request must fail
+        │   ├── StoreFull             the database or its disk is full; nothing of the request was written
+        │   └── StoreBusy             a lock or statement wait ran out (bounded, so a request answers, never hangs)
         ├── DuplicateDecisionId       another record holds this decision id (a bug, never the client's)
         ├── DuplicateEntryId          another audit event / shadow decision holds this id with other content (a bug)
         └── UnknownShadowedDecisions  shadow decisions for decisions the store does not hold; none was stored (a bug)
@@ -141,9 +144,25 @@ class ServingConflict(Conflict):
     """The serving state does not allow this change (already the champion, nothing to roll back to, pinned)."""
 
 
+class ReviewConflict(Conflict):
+    """The decision has already been reviewed (a decision is reviewed once)."""
+
+
+class NoReviewCatalog(Conflict):
+    """The served policy defines no review justification codes: reviews cannot be taken."""
+
+
 class NotServable(ValidationFailed):
     """A model version or policy named in an admin action cannot be served: absent, failing verification or its
     self-check, or accepting other applicant fields than the champion; ``errors`` names the field."""
+
+
+class RateLimited(CreditDecisionError):
+    """The API key sent more requests than its role's rate limit allows; ``retry_after`` says when to retry."""
+
+    def __init__(self, detail: str, retry_after: int) -> None:
+        super().__init__(detail)
+        self.retry_after = max(1, retry_after)
 
 
 class NotReady(CreditDecisionError):
@@ -164,6 +183,18 @@ class StoreUnavailable(RecordsError):
     """The store could not durably commit or read; the request must fail, never drop the record."""
 
     retry_after = 5
+
+
+class StoreFull(StoreUnavailable):
+    """The database (or the disk under it) is full: the transaction rolled back, nothing of it was written."""
+
+    retry_after = 60
+
+
+class StoreBusy(StoreUnavailable):
+    """Waiting for a lock or a statement took longer than the store allows (so the request answers, never hangs)."""
+
+    retry_after = 2
 
 
 class DuplicateDecisionId(RecordsError):

@@ -20,8 +20,13 @@ bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
 worker_class = "sync"
 preload_app = False
-timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))  # a stuck worker is killed and replaced
-graceful_timeout = 30  # in-flight decisions finish (and are recorded) on SIGTERM
+# A worker silent for `timeout` seconds is killed and replaced. Every database wait of a request is bounded below
+# it (CREDIT_DECISION_DATABASE_TIMEOUT, 10 s: the request answers 503 store-busy), so only a real hang gets here.
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+# On SIGTERM the listeners close at once and each worker finishes the request it holds (answered and recorded)
+# before it exits; this is how long that may take. Longer than any request (bounded as above), and shorter than
+# the usual 30 s an orchestrator waits before SIGKILL (Kubernetes' terminationGracePeriodSeconds).
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "25"))
 keepalive = 5
 max_requests = 0
 # gunicorn's runtime control socket is one per user (~/.gunicorn/gunicorn.ctl): several instances on one

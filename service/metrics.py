@@ -18,7 +18,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 
 
 class Metrics:
-    """Request counts and latencies by route, decisions by outcome and band."""
+    """Request counts and latencies by route, decisions by outcome and band, reason codes given."""
 
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
@@ -41,6 +41,14 @@ class Metrics:
             ["decision", "risk_band"],
             registry=self.registry,
         )
+        # bounded labels: codes come from the reason catalogs, decisions are three
+        self.reasons = Counter(
+            "credit_decision_reasons",
+            "Reason codes given, by code and decision (each code once per decision; an alert on a code's share of "
+            "declines and referrals: rate of the code's refer+decline series over the decisions' refer+decline)",
+            ["code", "decision"],
+            registry=self.registry,
+        )
 
         self.shadow_decisions = Counter(
             "credit_decision_shadow_decisions",
@@ -50,7 +58,7 @@ class Metrics:
         )
         self.shadow_skipped = Counter(
             "credit_decision_shadow_skipped",
-            "Live requests not shadowed, by kind and reason (queue_full: the shadow fell behind; error)",
+            "Live requests not shadowed, by kind and reason (queue_full: the shadow fell behind; busy: the worker was busy and the shadow had used its CPU share; error)",
             ["kind", "reason"],
             registry=self.registry,
         )
@@ -85,7 +93,10 @@ class Metrics:
 
     def decided(self, recorded: RecordedDecision) -> None:
         """Count a new decision (the decision service's hook)."""
-        self.decisions.labels(recorded.decision.decision, recorded.decision.risk_band).inc()
+        decision = recorded.decision
+        self.decisions.labels(decision.decision, decision.risk_band).inc()
+        for code in dict.fromkeys(r.code for r in decision.reasons):
+            self.reasons.labels(code, decision.decision).inc()
 
     def exposition(self) -> bytes:
         """The text exposition of every worker's metrics (or this process's when not under gunicorn)."""

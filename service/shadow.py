@@ -8,6 +8,13 @@ commit for the batch), linked to the champion's decision id and chained like eve
 latency never wait for a shadow: when the queue is full the request is not shadowed and the skip is counted
 (``credit_decision_shadow_skipped_total``); a shadow that fails is counted and logged, never raised.
 
+The shadow thread shares the worker's CPU (and the interpreter) with the requests, so a queue alone does not keep it
+from slowing the champion when the machine is saturated: the thread never falls behind, it takes the requests' time
+instead. A :class:`CpuBudget` therefore caps it: while the worker is busy (its CPU time over the last second at or
+above ``busy``, a fraction of one core), the shadow thread may use at most ``share`` of the worker's CPU time; a
+gathering beyond that is not shadowed and is counted as skipped for ``busy``. Below that load every request is
+shadowed. The comparison report covers the decisions that have a twin (its coverage says how many).
+
 The queue is drained when the process exits (``atexit``, at most ``drain_seconds``), so a worker that is
 stopped gracefully records the shadows of every decision it made.
 """
@@ -17,6 +24,7 @@ from __future__ import annotations
 import atexit
 import logging
 import queue
+import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -43,6 +51,67 @@ DEFAULT_LINGER_SECONDS = 0.05
 #: Requests decided per step; the thread yields the interpreter between steps so that a gathering never holds up
 #: the worker's requests for long (the GIL is shared with the thread answering them).
 STEP = 16
+#: The interpreter's switch interval while a shadow thread runs (Python's default is 5 ms): a request that arrives while
+#: the shadow thread holds the GIL waits at most this long for it.
+SWITCH_INTERVAL = 0.0005
+#: While the worker is busy, the most of its CPU time the shadow thread may take (the rest is the champion's).
+DEFAULT_MAX_SHARE = 0.08
+#: The worker counts as busy when its CPU time over the last window is at least this fraction of one core.
+DEFAULT_BUSY = 0.5
+
+
+class CpuBudget:
+    """How much of the worker's CPU the shadow thread may take: all it needs while the worker is not busy, at most
+    ``share`` of the worker's CPU time while it is (CPU time over the last ``window`` seconds >= ``busy`` x wall time).
+
+    :meth:`allows` is asked before each gathering, :meth:`spent` told the shadow thread's CPU time after it. The
+    decision uses the current window once it is a quarter old, before that the previous one. Clocks are injected
+    (tests); by default the process's and the calling thread's CPU clocks and the monotonic clock.
+    """
+
+    def __init__(
+        self,
+        share: float = DEFAULT_MAX_SHARE,
+        busy: float = DEFAULT_BUSY,
+        *,
+        window: float = 1.0,
+        process_time: Callable[[], float] = time.process_time,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        if not 0 < share <= 1:
+            raise ValueError(f"share must be in (0, 1], got {share!r}")
+        self.share = share
+        self.busy = busy
+        self.window = window
+        self._process_time = process_time
+        self._clock = clock
+        self._start = (clock(), process_time())
+        self._spent = 0.0
+        self._last: tuple[float, float] | None = None  # (busy, shadow share) of the previous window
+
+    def _roll(self) -> tuple[float, float] | None:
+        now, cpu = self._clock(), self._process_time()
+        wall, used = now - self._start[0], cpu - self._start[1]
+        current = (used / wall, self._spent / used if used > 0 else 0.0) if wall > 0 else None
+        if wall >= self.window:
+            self._last = current
+            self._start, self._spent = (now, cpu), 0.0
+            return self._last
+        return current if wall >= self.window / 4 else self._last
+
+    def allows(self) -> bool:
+        """Whether the shadow thread may decide the next gathering."""
+        if self.share >= 1:
+            return True
+        seen = self._roll()
+        if seen is None:
+            return True
+        busy, shadow_share = seen
+        return busy < self.busy or shadow_share < self.share
+
+    def spent(self, cpu_seconds: float) -> None:
+        """The shadow thread used ``cpu_seconds`` of CPU time."""
+        self._spent += max(0.0, cpu_seconds)
 
 
 @dataclass(frozen=True)
@@ -67,7 +136,7 @@ class ShadowCounters(Protocol):
         """``n`` shadow decisions of ``kind`` were recorded."""
 
     def skipped(self, kind: str, reason: str, n: int) -> None:
-        """``n`` requests were not shadowed by ``kind`` (``reason``: queue_full, error)."""
+        """``n`` requests were not shadowed by ``kind`` (``reason``: queue_full, busy, error)."""
 
     def queue_depth(self, depth: int) -> None:
         """Requests waiting now."""
@@ -98,6 +167,7 @@ class ShadowRunner:
         batch: int = DEFAULT_BATCH,
         linger: float = DEFAULT_LINGER_SECONDS,
         drain_seconds: float = 10.0,
+        budget: CpuBudget | None = None,
     ) -> None:
         self.store = store
         self._clock = clock
@@ -111,6 +181,7 @@ class ShadowRunner:
         self._thread: threading.Thread | None = None
         self._stopping = False
         self._drain_seconds = drain_seconds
+        self.budget = budget or CpuBudget(share=1.0)
 
     # ---- the request side -----------------------------------------------------------------------------
     def submit(self, decided: Sequence[tuple[RecordedDecision, str]], shadows: Sequence[Shadow]) -> None:
@@ -159,6 +230,7 @@ class ShadowRunner:
             if self._thread is not None and self._thread.is_alive():
                 return
             self._stopping = False
+            sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
             self._thread = threading.Thread(target=self._run, name="credit-decision-shadow", daemon=True)
             self._thread.start()
             atexit.register(self.stop)
@@ -178,13 +250,26 @@ class ShadowRunner:
                 except queue.Empty:
                     break
             try:
-                self._shadow(items)
+                if self.budget.allows():
+                    started = time.thread_time()
+                    self._shadow(items)
+                    self.budget.spent(time.thread_time() - started)
+                else:
+                    self._skip(items, "busy")
             finally:
                 with self._lock:
                     for _ in items:
                         self._queue.task_done()
                     self._lock.notify_all()
                 self.counters.queue_depth(self._queue.qsize())
+
+    def _skip(self, items: Sequence[_Item], reason: str) -> None:
+        counts: dict[str, int] = {}
+        for item in items:
+            for shadow in item.shadows:
+                counts[shadow.kind] = counts.get(shadow.kind, 0) + 1
+        for kind, n in counts.items():
+            self.counters.skipped(kind, reason, n)
 
     def _shadow(self, items: Sequence[_Item]) -> None:
         """Decide ``items`` with their shadows (grouped by shadow, one batch each) and record them together."""

@@ -128,7 +128,7 @@ def trained_models(tmp_path_factory: _training_pytest.TempPathFactory) -> Any:
 # `api_app` tests once per backend. Access control: every app gets fresh random keys, one per role plus one holding
 # every role; `api_app.test_client()` and `api_client` send the all-roles key, `*_headers` a single role's key
 # (headers given to a request override the client's default), `anonymous_client` sends none.
-API_ROLES = ("scorer", "auditor", "admin")
+API_ROLES = ("scorer", "auditor", "admin", "reviewer")
 
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:

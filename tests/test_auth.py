@@ -118,6 +118,8 @@ def test_every_v1_route_is_guarded_or_listed_public(api_app: Any) -> None:
     assert guarded["decisions.get_decision"] == ("auditor",)
     assert guarded["audit.replay_decision"] == ("auditor",)
     assert guarded["admin.list_models"] == ("admin",)
+    assert guarded["reviews.review"] == ("reviewer",)
+    assert guarded["admin.me"] == ("admin", "auditor", "reviewer", "scorer")
 
 
 def test_openapi_documents_security_and_roles(anonymous_client: Any) -> None:

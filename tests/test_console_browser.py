@@ -74,15 +74,21 @@ def test_console_search_decision_waterfall_replay_notice_report(
     # what carries the `hidden` attribute is not shown, whatever display the style sheet gives it
     for hidden in ("#nav", "#session", "#view-decisions", "#load-more", "#notice-panel"):
         assert page.locator(hidden).is_hidden(), f"{hidden} is shown although hidden"
-    page.get_by_label("Auditor API key").fill(api_keys["scorer"])
+    page.get_by_label("API key").fill(api_keys["scorer"])
     page.get_by_role("button", name="Sign in").click()
-    page.wait_for_selector("#signin-error:has-text('auditor role')")
-    page.get_by_label("Auditor API key").fill(api_keys["auditor"])
+    page.wait_for_selector("#signin-error:has-text('neither the auditor nor the reviewer role')")
+    page.get_by_label("API key").fill(api_keys["auditor"])
     page.keyboard.press("Enter")
     page.wait_for_selector("#results-body tr")
     problems.clear()  # the refused key's 403 was logged as a failed resource load
     assert page.locator("#results-body tr").count() == 25
-    assert page.evaluate("sessionStorage.length") == 1
+    # this tab keeps the key and the roles it holds (an auditor key: not a reviewer's), nothing else
+    assert page.evaluate("Object.keys(sessionStorage).sort()") == [
+        "credit-decision.auditor-key",
+        "credit-decision.roles",
+    ]
+    assert page.evaluate("sessionStorage.getItem('credit-decision.roles')").split() == ["auditor"]
+    assert page.locator("#nav-reviews").is_hidden()
     assert page.locator("#results-empty").is_hidden() and page.locator("#view-signin").is_hidden()
     page.screenshot(path=str(ARTIFACTS / "search.png"))
 

@@ -147,7 +147,7 @@ def test_console_shadow_panel_comparison_and_admin_actions(
     page.goto(f"{console_server}/console/")
     for hidden in ("#view-compare", "#view-events", "#nav-compare", "#nav-events", "#events-more", "#compare-panel"):
         assert page.locator(hidden).is_hidden(), f"{hidden} is shown although hidden"
-    page.get_by_label("Auditor API key").fill(api_keys["auditor"])
+    page.get_by_label("API key").fill(api_keys["auditor"])
     page.keyboard.press("Enter")
     page.wait_for_selector("#results-body tr")
 

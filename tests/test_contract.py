@@ -156,11 +156,11 @@ def test_catalog_covers_every_group_and_never_names_prohibited_attributes(spec: 
     # customer wording too, in words: the basis terms and the attribute's name spelled out, any case
     for words in ("Your Marital Status", "Because of your sex.", "Foreign worker status"):
         raw = _raw("reason_codes.yaml")
-        raw["model_reasons"][0]["customer_text"] = words
+        raw["model_reasons"][0]["customer_text"]["en"] = words
         with pytest.raises(ContractError, match="prohibited-basis"):
             ReasonCatalog.from_dict(raw, spec, policy)
     raw = _raw("reason_codes.yaml")
-    raw["model_reasons"][0]["customer_text"] = "Essex branch policy"  # a word, not a substring
+    raw["model_reasons"][0]["customer_text"]["en"] = "Essex branch policy"  # a word, not a substring
     ReasonCatalog.from_dict(raw, spec, policy)
     raw = _raw("reason_codes.yaml")
     raw["rule_reasons"] = raw["rule_reasons"][:1]

@@ -344,6 +344,8 @@ def test_the_comparison_report_counts_what_the_shadow_records_hold(
     (champion, champion_v), (challenger, challenger_v) = _names(trained_models)
     app = api_make_app(backend=backend)
     client = app.test_client()
+    before = _applications(example_application, 65)[60:]  # decided before the shadow starts: not shadowed
+    assert all(client.post("/v1/decisions", json=b).status_code == 201 for b in before)
     assert client.put("/v1/models/challenger", json={"name": challenger, "version": challenger_v}).status_code == 200
     made = [client.post("/v1/decisions", json=b).get_json() for b in _applications(example_application, 60)]
     _flush(app)
@@ -365,6 +367,8 @@ def test_the_comparison_report_counts_what_the_shadow_records_hold(
     assert report.status_code == 200, report.get_json()
     data = report.get_json()
     assert data["kind"] == "challenger" and data["counts"]["pairs"] == 60
+    assert data["counts"]["decisions"] == 65 and data["counts"]["coverage"] == pytest.approx(60 / 65)
+    assert any("60 of the period's 65 decisions were shadowed" in note for note in data["notes"])
     assert [(v["model_name"], v["model_version"]) for v in data["counts"]["champion_versions"]] == [
         (champion, champion_v)
     ]
@@ -435,6 +439,64 @@ def test_a_shadow_that_falls_behind_skips_and_counts_never_blocks(
     assert metrics.shadow_decisions.labels("challenger")._value.get() == 4
     twins = state.store.shadows_for([m["decision_id"] for m in made])
     assert sorted(len(twins.get(m["decision_id"], [])) for m in made) == [0] * 7 + [1] * 4
+    assert state.store.verify_chain().ok
+
+
+def test_the_cpu_budget_caps_the_shadow_only_while_the_worker_is_busy() -> None:
+    from service.shadow import CpuBudget
+
+    now, cpu = [0.0], [0.0]
+    budget = CpuBudget(share=0.1, busy=0.5, window=1.0, process_time=lambda: cpu[0], clock=lambda: now[0])
+    assert budget.allows()  # nothing seen yet
+    now[0], cpu[0] = 0.5, 0.15  # a quiet worker (30 % of a core) whose shadow took half of it: still allowed
+    budget.spent(0.075)
+    assert budget.allows()
+    now[0], cpu[0] = 1.0, 0.6  # the window closes busy (60 %) with the shadow at 12.5 % of it: refused
+    assert not budget.allows()
+    assert not budget.allows()  # a new window, too young: the last one decides
+    now[0], cpu[0] = 1.3, 0.87  # busy (90 %), the shadow at 3.7 %: allowed again
+    budget.spent(0.01)
+    assert budget.allows()
+    assert CpuBudget(share=1.0, process_time=lambda: 0.0, clock=lambda: 0.0).allows()
+    with pytest.raises(ValueError, match="share"):
+        CpuBudget(share=0.0)
+
+
+def test_a_busy_worker_skips_shadows_beyond_its_cpu_share_and_counts_them(
+    api_make_app: Any, trained_models: Any, example_application: dict[str, Any]
+) -> None:
+    from service.decisions import new_decision_id, utc_now
+    from service.metrics import Metrics
+    from service.shadow import CpuBudget, Shadow, ShadowRunner
+
+    _, (challenger, challenger_v) = _names(trained_models)
+    app = api_make_app()
+    client = app.test_client()
+    made = [client.post("/v1/decisions", json=b).get_json() for b in _applications(example_application, 8)]
+    state = get_state(app)
+    decided = [(r, r.request.request_hash) for r in (state.service.recorded(m["decision_id"]) for m in made)]
+    now, cpu = [0.0], [0.0]
+    budget = CpuBudget(share=0.1, busy=0.5, window=1.0, process_time=lambda: cpu[0], clock=lambda: now[0])
+    now[0], cpu[0] = 1.0, 1.0  # a saturated worker whose shadow took all of it
+    budget.spent(1.0)
+    metrics = Metrics()
+    runner = ShadowRunner(
+        state.store, clock=utc_now, new_id=new_decision_id, counters=metrics, linger=0.0, budget=budget
+    )
+    shadow = Shadow("challenger", state.models.get(challenger, challenger_v))
+    runner.submit(decided[:5], [shadow])
+    assert runner.flush(20.0)
+    assert metrics.shadow_skipped.labels("challenger", "busy")._value.get() == 5
+    assert state.store.shadows_for([m["decision_id"] for m in made]) == {}
+    now[0], cpu[0] = 3.0, 1.2  # the load has gone (10 % of a core over the last window): everything is shadowed
+    assert budget.allows()
+    runner.submit(decided[5:], [shadow])
+    assert runner.flush(20.0)
+    runner.stop()
+    assert metrics.shadow_decisions.labels("challenger")._value.get() == 3
+    assert sorted(state.store.shadows_for([m["decision_id"] for m in made])) == sorted(
+        m["decision_id"] for m in made[5:]
+    )
     assert state.store.verify_chain().ok
 
 

@@ -32,7 +32,10 @@ NEW_RULE = {
 }
 NEW_REASON = {
     "code": "R09",
-    "customer_text": "The loan term requested is longer than this product allows",
+    "customer_text": {
+        "en": "The loan term requested is longer than this product allows",
+        "zh-Hans": "申请的贷款期限超过本产品允许的期限",
+    },
     "auditor_text": "Policy rule R09 fired (duration_months > 30)",
 }
 
@@ -136,7 +139,7 @@ def test_a_new_rule_and_reason_count_show_identically_on_all_five_surfaces(
     # 5. the notice: the reasons as recorded, in their order
     notice = client.get(f"/v1/decisions/{single['decision_id']}/notice", headers=auditor).get_json()
     assert [r["code"] for r in notice["principal_reasons"]] == codes
-    assert notice["principal_reasons"][0]["text"] == NEW_REASON["customer_text"]
+    assert notice["principal_reasons"][0]["text"] == NEW_REASON["customer_text"]["en"]
     assert notice["policy_version"] == single["policy_version"] and single["policy_version"].endswith("-pilot")
     get_state(app).store.close()  # type: ignore[union-attr]
 

@@ -182,7 +182,7 @@ def test_a_changed_policy_in_a_copied_store_shows_differences(
     cli = _cli_replay(root, db)
     assert cli.exit_code == 1
     assert "replayed 3 decision(s): 0 identical, 3 differ" in cli.output
-    assert "policy_version: recorded 'german-credit-policy-1.0.0', replayed 'german-credit-policy-9.9.9'" in cli.output
+    assert "policy_version: recorded 'german-credit-policy-1.1.0', replayed 'german-credit-policy-9.9.9'" in cli.output
     assert "versions.manifest_sha256" in cli.output
     assert any(f"decision {m['decision_id']}" in cli.output for m in made)
     assert "risk_band: recorded" in cli.output  # the new cut-offs move every decision to the worst band

@@ -640,7 +640,13 @@ def test_json_and_csv_carry_every_number(report: PeriodReport) -> None:
     assert data["score_psi"]["value"] == pytest.approx(report.score_psi.value if report.score_psi else None)
     assert data["disparate_impact"][0]["groups"][0]["flag"] == "four_fifths"
     assert data["disparate_impact"][1]["groups"][0]["small_group"] is True  # foreign_worker "yes": 4 decisions
-    assert data["thresholds"] == {"stability_watch": 0.1, "stability_action": 0.25, "four_fifths": 0.8, "min_sample": 5}
+    assert data["thresholds"] == {
+        "stability_watch": 0.1,
+        "stability_action": 0.25,
+        "four_fifths": 0.8,
+        "min_sample": 5,
+        "reason_shift_p_value": 0.01,
+    }
     rows = list(csv.DictReader(io.StringIO(render_csv(report))))
     assert len(rows) == len(metric_rows(report)) and set(rows[0]) == {"section", "metric", "group", "value", "flag"}
     by_key = {(r["section"], r["metric"], r["group"]): r for r in rows}

@@ -77,6 +77,7 @@ def test_json_report_is_the_report_of_the_store(
         "stability_action": monitoring.stability_action,
         "four_fifths": monitoring.four_fifths,
         "min_sample": monitoring.min_sample,
+        "reason_shift_p_value": monitoring.reason_shift_p_value,
     }
     # ... and 60 decisions are fewer than its min_sample (100): numbers shown, nothing flagged for drift or fairness
     assert 60 < monitoring.min_sample

@@ -375,7 +375,7 @@ def test_a_lenders_model_version_drives_the_report_from_the_store(
         report = report_from_store(store, tmp_path / "models", PERIOD)
     finally:
         store.close()
-    expected = build_report(ROWS, PERIOD, (), context.baseline, settings=SETTINGS, notes=context.notes)
+    expected = build_report(ROWS, PERIOD, (), context.baseline, settings=SETTINGS, notes=context.notes, reviews=[])
     assert render_json(report) == render_json(expected)
     data = json.loads(render_json(report))
     assert [d["attribute"] for d in data["disparate_impact"]] == ["marital_status", "address_band"]

@@ -12,8 +12,11 @@ from typing import Any
 import numpy as np
 from sklearn.metrics import brier_score_loss, log_loss, roc_auc_score, roc_curve
 
+from model_store.catalog import ReasonCatalog
 from model_store.policy import Policy
+from model_store.ranking import ReasonRanking
 from model_store.spec import FeatureSpec
+from model_store.vocabulary import ACTIONS
 
 
 def discrimination(y: np.ndarray, probability: np.ndarray) -> dict[str, float]:
@@ -191,6 +194,43 @@ def training_baseline(
             **_numeric_distribution(scores, len(scores)),
             "band_shares": {b.band: bands.count(b.band) / len(bands) for b in policy.bands},
         },
+    }
+
+
+def reason_baseline(
+    spec: FeatureSpec,
+    policy: Policy,
+    catalog: ReasonCatalog,
+    applications: Sequence[Mapping[str, Any]],
+    margin: np.ndarray,
+    attributions: np.ndarray,
+) -> dict[str, Any]:
+    """How often each reason code is given to the hold-out set's declines and referrals (the period report's
+    reason-drift baseline).
+
+    Each hold-out application is decided as the service would (policy band and rules on its score, the one
+    reason ranking of :class:`model_store.ranking.ReasonRanking` on its exact attributions); ``counts[code]``
+    is the number of declines and referrals citing the code (once each), ``adverse_decisions`` their number:
+    the same definition as ``service.reports.core.cited_counts``.
+    """
+    ranking = ReasonRanking(spec, policy, catalog)
+    groups = ranking.group_sums(spec.field_sums(attributions))
+    scores = policy.scaling.scores(np.asarray(margin, dtype=np.float64))
+    counts = dict.fromkeys(sorted(set(ranking.codes)), 0)
+    adverse = 0
+    for application, score, row in zip(applications, scores.tolist(), groups.tolist(), strict=True):
+        fired = policy.fired_rule_indices(application)
+        if ACTIONS[policy.action_index(policy.band_index(score), fired)] == "approve":
+            continue
+        adverse += 1
+        for code in {ranking.codes[i] for i in ranking.reasons(application, row, fired)}:
+            counts[code] += 1
+    return {
+        "source": "hold-out",
+        "definition": "declines and referrals citing each code (once per decision), of all declines and referrals",
+        "decisions": len(applications),
+        "adverse_decisions": adverse,
+        "counts": counts,
     }
 
 

@@ -287,6 +287,11 @@ def train(
         hold_apps = [data.applications[i] for i in hold_idx]
         train_apps = [data.applications[i] for i in train_idx]
         evidence = {family: _evidence(spec, policy, train_apps, hold_apps, y_hold, fams[family]) for family in FAMILIES}
+        for family in FAMILIES:  # the reasons the hold-out set is given: the period report's reason-drift baseline
+            proof = fams[family].proof
+            evidence[family]["baseline"]["reasons"] = metrics.reason_baseline(
+                spec, policy, catalog, hold_apps, proof.margin.astype(np.float64), proof.attributions
+            )
         bar.update()
 
         step("model card")

@@ -16,6 +16,7 @@ from service.api import (
     outcomes,
     problems,
     reports,
+    reviews,
 )
 from service.api.framework import Api
 from service.api.schemas import RequestSchemas
@@ -42,6 +43,7 @@ def init_app(app: Flask, requests: RequestSchemas, model: ServedModel | None) ->
         outcomes.blueprint(),
         admin.blueprint(),
         lifecycle.blueprint(),
+        reviews.blueprint(),
         openapi.blueprint(),
         console.blueprint(),
     ):

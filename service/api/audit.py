@@ -20,6 +20,7 @@ from flask import Response, jsonify, request
 
 from service.api.decisions import DECISION_ID_PARAMETER, stored_json
 from service.api.framework import Blueprint, guarded, problems, responds
+from service.api.languages import CONTENT_LANGUAGE, CONTENT_LANGUAGE_HEADER, mark_language
 from service.api.schemas import (
     DecisionExportSchema,
     DecisionPageSchema,
@@ -27,6 +28,7 @@ from service.api.schemas import (
     ReplayReportSchema,
 )
 from service.core.canonical import iso_utc
+from service.core.recorded import PayloadError
 from service.records.export import export_chunks
 from service.state import get_state
 
@@ -109,7 +111,12 @@ def blueprint() -> Blueprint:
         return _no_store(response)
 
     @bp.route("/decisions/<decision_id>/replay", methods=["POST"], parameters=[DECISION_ID_PARAMETER])
-    @responds(200, ReplayReportSchema, description="The replay report")
+    @responds(
+        200,
+        ReplayReportSchema,
+        description="The replay report (texts compared as recorded: in the deciding catalog's default language)",
+        headers={CONTENT_LANGUAGE: CONTENT_LANGUAGE_HEADER[CONTENT_LANGUAGE]},
+    )
     @problems(404, 503)
     @guarded("auditor")
     def replay_decision(decision_id: str) -> Response:
@@ -117,8 +124,15 @@ def blueprint() -> Blueprint:
 
         Re-decides the stored request with the recorded model version (its own feature spec, policy and reason
         catalog) and lists every difference from what was recorded; numbers are compared within 1e-9. Writes
-        nothing.
+        nothing. Reason texts are compared as recorded, in the default language of the deciding reason catalog.
         """
-        return jsonify(get_state().service.replay(decision_id).to_dict())
+        service = get_state().service
+        report = service.replay(decision_id)
+        try:
+            catalog = service.catalog_of(service.recorded(decision_id))
+        except PayloadError:
+            catalog = None
+        language = None if catalog is None else catalog.default_language
+        return mark_language(jsonify(report.to_dict()), language, negotiated=False)
 
     return bp

@@ -21,6 +21,7 @@ from model_store.vocabulary import (
     IDEMPOTENCY_KEY_RULE,
 )
 from service.api.framework import Blueprint, documented, guarded, problems, responds
+from service.api.languages import ACCEPT_LANGUAGE_PARAMETER, CONTENT_LANGUAGE_HEADER, localized, mark_language
 from service.api.problems import problem_of
 from service.api.schemas import (
     BatchDecisionResponseSchema,
@@ -111,15 +112,16 @@ def blueprint(schemas: RequestSchemas) -> Blueprint:
     bp = Blueprint("decisions", __name__, url_prefix="/v1", description="Decide applications")
     example = {"application_id": "APP-2026-000123", "applicant": schemas.example_application}
 
-    @bp.route("/decisions", methods=["POST"], parameters=[IDEMPOTENCY_PARAMETER])
+    @bp.route("/decisions", methods=["POST"], parameters=[IDEMPOTENCY_PARAMETER, ACCEPT_LANGUAGE_PARAMETER])
     @responds(
         201,
         DecisionResponseSchema,
-        description="The decision, recorded",
+        description="The decision, recorded (reasons' customer texts in the negotiated language)",
         headers={
             "Location": {"schema": {"type": "string"}, "description": "URL of the stored record"},
             **TIMING_HEADERS,
             REPLAYED_HEADER: REPLAYED,
+            **CONTENT_LANGUAGE_HEADER,
         },
     )
     @problems(400, 409, 413, 415, 422, 503)
@@ -132,13 +134,15 @@ def blueprint(schemas: RequestSchemas) -> Blueprint:
         model and explains the score exactly. The decision is recorded durably before the response is sent.
         """
         principal, role = current_principal()
-        decided, timings = get_state().service.decide_one(
+        service = get_state().service
+        decided, timings = service.decide_one(
             _request_of(validated),
             decided_by=principal.record(role),
             idempotency_key=_idempotency_key(),
             started=_started(),
         )
-        response = jsonify(decision_json(decided.recorded))
+        shown, language = localized(decided.recorded, service.catalog_of(decided.recorded))
+        response = mark_language(jsonify(decision_json(shown)), language)
         response.status_code = 201
         response.headers["Location"] = url_for(".get_decision", decision_id=decided.recorded.decision_id)
         response.headers["Server-Timing"] = _server_timing(timings)
@@ -146,7 +150,7 @@ def blueprint(schemas: RequestSchemas) -> Blueprint:
             response.headers[REPLAYED_HEADER] = "true"
         return response
 
-    @bp.route("/decisions:batch", methods=["POST"], parameters=[IDEMPOTENCY_PARAMETER])
+    @bp.route("/decisions:batch", methods=["POST"], parameters=[IDEMPOTENCY_PARAMETER, ACCEPT_LANGUAGE_PARAMETER])
     @documented(
         requestBody={
             "required": True,
@@ -157,7 +161,7 @@ def blueprint(schemas: RequestSchemas) -> Blueprint:
         200,
         BatchDecisionResponseSchema,
         description="One result per item, in order; each item carries its own status and a decision or a problem",
-        headers={**TIMING_HEADERS, REPLAYED_HEADER: REPLAYED},
+        headers={**TIMING_HEADERS, REPLAYED_HEADER: REPLAYED, **CONTENT_LANGUAGE_HEADER},
     )
     @problems(400, 413, 415, 422, 503)
     @guarded("scorer")
@@ -185,14 +189,18 @@ def blueprint(schemas: RequestSchemas) -> Blueprint:
             positions.append(index)
         principal, role = current_principal()
         keys = None if key is None else [f"{key}#{index}" for index in positions]
-        decided, timings = get_state().service.decide(
+        service = get_state().service
+        decided, timings = service.decide(
             requests, decided_by=principal.record(role), idempotency_keys=keys, started=_started()
         )
         replays: list[bool] = []
+        languages: set[str] = set()
         for index, request_, result in zip(positions, requests, decided, strict=True):
             if isinstance(result, Decided):
                 replays.append(result.replayed)
-                body = decision_json(result.recorded)
+                shown, language = localized(result.recorded, service.catalog_of(result.recorded))
+                languages.update([language] if language else [])
+                body = decision_json(shown)
                 results[index] = {
                     "index": index,
                     "status": 201,
@@ -203,13 +211,21 @@ def blueprint(schemas: RequestSchemas) -> Blueprint:
                 results[index] = _item_problem(index, request_.to_json(), result)
         succeeded = sum(1 for r in results if r["status"] == 201)
         response = jsonify({"items": results, "succeeded": succeeded, "failed": len(results) - succeeded})
+        mark_language(response, ", ".join(sorted(languages)) or None)
         response.headers["Server-Timing"] = _server_timing(timings)
         if replays and len(replays) == len(items) and all(replays):
             response.headers[REPLAYED_HEADER] = "true"
         return response
 
-    @bp.route("/decisions/<decision_id>", methods=["GET"], parameters=[DECISION_ID_PARAMETER])
-    @responds(200, StoredDecisionSchema, description="The record")
+    @bp.route(
+        "/decisions/<decision_id>", methods=["GET"], parameters=[DECISION_ID_PARAMETER, ACCEPT_LANGUAGE_PARAMETER]
+    )
+    @responds(
+        200,
+        StoredDecisionSchema,
+        description="The record (as stored; its `response` view in the negotiated language)",
+        headers=CONTENT_LANGUAGE_HEADER,
+    )
     @problems(404, 503)
     @guarded("auditor")
     def get_decision(decision_id: str) -> Response:
@@ -218,7 +234,16 @@ def blueprint(schemas: RequestSchemas) -> Blueprint:
         The record as stored and hashed (request, decision, attributions, versions, who decided, chain hashes),
         with the request and the decision as answered derived from it.
         """
-        response = jsonify(stored_json(get_state().service.stored(decision_id)))
+        service = get_state().service
+        stored = service.stored(decision_id)
+        body = stored_json(stored)
+        language = None
+        if body["response"] is not None:
+            recorded = RecordedDecision.of(stored.record)
+            shown, language = localized(recorded, service.catalog_of(recorded))
+            if shown is not recorded:
+                body["response"] = decision_json(shown)
+        response = mark_language(jsonify(body), language)
         response.headers["Cache-Control"] = "no-store"
         return response
 

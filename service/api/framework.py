@@ -45,6 +45,7 @@ _PROBLEM_TEXT = {
     413: "Body too large",
     415: "Content type is not application/json (UTF-8)",
     422: "Invalid fields; `errors` names each one",
+    429: "The API key exceeded its role's rate limit (`RATE_LIMIT`); see Retry-After",
     500: "Internal error (the body never holds internal details)",
     503: "Not ready (model self-check failed or pending) or the decision store is unavailable; see Retry-After",
 }
@@ -206,13 +207,13 @@ def problems(*statuses: int, **descriptions: str) -> Callable[[F], F]:
     return decorate
 
 
-def guarded(role: str) -> Callable[[F], F]:
-    """The caller's API key must hold ``role``: enforced, and documented (security, 401, 403)."""
+def guarded(*roles: str) -> Callable[[F], F]:
+    """The caller's API key must hold one of ``roles``: enforced, and documented (security, 401, 403, 429)."""
 
     def decorate(view: F) -> F:
-        view = documented(security=SECURITY, **{"x-required-roles": [role]})(view)
-        view = problems(401, 403)(view)
-        return cast(F, require_role(role)(view))
+        view = documented(security=SECURITY, **{"x-required-roles": sorted(roles)})(view)
+        view = problems(401, 403, 429)(view)
+        return cast(F, require_role(*roles)(view))
 
     return decorate
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import time
 
 from flask import Flask, Response, g, jsonify, request
@@ -9,8 +10,10 @@ from prometheus_client import CONTENT_TYPE_LATEST
 
 from service.api.framework import Blueprint, problems, public, responds
 from service.api.schemas import HealthSchema, ReadySchema
-from service.errors import NotReady
+from service.errors import NotReady, StoreUnavailable
 from service.state import get_state
+
+log = logging.getLogger(__name__)
 
 
 def blueprint() -> Blueprint:
@@ -26,7 +29,7 @@ def blueprint() -> Blueprint:
 
     @bp.route("/readyz", methods=["GET"])
     @responds(200, ReadySchema, description="Ready: the served model passed its self-check, the store is open")
-    @problems(503, s503="Not ready; `detail` says why (for operators)")
+    @problems(503, s503="Not ready (or the decision store cannot be reached); `detail` says why (for operators)")
     @public
     def readyz() -> Response:
         """Readiness: 503 until the startup self-check passed, or while this worker cannot serve the champion
@@ -39,6 +42,13 @@ def blueprint() -> Blueprint:
             error = NotReady(service.not_ready_reason)
             error.retry_after = 5
             raise error
+        try:  # a store that went away since startup (database down, disk gone) makes the worker not ready
+            service.require_store().ping()
+        except StoreUnavailable as exc:
+            log.warning("not ready: %s", exc.detail)
+            error = NotReady(f"the decision store cannot be reached ({type(exc).__name__}); the logs say why")
+            error.retry_after = exc.retry_after
+            raise error from exc
         info = service.served.info
         return jsonify(
             {

@@ -33,14 +33,19 @@ from service.errors import (
     InvalidParameter,
     MalformedBody,
     ModelUnavailable,
+    NoReviewCatalog,
     NotFound,
     NoticeNotRequired,
     NotReady,
     NotServable,
     OutcomeConflict,
     PayloadTooLarge,
+    RateLimited,
     RecordsError,
+    ReviewConflict,
     ServingConflict,
+    StoreBusy,
+    StoreFull,
     StoreUnavailable,
     Unauthenticated,
     UnknownDecisions,
@@ -89,8 +94,13 @@ PROBLEMS: dict[type[CreditDecisionError], Problem] = {
     OutcomeConflict: Problem(409, "outcome-conflict", "Outcome conflicts with a recorded observation"),
     NoticeNotRequired: Problem(409, "notice-not-required", "No adverse-action notice is required"),
     ServingConflict: Problem(409, "serving-conflict", "The serving state does not allow this change"),
+    ReviewConflict: Problem(409, "already-reviewed", "The decision has already been reviewed"),
+    NoReviewCatalog: Problem(409, "no-review-catalog", "The served policy takes no reviews"),
     Conflict: Problem(409, "conflict", "Conflict"),
+    RateLimited: Problem(429, "rate-limited", "Too many requests"),
     NotReady: Problem(503, "not-ready", "Service not ready"),
+    StoreFull: Problem(503, "store-full", "Decision store full"),
+    StoreBusy: Problem(503, "store-busy", "Decision store busy"),
     StoreUnavailable: Problem(503, "store-unavailable", "Decision store unavailable"),
     ModelUnavailable: Problem(503, "model-unavailable", "Model version unavailable"),
     DuplicateDecisionId: Problem(500, "duplicate-decision-id", "Duplicate decision id"),
@@ -100,7 +110,7 @@ PROBLEMS: dict[type[CreditDecisionError], Problem] = {
 
 #: Problem types of werkzeug's HTTP errors (the rest get a slug of their reason phrase).
 _HTTP_SLUGS = {400: "malformed-request", 401: "unauthorized", 403: "forbidden", 404: "not-found",
-               413: "payload-too-large", 415: "unsupported-media-type"}  # fmt: skip
+               413: "payload-too-large", 415: "unsupported-media-type", 429: "rate-limited"}  # fmt: skip
 
 #: Details never shown to clients: what went wrong inside is logged, the client is told what to do.
 _HIDDEN_DETAIL = {

@@ -22,6 +22,7 @@ from typing import Any
 import marshmallow as ma
 from marshmallow import Schema, ValidationError, fields, validate, validates_schema
 
+from model_store.catalog import LANGUAGE_TAG
 from model_store.spec import MISSING, FeatureSpec, Field, InvalidValue
 from model_store.vocabulary import (
     ACTIONS,
@@ -431,6 +432,7 @@ class NoticeScoreSchema(Schema):
 
 
 class NoticeSchema(Schema):
+    language = fields.String(required=True, metadata={"description": "The notice's language (as Content-Language)"})
     decision_id = fields.String(required=True)
     application_id = fields.String(required=True)
     decision = fields.String(required=True)
@@ -494,6 +496,20 @@ class NoticeQuerySchema(StrictSchema):
     format = fields.String(
         validate=validate.OneOf(["json", "html"]),
         metadata={"description": "json (default) or a printable html page; `Accept: text/html` also asks for html"},
+    )
+    lang = fields.String(
+        validate=Matches(LANGUAGE_TAG, "Must be a language tag such as en or zh-Hans."),
+        metadata={
+            "description": "The notice's language (e.g. `en`, `zh-Hans`, `zh-CN`), instead of `Accept-Language`; "
+            "a language the deciding reason catalog does not offer is a 400",
+            "pattern": LANGUAGE_TAG.pattern,
+        },
+    )
+    bilingual = fields.Boolean(
+        metadata={
+            "description": "html only: the notice in the asked language, then in each other language of the "
+            "deciding reason catalog on pages of their own"
+        }
     )
 
 
@@ -756,3 +772,67 @@ class PolicyVersionSchema(Schema):
 
 class PolicyListSchema(Schema):
     policies = fields.List(fields.Nested(PolicyVersionSchema), required=True)
+
+
+# ---- human review ---------------------------------------------------------------------------------------------
+class ReviewQueueQuerySchema(StrictSchema):
+    from_ = AwareDateTime(data_key="from", metadata={"description": "Decided at or after (ISO-8601 with a time zone)"})
+    to = AwareDateTime(metadata={"description": "Decided before (ISO-8601 with a time zone)"})
+    cursor = fields.String(
+        validate=validate.Length(min=1, max=200), metadata={"description": "`next_cursor` of the previous page"}
+    )
+    limit = DigitsInteger(
+        load_default=DEFAULT_SEARCH_LIMIT,
+        validate=validate.Range(1, MAX_SEARCH_LIMIT, error=f"Must be an integer from 1 to {MAX_SEARCH_LIMIT}."),
+        metadata={"description": "Page size", "default": DEFAULT_SEARCH_LIMIT},
+    )
+
+    @validates_schema
+    def _ordered(self, data: dict[str, Any], **_kwargs: Any) -> None:
+        if "from_" in data and "to" in data and data["to"] < data["from_"]:
+            raise ValidationError("Must not be before 'from'.", field_name="to")
+
+
+class ReviewQueuePageSchema(Schema):
+    items = fields.List(
+        fields.Nested(StoredDecisionSchema),
+        required=True,
+        metadata={"description": "Referred decisions not yet reviewed, oldest first (request, reasons, attributions)"},
+    )
+    limit = fields.Integer(required=True)
+    next_cursor = fields.String(required=True, allow_none=True)
+
+
+class JustificationSchema(Schema):
+    code = fields.String(required=True)
+    text = fields.String(required=True)
+    outcomes = fields.List(fields.String(), required=True, metadata={"description": "Final decisions it may justify"})
+
+
+class JustificationListSchema(Schema):
+    policy_version = fields.String(required=True, metadata={"description": "The served policy that defines them"})
+    codes = fields.List(fields.Nested(JustificationSchema), required=True)
+
+
+class ReviewBodySchema(StrictSchema):
+    final_decision = fields.String(
+        required=True,
+        validate=validate.OneOf(("approve", "decline")),
+        metadata={"description": "The reviewer's final decision (a referral is not final)"},
+    )
+    justification_code = fields.String(
+        required=True,
+        validate=validate.Length(min=1, max=40),
+        metadata={"description": "A code of the served policy's review catalog (`GET /v1/reviews/codes`)"},
+    )
+    note = fields.String(
+        load_default="",
+        validate=validate.Length(max=2000),
+        metadata={"description": "The reviewer's free-text justification (kept in the audit chain)"},
+    )
+
+
+class PrincipalSchema(Schema):
+    key_id = fields.String(required=True, metadata={"description": "The first 12 hex digits of the key's sha256"})
+    label = fields.String(required=True)
+    roles = fields.List(fields.String(), required=True, metadata={"description": "scorer, auditor, admin, reviewer"})

@@ -5,6 +5,7 @@
   "use strict";
 
   var KEY_STORAGE = "credit-decision.auditor-key";
+  var ROLES_STORAGE = "credit-decision.roles";  // the roles the key holds among auditor and reviewer
   var SVG_NS = "http://www.w3.org/2000/svg";
   var state = { schema: null, record: null, blobs: {} };
 
@@ -107,6 +108,7 @@
 
   function signOut(message) {
     window.sessionStorage.removeItem(KEY_STORAGE);
+    window.sessionStorage.removeItem(ROLES_STORAGE);
     Object.keys(state.blobs).forEach(function (k) { URL.revokeObjectURL(state.blobs[k]); });
     state.blobs = {};
     route();
@@ -120,14 +122,20 @@
     $("signin-error").textContent = "";
     if (!key) return;
     button.disabled = true;
-    api("/v1/decisions?limit=1", { key: key }).then(function () {
+    api("/v1/me", { key: key }).then(function (me) {
+      var roles = me.roles || [];
+      var held = [roles.indexOf("auditor") >= 0, roles.indexOf("reviewer") >= 0];
+      if (!held[0] && !held[1]) {
+        $("signin-error").textContent = "This key holds neither the auditor nor the reviewer role.";
+        return;
+      }
       window.sessionStorage.setItem(KEY_STORAGE, key);
+      window.sessionStorage.setItem(ROLES_STORAGE, (held[0] ? "auditor " : "") + (held[1] ? "reviewer" : ""));
       $("api-key").value = "";
-      if (!location.hash || location.hash === "#/signin") location.hash = "#/decisions";
+      if (!location.hash || location.hash === "#/signin") location.hash = held[0] ? "#/decisions" : "#/reviews";
       else route();
     }).catch(function (error) {
-      $("signin-error").textContent = error.status === 401 ? "This key is not valid."
-        : error.status === 403 ? "This key does not hold the auditor role." : ("Sign-in failed: " + error.message);
+      $("signin-error").textContent = error.status === 401 ? "This key is not valid." : ("Sign-in failed: " + error.message);
     }).then(function () { button.disabled = false; });
   }
 
@@ -136,8 +144,13 @@
   // the nav link marked current for each view
   var VIEWS = {
     "view-signin": null, "view-decisions": "nav-decisions", "view-decision": "nav-decisions",
-    "view-report": "nav-report", "view-compare": "nav-compare", "view-events": "nav-events"
+    "view-report": "nav-report", "view-compare": "nav-compare", "view-events": "nav-events",
+    "view-reviews": "nav-reviews"
   };
+
+  function hasRole(role) {
+    return (" " + (window.sessionStorage.getItem(ROLES_STORAGE) || "auditor") + " ").indexOf(" " + role + " ") >= 0;
+  }
 
   function show(view) {
     Object.keys(VIEWS).forEach(function (id) {
@@ -154,7 +167,18 @@
     setStatus("");
     var hash = location.hash || "#/decisions";
     if (!apiKey()) { show("view-signin"); $("api-key").focus(); return; }
-    $("session-label").textContent = "Signed in with an auditor key";
+    var auditor = hasRole("auditor"), reviewer = hasRole("reviewer");
+    $("session-label").textContent = "Signed in with " + (auditor && reviewer ? "an auditor and reviewer key"
+      : auditor ? "an auditor key" : "a reviewer key");
+    ["nav-decisions", "nav-report", "nav-compare", "nav-events"].forEach(function (id) { $(id).hidden = !auditor; });
+    $("nav-reviews").hidden = !reviewer;
+    if (hash === "#/reviews" || !auditor) {
+      if (!reviewer) { show("view-signin"); return; }
+      if (hash !== "#/reviews") { location.hash = "#/reviews"; return; }
+      show("view-reviews");
+      openQueue();
+      return;
+    }
     var match = /^#\/decision\/([A-Za-z0-9_-]+)$/.exec(hash);
     if (match) { show("view-decision"); openDecision(match[1]); return; }
     if (hash === "#/report") { show("view-report"); return; }
@@ -242,6 +266,130 @@
       if (event.target.tagName !== "A") location.hash = href;
     });
     return row;
+  }
+
+  // ---- the review queue (reviewer role) --------------------------------------------------------------------
+
+  var queue = { cursor: null, generation: 0, codes: [], item: null };
+
+  function openQueue() {
+    queue.generation += 1;
+    queue.cursor = null;
+    queue.item = null;
+    $("review-panel").hidden = true;
+    clear($("queue-body"));
+    api("/v1/reviews/codes").then(function (body) {
+      queue.codes = body.codes || [];
+      fillCodes();
+    }).catch(function (error) { setStatus("Loading the justification codes failed: " + error.message, true); });
+    return loadQueue(false);
+  }
+
+  function loadQueue(more) {
+    var generation = queue.generation;
+    var params = new URLSearchParams({ limit: "25" });
+    if (more && queue.cursor) params.set("cursor", queue.cursor);
+    $("queue-more").disabled = true;
+    return api("/v1/reviews/queue?" + params.toString()).then(function (body) {
+      if (generation !== queue.generation) return;
+      (body.items || []).forEach(function (item) { $("queue-body").appendChild(queueRow(item)); });
+      queue.cursor = body.next_cursor || null;
+      $("queue-more").hidden = !queue.cursor;
+      $("queue-empty").hidden = $("queue-body").children.length > 0;
+    }).catch(function (error) {
+      setStatus("Loading the review queue failed: " + error.message, true);
+    }).then(function () { $("queue-more").disabled = false; });
+  }
+
+  function queueRow(item) {
+    var response = item.response || {};
+    var created = String(item.created_at || "").replace("T", " ").replace(/\.\d+Z$/, "Z");
+    var open = el("button", { type: "button", "class": "btn", text: "Review",
+      "aria-label": "Review application " + item.application_id });
+    open.addEventListener("click", function () { openReview(item); });
+    return el("tr", { "data-decision-id": item.decision_id }, [
+      el("td", { text: created }),
+      el("td", { "class": "mono", text: item.application_id }),
+      el("td", { text: item.risk_band }),
+      el("td", { "class": "num", text: item.score }),
+      el("td", {}, (response.reasons || []).map(function (r) { return el("span", { "class": "code", text: r.code }); })
+        .reduce(function (acc, node) { if (acc.length) acc.push(" "); acc.push(node); return acc; }, [])),
+      el("td", {}, [open])
+    ]);
+  }
+
+  function fillCodes() {
+    var final = $("rv-final").value;
+    var select = $("rv-code");
+    clear(select);
+    queue.codes.filter(function (c) { return (c.outcomes || []).indexOf(final) >= 0; }).forEach(function (c) {
+      select.appendChild(el("option", { value: c.code, text: c.code + " · " + c.text }));
+    });
+  }
+
+  function openReview(item) {
+    queue.item = item;
+    var response = item.response || {};
+    var request = item.request || {};
+    var explanation = response.explanation || {};
+    $("review-title").textContent = "Review of application " + item.application_id;
+    $("review-sub").textContent = "Decision " + item.decision_id + " · decided " + item.created_at + " by " +
+      item.model_name + " " + item.model_version + " · policy " + (response.policy_version || "");
+    var summary = $("review-summary");
+    clear(summary);
+    append(summary, [pill(item.decision), " score ", el("strong", { text: item.score }), " · band ",
+      el("strong", { text: item.risk_band }), " · probability of default " +
+      fmt(100 * response.probability_of_default, 1) + " %"]);
+    var reasons = $("review-reasons");
+    clear(reasons);
+    (response.reasons || []).forEach(function (r) {
+      reasons.appendChild(el("li", {}, [el("span", { "class": "code", text: r.code }), " " + r.customer_text,
+        el("div", { "class": "muted small", text: r.auditor_text })]));
+    });
+    var attributions = explanation.attributions || {};
+    var names = Object.keys(attributions).sort(function (a, b) {
+      return Math.abs(attributions[b]) - Math.abs(attributions[a]) || (a < b ? -1 : 1);
+    }).slice(0, 6);
+    var body = $("review-attributions").tBodies[0];
+    clear(body);
+    names.forEach(function (name) {
+      var value = attributions[name];
+      body.appendChild(el("tr", {}, [el("th", { scope: "row", text: humanize(name) }),
+        el("td", { "class": "num " + (value > 0 ? "pos" : value < 0 ? "neg" : ""), text: signed(value, 4) })]));
+    });
+    var inputs = $("review-inputs").tBodies[0];
+    clear(inputs);
+    Object.keys(request.applicant || {}).forEach(function (name) {
+      inputs.appendChild(el("tr", {}, [el("th", { scope: "row", text: humanize(name) }),
+        el("td", { text: valueLabel(name, request.applicant[name]) })]));
+    });
+    $("review-form").reset();
+    fillCodes();
+    $("review-error").textContent = "";
+    $("review-panel").hidden = false;
+    $("review-title").focus();
+  }
+
+  function submitReview(event) {
+    event.preventDefault();
+    var item = queue.item;
+    if (!item) return;
+    var body = { final_decision: $("rv-final").value, justification_code: $("rv-code").value,
+      note: $("rv-note").value };
+    $("review-submit").disabled = true;
+    $("review-error").textContent = "";
+    api("/v1/decisions/" + encodeURIComponent(item.decision_id) + "/review", { method: "POST", body: body })
+      .then(function (recorded) {
+        var row = $("queue-body").querySelector("tr[data-decision-id='" + item.decision_id + "']");
+        if (row) row.parentNode.removeChild(row);
+        $("queue-empty").hidden = $("queue-body").children.length > 0;
+        $("review-panel").hidden = true;
+        queue.item = null;
+        setStatus("Recorded: application " + item.application_id + " → " + body.final_decision + " (" +
+          body.justification_code + "), audit event #" + recorded.seq + ".");
+      }).catch(function (error) {
+        $("review-error").textContent = "Not recorded: " + error.message;
+      }).then(function () { $("review-submit").disabled = false; });
   }
 
   // ---- one decision ---------------------------------------------------------------------------------------
@@ -871,6 +1019,10 @@
       $(list.form).addEventListener("reset", function () { setTimeout(function () { search(list, false); }, 0); });
       $(list.more).addEventListener("click", function () { search(list, true); });
     });
+    $("rv-final").addEventListener("change", fillCodes);
+    $("review-form").addEventListener("submit", submitReview);
+    $("review-cancel").addEventListener("click", function () { $("review-panel").hidden = true; queue.item = null; });
+    $("queue-more").addEventListener("click", function () { loadQueue(true); });
     $("replay-button").addEventListener("click", replay);
     $("notice-close").addEventListener("click", function () { $("notice-panel").hidden = true; $("notice-button").focus(); });
     $("notice-print").addEventListener("click", function () { $("notice-frame").contentWindow.print(); });

@@ -10,12 +10,12 @@ Stages, each implemented once:
 
 1. for the whole batch, as arrays: encode (``FeatureSpec.encode``) -> one ONNX run (``Scorer``) ->
    exact attributions per encoded column (``Explainer``, exact TreeSHAP) -> summed into fields
-   (``FeatureSpec.field_sums``) and reason groups (:meth:`DecisionEngine.group_sums`) -> integer
+   (``FeatureSpec.field_sums``) and reason groups (``ReasonRanking.group_sums``) -> integer
    scores (``Scaling.scores``);
 2. then one pass per row (:meth:`DecisionEngine.policy_outcome`): risk band (``Policy.band_index``),
    the policy rules that fire (``Policy.fired_rule_indices``), the decision, the most severe of the
    band's and the fired rules' actions (``Policy.action_index``), and **the reason ranking**
-   (:meth:`DecisionEngine.rank_reasons`): every fired rule, in policy order, then the reason groups
+   (:class:`model_store.ranking.ReasonRanking`, shared with training's reason baseline): every fired rule, in policy order, then the reason groups
    whose attribution raises the probability of default (> 0), largest first, **ties broken by group
    name**; model reasons fill the list up to ``policy.max_reasons`` (fired rules are always listed,
    however many). A group whose fields were all not provided is given with the catalog's ``missing``
@@ -37,6 +37,7 @@ import numpy as np
 
 from model_store.catalog import ReasonCatalog
 from model_store.policy import Policy
+from model_store.ranking import ReasonRanking
 from model_store.spec import FeatureSpec
 from model_store.vocabulary import ACTIONS, Action
 
@@ -175,36 +176,16 @@ class DecisionEngine:
         self.explainer = explainer
         self.base_value = float(explainer.expected_value)
         self.max_reasons = policy.max_reasons
-        groups = spec.reason_groups
-        self.groups = groups
+        self.ranking = ReasonRanking(spec, policy, catalog)
+        self.groups = spec.reason_groups
         self.band_names = tuple(b.band for b in policy.bands)
         self.rule_codes = tuple(r.code for r in policy.rules)
-        group_codes = tuple(catalog.for_group(g) for g in groups)
         # reason indices: rules, then groups, then each group's missing variant (the group's own code if none)
-        missing_codes = tuple(code.missing or code for code in group_codes)
-        self.reason_codes = tuple(catalog.for_rule(r.code).code for r in policy.rules) + tuple(
-            code.code for code in (*group_codes, *missing_codes)
-        )
+        self.reason_codes = self.ranking.codes
         self.width = policy.reason_slots
-        # fields -> groups as a segment sum over fields ordered by group (stable: spec order within a group)
-        group_of_field = np.asarray([groups.index(f.reason_group) for f in spec.fields], dtype=np.int64)
-        self._fields_by_group = np.argsort(group_of_field, kind="stable").astype(np.intp)
-        self._group_starts = np.flatnonzero(np.r_[True, np.diff(group_of_field[self._fields_by_group]) != 0])
-        # the ranking's tie-break (each group's position in name order) and each group's reason index
-        n_rules = len(policy.rules)
-        self._group_keys = (
-            tuple(sorted(groups).index(g) for g in groups),
-            tuple(n_rules + g for g in range(len(groups))),
-        )
         # what a reason shows, per reason index: the catalog entry and the fields behind it
-        self._reason_entries = tuple(catalog.for_rule(r.code) for r in policy.rules) + group_codes + missing_codes
-        group_fields = tuple(tuple(f.name for f in spec.fields if f.reason_group == g) for g in groups)
-        self._reason_fields = tuple((r.field,) for r in policy.rules) + group_fields + group_fields
-        # per group: its fields, when it has a missing-value variant to give if none of them was provided
-        self._missing_variant = tuple(
-            fields if code.missing is not None else () for fields, code in zip(group_fields, group_codes, strict=True)
-        )
-        self._any_missing_variant = any(self._missing_variant)
+        self._reason_entries = self.ranking.entries
+        self._reason_fields = self.ranking.fields
         self._fields = {f.name: f for f in spec.fields}
         self._rule_hits = tuple(
             RuleHit(r.code, r.field, r.operator, r.value, r.action, r.description) for r in policy.rules
@@ -238,47 +219,19 @@ class DecisionEngine:
 
     def group_sums(self, field_attributions: np.ndarray) -> np.ndarray:
         """Field attributions [n, n_fields] summed into reason groups [n, n_groups] (spec order of groups)."""
-        if field_attributions.shape[0] == 0:
-            return np.zeros((0, len(self.groups)), dtype=np.float64)
-        return np.add.reduceat(field_attributions[:, self._fields_by_group], self._group_starts, axis=1)
+        return self.ranking.group_sums(field_attributions)
 
     def policy_outcome(self, application: Mapping[str, Any], score: int, group_attributions: list[float]) -> RowOutcome:
         """Band, fired rules, decision and ranked reasons of one scored application."""
         policy = self.policy
         band = policy.band_index(score)
         fired = policy.fired_rule_indices(application)
-        reasons = self.rank_reasons(group_attributions, fired)
-        if self._any_missing_variant:
-            reasons = tuple(self._as_given(index, application) for index in reasons)
+        reasons = self.ranking.reasons(application, group_attributions, fired)
         return RowOutcome(policy.action_index(band, fired), band, tuple(fired), reasons)
 
-    def _as_given(self, index: int, application: Mapping[str, Any]) -> int:
-        """A group's missing-value variant when none of its fields was provided, else the reason itself."""
-        group = index - len(self.rule_codes)
-        if 0 <= group < len(self.groups):
-            fields = self._missing_variant[group]
-            if fields and all(application.get(name) is None for name in fields):
-                return index + len(self.groups)
-        return index
-
     def rank_reasons(self, group_attributions: Sequence[float], fired: Sequence[int]) -> tuple[int, ...]:
-        """The reason ranking, as indices into ``reason_codes``.
-
-        Every fired rule first, in policy order; then the groups with a positive attribution (toward
-        default), largest first, ties broken by group name; model reasons only up to ``max_reasons``
-        reasons in all.
-        """
-        room = self.max_reasons - len(fired)
-        if room <= 0:
-            return tuple(fired)
-        # (minus the attribution, the group's rank by name, its reason index): sorting these tuples is the ranking
-        keyed = [
-            (-value, rank, index)
-            for value, rank, index in zip(group_attributions, *self._group_keys, strict=True)
-            if value > 0.0
-        ]
-        keyed.sort()
-        return (*fired, *(index for _, _, index in keyed[:room]))
+        """The reason ranking, as indices into ``reason_codes`` (:meth:`model_store.ranking.ReasonRanking.rank`)."""
+        return self.ranking.rank(group_attributions, fired)
 
     # ---- one row, in full ------------------------------------------------------------------------
     def decision_of(self, batch: DecisionBatch, i: int) -> Decision:

@@ -13,6 +13,11 @@ with them.
   says so explicitly rather than leaving the fifth factor out silently.
 
 Only declines get a notice: a referral is not a final decision and an approval is not adverse action.
+
+Languages: a notice is written in one language of :data:`NOTICE_TEXTS` (English and Simplified Chinese):
+its fixed wording from there, the reasons' customer texts from the deciding catalog version in that
+language (:func:`service.core.languages.in_language`, applied by the caller; the record keeps the
+catalog's default language). The applicant's values are shown with the feature spec's labels, as recorded.
 """
 
 from __future__ import annotations
@@ -29,16 +34,52 @@ from service.errors import NoticeNotRequired
 
 MAX_PRINCIPAL_REASONS = 4
 MAX_KEY_FACTORS = 4
-INQUIRY_TEXT = "Number of recent inquiries into your credit history"
-NO_INQUIRY_DATA = (
-    "The data this model scores has no record of credit inquiries, so no inquiry factor applies to this score."
-)
-INQUIRY_UNKNOWN = (
-    "The model version that made this decision cannot be loaded now, so this notice does not say whether credit "
-    "inquiries affected the score."
-)
-INQUIRY_NOT_ADVERSE = "Credit inquiries did not adversely affect this score."
-INQUIRY_ALREADY_LISTED = "Credit inquiries are already listed among the key factors above."
+
+
+@dataclass(frozen=True)
+class NoticeTexts:
+    """The fixed wording of a notice's data in one language (``{n}`` is filled in); the printable page's own
+    wording is the renderer's (``service.api.notice``)."""
+
+    inquiry_text: str
+    inquiries_count: str
+    no_inquiry_data: str
+    inquiry_unknown: str
+    inquiry_not_adverse: str
+    inquiry_already_listed: str
+    inquiry_adverse: str
+
+
+NOTICE_TEXTS: dict[str, NoticeTexts] = {
+    "en": NoticeTexts(
+        inquiry_text="Number of recent inquiries into your credit history",
+        inquiries_count="{n} inquiries",
+        no_inquiry_data="The data this model scores has no record of credit inquiries, so no inquiry factor "
+        "applies to this score.",
+        inquiry_unknown="The model version that made this decision cannot be loaded now, so this notice does not "
+        "say whether credit inquiries affected the score.",
+        inquiry_not_adverse="Credit inquiries did not adversely affect this score.",
+        inquiry_already_listed="Credit inquiries are already listed among the key factors above.",
+        inquiry_adverse="Credit inquiries adversely affected this score.",
+    ),
+    "zh-Hans": NoticeTexts(
+        inquiry_text="近期对您信用记录的查询次数",
+        inquiries_count="{n} 次查询",
+        no_inquiry_data="本模型评估的数据不含信用查询记录，因此本评分不涉及查询因素。",
+        inquiry_unknown="作出此决定的模型版本目前无法加载，因此本通知无法说明信用查询是否影响了评分。",
+        inquiry_not_adverse="信用查询未对本评分产生不利影响。",
+        inquiry_already_listed="信用查询已列于上述关键因素之中。",
+        inquiry_adverse="信用查询对本评分产生了不利影响。",
+    ),
+}
+#: The languages a notice can be written in (its fixed wording exists in them), English first.
+NOTICE_LANGUAGES = tuple(NOTICE_TEXTS)
+_EN = NOTICE_TEXTS["en"]
+INQUIRY_TEXT = _EN.inquiry_text
+NO_INQUIRY_DATA = _EN.no_inquiry_data
+INQUIRY_UNKNOWN = _EN.inquiry_unknown
+INQUIRY_NOT_ADVERSE = _EN.inquiry_not_adverse
+INQUIRY_ALREADY_LISTED = _EN.inquiry_already_listed
 
 
 @dataclass(frozen=True)
@@ -83,10 +124,17 @@ class AdverseActionNotice:
     model: Mapping[str, Any]
     policy_version: str
     catalog_version: str
+    language: str = "en"
+
+    @property
+    def texts(self) -> NoticeTexts:
+        """The notice's fixed wording in its language."""
+        return NOTICE_TEXTS[self.language]
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready form."""
         return {
+            "language": self.language,
             "decision_id": self.decision_id,
             "application_id": self.application_id,
             "decision": self.decision,
@@ -137,29 +185,37 @@ def _inquiries(
     applicant: Mapping[str, Any],
     listed: Sequence[Reason],
     factor: float,
+    texts: NoticeTexts,
 ) -> tuple[NoticeFactor | None, str]:
     if field is None or (field not in attributions and field not in applicant):
-        return None, NO_INQUIRY_DATA
+        return None, texts.no_inquiry_data
     if any(v.field == field for r in listed for v in r.values):
-        return None, INQUIRY_ALREADY_LISTED
+        return None, texts.inquiry_already_listed
     contribution = attributions.get(field)
     if contribution is None or contribution <= 0:
-        return None, INQUIRY_NOT_ADVERSE
+        return None, texts.inquiry_not_adverse
     value = applicant.get(field)
-    shown = MISSING_LABEL if value is None else f"{value} inquiries"
+    shown = MISSING_LABEL if value is None else texts.inquiries_count.format(n=value)
     points = round(-factor * float(contribution), 1) if factor else None
-    inquiry = NoticeFactor(len(listed) + 1, field, "model", INQUIRY_TEXT, (shown,), points)
-    return inquiry, "Credit inquiries adversely affected this score."
+    inquiry = NoticeFactor(len(listed) + 1, field, "model", texts.inquiry_text, (shown,), points)
+    return inquiry, texts.inquiry_adverse
 
 
 def build_notice(
-    recorded: RecordedDecision, inquiries_field: str | None = None, *, catalog_known: bool = True
+    recorded: RecordedDecision,
+    inquiries_field: str | None = None,
+    *,
+    catalog_known: bool = True,
+    language: str = "en",
 ) -> AdverseActionNotice:
     """The notice content of a recorded decision; NoticeNotRequired unless it was declined.
 
     ``inquiries_field`` is the reason catalog's field of recent credit inquiries (None: the data has none);
     ``catalog_known=False`` when the deciding version's catalog cannot be read (the note says so, nothing more).
+    ``language`` (one of :data:`NOTICE_LANGUAGES`) is the notice's wording; the reasons' texts are the
+    record's as given (the caller passes the record in that language).
     """
+    texts = NOTICE_TEXTS[language]
     decision = recorded.decision
     if decision.decision != "decline":
         raise NoticeNotRequired(
@@ -174,10 +230,10 @@ def build_notice(
     payload = recorded.payload
     if catalog_known:
         inquiries, note = _inquiries(
-            inquiries_field, dict(decision.attributions), payload.applicant, model_reasons, factor
+            inquiries_field, dict(decision.attributions), payload.applicant, model_reasons, factor, texts
         )
     else:
-        inquiries, note = None, INQUIRY_UNKNOWN
+        inquiries, note = None, texts.inquiry_unknown
     created_at = iso_utc(recorded.created_at)
     return AdverseActionNotice(
         decision_id=recorded.decision_id,
@@ -200,4 +256,5 @@ def build_notice(
         },
         policy_version=payload.model.policy_version,
         catalog_version=payload.model.catalog_version,
+        language=language,
     )

@@ -63,6 +63,8 @@ Errors (one tree with the rest of the service, :mod:`service.errors`; none of th
 
     RecordsError              base of every decision-store failure
     ├── StoreUnavailable      could not commit or read durably
+    │   ├── StoreFull         the database or its disk is full (the transaction rolled back)
+    │   └── StoreBusy         a lock wait (or statement) ran past its bound
     ├── DuplicateDecisionId   another record already has this decision_id (a bug, never the client's)
     ├── DuplicateEntryId      another event (shadow) already has this event_id (shadow_id) with other content
     └── UnknownShadowedDecisions  a shadow batch names decisions the store does not hold; none was stored
@@ -145,8 +147,12 @@ class DecisionStore(Protocol):
         """The records saved with any of these idempotency keys, by key (one read)."""
         ...
 
-    def count(self) -> int:
-        """How many decision records are stored."""
+    def count(self, since: datetime | None = None, until: datetime | None = None) -> int:
+        """How many decision records are stored (created in [``since``, ``until``) when given)."""
+        ...
+
+    def ping(self) -> None:
+        """Reach the database now (reconnecting if need be), or StoreUnavailable."""
         ...
 
     def count_entries(self) -> dict[str, int]:
@@ -238,17 +244,26 @@ class DecisionStore(Protocol):
         ...
 
 
-def open_decision_store(url: str) -> DecisionStore:
-    """Open (and migrate) the store a URL names: ``sqlite:///path`` or ``postgresql://...``."""
+def open_decision_store(url: str, wait_seconds: float | None = None) -> DecisionStore:
+    """Open (and migrate) the store a URL names: ``sqlite:///path`` or ``postgresql://...``.
+
+    ``wait_seconds`` bounds every wait for a lock (and, on PostgreSQL, every statement): the service sets it
+    below gunicorn's worker timeout, so a request answers 503 (StoreBusy) instead of being killed; the default
+    is the backends' own (30 s lock waits, statements unbounded) for the command line."""
     if url.startswith("sqlite:///"):
         from service.records.sqlite import SqliteDecisionStore
 
         path = url[len("sqlite:///") :]
         if not path or path == ":memory:":
             raise ValueError("a sqlite decision store needs a file path: sqlite:///path/to/file.sqlite3")
-        return SqliteDecisionStore(Path(path))
+        if wait_seconds is None:
+            return SqliteDecisionStore(Path(path))
+        return SqliteDecisionStore(Path(path), busy_timeout=wait_seconds)
     if url.startswith(("postgresql://", "postgres://")):
         from service.records.postgres import PostgresDecisionStore
 
-        return PostgresDecisionStore(url)
+        if wait_seconds is None:
+            return PostgresDecisionStore(url)
+        bound = f"{max(1, round(wait_seconds * 1000))}ms"
+        return PostgresDecisionStore(url, lock_timeout=bound, statement_timeout=bound)
     raise ValueError("DATABASE_URL must start with sqlite:/// or postgresql://")

@@ -254,6 +254,10 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
     def _is_database_error(self, exc: BaseException) -> bool:
         """True for the backend's own errors (mapped to StoreUnavailable)."""
 
+    def _error_kind(self, exc: BaseException) -> type[StoreUnavailable]:
+        """Which StoreUnavailable a database error is: StoreFull, StoreBusy, or plain (connection lost...)."""
+        return StoreUnavailable
+
     @abstractmethod
     def _is_broken(self, conn: ConnT) -> bool:
         """True when the connection cannot be used again."""
@@ -316,18 +320,17 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
         """A transaction; database errors become StoreUnavailable, the connection is dropped if broken."""
         conn: ConnT | None = None
         try:
-            conn = self._connection()
-            tx = self._begin(conn, mode)
+            conn, tx = self._begin_on_live_connection(mode)
             try:
                 yield tx
             except BaseException:
-                try:
-                    self._finish(conn, commit=False)
-                except Exception as exc:
-                    if not self._is_database_error(exc):
-                        raise
+                self._roll_back(conn)
                 raise
-            self._finish(conn, commit=True)
+            try:
+                self._finish(conn, commit=True)
+            except BaseException:  # e.g. SQLite's COMMIT failing on a full disk leaves the transaction open
+                self._roll_back(conn)
+                raise
         except RecordsError:
             raise
         except Exception as exc:
@@ -335,7 +338,35 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
                 raise
             if conn is not None and self._is_broken(conn):
                 self._discard(conn)
-            raise StoreUnavailable(f"decision store {self.backend} failed: {exc.__class__.__name__}: {exc}") from exc
+            kind = self._error_kind(exc)
+            raise kind(f"decision store {self.backend} failed: {exc.__class__.__name__}: {exc}") from exc
+
+    def _roll_back(self, conn: ConnT) -> None:
+        """ROLLBACK whatever is open; a database error doing so is dropped (the original error is the answer)."""
+        try:
+            self._finish(conn, commit=False)
+        except Exception as exc:
+            if not self._is_database_error(exc):
+                raise
+
+    def _begin_on_live_connection(self, mode: Mode) -> tuple[ConnT, Transaction]:
+        """BEGIN on this thread's connection; one that broke while idle (the server restarted, the network
+        dropped it) is replaced once. Nothing was sent in the failed BEGIN, so retrying it cannot do anything
+        twice; a second failure is the store's answer."""
+        conn = self._connection()
+        try:
+            return conn, self._begin(conn, mode)
+        except Exception as exc:
+            if not self._is_database_error(exc) or not self._is_broken(conn):
+                raise
+        self._discard(conn)
+        conn = self._connection()
+        try:
+            return conn, self._begin(conn, mode)
+        except Exception as exc:
+            if self._is_database_error(exc) and self._is_broken(conn):
+                self._discard(conn)
+            raise
 
     def migrate(self) -> list[int]:
         """Apply the pending numbered migrations in one transaction; returns the versions applied."""
@@ -362,6 +393,11 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
                 )
                 done.append(migration.version)
         return done
+
+    def ping(self) -> None:
+        """Reach the database now (reconnecting if need be), or StoreUnavailable."""
+        with self._transaction("read") as tx:
+            tx.rows("SELECT 1")
 
     def schema_version(self) -> int:
         """The highest applied migration."""
@@ -571,10 +607,12 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
                     found[str(stored.record.idempotency_key)] = stored
         return found
 
-    def count(self) -> int:
-        """How many records are stored (purged ones excluded)."""
+    def count(self, since: datetime | None = None, until: datetime | None = None) -> int:
+        """How many records are stored (purged ones excluded), created in [``since``, ``until``) when given."""
+        clauses, params = self._time_clauses(since, until)
+        where = f" WHERE {' AND '.join(clauses)}" if clauses else ""
         with self._transaction("read") as tx:
-            row = tx.one("SELECT COUNT(*) FROM decision_records")
+            row = tx.one(f"SELECT COUNT(*) FROM decision_records{where}", params)  # noqa: S608 (built from constants)
         return int(row[0]) if row else 0
 
     def count_entries(self) -> dict[str, int]:

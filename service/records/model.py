@@ -170,7 +170,7 @@ CONTROL_EVENTS = (
     "policy_shadow_on",  # a candidate policy and reason catalog run in shadow
     "policy_shadow_off",
 )
-EVENT_KINDS = (*CONTROL_EVENTS, "purge", "key_created", "key_revoked", "policy_added")
+EVENT_KINDS = (*CONTROL_EVENTS, "purge", "key_created", "key_revoked", "policy_added", "review")
 
 
 @dataclass(frozen=True)

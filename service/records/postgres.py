@@ -8,11 +8,18 @@ from typing import Any
 
 import psycopg
 
+from service.errors import StoreBusy, StoreFull, StoreUnavailable
 from service.records._sql import Mode, Row, SqlDecisionStore, Transaction
 
-#: How long an append waits for the chain-head lock before failing with StoreUnavailable.
+#: How long an append waits for the chain-head lock before failing with StoreBusy.
 LOCK_TIMEOUT = "30s"
-CONNECT_TIMEOUT_SECONDS = 10
+#: A server that does not answer (down host, dropped packets) fails the request after this; a stopped server
+#: refuses at once.
+CONNECT_TIMEOUT_SECONDS = 3
+#: The server is out of disk space (SQLSTATE 53100).
+_FULL = (psycopg.errors.DiskFull,)
+#: A lock_timeout or statement_timeout ran out.
+_BUSY = (psycopg.errors.LockNotAvailable, psycopg.errors.QueryCanceled)
 
 _BEGIN = {
     "write": "BEGIN ISOLATION LEVEL READ COMMITTED",
@@ -68,12 +75,16 @@ class PostgresDecisionStore(SqlDecisionStore[psycopg.Connection[Row]]):
     )
     migration_lock_sql = "SELECT pg_advisory_xact_lock(hashtext('credit-decision:migrations:' || current_schema()))"
 
-    def __init__(self, url: str, lock_timeout: str = LOCK_TIMEOUT) -> None:
+    def __init__(self, url: str, lock_timeout: str = LOCK_TIMEOUT, statement_timeout: str = "0") -> None:
+        """``lock_timeout`` bounds every lock wait (the append queue too), ``statement_timeout`` every statement
+        ('0': none); both fail the transaction with StoreBusy."""
         super().__init__()
         self.url = url
-        if not lock_timeout.replace(" ", "").isalnum():
-            raise ValueError(f"lock_timeout must look like '30s' or '500ms', not {lock_timeout!r}")
+        for name, value in (("lock_timeout", lock_timeout), ("statement_timeout", statement_timeout)):
+            if not value.replace(" ", "").isalnum():
+                raise ValueError(f"{name} must look like '30s' or '500ms', not {value!r}")
         self.lock_timeout = lock_timeout
+        self.statement_timeout = statement_timeout
         self.migrate()
         self.release()  # nothing open across a fork (see SqliteDecisionStore)
 
@@ -84,6 +95,7 @@ class PostgresDecisionStore(SqlDecisionStore[psycopg.Connection[Row]]):
         try:
             conn.execute("SET TIME ZONE 'UTC'")
             conn.execute(f"SET lock_timeout = '{self.lock_timeout}'")
+            conn.execute(f"SET statement_timeout = '{self.statement_timeout}'")
             schema = conn.execute("SELECT current_schema()").fetchone()
             if schema is None or schema[0] is None:
                 raise psycopg.OperationalError("no schema on the search_path exists: create it first")
@@ -110,6 +122,13 @@ class PostgresDecisionStore(SqlDecisionStore[psycopg.Connection[Row]]):
 
     def _is_database_error(self, exc: BaseException) -> bool:
         return isinstance(exc, psycopg.Error)
+
+    def _error_kind(self, exc: BaseException) -> type[StoreUnavailable]:
+        if isinstance(exc, _FULL):
+            return StoreFull
+        if isinstance(exc, _BUSY):
+            return StoreBusy
+        return StoreUnavailable
 
     def _is_broken(self, conn: psycopg.Connection[Row]) -> bool:
         return conn.closed or conn.broken

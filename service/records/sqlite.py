@@ -12,10 +12,11 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from service.errors import StoreBusy, StoreFull, StoreUnavailable
 from service.records._sql import Mode, Row, SqlDecisionStore, Transaction
 from service.records.model import format_timestamp, parse_timestamp
 
-#: How long a writer waits for another process's append before failing with StoreUnavailable.
+#: How long a writer waits for another process's append before failing with StoreBusy.
 BUSY_TIMEOUT_SECONDS = 30.0
 
 
@@ -157,6 +158,15 @@ class SqliteDecisionStore(SqlDecisionStore[sqlite3.Connection]):
 
     def _is_database_error(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.Error)
+
+    def _error_kind(self, exc: BaseException) -> type[StoreUnavailable]:
+        # SQLITE_FULL: the disk (or max_page_count) is full; the statement and its transaction were rolled back.
+        code = getattr(exc, "sqlite_errorcode", None)
+        if code is not None and code & 0xFF == sqlite3.SQLITE_FULL:
+            return StoreFull
+        if code is not None and code & 0xFF in (sqlite3.SQLITE_BUSY, sqlite3.SQLITE_LOCKED):
+            return StoreBusy
+        return StoreUnavailable
 
     def _is_broken(self, conn: sqlite3.Connection) -> bool:
         try:

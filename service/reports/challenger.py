@@ -169,12 +169,17 @@ class VersionCount:
 
 @dataclass(frozen=True)
 class ComparisonCounts:
-    """How many pairs were compared, how many have an outcome, and the versions on each side (most used first)."""
+    """How many pairs were compared, how many have an outcome, and the versions on each side (most used first).
+
+    ``decisions`` is how many champion decisions the period holds (None when not known) and ``coverage`` the share
+    of them that were shadowed: a shadow skips requests when its worker is busy or its queue full."""
 
     pairs: int
     with_outcome: int
     champion_versions: tuple[VersionCount, ...]
     shadow_versions: tuple[VersionCount, ...]
+    decisions: int | None = None
+    coverage: float | None = None
 
 
 @dataclass(frozen=True)
@@ -385,8 +390,11 @@ def build_comparison(
     settings: ReportSettings,
     bands: Sequence[str] = (),
     rule_codes: Sequence[str] = (),
+    decisions: int | None = None,
 ) -> ComparisonReport:
     """The comparison of the champion's and the shadow's decisions on the pairs created in ``period``.
+
+    ``decisions``, when given, is how many champion decisions the period holds (for the coverage).
 
     ``settings`` carry the thresholds, monitoring attributes and fairness bands (the champion's spec and
     policy); ``bands`` the policy's band names, best first, fixing the band-transition axis; ``rule_codes``
@@ -411,6 +419,8 @@ def build_comparison(
         with_outcome=sum(1 for p in chosen if p.outcome is not None),
         champion_versions=version_counts([p.champion for p in chosen]),
         shadow_versions=version_counts([p.shadow for p in chosen]),
+        decisions=decisions,
+        coverage=len(chosen) / decisions if decisions else None,
     )
     report = ComparisonReport(
         kind=kind,
@@ -677,6 +687,11 @@ def _with_flags_and_notes(
             f"Only {counts.pairs} pairs compared (fewer than {t.min_sample}): differences may be noise, and "
             "disparate-impact groups are shown but not flagged."
         )
+    if counts.coverage is not None and counts.decisions is not None and counts.coverage < 1:
+        notes.append(
+            f"{counts.pairs} of the period's {counts.decisions} decisions were shadowed ({counts.coverage:.1%}): a "
+            "shadow skips requests while its worker is busy or its queue is full, so busy hours are under-represented."
+        )
     for side, versions in (("champion", counts.champion_versions), ("shadow", counts.shadow_versions)):
         if len(versions) > 1:
             flags.append(Flag("versions", f"{side}_versions_seen", "", "watch", len(versions)))
@@ -741,6 +756,9 @@ def comparison_metric_rows(report: ComparisonReport) -> tuple[MetricRow, ...]:
     c = report.counts
     add(MetricRow("counts", "pairs", "", c.pairs, ""))
     add(MetricRow("counts", "with_outcome", "", c.with_outcome, ""))
+    if c.decisions is not None:
+        add(MetricRow("counts", "decisions", "", c.decisions, ""))
+        add(MetricRow("counts", "coverage", "", c.coverage, ""))
     for side, versions in (("champion", c.champion_versions), ("shadow", c.shadow_versions)):
         for v in versions:
             add(MetricRow("version", f"{side}.pairs", version_label(v), v.pairs, ""))

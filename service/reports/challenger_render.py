@@ -106,6 +106,7 @@ def key_figures(report: ComparisonReport) -> list[tuple[str, str, str]]:
     flagged = [name for name, side in ((first, "champion"), (second, "shadow")) if _four_fifths(report, side)]
     figures = [
         ("Pairs compared", str(report.counts.pairs), ""),
+        *([("Decisions shadowed", fmt_pct(report.counts.coverage), "")] if report.counts.coverage is not None else []),
         ("Decision agreement", fmt_pct(a.agreement_rate), ""),
         ("Swap-ins / swap-outs", f"{a.swap_ins} / {a.swap_outs}", ""),
         (

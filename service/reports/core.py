@@ -31,6 +31,12 @@ Conventions (stated once, used everywhere):
   or not one of the declared values is counted as missing and left out of the ratios.
 - Small samples: numbers computed from fewer than ``min_sample`` decisions (the period's decisions
   for a stability index, a group's decisions for a ratio) are shown but never flagged.
+- Reason drift (:func:`reason_shifts`): a code's share of declines and referrals (those citing it, once
+  each, over all declines and referrals) in the period against the training baseline's (the hold-out
+  set as the service would decide it) and the previous period's; a two-sided pooled two-proportion
+  z-test, flagged below the policy's ``reason_shift_p_value`` divided by the number of codes tested
+  (Bonferroni); tested only with ``min_sample`` declines and referrals and ``REASON_MIN_EXPECTED``
+  expected citations and non-citations on each side.
 - Percentiles use linear interpolation between order statistics (numpy's default).
 - AUC is the Mann-Whitney statistic with average ranks for ties; KS is the largest gap between
   the empirical distribution functions of the probability of default of bads and goods.
@@ -40,7 +46,7 @@ from __future__ import annotations
 
 import math
 from collections import Counter
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, fields, is_dataclass
 from datetime import UTC, date, datetime, timedelta
 from itertools import pairwise
@@ -180,14 +186,38 @@ class CategoricalBaseline:
 
 
 @dataclass(frozen=True)
+class ReasonBaseline:
+    """How often the hold-out set's declines and referrals cite each reason code (:func:`cited_counts`)."""
+
+    adverse_decisions: int
+    counts: tuple[tuple[str, int], ...]
+
+    @classmethod
+    def of(cls, raw: Any, where: str = "baseline.reasons") -> ReasonBaseline | None:
+        """Read ``{"adverse_decisions": n, "counts": {code: count}}`` (``training.metrics.reason_baseline``);
+        None when absent (a baseline written before reasons were recorded); ReportError when malformed."""
+        if raw is None:
+            return None
+        n = raw.get("adverse_decisions") if isinstance(raw, Mapping) else None
+        counts = raw.get("counts") if isinstance(raw, Mapping) else None
+        if isinstance(n, bool) or not isinstance(n, int) or n < 0 or not isinstance(counts, Mapping):
+            raise ReportError(f"{where}: expected adverse_decisions (a count) and counts (code -> count)")
+        for code, count in counts.items():
+            if isinstance(count, bool) or not isinstance(count, int) or not 0 <= count <= n:
+                raise ReportError(f"{where}.counts.{code}: {count!r} is not a count between 0 and {n}")
+        return cls(n, tuple(sorted((str(c), int(k)) for c, k in counts.items())))
+
+
+@dataclass(frozen=True)
 class Baseline:
-    """A model version's training baseline: input fields and the hold-out score."""
+    """A model version's training baseline: input fields, the hold-out score and the hold-out's reasons."""
 
     model_name: str
     model_version: str
     fields: tuple[tuple[str, NumericBaseline | CategoricalBaseline], ...]
     score: NumericBaseline | None
     band_shares: tuple[tuple[str, float], ...] = ()
+    reasons: ReasonBaseline | None = None
 
 
 # ---- outputs ------------------------------------------------------------------------------------
@@ -256,6 +286,33 @@ class ReasonFrequency:
     previous_count: int
     previous_share: float | None
     change_pp: float | None  # percentage points
+
+
+@dataclass(frozen=True)
+class ReasonShift:
+    """A reason code's share of declines and referrals in the period against a reference (the training baseline
+    or the previous period): a two-sided two-proportion z-test (:func:`reason_shifts`).
+
+    ``tested`` when both sides have enough data; ``p_threshold`` is the policy's ``reason_shift_p_value``
+    divided by the number of codes tested against this reference (Bonferroni); ``flag`` is ``shift`` when
+    ``p_value`` is below it.
+    """
+
+    code: str
+    kind: str
+    reference: Literal["baseline", "previous_period"]
+    count: int
+    n: int
+    share: float | None
+    reference_count: int
+    reference_n: int
+    reference_share: float | None
+    change_pp: float | None
+    z: float | None
+    p_value: float | None
+    tested: bool
+    p_threshold: float | None
+    flag: str  # "" or "shift"
 
 
 @dataclass(frozen=True)
@@ -400,6 +457,83 @@ class Flag:
 
 
 @dataclass(frozen=True)
+class ReviewRow:
+    """One human review recorded in the period (from its audit event)."""
+
+    reviewer: str  # the reviewer key's label (or key id)
+    risk_band: str  # the automated decision's band
+    top_reason: str  # the automated decision's first reason code ("" when none)
+    automated: str  # the automated decision
+    final: str  # the reviewer's final decision
+    justification: str  # the justification code
+
+    @property
+    def override(self) -> bool:
+        return self.final != self.automated
+
+
+@dataclass(frozen=True)
+class OverrideRate:
+    """Reviews and overrides of one group (a reviewer, a band, a top reason, a justification)."""
+
+    group: str
+    reviews: int
+    overrides: int
+    approved: int
+    declined: int
+
+    @property
+    def override_rate(self) -> float | None:
+        return self.overrides / self.reviews if self.reviews else None
+
+
+@dataclass(frozen=True)
+class ReviewSummary:
+    """Human review in the period: how many decisions were reviewed and overridden, by reviewer, band and reason.
+
+    An override is a final decision other than the automated one (a referral's final decision always differs
+    from "refer", so every review of a referral counts as one; an approve or decline confirmed does not)."""
+
+    reviews: int
+    overrides: int
+    override_rate: float | None
+    by_reviewer: tuple[OverrideRate, ...]
+    by_band: tuple[OverrideRate, ...]
+    by_reason: tuple[OverrideRate, ...]
+    by_justification: tuple[OverrideRate, ...]
+
+
+def review_summary(rows: Sequence[ReviewRow]) -> ReviewSummary:
+    """Override counts and rates overall and by reviewer, band, top reason and justification (groups sorted)."""
+
+    def grouped(key: Callable[[ReviewRow], str]) -> tuple[OverrideRate, ...]:
+        groups: dict[str, list[ReviewRow]] = {}
+        for row in rows:
+            groups.setdefault(key(row), []).append(row)
+        return tuple(
+            OverrideRate(
+                group,
+                len(members),
+                sum(1 for m in members if m.override),
+                sum(1 for m in members if m.final == "approve"),
+                sum(1 for m in members if m.final == "decline"),
+            )
+            for group, members in sorted(groups.items())
+        )
+
+    overrides = sum(1 for r in rows if r.override)
+    return ReviewSummary(
+        reviews=len(rows),
+        overrides=overrides,
+        override_rate=overrides / len(rows) if rows else None,
+        by_reviewer=grouped(lambda r: r.reviewer),
+        by_band=grouped(lambda r: r.risk_band),
+        by_reason=grouped(lambda r: r.top_reason or "(none)"),
+        by_justification=grouped(lambda r: r.justification),
+    )
+
+
+@dataclass(frozen=True)
 class PeriodReport:
     """Every number of the period report."""
 
@@ -423,6 +557,8 @@ class PeriodReport:
     backtest: Backtest | None
     flags: tuple[Flag, ...]
     notes: tuple[str, ...]
+    reason_shifts: tuple[ReasonShift, ...] = ()
+    reviews: ReviewSummary | None = None  # human review of the period (None when no reviews were read)
 
 
 @dataclass(frozen=True)
@@ -448,8 +584,11 @@ def build_report(
     rule_codes: Sequence[str] = (),
     notes: Sequence[str] = (),
     settings: ReportSettings = DEFAULT_SETTINGS,
+    reviews: Sequence[ReviewRow] | None = None,
 ) -> PeriodReport:
     """The period report of the rows in ``period`` (and of ``model_name``, if given).
+
+    ``reviews``: the human reviews recorded in the period (their section is left out when None).
 
     ``settings`` carry the thresholds, monitoring attributes and fairness bands of the model version
     the period used (the defaults: default thresholds, no disparate-impact attributes).
@@ -515,7 +654,9 @@ def build_report(
         latency=latency_summary([r.latency_ms for r in current if r.latency_ms is not None]),
         backtest=backtest(current),
         flags=(),
-        notes=tuple(all_notes),
+        notes=tuple(all_notes + reason_shift_notes(current, previous, baseline, thresholds)),
+        reason_shifts=reason_shifts(current, previous, baseline, thresholds),
+        reviews=None if reviews is None else review_summary(reviews),
     )
     return _with_flags(report)
 
@@ -646,6 +787,114 @@ def _reason_counts(rows: Sequence[DecisionRow]) -> tuple[Counter[str], int, dict
             for ref in r.reasons:
                 kinds.setdefault(ref.code, ref.kind)
     return counts, n, kinds
+
+
+# ---- reason-frequency drift -----------------------------------------------------------------------
+#: The normal approximation of the z-test needs this many expected citations and non-citations on each side.
+REASON_MIN_EXPECTED = 5.0
+
+
+def two_proportion_z(x1: int, n1: int, x0: int, n0: int) -> tuple[float, float]:
+    """(z, two-sided p-value) of the pooled two-proportion z-test of x1/n1 against x0/n0 (both n > 0).
+
+    ``z = (x1/n1 - x0/n0) / sqrt(p (1 - p) (1/n1 + 1/n0))`` with the pooled ``p = (x1 + x0) / (n1 + n0)``;
+    ``p-value = erfc(|z| / sqrt 2)``. Equal shares of 0 or 1 on both sides: z = 0, p = 1.
+    """
+    pooled = (x1 + x0) / (n1 + n0)
+    se = math.sqrt(pooled * (1.0 - pooled) * (1.0 / n1 + 1.0 / n0))
+    if se == 0.0:
+        return 0.0, 1.0
+    z = (x1 / n1 - x0 / n0) / se
+    return z, math.erfc(abs(z) / math.sqrt(2.0))
+
+
+def reason_shifts(
+    rows: Sequence[DecisionRow],
+    previous: Sequence[DecisionRow] = (),
+    baseline: Baseline | None = None,
+    thresholds: Monitoring = DEFAULT_THRESHOLDS,
+) -> tuple[ReasonShift, ...]:
+    """Each reason code's share of the period's declines and referrals against the training baseline's (the
+    hold-out set's, when the baseline has it) and the previous period's.
+
+    Share: the declines and referrals citing the code (once each) over all declines and referrals
+    (:func:`cited_counts`), the same on every side. A code is tested when both sides have at least
+    ``min_sample`` declines and referrals and, at the pooled share, at least ``REASON_MIN_EXPECTED`` expected
+    citations and non-citations on each side; it is flagged ``shift`` when its two-sided p-value is below
+    ``reason_shift_p_value / m``, m the number of codes tested against that reference (Bonferroni: at most
+    that chance of any false flag per reference and report). Codes cited on neither side are left out.
+    """
+    now, n_now, kinds = _reason_counts(rows)
+    references: list[tuple[Literal["baseline", "previous_period"], Mapping[str, int], int]] = []
+    if baseline is not None and baseline.reasons is not None:
+        references.append(("baseline", dict(baseline.reasons.counts), baseline.reasons.adverse_decisions))
+    before, n_before, kinds_before = _reason_counts(previous)
+    references.append(("previous_period", before, n_before))
+    out: list[ReasonShift] = []
+    for reference, counts, n_ref in references:
+        codes = sorted(
+            set(now) | {c for c, k in counts.items() if k > 0}, key=lambda c: (-now[c], -counts.get(c, 0), c)
+        )
+        tested = [c for c in codes if _testable(now[c], n_now, counts.get(c, 0), n_ref, thresholds.min_sample)]
+        p_threshold = thresholds.reason_shift_p_value / len(tested) if tested else None
+        for code in codes:
+            x1, x0 = now[code], counts.get(code, 0)
+            share, ref_share = _ratio(x1, n_now), _ratio(x0, n_ref)
+            z = p_value = None
+            if n_now and n_ref:
+                z, p_value = two_proportion_z(x1, n_now, x0, n_ref)
+            is_tested = code in tested
+            flagged = is_tested and p_value is not None and p_threshold is not None and p_value < p_threshold
+            out.append(
+                ReasonShift(
+                    code=code,
+                    kind=kinds.get(code) or kinds_before.get(code, ""),
+                    reference=reference,
+                    count=x1,
+                    n=n_now,
+                    share=share,
+                    reference_count=x0,
+                    reference_n=n_ref,
+                    reference_share=ref_share,
+                    change_pp=None if share is None or ref_share is None else 100.0 * (share - ref_share),
+                    z=z,
+                    p_value=p_value,
+                    tested=is_tested,
+                    p_threshold=p_threshold if is_tested else None,
+                    flag="shift" if flagged else "",
+                )
+            )
+    return tuple(out)
+
+
+def _testable(x1: int, n1: int, x0: int, n0: int, min_sample: int) -> bool:
+    if n1 < min_sample or n0 < min_sample:
+        return False
+    pooled = (x1 + x0) / (n1 + n0)
+    return min(n1, n0) * min(pooled, 1.0 - pooled) >= REASON_MIN_EXPECTED
+
+
+def reason_shift_notes(
+    rows: Sequence[DecisionRow],
+    previous: Sequence[DecisionRow],
+    baseline: Baseline | None,
+    thresholds: Monitoring = DEFAULT_THRESHOLDS,
+) -> list[str]:
+    """What the reader should know about the reason-drift comparison (no baseline reasons, small samples)."""
+    notes = []
+    if baseline is not None and baseline.reasons is None:
+        notes.append(
+            "The training baseline has no reason-code frequencies (a model trained before they were recorded): "
+            "reason drift is compared with the previous period only."
+        )
+    _counts, n_now, _kinds = _reason_counts(rows)
+    _before, n_before, _ = _reason_counts(previous)
+    if min(n_now, n_before) < thresholds.min_sample:
+        notes.append(
+            f"Reason drift is tested only with at least {thresholds.min_sample} declines and referrals on each side "
+            f"(this period {n_now}, the previous {n_before}): smaller comparisons are shown but not flagged."
+        )
+    return notes
 
 
 def stability_flag(value: float | None, thresholds: Monitoring = DEFAULT_THRESHOLDS) -> str:
@@ -913,6 +1162,9 @@ def _with_flags(report: PeriodReport) -> PeriodReport:
     for name, value in (("p50", lat.p50), ("p90", lat.p90), ("p99", lat.p99), ("max", lat.maximum)):
         if value is not None and value > lat.budget_ms:
             flags.append(Flag("latency", name, "", "over_budget", value))
+    for shift in report.reason_shifts:
+        if shift.flag:
+            flags.append(Flag("reason_shift", shift.code, shift.reference, shift.flag, shift.p_value))
     return PeriodReport(
         **{f.name: getattr(report, f.name) for f in fields(report) if f.name != "flags"}, flags=tuple(flags)
     )
@@ -949,6 +1201,7 @@ def metric_rows(report: PeriodReport) -> tuple[MetricRow, ...]:
         ("stability_action", t.stability_action),
         ("four_fifths", t.four_fifths),
         ("min_sample", t.min_sample),
+        ("reason_shift_p_value", t.reason_shift_p_value),
     ):
         add(MetricRow("thresholds", metric, "", threshold, ""))
     for v in report.volumes:
@@ -982,6 +1235,16 @@ def metric_rows(report: PeriodReport) -> tuple[MetricRow, ...]:
         add(MetricRow("reason_frequency", "share", f.code, f.share, ""))
         add(MetricRow("reason_frequency", "previous_share", f.code, f.previous_share, ""))
         add(MetricRow("reason_frequency", "change_pp", f.code, f.change_pp, ""))
+    for shift in report.reason_shifts:
+        for metric, shift_value in (
+            ("share", shift.share),
+            ("reference_share", shift.reference_share),
+            ("change_pp", shift.change_pp),
+            ("z", shift.z),
+            ("p_value", shift.p_value),
+            ("p_threshold", shift.p_threshold),
+        ):
+            add(MetricRow("reason_shift", f"{shift.reference}.{metric}", shift.code, shift_value, shift.flag))
     for index in (report.score_psi, report.band_psi):
         if index is not None:
             add(MetricRow("stability", "psi", index.name, index.value, _stability_row_flag(index)))
@@ -1022,6 +1285,20 @@ def metric_rows(report: PeriodReport) -> tuple[MetricRow, ...]:
             add(MetricRow("backtest", metric, "", bt_value, ""))
         for bo in bt.by_band:
             add(MetricRow("backtest", "bad_rate", bo.band, bo.bad_rate, ""))
+    rv = report.reviews
+    if rv is not None:
+        add(MetricRow("review", "reviews", "", rv.reviews, ""))
+        add(MetricRow("review", "overrides", "", rv.overrides, ""))
+        add(MetricRow("review", "override_rate", "", rv.override_rate, ""))
+        for by, rates in (
+            ("reviewer", rv.by_reviewer),
+            ("band", rv.by_band),
+            ("reason", rv.by_reason),
+            ("justification", rv.by_justification),
+        ):
+            for rate in rates:
+                add(MetricRow("review", f"reviews_by_{by}", rate.group, rate.reviews, ""))
+                add(MetricRow("review", f"override_rate_by_{by}", rate.group, rate.override_rate, ""))
     return tuple(out)
 
 
@@ -1032,6 +1309,8 @@ def to_jsonable(value: Any) -> Any:
         if isinstance(value, GroupRate):
             data["four_fifths"] = value.four_fifths
             data["flag"] = value.flag
+        if isinstance(value, OverrideRate):
+            data["override_rate"] = value.override_rate
         return data
     if isinstance(value, datetime):
         return value.astimezone(UTC).isoformat().replace("+00:00", "Z")

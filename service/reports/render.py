@@ -20,12 +20,14 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Generic, TypeVar
 
 from service.reports.core import (
+    REASON_MIN_EXPECTED,
     SCORE_BIN_WIDTH,
     STABILITY_EPSILON,
     DisparateImpact,
     Flag,
     GroupRate,
     MetricRow,
+    OverrideRate,
     PeriodReport,
     StabilityIndex,
     metric_rows,
@@ -43,6 +45,7 @@ FLAG_COLOURS = {
     "four_fifths": "#c62828",
     "over_budget": "#c62828",
     "watch": "#ef8f00",
+    "shift": "#c62828",
     "small_group": "#6a6a6a",
 }
 DECISION_COLOURS = {"approve": "#2e7d32", "refer": "#f9a825", "decline": "#c62828"}
@@ -149,6 +152,7 @@ def key_figures(report: PeriodReport) -> list[tuple[str, str, str]]:
             _worst(c.flag for c in report.field_csi),
         ),
         ("Four-fifths rule", "flagged" if four_fifths else "not flagged", "four_fifths" if four_fifths else ""),
+        reason_shift_figure(report),
         (
             "Latency p99",
             "–" if lat.p99 is None else f"{lat.p99:.1f} ms",
@@ -163,6 +167,37 @@ def key_figures(report: PeriodReport) -> list[tuple[str, str, str]]:
 def _worst(flags: Iterable[str]) -> str:
     seen = set(flags)
     return "action" if "action" in seen else "watch" if "watch" in seen else ""
+
+
+def reason_shift_figure(report: PeriodReport) -> tuple[str, str, str]:
+    """The key figure of reason drift: how many codes shifted significantly."""
+    shifted = sorted({r.code for r in report.reason_shifts if r.flag})
+    return ("Reason codes shifted", str(len(shifted)), "shift" if shifted else "")
+
+
+def reason_shift_table(report: PeriodReport) -> Table:
+    """Reason drift: each code's share against the training baseline and the previous period, with its test."""
+    shifts = report.reason_shifts
+    return Table(
+        "Reason drift: share of declines and referrals against the training baseline and the previous period",
+        ("code", "kind", "against", "share", "reference share", "change", "z", "p-value", "threshold", "flag"),
+        tuple(
+            (
+                r.code,
+                r.kind,
+                "baseline" if r.reference == "baseline" else "previous period",
+                f"{fmt_pct(r.share)} ({r.count}/{r.n})",
+                f"{fmt_pct(r.reference_share)} ({r.reference_count}/{r.reference_n})",
+                fmt_pp(r.change_pp),
+                fmt_num(r.z, 2),
+                "–" if r.p_value is None else f"{r.p_value:.2g}",
+                "not tested" if r.p_threshold is None else f"{r.p_threshold:.2g}",
+                r.flag or ("ok" if r.tested else "–"),
+            )
+            for r in shifts
+        ),
+        tuple(r.flag for r in shifts),
+    )
 
 
 def flag_text(flag: Flag) -> str:
@@ -300,6 +335,14 @@ def sections(report: PeriodReport) -> tuple[Section[PeriodReport], ...]:
                     ),
                     tuple("" for _ in report.reason_frequencies),
                 ),
+                reason_shift_table(report),
+            ),
+            text=(
+                "Reason drift: a two-sided two-proportion z-test (pooled) of each code's share of declines and "
+                f"referrals; flagged when the p-value is below {t.reason_shift_p_value:g} divided by the number of "
+                f"codes tested against that reference (Bonferroni); tested with at least {t.min_sample} declines "
+                f"and referrals and {REASON_MIN_EXPECTED:g} expected citations and non-citations on each side. The baseline is the "
+                "hold-out set as the model version decides it."
             ),
         ),
         Section(
@@ -365,6 +408,48 @@ def sections(report: PeriodReport) -> tuple[Section[PeriodReport], ...]:
             ),
         ),
     ]
+    rv = report.reviews
+    if rv is not None:
+        columns = ("reviews", "overrides", "override rate", "approved", "declined")
+
+        def rates_table(title_text: str, by: str, rates: Sequence[OverrideRate]) -> Table:
+            return Table(
+                title_text,
+                (by, *columns),
+                tuple(
+                    (
+                        r.group,
+                        str(r.reviews),
+                        str(r.overrides),
+                        fmt_pct(r.override_rate),
+                        str(r.approved),
+                        str(r.declined),
+                    )
+                    for r in rates
+                ),
+                tuple("" for _ in rates),
+            )
+
+        out.append(
+            Section(
+                "review",
+                "Human review",
+                (),
+                (
+                    Table(
+                        "Reviews in the period",
+                        ("reviews", "overrides", "override rate"),
+                        ((str(rv.reviews), str(rv.overrides), fmt_pct(rv.override_rate)),),
+                        ("",),
+                    ),
+                    rates_table("By reviewer", "reviewer", rv.by_reviewer),
+                    rates_table("By automated risk band", "band", rv.by_band),
+                    rates_table("By automated top reason", "reason", rv.by_reason),
+                    rates_table("By justification", "justification", rv.by_justification),
+                ),
+                "An override is a final decision other than the automated one; every reviewed referral is one.",
+            )
+        )
     bt = report.backtest
     if bt is not None:
         out.append(
@@ -837,7 +922,7 @@ def _table_pages(tables: Sequence[tuple[str, Table]]) -> list[Figure]:
                     cell.set_facecolor("#eef2f7")
                     continue
                 flag = flags[start + r - 1].split(",")[0]
-                if flag in ("action", "four_fifths", "over_budget"):
+                if flag in ("action", "four_fifths", "over_budget", "shift"):
                     cell.set_facecolor("#fdecea")
                 elif flag == "watch":
                     cell.set_facecolor("#fff4e0")

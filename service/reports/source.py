@@ -26,9 +26,11 @@ from service.reports.core import (
     Outcome,
     Period,
     PeriodReport,
+    ReasonBaseline,
     ReasonRef,
     ReportError,
     ReportSettings,
+    ReviewRow,
     build_report,
 )
 
@@ -41,6 +43,16 @@ class RecordSource(Protocol):
         *,
         since: datetime | None = None,
         until: datetime | None = None,
+        cursor: str | None = None,
+        limit: int = 50,
+    ) -> tuple[list[Any], str | None]: ...
+
+    def events(
+        self,
+        *,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        kind: str | None = None,
         cursor: str | None = None,
         limit: int = 50,
     ) -> tuple[list[Any], str | None]: ...
@@ -207,7 +219,8 @@ def baseline_from_reference(reference: Mapping[str, Any], model_name: str, model
         bands = tuple((str(b), float(s)) for b, s in _mapping(score_raw.get("band_shares")).items())
     except (TypeError, ValueError, AttributeError) as exc:
         raise ReportError(f"reference.json of {model_name} {model_version} has a malformed baseline: {exc}") from exc
-    return Baseline(model_name, model_version, tuple(fields), score, bands)
+    reasons = ReasonBaseline.of(raw.get("reasons"), f"reference.json of {model_name} {model_version}: baseline.reasons")
+    return Baseline(model_name, model_version, tuple(fields), score, bands, reasons)
 
 
 def _numeric(spec: Mapping[str, Any]) -> NumericBaseline:
@@ -293,7 +306,34 @@ def report_from_store(
         context.rule_codes,
         context.notes,
         settings=context.settings,
+        reviews=review_rows(records, period),
     )
+
+
+def review_rows(records: RecordSource, period: Period) -> list[ReviewRow]:
+    """The human reviews recorded in ``period`` (audit events of kind ``review``), as report rows."""
+    rows: list[ReviewRow] = []
+    cursor: str | None = None
+    while True:
+        page, cursor = records.events(kind="review", since=period.start, until=period.end, cursor=cursor, limit=500)
+        for stored in page:
+            event = stored.event
+            details = _mapping(event.details)
+            before = _mapping(details.get("automated"))
+            codes = before.get("reason_codes") or []
+            actor = _mapping(event.actor)
+            rows.append(
+                ReviewRow(
+                    reviewer=str(actor.get("label") or actor.get("key_id") or actor.get("cli") or "unknown"),
+                    risk_band=str(before.get("risk_band", "")),
+                    top_reason=str(codes[0]) if codes else "",
+                    automated=str(before.get("decision", "")),
+                    final=str(details.get("final_decision", "")),
+                    justification=str(_mapping(details.get("justification")).get("code", "")),
+                )
+            )
+        if cursor is None:
+            return rows
 
 
 def _version_number(version: str) -> int:
@@ -378,7 +418,7 @@ def comparison_from_store(records: Any, model_store_root: Path, period: Period, 
         bands = _band_names(model_store_root, name, version)
     return build_comparison(
         pairs, period, kind="policy" if kind == "policy" else "challenger", settings=settings, bands=bands,
-        rule_codes=rules,
+        rule_codes=rules, decisions=records.count(since=period.start, until=period.end),
     )  # fmt: skip
 
 
