@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed
 HOST   ?= 127.0.0.1
 PORT   ?= 8000
 
-.PHONY: install system-deps serve dev-keys test lint typecheck unit bench bench-soak bench-dask train clean
+.PHONY: install system-deps serve dev-keys test lint typecheck unit bench bench-soak bench-dask bench-scale train clean
 
 # Debian packages the tests and benchmarks drive: Chromium (console browser test),
 # poppler-utils (PDF -> PNG check), wrk (load generator). Installed only when missing.
@@ -64,6 +64,10 @@ bench-soak: $(STAMP) system-deps ## 10 minutes at 70% of peak: errors, worker me
 
 bench-dask: $(STAMP) ## batch scoring on Dask, 1 and 2 workers; writes docs/SCALE-DASK.md
 	$(BIN)/python -m benchmarks.dask_bench
+
+# RECORDS=<n> seeds a smaller store (default 1,000,000); BACKEND=sqlite|postgres|both (default sqlite).
+bench-scale: $(STAMP) system-deps ## the service over a store of a million decisions; writes docs/SCALE.md
+	$(BIN)/python -m benchmarks.scale --records $(or $(RECORDS),1000000) --backend $(or $(BACKEND),sqlite)
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

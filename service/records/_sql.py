@@ -546,8 +546,11 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
         with self._transaction("write") as tx:
             head = self._lock_chain(tx)
             # Checked under the append lock, so two retries racing with one key cannot both insert.
+            # Two index lookups, never an OR: with planner statistics (ANALYZE) SQLite turns the OR of a unique
+            # column and a mostly-NULL one into a scan of the whole table (benchmarks/scale.py found it).
             rows = tx.rows(
-                _select("WHERE decision_id = ? OR idempotency_key = ?"), (record.decision_id, record.idempotency_key)
+                f"{_select('WHERE decision_id = ?')} UNION ALL {_select('WHERE idempotency_key = ?')}",
+                (record.decision_id, record.idempotency_key),
             )
             same_key = [r for r in rows if record.idempotency_key is not None and r[4] == record.idempotency_key]
             if same_key:
@@ -937,6 +940,45 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
             for row in rows:
                 yield self._stored_of(row[width:]), self._stored_shadow_of(row[:width])
             if len(rows) < _BATCH:
+                return
+            after = int(rows[-1][0])
+
+    # --- report projection ----------------------------------------------------------------------------------
+
+    #: Backend SELECT of the report projection (see :meth:`iter_report_projection`); ends before its WHERE.
+    report_projection_sql = ""
+
+    def _report_time(self, value: Any) -> datetime:
+        # the stored text format parsed by fromisoformat: the same datetime, without strptime's per-call cost
+        if isinstance(value, str) and len(value) == 27 and value.endswith("Z"):
+            return datetime.fromisoformat(value)
+        return self._decode_time(value)
+
+    def iter_report_projection(self, since: datetime, until: datetime, batch: int = 10_000) -> Iterator[Row]:
+        """What the period report reads of each decision created in ``[since, until)``, in seq order, in batches.
+
+        One row per record: ``(decision_id, created_at, decision, risk_band, score, model_name, model_version,
+        schema_version, request, probability_of_default, latency_ms, reasons, rules)``. The last six are parts of
+        the payload extracted by the database, as JSON text exactly as stored (``reasons``: ``[[code, kind,
+        adverse], ...]`` or flat ``[code, kind, adverse, ...]`` padded with nulls, ``rules``: ``[code, ...]``, maybe
+        padded with nulls); only the projection is sent, never the whole payload, so a
+        report over millions of records reads a small part of the table. ``schema_version`` is None for payloads
+        of the first version, whose layout differs: their reader asks :meth:`get` for the whole record.
+        """
+        clauses, params = self._time_clauses(since, until)
+        where = " AND ".join(clauses) or "1 = 1"
+        with self._transaction("read") as tx:
+            bounds = tx.one(f"SELECT MIN(seq), MAX(seq) FROM decision_records WHERE {where}", params)  # noqa: S608
+        if bounds is None or bounds[0] is None:
+            return
+        after, last = int(bounds[0]) - 1, int(bounds[1])
+        sql = f"{self.report_projection_sql} WHERE {where} AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+        while after < last:
+            with self._transaction("read") as tx:
+                rows = tx.rows(sql, (*params, after, last, batch))
+            for row in rows:
+                yield (row[1], self._report_time(row[2]), *row[3:])
+            if len(rows) < batch:
                 return
             after = int(rows[-1][0])
 
