@@ -138,7 +138,7 @@ def _serve_the_deployments_state(
         new_id=new_decision_id,
         counters=metrics,
         queue_size=settings.shadow_queue_size,
-        budget=CpuBudget(share=settings.shadow_max_share),
+        budget=CpuBudget(share=settings.shadow_max_share, busy_time=lambda: metrics.busy_seconds),
     )
 
     def put(serving: Serving) -> None:

@@ -74,6 +74,9 @@ class Metrics:
             registry=self.registry,
         )
 
+        #: seconds this process has spent answering requests (the shadow's CPU budget reads it: busy or not)
+        self.busy_seconds = 0.0
+
     # ---- hooks of the decision service, the shadow runner and the serving watcher ------------------
     def shadowed(self, kind: str, n: int) -> None:
         """``n`` shadow decisions of ``kind`` were recorded."""

@@ -10,10 +10,9 @@ latency never wait for a shadow: when the queue is full the request is not shado
 
 The shadow thread shares the worker's CPU (and the interpreter) with the requests, so a queue alone does not keep it
 from slowing the champion when the machine is saturated: the thread never falls behind, it takes the requests' time
-instead. A :class:`CpuBudget` therefore caps it: while the worker is busy (its CPU time over the last second at or
-above ``busy``, a fraction of one core), the shadow thread may use at most ``share`` of the worker's CPU time; a
-gathering beyond that is not shadowed and is counted as skipped for ``busy``. Below that load every request is
-shadowed. The comparison report covers the decisions that have a twin (its coverage says how many).
+instead. A :class:`CpuBudget` therefore caps it: while the worker is busy (in requests for at least ``busy``, 75 %,
+of the last second), the shadow thread may use at most ``share`` of the worker's CPU time; a gathering beyond that
+is not shadowed and is counted as skipped for ``busy``. Below that load every request is shadowed. The comparison report covers the decisions that have a twin (its coverage says how many).
 
 The queue is drained when the process exits (``atexit``, at most ``drain_seconds``), so a worker that is
 stopped gracefully records the shadows of every decision it made.
@@ -56,17 +55,21 @@ STEP = 16
 SWITCH_INTERVAL = 0.0005
 #: While the worker is busy, the most of its CPU time the shadow thread may take (the rest is the champion's).
 DEFAULT_MAX_SHARE = 0.08
-#: The worker counts as busy when its CPU time over the last window is at least this fraction of one core.
-DEFAULT_BUSY = 0.5
+#: The worker counts as busy when it spent at least this share of the last window answering requests.
+DEFAULT_BUSY = 0.75
 
 
 class CpuBudget:
     """How much of the worker's CPU the shadow thread may take: all it needs while the worker is not busy, at most
-    ``share`` of the worker's CPU time while it is (CPU time over the last ``window`` seconds >= ``busy`` x wall time).
+    ``share`` of the worker's CPU time while it is.
+
+    Busy means: over the last ``window`` seconds the worker spent at least ``busy`` of the wall time answering
+    requests (``busy_time``: the seconds spent in requests so far; a sync worker at its peak is in requests all the
+    time, at half its peak about half of it). Without ``busy_time`` the worker's CPU time stands in for it.
 
     :meth:`allows` is asked before each gathering, :meth:`spent` told the shadow thread's CPU time after it. The
     decision uses the current window once it is a quarter old, before that the previous one. Clocks are injected
-    (tests); by default the process's and the calling thread's CPU clocks and the monotonic clock.
+    (tests); by default the process's CPU clock and the monotonic clock.
     """
 
     def __init__(
@@ -75,6 +78,7 @@ class CpuBudget:
         busy: float = DEFAULT_BUSY,
         *,
         window: float = 1.0,
+        busy_time: Callable[[], float] | None = None,
         process_time: Callable[[], float] = time.process_time,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
@@ -83,19 +87,23 @@ class CpuBudget:
         self.share = share
         self.busy = busy
         self.window = window
+        self._busy_time = busy_time or process_time
         self._process_time = process_time
         self._clock = clock
-        self._start = (clock(), process_time())
+        self._start = self._now()
         self._spent = 0.0
         self._last: tuple[float, float] | None = None  # (busy, shadow share) of the previous window
 
+    def _now(self) -> tuple[float, float, float]:
+        return self._clock(), self._busy_time(), self._process_time()
+
     def _roll(self) -> tuple[float, float] | None:
-        now, cpu = self._clock(), self._process_time()
-        wall, used = now - self._start[0], cpu - self._start[1]
-        current = (used / wall, self._spent / used if used > 0 else 0.0) if wall > 0 else None
+        now = self._now()
+        wall, busy, used = (b - a for a, b in zip(self._start, now, strict=True))
+        current = (busy / wall, self._spent / used if used > 0 else 0.0) if wall > 0 else None
         if wall >= self.window:
             self._last = current
-            self._start, self._spent = (now, cpu), 0.0
+            self._start, self._spent = now, 0.0
             return self._last
         return current if wall >= self.window / 4 else self._last
 

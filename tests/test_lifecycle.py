@@ -483,6 +483,19 @@ def test_the_cpu_budget_caps_the_shadow_only_while_the_worker_is_busy() -> None:
     budget.spent(0.01)
     assert budget.allows()
     assert CpuBudget(share=1.0, process_time=lambda: 0.0, clock=lambda: 0.0).allows()
+    # busy measured as time in requests (what the service gives it): a worker answering requests 90 % of the time
+    # is busy even though its CPU time says little (a machine with more workers than cores)
+    served = [0.0]
+    now[0], cpu[0] = 0.0, 0.0
+    by_requests = CpuBudget(
+        share=0.1, window=1.0, busy_time=lambda: served[0], process_time=lambda: cpu[0], clock=lambda: now[0]
+    )
+    now[0], cpu[0], served[0] = 1.0, 0.4, 0.9
+    by_requests.spent(0.1)  # a quarter of the worker's CPU
+    assert not by_requests.allows()
+    now[0], cpu[0], served[0] = 2.0, 0.8, 1.5  # in requests 60 % of the last second: below 75 %, not busy
+    by_requests.spent(0.3)
+    assert by_requests.allows()
     with pytest.raises(ValueError, match="share"):
         CpuBudget(share=0.0)
 

@@ -141,6 +141,8 @@ def test_a_stopped_worker_records_the_shadows_of_every_decision_it_made(
         "CREDIT_DECISION_DATABASE_URL": f"sqlite:///{database}",
         "CREDIT_DECISION_API_KEYS": api_keys_setting,
         "WEB_CONCURRENCY": "2",
+        # no CPU cap: every decision is shadowed (what the cap skips is counted: tests/test_lifecycle.py)
+        "CREDIT_DECISION_SHADOW_MAX_SHARE": "1",
     }
     ids = []
     with run_gunicorn(tmp_path, **env) as (base, _process, _log):

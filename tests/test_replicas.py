@@ -121,13 +121,15 @@ def test_two_replicas_share_one_postgres_chain_idempotency_and_serving_state(
             hosts[0], "POST", "/v1/models/champion", admin, {"name": other.name, "version": other.version}
         )
         assert status == 200
-        deadline = time.monotonic() + 20
+        deadline = time.monotonic() + 30
+        served: dict[int, str] = {}  # replica b's worker pid -> the model it said it serves last
         while True:
-            served = {_call(hosts[1], "GET", "/readyz", admin)[2]["model"]["name"] for _ in range(8)}
-            if served == {other.name}:
+            ready = _call(hosts[1], "GET", "/readyz", admin)[2]
+            served[ready["worker"]] = ready["model"]["name"]
+            if len(served) == 2 and set(served.values()) == {other.name}:  # both workers of replica b switched
                 break
-            assert time.monotonic() < deadline, f"replica b still serves {served}"
-            time.sleep(0.2)
+            assert time.monotonic() < deadline, f"replica b's workers serve {served}"
+            time.sleep(0.05)
         status, _, decided = _call(hosts[1], "POST", "/v1/decisions", scorer, body("AFTER", 0))
         assert status == 201
         after_id = decided["decision_id"]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import os
 import time
 
 from flask import Flask, Response, g, jsonify, request
@@ -58,6 +59,7 @@ def blueprint() -> Blueprint:
                 "policy_version": info.policy_version,
                 "shadows": [{"kind": s.kind, **s.model.info.to_dict()} for s in service.serving.shadows],
                 "serving_state_seq": service.serving.state.seq,
+                "worker": os.getpid(),
             }
         )
 
@@ -81,7 +83,9 @@ def _observe(response: Response) -> Response:
     metrics = get_state().metrics
     metrics.requests.labels(request.method, route, str(response.status_code)).inc()
     if started is not None:
-        metrics.latency.labels(request.method, route).observe(time.perf_counter() - started)
+        elapsed = time.perf_counter() - started
+        metrics.latency.labels(request.method, route).observe(elapsed)
+        metrics.busy_seconds += elapsed
     return response
 
 

@@ -659,6 +659,9 @@ class ReadySchema(Schema):
     shadows = fields.List(fields.Dict(), required=True)
     serving_state_seq = fields.Integer(required=True)
     spec_version = fields.String(required=True)
+    worker = fields.Integer(
+        required=True, metadata={"description": "The answering worker's process id (each worker switches on its own)"}
+    )
 
 
 class ModelListingSchema(Schema):
