@@ -10,7 +10,7 @@ latency never wait for a shadow: when the queue is full the request is not shado
 
 The shadow thread shares the worker's CPU (and the interpreter) with the requests, so a queue alone does not keep it
 from slowing the champion when the machine is saturated: the thread never falls behind, it takes the requests' time
-instead. A :class:`CpuBudget` therefore caps it: while the worker is busy (in requests for at least ``busy``, 75 %,
+instead. A :class:`CpuBudget` therefore caps it: while the worker is busy (in requests for at least ``busy``, half,
 of the last second), the shadow thread may use at most ``share`` of the worker's CPU time; a gathering beyond that
 is not shadowed and is counted as skipped for ``busy``. Below that load every request is shadowed. The comparison report covers the decisions that have a twin (its coverage says how many).
 
@@ -23,7 +23,6 @@ from __future__ import annotations
 import atexit
 import logging
 import queue
-import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -50,13 +49,10 @@ DEFAULT_LINGER_SECONDS = 0.05
 #: Requests decided per step; the thread yields the interpreter between steps so that a gathering never holds up
 #: the worker's requests for long (the GIL is shared with the thread answering them).
 STEP = 16
-#: The interpreter's switch interval while a shadow thread runs (Python's default is 5 ms): a request that arrives while
-#: the shadow thread holds the GIL waits at most this long for it.
-SWITCH_INTERVAL = 0.0005
 #: While the worker is busy, the most of its CPU time the shadow thread may take (the rest is the champion's).
 DEFAULT_MAX_SHARE = 0.08
 #: The worker counts as busy when it spent at least this share of the last window answering requests.
-DEFAULT_BUSY = 0.75
+DEFAULT_BUSY = 0.5
 
 
 class CpuBudget:
@@ -238,7 +234,6 @@ class ShadowRunner:
             if self._thread is not None and self._thread.is_alive():
                 return
             self._stopping = False
-            sys.setswitchinterval(min(sys.getswitchinterval(), SWITCH_INTERVAL))
             self._thread = threading.Thread(target=self._run, name="credit-decision-shadow", daemon=True)
             self._thread.start()
             atexit.register(self.stop)

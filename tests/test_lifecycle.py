@@ -493,7 +493,7 @@ def test_the_cpu_budget_caps_the_shadow_only_while_the_worker_is_busy() -> None:
     now[0], cpu[0], served[0] = 1.0, 0.4, 0.9
     by_requests.spent(0.1)  # a quarter of the worker's CPU
     assert not by_requests.allows()
-    now[0], cpu[0], served[0] = 2.0, 0.8, 1.5  # in requests 60 % of the last second: below 75 %, not busy
+    now[0], cpu[0], served[0] = 2.0, 0.8, 1.3  # in requests 40 % of the last second: below half, not busy
     by_requests.spent(0.3)
     assert by_requests.allows()
     with pytest.raises(ValueError, match="share"):
