@@ -227,6 +227,8 @@ def api_make_app(
             "TESTING": True,
             "API_KEYS": api_keys_setting,
             "BACKGROUND": False,  # no serving-state polling thread: admin actions apply at once in-process
+            # every decision shadowed, however fast a test posts them (the busy-worker cap has its own tests)
+            "SHADOW_MAX_SHARE": 1.0,
         }
         settings.update(config)
         app = create_app(settings)
@@ -383,6 +385,7 @@ def console_server(
         CREDIT_DECISION_MODEL_STORE=str(api_model_store),
         CREDIT_DECISION_API_KEYS=api_keys_setting,
         DATABASE_URL=f"sqlite:///{folder / 'decisions.sqlite3'}",
+        CREDIT_DECISION_SHADOW_MAX_SHARE="1",  # every decision shadowed (the busy-worker cap has its own tests)
     ) as (base, _process, _log):
         yield base
 
