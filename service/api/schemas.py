@@ -800,10 +800,11 @@ class AuditEventPageSchema(Schema):
     next_cursor = fields.String(required=True, allow_none=True)
 
 
-class EventSearchSchema(StrictSchema):
+class PeriodPageSchema(StrictSchema):
+    """Query of a paged listing in chain order over a period: ``from``, ``to``, ``cursor``, ``limit``."""
+
     from_ = AwareDateTime(data_key="from", metadata={"description": "Created at or after (ISO-8601 with a time zone)"})
     to = AwareDateTime(metadata={"description": "Created before (ISO-8601 with a time zone)"})
-    kind = fields.String(validate=validate.OneOf(EVENT_KINDS), metadata={"description": "Only this kind of event"})
     cursor = fields.String(
         validate=validate.Length(min=1, max=200), metadata={"description": "`next_cursor` of the previous page"}
     )
@@ -817,6 +818,10 @@ class EventSearchSchema(StrictSchema):
     def _ordered(self, data: dict[str, Any], **_kwargs: Any) -> None:
         if "from_" in data and "to" in data and data["to"] < data["from_"]:
             raise ValidationError("Must not be before 'from'.", field_name="to")
+
+
+class EventSearchSchema(PeriodPageSchema):
+    kind = fields.String(validate=validate.OneOf(EVENT_KINDS), metadata={"description": "Only this kind of event"})
 
 
 class ShadowDecisionSchema(Schema):
@@ -858,22 +863,8 @@ class PolicyListSchema(Schema):
 
 
 # ---- human review ---------------------------------------------------------------------------------------------
-class ReviewQueueQuerySchema(StrictSchema):
-    from_ = AwareDateTime(data_key="from", metadata={"description": "Decided at or after (ISO-8601 with a time zone)"})
-    to = AwareDateTime(metadata={"description": "Decided before (ISO-8601 with a time zone)"})
-    cursor = fields.String(
-        validate=validate.Length(min=1, max=200), metadata={"description": "`next_cursor` of the previous page"}
-    )
-    limit = DigitsInteger(
-        load_default=DEFAULT_SEARCH_LIMIT,
-        validate=validate.Range(1, MAX_SEARCH_LIMIT, error=f"Must be an integer from 1 to {MAX_SEARCH_LIMIT}."),
-        metadata={"description": "Page size", "default": DEFAULT_SEARCH_LIMIT},
-    )
-
-    @validates_schema
-    def _ordered(self, data: dict[str, Any], **_kwargs: Any) -> None:
-        if "from_" in data and "to" in data and data["to"] < data["from_"]:
-            raise ValidationError("Must not be before 'from'.", field_name="to")
+class ReviewQueueQuerySchema(PeriodPageSchema):
+    """The review queue's query: referrals decided in [``from``, ``to``), one page after ``cursor``."""
 
 
 class ReviewQueuePageSchema(Schema):
