@@ -9,7 +9,6 @@ from pathlib import Path
 from typing import Any
 
 import click
-import pytest
 import yaml
 
 from cli.main import main as cli
@@ -25,15 +24,6 @@ OTHER_NAMES = {
     "PORT": "service/gunicorn_conf.py",
     "WEB_CONCURRENCY": "service/gunicorn_conf.py",
 }
-
-
-#: Options another branch adds (checked once merged); a test with one left is skipped after all its other checks.
-PENDING: set[str] = set()
-
-
-def _skip_if_pending() -> None:
-    if PENDING:
-        pytest.skip("; ".join(sorted(PENDING)))
 
 
 def _check_env(names: set[str], where: str) -> None:
@@ -59,9 +49,6 @@ def _check_command(argv: list[str], where: str) -> None:
     assert isinstance(command, click.Command), f"{where}: no command {argv[1]!r}"
     options = {opt for param in command.params for opt in param.opts}
     for flag in (a for a in argv[2:] if a.startswith("--")):
-        if (argv[1], flag) == ("score", "--scheduler") and flag not in options:
-            PENDING.add(f"{where}: `credit-decision score --scheduler` (the Dask batch) is not merged yet")
-            continue
         assert flag in options, f"{where}: {argv[1]} has no option {flag}"
     arguments = [p for p in command.params if isinstance(p, click.Argument)]
     positional = [a for a, before in zip(argv[2:], ["", *argv[2:]], strict=False)
@@ -71,11 +58,10 @@ def _check_command(argv: list[str], where: str) -> None:
 
 def _takes_value(command: click.Command, flag: str) -> bool:
     param = next((p for p in command.params if flag in p.opts), None)
-    return param is None or (isinstance(param, click.Option) and not param.is_flag)  # None: a pending option
+    return isinstance(param, click.Option) and not param.is_flag
 
 
 def test_compose_file_services_commands_and_environment() -> None:
-    PENDING.clear()
     compose = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
     services: dict[str, Any] = compose["services"]
     assert {"postgres", "api", "lb", "dask-scheduler", "dask-worker", "score"} <= set(services)
@@ -94,11 +80,9 @@ def test_compose_file_services_commands_and_environment() -> None:
     assert api["CREDIT_DECISION_MODEL_STORE"] == "/srv/model_store"
     assert "server api:8000;" in (REPO / "deploy" / "nginx.conf").read_text()
     assert services["dask-scheduler"]["ports"][0].startswith("8786:")
-    _skip_if_pending()
 
 
 def test_kubernetes_example_deployments_probes_and_environment() -> None:
-    PENDING.clear()
     documents = [d for d in yaml.safe_load_all(KUBERNETES.read_text(encoding="utf-8")) if d]
     by_kind: dict[str, list[dict[str, Any]]] = {}
     for document in documents:
@@ -135,4 +119,3 @@ def test_kubernetes_example_deployments_probes_and_environment() -> None:
     api = next(d for d in by_kind["Deployment"] if d["metadata"]["name"] == "credit-decision-api")
     assert api["spec"]["replicas"] >= 2
     assert "dask-scheduler" in services and services["dask-scheduler"]["spec"]["ports"][0]["port"] == 8786
-    _skip_if_pending()

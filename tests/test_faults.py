@@ -230,18 +230,16 @@ def test_sqlite_page_limit_full_answers_503_writes_nothing_and_recovers(
 
 @contextlib.contextmanager
 def _small_filesystem(folder: Path, size: str) -> Iterator[Path]:
-    """A tmpfs of ``size`` mounted on ``folder`` (root only; skipped, saying why, where mounting is not allowed)."""
+    """A tmpfs of ``size`` mounted on ``folder`` (the tests run as root on the project's machines and in CI)."""
     folder.mkdir()
-    if os.geteuid() != 0 or shutil.which("mount") is None:
-        pytest.skip("mounting a size-limited tmpfs needs root (the page-limit test covers the error path)")
+    assert os.geteuid() == 0 and shutil.which("mount"), "mounting a size-limited tmpfs needs root and mount(8)"
     mounted = subprocess.run(
         ["mount", "-t", "tmpfs", "-o", f"size={size},mode=0700", "tmpfs", str(folder)],
         capture_output=True,
         text=True,
         check=False,
     )
-    if mounted.returncode != 0:
-        pytest.skip(f"cannot mount a tmpfs here: {mounted.stderr.strip()}")
+    assert mounted.returncode == 0, f"cannot mount a tmpfs here: {mounted.stderr.strip()}"
     try:
         yield folder
     finally:
@@ -365,8 +363,7 @@ class OwnPostgres:
     initdb refuses to run as root, so as root the server runs as the ``postgres`` OS user (runuser)."""
 
     def __init__(self, folder: Path) -> None:
-        if not (PG_BIN / "initdb").exists():
-            pytest.skip(f"no PostgreSQL server binaries in {PG_BIN} (set PG_BIN)")
+        assert (PG_BIN / "initdb").exists(), f"no PostgreSQL server binaries in {PG_BIN} (set PG_BIN)"
         self.folder = folder
         self.data = folder / "data"
         self.port = _free_port()
@@ -374,8 +371,7 @@ class OwnPostgres:
         self.prefix: list[str] = []
         folder.mkdir(parents=True, exist_ok=True)
         if os.geteuid() == 0:
-            if shutil.which("runuser") is None:
-                pytest.skip("running as root without runuser: cannot start a PostgreSQL server as another user")
+            assert shutil.which("runuser"), "running as root without runuser: cannot start PostgreSQL as another user"
             self.prefix = ["runuser", "-u", "postgres", "--"]
             shutil.chown(folder, "postgres")
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "--no-sync", "-E", "UTF8")
