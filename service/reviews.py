@@ -168,8 +168,6 @@ class ReviewDesk:
         assert justification is not None
         recorded = RecordedDecision.of(stored.record)
         decision_id = recorded.decision_id
-        if self.review_of(decision_id) is not None:
-            raise ReviewConflict(f"decision {decision_id} has already been reviewed")
         before = automated(recorded)
         event = AuditEvent(
             event_id=review_event_id(decision_id),
@@ -190,7 +188,7 @@ class ReviewDesk:
         )
         try:
             return self.store.append_event(event)
-        except DuplicateEntryId as exc:  # another reviewer got there first
+        except DuplicateEntryId as exc:  # reviewed already (the event id is the decision's): checked under the chain lock
             raise ReviewConflict(f"decision {decision_id} has already been reviewed") from exc
 
 
