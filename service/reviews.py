@@ -188,7 +188,9 @@ class ReviewDesk:
         )
         try:
             return self.store.append_event(event)
-        except DuplicateEntryId as exc:  # reviewed already (the event id is the decision's): checked under the chain lock
+        except (
+            DuplicateEntryId
+        ) as exc:  # reviewed already (the event id is the decision's): checked under the chain lock
             raise ReviewConflict(f"decision {decision_id} has already been reviewed") from exc
 
 
