@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import multiprocessing
 import os
 import signal
@@ -198,6 +199,22 @@ def test_verify_names_a_record_whose_payload_was_changed(
     assert not report.ok
     assert named(report, "changed") == {(3, stored[2].record.decision_id)}
     assert len(report.problems) == 1
+
+
+def test_verify_reads_the_stored_payload_text_and_still_accepts_an_equal_non_canonical_form(
+    decision_store_url: str, decision_store: Any, make_decision_record: MakeRecord
+) -> None:
+    # Verification hashes the stored canonical text as it is; a payload rewritten with the same JSON in another form
+    # (spaces, key order) is parsed and canonicalised again, so it still verifies, while one changed value does not.
+    stored = fill(decision_store, make_decision_record, 4)
+    payload = stored[1].record.payload
+    spaced = json.dumps(dict(reversed(list(payload.items()))), indent=1)
+    raw_execute(decision_store_url, "UPDATE decision_records SET payload = ? WHERE seq = 2", (spaced,))
+    assert decision_store.verify_chain().ok
+    changed = json.dumps({**payload, "margin": payload["margin"] + 1}, indent=1)
+    raw_execute(decision_store_url, "UPDATE decision_records SET payload = ? WHERE seq = 2", (changed,))
+    report = decision_store.verify_chain()
+    assert named(report, "changed") == {(2, stored[1].record.decision_id)}
 
 
 def test_verify_names_a_changed_record_even_when_its_hash_was_recomputed(

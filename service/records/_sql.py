@@ -39,6 +39,7 @@ from service.records.model import (
     GENESIS_HASH,
     SHADOW_KINDS,
     AuditEvent,
+    ChainEntry,
     DecisionRecord,
     ShadowRecord,
     StoredEvent,
@@ -143,6 +144,26 @@ def _json_object(text: Any, column: str) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError(f"{column} is not a JSON object")
     return value
+
+
+def _content_hash(
+    prev_hash: str, record_hash: str, payload_text: Any, entry_of: Callable[[dict[str, Any] | None], ChainEntry]
+) -> str:
+    """The chain hash an entry's stored content gives ("" for unreadable content: changed content).
+
+    Fast path: the payload column holds the canonical JSON that was hashed when the entry was appended, so it is
+    spliced into the content unparsed. Only when that does not give the stored ``record_hash`` is the payload parsed
+    and serialised canonically again, exactly as before; so a payload rewritten in an equal but non-canonical form
+    still verifies, and anything else that differs is still found (a match on the fast path means the stored text is
+    the very text that was hashed)."""
+    try:
+        if isinstance(payload_text, str):
+            fast = chain_hash(prev_hash, entry_of({}), canonical_content(entry_of({}), payload_text))
+            if fast == record_hash:
+                return fast
+        return chain_hash(prev_hash, entry_of(None))
+    except (ValueError, TypeError, KeyError):
+        return ""
 
 
 def existing_decisions(tx: Transaction, decision_ids: Sequence[str]) -> set[str]:
@@ -432,10 +453,12 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
 
     # --- rows ----------------------------------------------------------------------------------------------
 
-    def _record_of(self, row: Row) -> DecisionRecord:
-        payload = json.loads(row[12])
-        if not isinstance(payload, dict):
-            raise ValueError("payload is not a JSON object")
+    def _record_of(self, row: Row, payload: dict[str, Any] | None = None) -> DecisionRecord:
+        """The record of a row; ``payload`` given (verification's fast path) skips parsing the stored one."""
+        if payload is None:
+            payload = json.loads(row[12])
+            if not isinstance(payload, dict):
+                raise ValueError("payload is not a JSON object")
         return DecisionRecord(
             decision_id=row[1],
             application_id=row[2],
@@ -455,10 +478,7 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
         return StoredRecord(seq=int(row[0]), record=self._record_of(row), prev_hash=row[13], record_hash=row[14])
 
     def _link_of(self, row: Row) -> ChainLink:
-        try:
-            content_hash = chain_hash(row[13], self._record_of(row))
-        except (ValueError, TypeError, KeyError):
-            content_hash = ""  # unreadable content is changed content
+        content_hash = _content_hash(row[13], row[14], row[12], lambda payload: self._record_of(row, payload))
         return ChainLink(
             seq=int(row[0]),
             entry_id=str(row[1]),
@@ -487,7 +507,8 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
             content_hash = ""  # unreadable (or invalid: an unknown kind) content is changed content
         return ChainLink(int(row[0]), str(row[1]), str(row[7]), str(row[8]), content_hash, ENTRY_EVENT)
 
-    def _shadow_of(self, row: Row) -> ShadowRecord:
+    def _shadow_of(self, row: Row, payload: dict[str, Any] | None = None) -> ShadowRecord:
+        """The shadow decision of a row; ``payload`` given (verification's fast path) skips parsing the stored one."""
         return ShadowRecord(
             shadow_id=row[1],
             decision_id=row[2],
@@ -501,17 +522,14 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
             risk_band=row[10],
             score=row[11],
             reason_codes=self._decode_codes(row[12]),
-            payload=_json_object(row[13], "payload"),
+            payload=_json_object(row[13], "payload") if payload is None else payload,
         )
 
     def _stored_shadow_of(self, row: Row) -> StoredShadow:
         return StoredShadow(seq=int(row[0]), record=self._shadow_of(row), prev_hash=row[14], record_hash=row[15])
 
     def _shadow_link_of(self, row: Row) -> ChainLink:
-        try:
-            content_hash = chain_hash(row[14], self._shadow_of(row))
-        except (ValueError, TypeError, KeyError):
-            content_hash = ""  # unreadable content is changed content
+        content_hash = _content_hash(row[14], row[15], row[13], lambda payload: self._shadow_of(row, payload))
         return ChainLink(int(row[0]), str(row[1]), str(row[14]), str(row[15]), content_hash, ENTRY_SHADOW)
 
     def _time_clauses(
