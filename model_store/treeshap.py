@@ -32,11 +32,11 @@ The earlier implementation (tables indexed by threshold bins of subtrees and by 
 
 Where a row's time goes (``benchmarks/bench_treeshap.py`` prints it stage by stage): on the production-size
 model (500 trees of depth 6: 6,542 units, 52,336 node slots, 55 MiB of tables) about a fifth goes to the
-split decisions (gather the row's values for every slot, compare, pack), two fifths to the table gather (one
-row of 64 bytes per unit at a random place in the tables: memory latency, not arithmetic) and two fifths to
-the scatter-add of the 8 columns of every unit into the features (``np.bincount``). Each is a single NumPy
-pass over arrays of that size; what is left is the number of units, slots and entries, which the unit size
-(``UNIT_BITS``) trades against table memory (twice the reach per unit is about four times the memory).
+split decisions (gather the row's values for every slot, compare, pack), close to half to the table gather
+(one row of 64 bytes per unit at a random place in the tables: memory latency, not arithmetic) and about a
+third to the scatter-add of the 8 columns of every unit into the features (``np.bincount``). Each is one NumPy
+pass over arrays of that size; what is left to cut is the number of units, slots and entries, which the unit
+size (``UNIT_BITS``) trades against table memory (half as many units take about four times the memory).
 
 Comparisons are made in float32, as the ONNX runtime makes them: a row goes left iff
 ``float32(x) <= float32(threshold)`` (thresholds beyond the float32 range are clamped to it).
