@@ -30,6 +30,14 @@ How it works (the "Fast TreeSHAP v2" decomposition, tabulated per pattern of spl
 The earlier implementation (tables indexed by threshold bins of subtrees and by per-path patterns of
 ``o``; ``benchmarks/treeshap_v1.py``) is kept beside the benchmark for side-by-side numbers.
 
+Where a row's time goes (``benchmarks/bench_treeshap.py`` prints it stage by stage): on the production-size
+model (500 trees of depth 6: 6,542 units, 52,336 node slots, 55 MiB of tables) about a fifth goes to the
+split decisions (gather the row's values for every slot, compare, pack), close to half to the table gather
+(one row of 64 bytes per unit at a random place in the tables: memory latency, not arithmetic) and about a
+third to the scatter-add of the 8 columns of every unit into the features (``np.bincount``). Each is one NumPy
+pass over arrays of that size; what is left to cut is the number of units, slots and entries, which the unit
+size (``UNIT_BITS``) trades against table memory (half as many units take about four times the memory).
+
 Comparisons are made in float32, as the ONNX runtime makes them: a row goes left iff
 ``float32(x) <= float32(threshold)`` (thresholds beyond the float32 range are clamped to it).
 For inputs that are float32 values not equal to a float32-rounded threshold this is the same
@@ -187,11 +195,14 @@ def _tree_units(nodes: _Nodes, root: int) -> tuple[list[_UnitPlan], list[_LeafPa
     return units, deep
 
 
+def _size_weights(d: int) -> Float64Array:
+    """``w(s, d) = s! (d - s - 1)! / d!`` for ``s = 0 .. 2d - 1`` (zero from ``s = d`` on)."""
+    return np.array([1.0 / (d * math.comb(d - 1, k)) for k in range(d)] + [0.0] * d, dtype=np.float64)
+
+
 def _shapley_weights(d: int) -> Float64Array:
     """Hankel matrix ``W[a, b] = w(a + b, d)`` (zero where ``a + b >= d``)."""
-    s = np.add.outer(np.arange(d), np.arange(d))
-    w = np.array([1.0 / (d * math.comb(d - 1, k)) for k in range(d)] + [0.0] * d)
-    return np.asarray(w[s], dtype=np.float64)
+    return _size_weights(d)[np.add.outer(np.arange(d), np.arange(d))]
 
 
 def _path_attributions(o: Float64Array, z: Float64Array, v: Float64Array) -> Float64Array:
@@ -217,6 +228,33 @@ def _path_attributions(o: Float64Array, z: Float64Array, v: Float64Array) -> Flo
     weighted = (pre * np.matmul(_shapley_weights(d), suf)).sum(axis=1)  # [d, n]
     phi = np.moveaxis(((ot - zt) * weighted).reshape(d, *lead), 0, -1)
     return np.asarray(phi * np.asarray(v)[..., None], dtype=np.float64)
+
+
+def _pattern_attributions(z: Float64Array, v: Float64Array) -> Float64Array:
+    """Shapley values of paths for every pattern of ``o`` at once: z [P, d], v [P] -> [2**d, P, d].
+
+    Row ``c`` holds the values for ``o_j = bit j of c``. The same sum as :func:`_path_attributions`, arranged
+    for all patterns: with ``O`` the features where ``o = 1``, the value of ``j`` is
+    ``v (o_j - z_j) sum_{S subset of O - {j}} w(|S|, d) prod_{k not in S, k != j} z_k``, a sum over the subsets
+    of ``O``, which one subset-sum (zeta) transform gives for every ``O``: O(2**d d**2) per path instead of the
+    bilinear form's O(2**d d**3). Positive terms only, as there.
+    """
+    n_paths, d = z.shape
+    codes = np.arange(1 << d)
+    bits = (codes[:, None] >> np.arange(d)[None, :]) & 1  # [C, d]
+    # absent[c] = prod of z_k over the features k not in c
+    absent = np.prod(np.where(bits[:, :, None] == 1, 1.0, z.T[None, :, :]), axis=1)  # [C, P]
+    size_weight = _size_weights(d)[bits.sum(axis=1)]  # w(|c|, d), [C]
+    # g[j, c] = w(|c|, d) prod_{k not in c, k != j} z_k for c without j (0 with j): absent[c | 2**j]
+    with_j = codes[None, :] | (1 << np.arange(d))[:, None]  # [d, C]
+    g = np.where((bits.T == 0)[:, :, None], size_weight[None, :, None] * absent[with_j], 0.0)  # [d, C, P]
+    for k in range(d):  # zeta transform: g[j, c] becomes the sum over the subsets of c
+        view = g.reshape(d, 1 << (d - 1 - k), 2, 1 << k, n_paths)
+        view[:, :, 1] += view[:, :, 0]
+    without_j = codes[None, :] & ~(1 << np.arange(d))[:, None]  # [d, C]
+    sums = np.take_along_axis(g, without_j[:, :, None], axis=1)  # [d, C, P]
+    phi = (bits.T[:, :, None] - z.T[:, None, :]) * sums * v[None, None, :]  # [d, C, P]
+    return np.asarray(np.moveaxis(phi, 0, -1), dtype=np.float64)
 
 
 @dataclass(frozen=True)
@@ -329,23 +367,25 @@ def _build_group(ensemble: TreeEnsemble, units: list[_UnitPlan], width: int) -> 
             shapes.setdefault((unit.rows, len(leaf.nodes), len(leaf.features)), []).append((u, unit, leaf))
     for (rows, _, d), items in shapes.items():
         patterns = np.arange(rows, dtype=np.intp)
-        # A leaf's attributions depend on the row only through o: computed once per pattern of o (2**d <= rows).
-        o_patterns = ((np.arange(1 << d)[:, None] >> np.arange(d)[None, :]) & 1).astype(np.float64)
         step = max(1, _BUILD_CHUNK // (rows * d + (1 << d) * d * d))
         for start in range(0, len(items), step):
             chunk = items[start : start + step]
-            group = _PathGroup.of(ensemble, [leaf for _, _, leaf in chunk])
-            # bit position of each path node in its unit's row number
+            paths = [leaf for _, _, leaf in chunk]
+            # bit position of each path node in its unit's row number; the unique feature the node tests, as a bit
             position = np.array([[unit.nodes.index(n) for n in leaf.nodes] for _, unit, leaf in chunk], dtype=np.intp)
-            goes_right = ((patterns[:, None, None] >> position[None]) & 1).astype(bool)  # [R, P, D]
-            o, reached = group.inside(goes_right)  # [R, P, d], [R, P]
-            code = o.astype(np.intp) @ (1 << np.arange(d))  # [R, P] pattern of o of each row
-            by_code = _path_attributions(o_patterns[:, None, :], group.zero_fraction[None], group.value[None])
-            phi = by_code[code, np.arange(len(chunk))[None, :]]  # [R, P, d]
+            feature_bit = 1 << np.array([leaf.member for leaf in paths], dtype=np.intp)  # [P, D]
+            right = np.array([leaf.right for leaf in paths], dtype=bool)
+            leaves_path = ((patterns[:, None, None] >> position[None]) & 1).astype(bool) != right  # [R, P, D]
+            missed = np.bitwise_or.reduce(np.where(leaves_path, feature_bit, 0), axis=-1)  # [R, P]: o = 0 there
+            value = np.array([leaf.value for leaf in paths], dtype=np.float64)
+            # A leaf's attributions depend on the row only through o: computed once per pattern of o (2**d <= rows).
+            by_code = _pattern_attributions(np.array([leaf.zero_fraction for leaf in paths], dtype=np.float64), value)
+            phi = by_code[((1 << d) - 1) & ~missed, np.arange(len(chunk))[None, :]]  # [R, P, d]
             row = base[[u for u, _, _ in chunk]][None, :] + patterns[:, None]  # [R, P]
             column = np.array([[unit.outputs.index(f) for f in leaf.features] for _, unit, leaf in chunk])
-            np.add.at(table, (row[:, :, None], column[None, :, :]), phi)
-            np.add.at(margin_table, row, reached * group.value[None, :])
+            # flat indices: NumPy's fast path for ufunc.at (leaves of one unit share rows and columns)
+            np.add.at(table.reshape(-1), (row[:, :, None] * k + column[None, :, :]).ravel(), phi.ravel())
+            np.add.at(margin_table, row.ravel(), ((missed == 0) * value[None, :]).ravel())
     return _TableGroup(
         width=width,
         slot_column=slot_column,

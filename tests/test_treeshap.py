@@ -162,6 +162,20 @@ def test_property_exact_and_additive_on_any_finite_row(fitted: Fitted, row: np.n
     assert float(explainer.margin(X)[0]) == pytest.approx(total, abs=1e-9)
 
 
+@pytest.mark.parametrize("d", range(1, 9))
+def test_tables_for_every_pattern_equal_the_per_row_formula(d: int) -> None:
+    """The build's subset-sum transform over all patterns of o gives the per-row formula's values."""
+    from model_store.treeshap import _path_attributions, _pattern_attributions
+
+    rng = np.random.default_rng(d)
+    zero_fraction = rng.uniform(0.001, 1.0, size=(7, d))
+    zero_fraction[0] = 1.0  # a split whose child got every training row
+    value = rng.normal(size=7)
+    patterns = ((np.arange(1 << d)[:, None] >> np.arange(d)[None, :]) & 1).astype(np.float64)
+    per_row = _path_attributions(patterns[:, None, :], zero_fraction[None], value[None])
+    np.testing.assert_allclose(_pattern_attributions(zero_fraction, value), per_row, rtol=1e-13, atol=1e-15)
+
+
 # ---- hand-built ensembles against a brute-force Shapley computation ------------------------------
 
 
