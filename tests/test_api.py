@@ -110,7 +110,7 @@ def test_decision_happy_path_shape_and_record(api_app: Any, api_client: Any, exa
     assert record["response"] == body
     # stored once, typed and versioned: no field of the record's columns is repeated in its payload
     payload = record["payload"]
-    assert payload["schema_version"] == 2
+    assert payload["schema_version"] == 3
     assert payload["request"] == {"applicant": example_application["applicant"]}
     assert payload["attributions"] == explanation["attributions"]
     assert payload["margin"] == explanation["margin"]
