@@ -4,6 +4,7 @@ still read) and the one-pass applicant validation (the same values and the same 
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import UTC, datetime
 from typing import Any
 
@@ -11,6 +12,7 @@ import marshmallow as ma
 import pytest
 
 from service.api.schemas import request_schemas
+from service.core.canonical import canonical_json
 from service.core.recorded import (
     ApplicationRequest,
     DecisionPayload,
@@ -42,7 +44,12 @@ def _recorded(served: ServedModel, applicant: dict[str, Any]) -> RecordedDecisio
 
 def _as_v2(payload: dict[str, Any], recorded: RecordedDecision) -> dict[str, Any]:
     """The same decision as schema version 2 wrote it (every reason in full)."""
-    return {**payload, "schema_version": 2, "reasons": [reason_to_json(r) for r in recorded.decision.reasons]}
+    return {
+        **payload,
+        "schema_version": 2,
+        "reasons": [reason_to_json(r) for r in recorded.decision.reasons],
+        "attributions": dict(recorded.decision.attributions),
+    }
 
 
 def _applicants(served: ServedModel) -> list[dict[str, Any]]:
@@ -61,9 +68,13 @@ def test_v3_says_nothing_twice_and_reads_back_exactly(served: ServedModel) -> No
             assert all(set(v) == {"field", "label"} for v in stored["values"])  # the value is the applicant's
             assert "contribution" not in stored  # rules have none; a model reason's is derived from attributions
             model_reasons += reason.kind == "model"
-        read = RecordedDecision.of(_columns(recorded, payload))
-        assert read.decision == recorded.decision
-        assert dataclasses.replace(read.payload, schema_version=3) == recorded.payload
+        # the attributions: one number per applicant field, in the order of their names (as the object's keys are
+        # ordered once stored as canonical JSON)
+        assert payload["attributions"] == [dict(recorded.decision.attributions)[n] for n in sorted(applicant)]
+        read = RecordedDecision.of(_columns(recorded, json.loads(canonical_json(payload))))
+        in_name_order = tuple(sorted(recorded.decision.attributions))
+        assert read.decision == dataclasses.replace(recorded.decision, attributions=in_name_order)
+        assert read.payload == dataclasses.replace(recorded.payload, attributions=in_name_order)
         # version 2 of the same decision reads to the same decision, and is larger
         old = DecisionPayload.from_json(_as_v2(payload, recorded))
         assert old.schema_version == 2 and old.reasons == recorded.decision.reasons
@@ -97,14 +108,31 @@ def test_a_value_other_than_the_applicants_is_kept(served: ServedModel) -> None:
     assert DecisionPayload.from_json(payload).reasons == reasons
 
 
-def test_a_v3_model_reason_without_contribution_or_attributions_is_unreadable(served: ServedModel) -> None:
+def test_attributions_not_aligned_with_the_applicant_are_an_object(served: ServedModel) -> None:
+    recorded = _recorded(served, _applicants(served)[0])
+    dropped = recorded.decision.attributions[0][0]
+    applicant = {k: v for k, v in recorded.payload.applicant.items() if k != dropped}
+    payload = dataclasses.replace(recorded.payload, applicant=applicant).to_json()
+    assert payload["attributions"] == dict(recorded.decision.attributions)
+    assert DecisionPayload.from_json(payload).attributions == recorded.decision.attributions
+
+
+def test_unreadable_v3_payloads_are_named(served: ServedModel) -> None:
     recorded = _recorded(served, _applicants(served)[0])
     payload = recorded.payload.to_json()
+    with pytest.raises(PayloadError, match=r"payload\.attributions: expected a list of \d+ numbers"):
+        DecisionPayload.from_json({**payload, "attributions": payload["attributions"][1:]})
+    with pytest.raises(PayloadError, match=r"payload\.attributions\[2\]: expected a finite number"):
+        DecisionPayload.from_json(
+            {**payload, "attributions": [*payload["attributions"][:2], "x", *payload["attributions"][3:]]}
+        )
+    # a model reason's contribution left out, its field's attribution gone (an object without it): not derivable
     model_reason = next(i for i, r in enumerate(payload["reasons"]) if r["kind"] == "model")
     field = payload["reasons"][model_reason]["values"][0]["field"]
-    del payload["attributions"][field]
+    names = sorted(recorded.payload.applicant)
+    partial = {n: a for n, a in zip(names, payload["attributions"], strict=True) if n != field}
     with pytest.raises(PayloadError, match=rf"payload\.reasons\[{model_reason}\]\.contribution"):
-        DecisionPayload.from_json(payload)
+        DecisionPayload.from_json({**payload, "attributions": partial})
 
 
 def _columns(recorded: RecordedDecision, payload: dict[str, Any]) -> Any:

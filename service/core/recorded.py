@@ -10,9 +10,13 @@ JSON payload holding everything else, each fact once. The payload carries its ``
                  "values": [{"field", "label"}],          # the value is request.applicant[field]
                  "contribution": {...}}]                  # only when not derived exactly (see below)
 
+    "attributions": [log-odds, ...]                      # one per applicant field, in the order of their names
+
   A model reason's contribution is the sum of the attributions of its ``values``' fields (in order) and its score
   points ``-points_per_log_odds * log_odds``: written only when that derivation would not give the very same
   floats (then as in version 2; ``null`` for a model reason without one). A rule reason has no contribution.
+  The attributions are a list aligned with the applicant's field names, sorted (the validated applicant holds
+  every field of the spec, a missing one as null); an object as in version 2 if ever their names differ.
   Every other key is as in version 2, at the same path.
 
 - **2**::
@@ -151,7 +155,7 @@ class DecisionPayload:
             },
             "reasons": [_stored_reason(r, self.applicant, attributions, factor) for r in self.reasons],
             "rules_fired": [rule_to_json(r) for r in self.rules_fired],
-            "attributions": attributions,
+            "attributions": _stored_attributions(attributions, self.applicant),
             "model": {
                 "sha256": model.sha256,
                 "manifest_sha256": model.manifest_sha256,
@@ -348,6 +352,16 @@ def _stored_reason(
     return stored
 
 
+def _stored_attributions(
+    attributions: dict[str, float], applicant: Mapping[str, Any]
+) -> list[float] | dict[str, float]:
+    """The attributions as schema version 3 stores them: aligned with the applicant's sorted field names."""
+    names = sorted(applicant)
+    if len(names) != len(attributions) or not all(name in attributions for name in names):
+        return attributions
+    return [attributions[name] for name in names]
+
+
 def _same(a: Any, b: Any) -> bool:
     """Equal and of the same types (1 and 1.0 and True are not the same JSON value)."""
     if isinstance(a, tuple) and isinstance(b, tuple):
@@ -439,6 +453,16 @@ class _Reader:
     def optional_mapping(self, key: str) -> dict[str, Any] | None:
         return None if self.data.get(key) is None else self.mapping(key)
 
+    def aligned_numbers(self, key: str, names: list[str]) -> tuple[tuple[str, float], ...]:
+        """A list of finite numbers, one per name (in order), as (name, number) pairs."""
+        values = self.data.get(key)
+        if not isinstance(values, list) or len(values) != len(names):
+            raise PayloadError(f"{self.where}.{key}: expected a list of {len(names)} numbers, one per applicant field")
+        for i, value in enumerate(values):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise PayloadError(f"{self.where}.{key}[{i}]: expected a finite number")
+        return tuple((name, float(value)) for name, value in zip(names, values, strict=True))
+
     def numbers(self, key: str) -> tuple[tuple[str, float], ...]:
         reader = self.sub(key)
         return tuple((str(name), reader.number(name)) for name in reader.data)
@@ -506,7 +530,10 @@ def _read_v2(data: _Reader, version: int = 2) -> DecisionPayload:
     model = data.sub("model")
     applicant = request.mapping("applicant")
     score_scale = ScoreScale(scale.integer("min"), scale.integer("max"), scale.optional_number("points_per_log_odds"))
-    attributions = data.numbers("attributions")
+    if version == 3 and isinstance(data.data.get("attributions"), list):
+        attributions = data.aligned_numbers("attributions", sorted(applicant))
+    else:
+        attributions = data.numbers("attributions")
     derivable = _Derivable(applicant, dict(attributions), score_scale.points_per_log_odds) if version == 3 else None
     return DecisionPayload(
         applicant=applicant,
