@@ -110,9 +110,13 @@ def test_decision_happy_path_shape_and_record(api_app: Any, api_client: Any, exa
     assert record["response"] == body
     # stored once, typed and versioned: no field of the record's columns is repeated in its payload
     payload = record["payload"]
-    assert payload["schema_version"] == 2
+    assert payload["schema_version"] == 3
     assert payload["request"] == {"applicant": example_application["applicant"]}
-    assert payload["attributions"] == explanation["attributions"]
+    # one attribution per applicant field, in the order of the field names
+    assert (
+        dict(zip(sorted(payload["request"]["applicant"]), payload["attributions"], strict=True))
+        == explanation["attributions"]
+    )
     assert payload["margin"] == explanation["margin"]
     assert payload["model"]["sha256"] == body["model"]["sha256"]
     assert not {"response", "decision", "score", "risk_band", "application_id", "decision_id"} & set(payload)

@@ -25,6 +25,8 @@ from werkzeug.exceptions import RequestEntityTooLarge
 from service.errors import FieldError, MalformedBody, PayloadTooLarge, UnsupportedMediaType, ValidationFailed
 
 JSON_MEDIA_TYPE = "application/json"
+#: Content-Type headers that are JSON in UTF-8 as they stand (any other is parsed: case, parameters, spaces)
+_PLAIN_JSON = frozenset({JSON_MEDIA_TYPE, f"{JSON_MEDIA_TYPE}; charset=utf-8", f"{JSON_MEDIA_TYPE};charset=utf-8"})
 # a whole JSON string (escapes included) or one bracket; strings are skipped so brackets inside them don't count
 _TOKENS = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"|[\[\]{}]')
 _OPENERS = frozenset(b"[{")
@@ -114,11 +116,13 @@ def _reject_duplicates(pairs: list[tuple[str, Any]]) -> dict[str, Any]:
 
 def read_json(request: Request, max_bytes: int, max_depth: int) -> Any:
     """The request body parsed as JSON; UnsupportedMediaType, PayloadTooLarge or MalformedBody otherwise."""
-    if request.mimetype != JSON_MEDIA_TYPE:
-        raise UnsupportedMediaType(f"send the body as {JSON_MEDIA_TYPE} (got {request.mimetype or 'no content type'})")
-    charset = request.mimetype_params.get("charset", "utf-8").lower()
-    if charset not in ("utf-8", "utf8"):
-        raise UnsupportedMediaType(f"the body must be UTF-8 encoded (got charset={charset})")
+    if request.headers.get("Content-Type") not in _PLAIN_JSON:  # the usual header needs no parsing
+        if request.mimetype != JSON_MEDIA_TYPE:
+            got = request.mimetype or "no content type"
+            raise UnsupportedMediaType(f"send the body as {JSON_MEDIA_TYPE} (got {got})")
+        charset = request.mimetype_params.get("charset", "utf-8").lower()
+        if charset not in ("utf-8", "utf8"):
+            raise UnsupportedMediaType(f"the body must be UTF-8 encoded (got charset={charset})")
     if request.content_length is not None and request.content_length > max_bytes:
         raise PayloadTooLarge(f"the body is {request.content_length} bytes; this endpoint accepts at most {max_bytes}")
     # one byte more than allowed is read: a body without a length (chunked) that stops at the limit is whole, one

@@ -11,7 +11,7 @@ from __future__ import annotations
 import time
 from typing import Any
 
-from flask import Response, g, jsonify, request, url_for
+from flask import Response, g, jsonify, request
 
 from model_store.vocabulary import (
     APPLICATION_ID,
@@ -56,6 +56,8 @@ DECISION_ID_PARAMETER = {
     "schema": {"type": "string", "pattern": DECISION_ID_PATTERN},
 }
 TIMING_HEADERS = {"Server-Timing": {"schema": {"type": "string"}, "description": "decide;dur=…, store;dur=… (ms)"}}
+#: The path of a decision's record under the blueprint's prefix (the decision id follows; it needs no quoting).
+RECORD_PATH = "/decisions/"
 REPLAYED = {"schema": {"type": "string", "enum": ["true"]}, "description": "Present on an idempotent retry"}
 
 
@@ -150,7 +152,10 @@ def blueprint(schemas: RequestSchemas) -> Blueprint:
         shown, language = localized(decided.recorded, service.catalog_of(decided.recorded))
         response = mark_language(jsonify(decision_json(shown)), language)
         response.status_code = 201
-        response.headers["Location"] = url_for(".get_decision", decision_id=decided.recorded.decision_id)
+        # the record's URL as url_for(".get_decision") builds it, without building it through the URL map per request
+        response.headers["Location"] = (
+            f"{request.script_root}{bp.url_prefix}{RECORD_PATH}{decided.recorded.decision_id}"
+        )
         response.headers["Server-Timing"] = _server_timing(timings)
         if decided.replayed:
             response.headers[REPLAYED_HEADER] = "true"
@@ -230,7 +235,7 @@ def blueprint(schemas: RequestSchemas) -> Blueprint:
         return response
 
     @bp.route(
-        "/decisions/<decision_id>", methods=["GET"], parameters=[DECISION_ID_PARAMETER, ACCEPT_LANGUAGE_PARAMETER]
+        f"{RECORD_PATH}<decision_id>", methods=["GET"], parameters=[DECISION_ID_PARAMETER, ACCEPT_LANGUAGE_PARAMETER]
     )
     @responds(
         200,

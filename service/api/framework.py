@@ -122,6 +122,11 @@ class Blueprint(flask_smorest.Blueprint):  # type: ignore[misc]  # flask-smorest
 
     ARGUMENTS_PARSER = Parser()
 
+    def arguments(self, schema: Any, **kwargs: Any) -> Any:
+        """``flask_smorest.Blueprint.arguments`` with a schema class instantiated once, here: webargs would build an
+        instance of a class at every request (a schema instance holds no per-load state, so one serves them all)."""
+        return super().arguments(schema() if isinstance(schema, type) else schema, **kwargs)
+
     def _store_endpoint_docs(self, endpoint: str, obj: Any, parameters: Any, tags: Any, **options: Any) -> None:
         super()._store_endpoint_docs(endpoint, obj, parameters, tags, **options)
         head, *rest = endpoint.split("_")

@@ -60,6 +60,8 @@ def localized(recorded: RecordedDecision, catalog: ReasonCatalog | None) -> tupl
     and None when the deciding catalog is unknown."""
     if catalog is None:
         return recorded, None
+    if not request.headers.get(ACCEPT_LANGUAGE):  # the usual case: no preference, the recorded (default) texts
+        return recorded, catalog.default_language
     language = best_language(accepted_ranges(), catalog.languages)
     if language == catalog.default_language:
         return recorded, language
@@ -72,5 +74,8 @@ def mark_language(response: Response, language: str | None, *, negotiated: bool 
     if language is not None:
         response.headers[CONTENT_LANGUAGE] = language
     if negotiated:
-        response.vary.add(ACCEPT_LANGUAGE)
+        if response.headers.get("Vary"):
+            response.vary.add(ACCEPT_LANGUAGE)
+        else:  # the usual case, without parsing and re-writing a header set
+            response.headers["Vary"] = ACCEPT_LANGUAGE
     return response

@@ -14,9 +14,11 @@ a generated client.
 from __future__ import annotations
 
 import math
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
+from collections.abc import Set as AbstractSet
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
+from functools import cached_property
 from typing import Any
 
 import marshmallow as ma
@@ -101,6 +103,37 @@ class SpecValue(fields.Field):
             return self.spec_field.check(value)
         except InvalidValue as exc:
             raise ValidationError(str(exc)) from None
+
+
+class SpecApplicant(fields.Nested):
+    """The applicant object of a feature spec: a valid one is checked in one pass over the spec's fields; anything
+    wrong with it goes through marshmallow's full load, which names every invalid and unknown field."""
+
+    def _deserialize(
+        self,
+        value: Any,
+        attr: str | None,
+        data: Mapping[str, Any] | None,
+        partial: bool | Sequence[str] | AbstractSet[str] | None = None,
+        **kwargs: Any,
+    ) -> Any:
+        if isinstance(value, dict) and self._spec_values is not None and not partial:
+            checked: dict[str, Any] = {}
+            try:
+                for name, spec_value in self._spec_values:
+                    checked[name] = spec_value.deserialize(value.get(name, ma.missing))
+            except ValidationError:
+                pass
+            else:
+                if value.keys() <= checked.keys():  # no unknown field
+                    return checked
+        return super()._deserialize(value, attr, data, partial, **kwargs)
+
+    @cached_property
+    def _spec_values(self) -> tuple[tuple[str, SpecValue], ...] | None:
+        """The schema's fields, when every one is a spec field (else None: marshmallow loads it)."""
+        spec_values = tuple((name, f) for name, f in self.schema.fields.items() if isinstance(f, SpecValue))
+        return spec_values if len(spec_values) == len(self.schema.fields) else None
 
 
 class ApplicationId(fields.String):
@@ -194,7 +227,7 @@ def request_schemas(
         applicant_schema = StrictSchema.from_dict(
             {f.name: SpecValue(f, example_applicant.get(f.name)) for f in spec.fields}, name="Applicant"
         )
-        applicant = fields.Nested(
+        applicant = SpecApplicant(
             applicant_schema, required=True, metadata={"description": "The applicant fields of the feature spec"}
         )
         monitoring_schema = StrictSchema.from_dict(

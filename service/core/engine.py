@@ -183,10 +183,12 @@ class DecisionEngine:
         # reason indices: rules, then groups, then each group's missing variant (the group's own code if none)
         self.reason_codes = self.ranking.codes
         self.width = policy.reason_slots
-        # what a reason shows, per reason index: the catalog entry and the fields behind it
+        # what a reason shows, per reason index: the catalog entry and the fields behind it (with their spec entries)
         self._reason_entries = self.ranking.entries
-        self._reason_fields = self.ranking.fields
-        self._fields = {f.name: f for f in spec.fields}
+        fields = {f.name: f for f in spec.fields}
+        self._reason_fields = tuple(tuple((name, fields[name]) for name in names) for names in self.ranking.fields)
+        self._field_names = spec.field_names
+        self._n_groups = len(self.groups)
         self._rule_hits = tuple(
             RuleHit(r.code, r.field, r.operator, r.value, r.action, r.description) for r in policy.rules
         )
@@ -263,13 +265,16 @@ class DecisionEngine:
         reasons = []
         for index in outcome.reasons:
             entry = self._reason_entries[index]
-            values = tuple(self._value(name, application) for name in self._reason_fields[index])
+            values = tuple(
+                ReasonValue(name, value := application.get(name), spec_field.label_of(value))
+                for name, spec_field in self._reason_fields[index]
+            )
             if index < n_rules:
                 reasons.append(
                     Reason(entry.code, "rule", None, entry.customer_text, entry.auditor_text, values, None, None, True)
                 )
             else:
-                contribution = float(group_attributions[(index - n_rules) % len(self.groups)])
+                contribution = float(group_attributions[(index - n_rules) % self._n_groups])
                 reasons.append(
                     Reason(
                         entry.code,
@@ -292,9 +297,5 @@ class DecisionEngine:
             risk_band=self.band_names[outcome.band],
             reasons=tuple(reasons),
             rules_fired=tuple(self._rule_hits[j] for j in outcome.fired),
-            attributions=tuple(zip(self.spec.field_names, batch.field_attributions[i].tolist(), strict=True)),
+            attributions=tuple(zip(self._field_names, batch.field_attributions[i].tolist(), strict=True)),
         )
-
-    def _value(self, field_name: str, application: Mapping[str, Any]) -> ReasonValue:
-        value = application.get(field_name)
-        return ReasonValue(field=field_name, value=value, label=self._fields[field_name].label_of(value))

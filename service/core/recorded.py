@@ -4,7 +4,22 @@ A decision record is the store's columns (``decision_id``, ``application_id``, `
 ``decision``, ``risk_band``, ``score``, ``model_name``, ``model_version``, ``reason_codes``, ...) plus a
 JSON payload holding everything else, each fact once. The payload carries its ``schema_version``:
 
-- **2** (written now)::
+- **3** (written now): as version 2 with nothing a record already holds elsewhere said twice::
+
+    "reasons": [{"code", "kind", "group", "customer_text", "auditor_text", "adverse",
+                 "values": [{"field", "label"}],          # the value is request.applicant[field]
+                 "contribution": {...}}]                  # only when not derived exactly (see below)
+
+    "attributions": [log-odds, ...]                      # one per applicant field, in the order of their names
+
+  A model reason's contribution is the sum of the attributions of its ``values``' fields (in order) and its score
+  points ``-points_per_log_odds * log_odds``: written only when that derivation would not give the very same
+  floats (then as in version 2; ``null`` for a model reason without one). A rule reason has no contribution.
+  The attributions are a list aligned with the applicant's field names, sorted (the validated applicant holds
+  every field of the spec, a missing one as null); an object as in version 2 if ever their names differ.
+  Every other key is as in version 2, at the same path.
+
+- **2**::
 
     {"schema_version": 2,
      "request": {"applicant": {...}, "monitoring": {...}},            # the validated request; monitoring only if sent
@@ -49,8 +64,8 @@ from service.core.canonical import canonical_json
 from service.core.engine import Decision, Reason, ReasonValue, RuleHit
 from service.core.recourse import Recourse, RecourseChange, RecourseOption
 
-PAYLOAD_SCHEMA_VERSION = 2
-KNOWN_VERSIONS = (1, 2)
+PAYLOAD_SCHEMA_VERSION = 3
+KNOWN_VERSIONS = (1, 2, 3)
 
 
 class PayloadError(ValueError):
@@ -125,6 +140,8 @@ class DecisionPayload:
         if self.monitoring is not None:
             request["monitoring"] = dict(self.monitoring)
         model = self.model
+        attributions = dict(self.attributions)
+        factor = self.score_scale.points_per_log_odds
         return {
             "schema_version": PAYLOAD_SCHEMA_VERSION,
             "request": request,
@@ -136,9 +153,9 @@ class DecisionPayload:
                 "max": self.score_scale.max,
                 "points_per_log_odds": self.score_scale.points_per_log_odds,
             },
-            "reasons": [reason_to_json(r) for r in self.reasons],
+            "reasons": [_stored_reason(r, self.applicant, attributions, factor) for r in self.reasons],
             "rules_fired": [rule_to_json(r) for r in self.rules_fired],
-            "attributions": dict(self.attributions),
+            "attributions": _stored_attributions(attributions, self.applicant),
             "model": {
                 "sha256": model.sha256,
                 "manifest_sha256": model.manifest_sha256,
@@ -157,6 +174,8 @@ class DecisionPayload:
     def from_json(cls, data: Mapping[str, Any]) -> DecisionPayload:
         """Read a stored payload of any known schema version; PayloadError names what is wrong."""
         version = data.get("schema_version", 1)
+        if version == 3:
+            return _read_v2(_Reader(data, "payload"), version=3)
         if version == 2:
             return _read_v2(_Reader(data, "payload"))
         if version == 1:
@@ -313,6 +332,55 @@ def rule_to_json(rule: RuleHit) -> dict[str, Any]:
     }
 
 
+def _stored_reason(
+    reason: Reason, applicant: Mapping[str, Any], attributions: Mapping[str, float], factor: float | None
+) -> dict[str, Any]:
+    """One reason as schema version 3 stores it: what :func:`_reason` cannot derive exactly from the rest."""
+    stored = reason_to_json(reason)
+    stored["values"] = [
+        {"field": v.field, "label": v.label}
+        if _same(v.value, applicant.get(v.field))
+        else {"field": v.field, "value": v.value, "label": v.label}
+        for v in reason.values
+    ]
+    if reason.kind == "rule" and reason.contribution_log_odds is None:
+        del stored["contribution"]
+    elif reason.kind == "model" and reason.contribution_log_odds is not None:
+        derived = _derived_contribution(reason.values, attributions, factor)
+        if derived is not None and _same(derived, (reason.contribution_log_odds, reason.contribution_points)):
+            del stored["contribution"]
+    return stored
+
+
+def _stored_attributions(
+    attributions: dict[str, float], applicant: Mapping[str, Any]
+) -> list[float] | dict[str, float]:
+    """The attributions as schema version 3 stores them: aligned with the applicant's sorted field names."""
+    names = sorted(applicant)
+    if len(names) != len(attributions) or not all(name in attributions for name in names):
+        return attributions
+    return [attributions[name] for name in names]
+
+
+def _same(a: Any, b: Any) -> bool:
+    """Equal and of the same types (1 and 1.0 and True are not the same JSON value)."""
+    if isinstance(a, tuple) and isinstance(b, tuple):
+        return len(a) == len(b) and all(_same(x, y) for x, y in zip(a, b, strict=True))
+    return type(a) is type(b) and a == b
+
+
+def _derived_contribution(
+    values: tuple[ReasonValue, ...], attributions: Mapping[str, float], factor: float | None
+) -> tuple[float, float] | None:
+    """(log-odds, score points) of a model reason from the attributions of its fields, or None if underivable."""
+    if factor is None or not values or any(v.field not in attributions for v in values):
+        return None
+    log_odds = attributions[values[0].field]
+    for value in values[1:]:
+        log_odds += attributions[value.field]
+    return log_odds, -factor * log_odds
+
+
 # ---- reading --------------------------------------------------------------------------------------
 
 
@@ -385,28 +453,61 @@ class _Reader:
     def optional_mapping(self, key: str) -> dict[str, Any] | None:
         return None if self.data.get(key) is None else self.mapping(key)
 
+    def aligned_numbers(self, key: str, names: list[str]) -> tuple[tuple[str, float], ...]:
+        """A list of finite numbers, one per name (in order), as (name, number) pairs."""
+        values = self.data.get(key)
+        if not isinstance(values, list) or len(values) != len(names):
+            raise PayloadError(f"{self.where}.{key}: expected a list of {len(names)} numbers, one per applicant field")
+        for i, value in enumerate(values):
+            if isinstance(value, bool) or not isinstance(value, int | float) or not math.isfinite(value):
+                raise PayloadError(f"{self.where}.{key}[{i}]: expected a finite number")
+        return tuple((name, float(value)) for name, value in zip(names, values, strict=True))
+
     def numbers(self, key: str) -> tuple[tuple[str, float], ...]:
         reader = self.sub(key)
         return tuple((str(name), reader.number(name)) for name in reader.data)
 
 
-def _reason(item: _Reader) -> Reason:
-    contribution = item.optional_sub("contribution")
+@dataclass(frozen=True)
+class _Derivable:
+    """What a schema-version-3 reason is completed from: the recorded applicant, attributions and scale."""
+
+    applicant: Mapping[str, Any]
+    attributions: Mapping[str, float]
+    factor: float | None
+
+
+def _reason(item: _Reader, derivable: _Derivable | None = None) -> Reason:
+    """A stored reason; ``derivable`` (schema version 3) supplies the values and contribution left out."""
     kind = item.text("kind")
     if kind not in ("rule", "model"):
         raise PayloadError(f"{item.where}.kind: expected rule or model")
+    values = tuple(
+        ReasonValue(
+            field=(name := v.text("field")),
+            value=v.data.get("value") if derivable is None or "value" in v.data else derivable.applicant.get(name),
+            label=v.text("label"),
+        )
+        for v in item.items("values")
+    )
+    contribution = item.optional_sub("contribution")
+    log_odds = points = None
+    if contribution is not None:
+        log_odds, points = contribution.number("log_odds"), contribution.number("score_points")
+    elif derivable is not None and kind == "model" and "contribution" not in item.data:
+        derived = _derived_contribution(values, derivable.attributions, derivable.factor)
+        if derived is None:
+            raise PayloadError(f"{item.where}.contribution: missing and not derivable from the attributions")
+        log_odds, points = derived
     return Reason(
         code=item.text("code"),
         kind="rule" if kind == "rule" else "model",
         group=item.optional_str("group"),
         customer_text=item.text("customer_text"),
         auditor_text=item.text("auditor_text"),
-        values=tuple(
-            ReasonValue(field=v.text("field"), value=v.data.get("value"), label=v.text("label"))
-            for v in item.items("values")
-        ),
-        contribution_log_odds=None if contribution is None else contribution.number("log_odds"),
-        contribution_points=None if contribution is None else contribution.number("score_points"),
+        values=values,
+        contribution_log_odds=log_odds,
+        contribution_points=points,
         adverse=item.boolean("adverse"),
     )
 
@@ -422,22 +523,28 @@ def _rule(item: _Reader) -> RuleHit:
     )
 
 
-def _read_v2(data: _Reader) -> DecisionPayload:
+def _read_v2(data: _Reader, version: int = 2) -> DecisionPayload:
+    """Schema version 2, or 3 (the same keys; reasons' values and contributions completed from the rest)."""
     request = data.sub("request")
     scale = data.sub("score_scale")
     model = data.sub("model")
+    applicant = request.mapping("applicant")
+    score_scale = ScoreScale(scale.integer("min"), scale.integer("max"), scale.optional_number("points_per_log_odds"))
+    if version == 3 and isinstance(data.data.get("attributions"), list):
+        attributions = data.aligned_numbers("attributions", sorted(applicant))
+    else:
+        attributions = data.numbers("attributions")
+    derivable = _Derivable(applicant, dict(attributions), score_scale.points_per_log_odds) if version == 3 else None
     return DecisionPayload(
-        applicant=request.mapping("applicant"),
+        applicant=applicant,
         monitoring=request.optional_mapping("monitoring"),
         probability_of_default=data.number("probability_of_default"),
         margin=data.number("margin"),
         base_value=data.number("base_value"),
-        score_scale=ScoreScale(
-            scale.integer("min"), scale.integer("max"), scale.optional_number("points_per_log_odds")
-        ),
-        reasons=tuple(_reason(r) for r in data.items("reasons")),
+        score_scale=score_scale,
+        reasons=tuple(_reason(r, derivable) for r in data.items("reasons")),
         rules_fired=tuple(_rule(r) for r in data.items("rules_fired")),
-        attributions=data.numbers("attributions"),
+        attributions=attributions,
         model=ModelProvenance(
             sha256=model.text("sha256"),
             manifest_sha256=model.text("manifest_sha256"),
@@ -448,7 +555,7 @@ def _read_v2(data: _Reader) -> DecisionPayload:
         ),
         decided_by={str(k): str(v) for k, v in data.mapping("decided_by").items()},
         latency_ms=data.optional_number("latency_ms"),
-        schema_version=2,
+        schema_version=version,
         recourse=_recourse(recourse) if (recourse := data.optional_sub("recourse")) is not None else None,
         reason_stability=None
         if (stability := data.optional_sub("reason_stability")) is None

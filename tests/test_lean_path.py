@@ -1,0 +1,188 @@
+"""The lean decision path: the schema-version-3 record payload (nothing said twice, read back exactly, older versions
+still read) and the one-pass applicant validation (the same values and the same errors as marshmallow's load)."""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+from datetime import UTC, datetime
+from typing import Any
+
+import marshmallow as ma
+import pytest
+
+from service.api.schemas import request_schemas
+from service.core.canonical import canonical_json
+from service.core.recorded import (
+    ApplicationRequest,
+    DecisionPayload,
+    PayloadError,
+    RecordedDecision,
+    reason_to_json,
+)
+from service.runtime import ServedModel
+
+
+@pytest.fixture(scope="module")
+def served(trained_models: Any) -> ServedModel:
+    store, result = trained_models
+    return ServedModel.load(store, result.champion.name, result.champion.version)
+
+
+def _recorded(served: ServedModel, applicant: dict[str, Any]) -> RecordedDecision:
+    batch = served.engine.decide([applicant])
+    return served.recorded(
+        decision_id="d" * 32,
+        created_at=datetime(2026, 1, 2, tzinfo=UTC),
+        request=ApplicationRequest("APP-1", applicant),
+        decision=batch.decision(0),
+        decided_by={"key_id": "k" * 12, "label": "test", "role": "scorer"},
+        latency_ms=1.5,
+        reason_stability=served.reason_stability(batch, 0),
+    )
+
+
+def _as_v2(payload: dict[str, Any], recorded: RecordedDecision) -> dict[str, Any]:
+    """The same decision as schema version 2 wrote it (every reason in full)."""
+    return {
+        **payload,
+        "schema_version": 2,
+        "reasons": [reason_to_json(r) for r in recorded.decision.reasons],
+        "attributions": dict(recorded.decision.attributions),
+    }
+
+
+def _applicants(served: ServedModel) -> list[dict[str, Any]]:
+    return [dict(a) for a in served.bundle.reference["applications"]]
+
+
+def test_v3_says_nothing_twice_and_reads_back_exactly(served: ServedModel) -> None:
+    model_reasons = 0
+    for applicant in _applicants(served):
+        recorded = _recorded(served, applicant)
+        payload = recorded.payload.to_json()
+        assert payload["schema_version"] == 3
+        for stored, reason in zip(payload["reasons"], recorded.decision.reasons, strict=True):
+            # the paths the SQL report projection reads are where they were
+            assert (stored["code"], stored["kind"], stored["adverse"]) == (reason.code, reason.kind, reason.adverse)
+            assert all(set(v) == {"field", "label"} for v in stored["values"])  # the value is the applicant's
+            assert "contribution" not in stored  # rules have none; a model reason's is derived from attributions
+            model_reasons += reason.kind == "model"
+        # the attributions: one number per applicant field, in the order of their names (as the object's keys are
+        # ordered once stored as canonical JSON)
+        assert payload["attributions"] == [dict(recorded.decision.attributions)[n] for n in sorted(applicant)]
+        read = RecordedDecision.of(_columns(recorded, json.loads(canonical_json(payload))))
+        in_name_order = tuple(sorted(recorded.decision.attributions))
+        assert read.decision == dataclasses.replace(recorded.decision, attributions=in_name_order)
+        assert read.payload == dataclasses.replace(recorded.payload, attributions=in_name_order)
+        # version 2 of the same decision reads to the same decision, and is larger
+        old = DecisionPayload.from_json(_as_v2(payload, recorded))
+        assert old.schema_version == 2 and old.reasons == recorded.decision.reasons
+    assert model_reasons > 0
+
+
+def test_a_contribution_the_attributions_do_not_derive_is_kept(served: ServedModel) -> None:
+    recorded, index = next(
+        (r, i)
+        for a in _applicants(served)
+        for r in [_recorded(served, a)]
+        for i, reason in enumerate(r.decision.reasons)
+        if reason.kind == "model"
+    )
+    reason = recorded.decision.reasons[index]
+    assert reason.contribution_log_odds is not None
+    nudged = dataclasses.replace(reason, contribution_log_odds=reason.contribution_log_odds + 1e-12)
+    reasons = tuple(nudged if i == index else r for i, r in enumerate(recorded.decision.reasons))
+    payload = dataclasses.replace(recorded.payload, reasons=reasons).to_json()
+    assert payload["reasons"][index]["contribution"]["log_odds"] == nudged.contribution_log_odds
+    assert DecisionPayload.from_json(payload).reasons == reasons
+
+
+def test_a_value_other_than_the_applicants_is_kept(served: ServedModel) -> None:
+    recorded = _recorded(served, _applicants(served)[0])
+    first = recorded.decision.reasons[0]
+    other = dataclasses.replace(first.values[0], value="not the applicant's")
+    reasons = (dataclasses.replace(first, values=(other, *first.values[1:])), *recorded.decision.reasons[1:])
+    payload = dataclasses.replace(recorded.payload, reasons=reasons).to_json()
+    assert payload["reasons"][0]["values"][0]["value"] == "not the applicant's"
+    assert DecisionPayload.from_json(payload).reasons == reasons
+
+
+def test_attributions_not_aligned_with_the_applicant_are_an_object(served: ServedModel) -> None:
+    recorded = _recorded(served, _applicants(served)[0])
+    dropped = recorded.decision.attributions[0][0]
+    applicant = {k: v for k, v in recorded.payload.applicant.items() if k != dropped}
+    payload = dataclasses.replace(recorded.payload, applicant=applicant).to_json()
+    assert payload["attributions"] == dict(recorded.decision.attributions)
+    assert DecisionPayload.from_json(payload).attributions == recorded.decision.attributions
+
+
+def test_unreadable_v3_payloads_are_named(served: ServedModel) -> None:
+    recorded = _recorded(served, _applicants(served)[0])
+    payload = recorded.payload.to_json()
+    with pytest.raises(PayloadError, match=r"payload\.attributions: expected a list of \d+ numbers"):
+        DecisionPayload.from_json({**payload, "attributions": payload["attributions"][1:]})
+    with pytest.raises(PayloadError, match=r"payload\.attributions\[2\]: expected a finite number"):
+        DecisionPayload.from_json(
+            {**payload, "attributions": [*payload["attributions"][:2], "x", *payload["attributions"][3:]]}
+        )
+    # a model reason's contribution left out, its field's attribution gone (an object without it): not derivable
+    model_reason = next(i for i, r in enumerate(payload["reasons"]) if r["kind"] == "model")
+    field = payload["reasons"][model_reason]["values"][0]["field"]
+    names = sorted(recorded.payload.applicant)
+    partial = {n: a for n, a in zip(names, payload["attributions"], strict=True) if n != field}
+    with pytest.raises(PayloadError, match=rf"payload\.reasons\[{model_reason}\]\.contribution"):
+        DecisionPayload.from_json({**payload, "attributions": partial})
+
+
+def _columns(recorded: RecordedDecision, payload: dict[str, Any]) -> Any:
+    from service.decisions import record_of
+
+    return dataclasses.replace(record_of(recorded, None, recorded.request.request_hash), payload=payload)
+
+
+# ---- the applicant's validation ---------------------------------------------------------------------------------
+
+
+def _plain_nested(served: ServedModel) -> ma.Schema:
+    """The same request schema with marshmallow's own Nested load of the applicant (what the one pass replaces)."""
+    schema = request_schemas(served.bundle.spec, None, 10).decision_request
+    fast = schema.fields["applicant"]
+    plain = ma.fields.Nested(fast.schema, required=True)
+    return ma.Schema.from_dict({**schema.declared_fields, "applicant": plain}, name="PlainDecisionRequest")()
+
+
+def _outcome(schema: ma.Schema, body: Any) -> tuple[str, Any]:
+    try:
+        loaded = schema.load(body)
+    except ma.ValidationError as exc:
+        return "invalid", exc.messages
+    return "valid", (loaded, list(loaded["applicant"]))
+
+
+def test_the_one_pass_gives_what_marshmallow_gives(served: ServedModel) -> None:
+    fast = request_schemas(served.bundle.spec, None, 10).decision_request
+    plain = _plain_nested(served)
+    spec = served.bundle.spec
+    base = _applicants(served)[0]
+    numeric = next(f.name for f in spec.fields if f.kind == "numeric")
+    categorical = next(f.name for f in spec.fields if f.kind == "categorical")
+    nullable = [f.name for f in spec.fields if f.missing]
+    applicants: list[Any] = [
+        base,
+        {**base, numeric: "12"},
+        {**base, numeric: True},
+        {**base, categorical: "no such code"},
+        {**base, "unknown_field": 1},
+        {k: v for k, v in base.items() if k != numeric},
+        {k: v for k, v in base.items() if k not in nullable},
+        {**base, **dict.fromkeys(nullable)},
+        [],
+        "text",
+        None,
+        {},
+    ]
+    for applicant in applicants:
+        body = {"application_id": "APP-1", "applicant": applicant}
+        assert _outcome(fast, body) == _outcome(plain, body), applicant
+    assert _outcome(fast, {"application_id": "APP-1", "applicant": base})[0] == "valid"
