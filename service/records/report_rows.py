@@ -31,7 +31,8 @@ REPORT_ROW_COLUMNS = (
     "latency_ms",
     "reasons",
     "rules",
-    "applicant",
+    "applicant_fields",
+    "applicant_values",
     "monitoring",
 )
 INSERT_REPORT_ROW = (
@@ -55,7 +56,9 @@ def report_row(seq: int, record: RecordColumns) -> tuple[Any, ...]:
     """The ``report_rows`` values of the record at ``seq`` (columns :data:`REPORT_ROW_COLUMNS`).
 
     ``reasons`` is the compact JSON ``[[code, kind, adverse], ...]``, ``rules`` ``[code, ...]`` (the fired rules),
-    ``applicant`` and ``monitoring`` the recorded request's objects (``{}`` when no monitoring data was sent).
+    ``applicant_fields`` and ``applicant_values`` the recorded applicant as two arrays, its field names (the same
+    text for every decision of a model version) and its values in that order, and ``monitoring`` the recorded
+    monitoring object (``{}`` when none was sent).
     """
     recorded = RecordedDecision.of(record)
     decision = recorded.decision
@@ -73,6 +76,7 @@ def report_row(seq: int, record: RecordColumns) -> tuple[Any, ...]:
         None if payload.latency_ms is None else float(payload.latency_ms),
         _compact([[r.code, r.kind, bool(r.adverse)] for r in decision.reasons]),
         _compact([rule.code for rule in decision.rules_fired]),
-        _compact(dict(payload.applicant)),
+        _compact(list(payload.applicant)),
+        _compact(list(payload.applicant.values())),
         _compact(dict(payload.monitoring or {})),
     )

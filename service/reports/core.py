@@ -64,7 +64,6 @@ from service.reports.columns import (
     Coded,
     DecisionColumns,
     columns_of,
-    objects,
     value_counts,
 )
 
@@ -1003,7 +1002,10 @@ def _category(value: Any) -> str | None:
 
 
 def categorical_stability(
-    name: str, baseline: CategoricalBaseline, values: Sequence[Any], thresholds: Monitoring = DEFAULT_THRESHOLDS
+    name: str,
+    baseline: CategoricalBaseline,
+    values: Sequence[Any] | np.ndarray,
+    thresholds: Monitoring = DEFAULT_THRESHOLDS,
 ) -> StabilityIndex:
     """PSI/CSI of codes against the baseline's shares; unseen codes in ``(other)``, None in ``(missing)``."""
     return _categorical_stability(name, baseline, value_counts(values, _category), thresholds)
@@ -1032,7 +1034,7 @@ def _categorical_stability(
 _NUMBER_TYPES = frozenset((int, float, type(None)))
 
 
-def _numbers(values: Sequence[Any]) -> Sequence[float | None] | np.ndarray:
+def _numbers(values: Sequence[Any] | np.ndarray) -> Sequence[float | None] | np.ndarray:
     """Numeric values as floats, anything else (booleans, text) as None: at C speed when all are numbers or None."""
     if set(map(type, values)) <= _NUMBER_TYPES:
         return np.asarray(values, dtype=np.float64)
@@ -1125,16 +1127,16 @@ def disparate_impact(rows: Decisions, settings: ReportSettings = DEFAULT_SETTING
     approved = columns.approved()
 
     def rates(
-        values: list[Any], group_of: Callable[[Any], str | None], order: Sequence[str]
+        values: np.ndarray, group_of: Callable[[Any], str | None], order: Sequence[str]
     ) -> tuple[str | None, int, tuple[GroupRate, ...]]:
         everyone = value_counts(values, group_of)
-        return _group_rates(everyone, value_counts(objects(values)[approved], group_of), order, settings.thresholds)
+        return _group_rates(everyone, value_counts(values[approved], group_of), order, settings.thresholds)
 
     out = []
     for attribute in settings.attributes:
         field = attribute.monitoring_field
         reference, missing, groups = rates(
-            [m.get(field) for m in columns.monitoring],
+            columns.monitoring_field(field),
             lambda v, a=attribute: _monitoring_value_group(a, v),  # type: ignore[misc]
             [v for v in attribute.values if v != NOT_PROVIDED],
         )

@@ -15,7 +15,8 @@ CREATE TABLE report_rows (
     latency_ms             REAL,
     reasons                TEXT NOT NULL,               -- compact JSON [[code, kind, adverse], ...]
     rules                  TEXT NOT NULL,               -- compact JSON [code, ...] of the fired rules
-    applicant              TEXT NOT NULL,               -- compact JSON of the recorded applicant
+    applicant_fields       TEXT NOT NULL,               -- compact JSON [name, ...] of the recorded applicant
+    applicant_values       TEXT NOT NULL,               -- compact JSON [value, ...] in the order of applicant_fields
     monitoring             TEXT NOT NULL                -- compact JSON of the monitoring data ({} when none)
 );
 CREATE INDEX report_rows_created_us ON report_rows (created_us);
