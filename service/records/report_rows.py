@@ -22,18 +22,11 @@ REPORT_ROW_COLUMNS = (
     "seq",
     "decision_id",
     "created_us",
-    "model_name",
-    "model_version",
-    "decision",
-    "risk_band",
     "score",
     "probability_of_default",
     "latency_ms",
-    "reasons",
-    "rules",
-    "applicant_fields",
     "applicant_values",
-    "monitoring",
+    "profile",
 )
 INSERT_REPORT_ROW = (
     f"INSERT INTO report_rows ({', '.join(REPORT_ROW_COLUMNS)}) "  # noqa: S608 (constant column names)
@@ -55,28 +48,31 @@ def _compact(value: Any) -> str:
 def report_row(seq: int, record: RecordColumns) -> tuple[Any, ...]:
     """The ``report_rows`` values of the record at ``seq`` (columns :data:`REPORT_ROW_COLUMNS`).
 
-    ``reasons`` is the compact JSON ``[[code, kind, adverse], ...]``, ``rules`` ``[code, ...]`` (the fired rules),
-    ``applicant_fields`` and ``applicant_values`` the recorded applicant as two arrays, its field names (the same
-    text for every decision of a model version) and its values in that order, and ``monitoring`` the recorded
-    monitoring object (``{}`` when none was sent).
+    ``applicant_values`` is the compact JSON array of the recorded applicant's values; ``profile`` the compact JSON
+    of what many decisions share, ``[model_name, model_version, decision, risk_band, [[reason code, kind, adverse],
+    ...], [fired rule code, ...], [applicant field name, ...], monitoring object]`` (the field names in the order of
+    the values; ``{}`` when no monitoring data was sent).
     """
     recorded = RecordedDecision.of(record)
     decision = recorded.decision
     payload = recorded.payload
-    return (
-        seq,
-        recorded.decision_id,
-        epoch_us(recorded.created_at),
+    profile = [
         recorded.model_name,
         recorded.model_version,
         decision.decision,
         decision.risk_band,
+        [[r.code, r.kind, bool(r.adverse)] for r in decision.reasons],
+        [rule.code for rule in decision.rules_fired],
+        list(payload.applicant),
+        dict(payload.monitoring or {}),
+    ]
+    return (
+        seq,
+        recorded.decision_id,
+        epoch_us(recorded.created_at),
         int(decision.score),
         float(decision.probability_of_default),
         None if payload.latency_ms is None else float(payload.latency_ms),
-        _compact([[r.code, r.kind, bool(r.adverse)] for r in decision.reasons]),
-        _compact([rule.code for rule in decision.rules_fired]),
-        _compact(list(payload.applicant)),
         _compact(list(payload.applicant.values())),
-        _compact(dict(payload.monitoring or {})),
+        _compact(profile),
     )

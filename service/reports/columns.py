@@ -131,23 +131,57 @@ class DecisionColumns:
         builder.add(
             decision_id=[r.decision_id for r in items],
             created_us=[epoch_us(r.created_at) for r in items],
-            decision=[r.decision for r in items],
-            risk_band=[r.risk_band for r in items],
-            model=[(r.model_name, r.model_version) for r in items],
             score=[r.score for r in items],
             probability_of_default=[r.probability_of_default for r in items],
             latency_ms=[r.latency_ms for r in items],
-            reasons=([tuple(r.reasons) for r in items], tuple),
-            rules=([tuple(r.rules_fired) for r in items], tuple),
-            applicant=([tuple(r.applicant) for r in items], tuple, [tuple(r.applicant.values()) for r in items]),
-            monitoring=([_text(r.monitoring) for r in items], json.loads),
+            profiles=([_profile_key(r) for r in items], _profile_of_key),
+            applicant_values=[tuple(r.applicant.values()) for r in items],
             outcome=[_OUTCOME_CODES.get(r.outcome or "", NO_OUTCOME) for r in items],
         )
         return builder.build()
 
 
-def _text(mapping: Mapping[str, Any]) -> str:
-    return json.dumps(dict(mapping), ensure_ascii=False, separators=(",", ":"))
+@dataclass(frozen=True)
+class Profile:
+    """What many decisions share: model version, decision, band, reasons, fired rules, the applicant's field names
+    and the monitoring data (the store's report row holds it as one JSON text, ``profile``)."""
+
+    model: tuple[str, str]
+    decision: str
+    risk_band: str
+    reasons: tuple[ReasonRef, ...]
+    rules: tuple[str, ...]
+    fields: tuple[str, ...]
+    monitoring: Mapping[str, Any]
+
+    @classmethod
+    def of_text(cls, text: str) -> Profile:
+        """The profile of a report row's ``profile`` text (``service.records.report_rows.report_row``)."""
+        from service.reports.core import ReasonRef
+
+        (name, version, decision, band, reasons, rules, fields_, monitoring) = json.loads(text)
+        return cls(
+            (str(name), str(version)),
+            str(decision),
+            str(band),
+            tuple(ReasonRef(str(code), kind, bool(adverse)) for code, kind, adverse in reasons),
+            tuple(str(code) for code in rules),
+            tuple(str(field) for field in fields_),
+            monitoring if isinstance(monitoring, Mapping) else {},
+        )
+
+
+def _profile_key(row: DecisionRow) -> Hashable:
+    monitoring = json.dumps(dict(row.monitoring), ensure_ascii=False, separators=(",", ":"))
+    return (
+        (row.model_name, row.model_version), row.decision, row.risk_band, tuple(row.reasons), tuple(row.rules_fired),
+        tuple(row.applicant), monitoring,
+    )  # fmt: skip
+
+
+def _profile_of_key(key: Any) -> Profile:
+    model, decision, band, reasons, rules, fields_, monitoring = key
+    return Profile(model, decision, band, reasons, rules, fields_, json.loads(monitoring))
 
 
 def _field(columns: Mapping[str, np.ndarray], name: str, n: int) -> np.ndarray:
@@ -184,103 +218,88 @@ class _Factor:
     def __init__(self) -> None:
         self.index: dict[Hashable, int] = {}
 
-    def codes(self, keys: Sequence[Hashable], label: Callable[[Any], Hashable]) -> np.ndarray:
-        """The code of ``label(key)`` for every key, ``label`` called once per distinct key."""
-        index = self.index
-        local = {key: index.setdefault(label(key), len(index)) for key in dict.fromkeys(keys)}
-        return np.fromiter(map(local.__getitem__, keys), dtype=np.int64, count=len(keys))
+    def code(self, label: Hashable) -> int:
+        return self.index.setdefault(label, len(self.index))
 
     def labels(self) -> tuple[Any, ...]:
         return tuple(self.index)
 
 
-def _same(value: Any) -> Any:
-    return value
-
-
-#: A coded quantity given as (keys, label of a key): e.g. JSON texts and their parse.
-Keyed = tuple[Sequence[Hashable], Callable[[Any], Hashable]]
+_CODED = ("decision", "risk_band", "model", "reasons", "rules")
 
 
 class ColumnsBuilder:
-    """Collects decisions batch by batch and builds their :class:`DecisionColumns`."""
+    """Collects decisions batch by batch and builds their :class:`DecisionColumns`.
+
+    What decisions share (their :class:`Profile`) is given as a key per decision and read once per distinct key;
+    the categorical columns and the monitoring fields are then taken from the distinct profiles by index."""
 
     def __init__(self) -> None:
-        self._factors = {name: _Factor() for name in ("decision", "risk_band", "model", "reasons", "rules")}
+        self._factors = {name: _Factor() for name in _CODED}
         self._parts: dict[str, list[np.ndarray]] = {}
         self._fields: dict[str, list[dict[str, np.ndarray]]] = {"applicant": [], "monitoring": []}
         self._sizes: list[int] = []
-        self._parsed: dict[str, Any] = {}
 
     def add(
         self,
         *,
         decision_id: Sequence[str],
         created_us: Sequence[int],
-        decision: Sequence[str],
-        risk_band: Sequence[str],
-        model: Sequence[tuple[str, str]],
         score: Sequence[int],
         probability_of_default: Sequence[float],
         latency_ms: Sequence[float | None],
-        reasons: Keyed,
-        rules: Keyed,
-        applicant: tuple[Sequence[Hashable], Callable[[Any], tuple[str, ...]], Sequence[Sequence[Any]]],
-        monitoring: tuple[Sequence[Hashable], Callable[[Any], Mapping[str, Any]]],
+        profiles: tuple[Sequence[Hashable], Callable[[Any], Profile]],
+        applicant_values: Sequence[Sequence[Any]],
         outcome: Sequence[int],
     ) -> None:
         """Append a batch of decisions, one sequence per quantity (all of one length).
 
-        ``reasons`` and ``rules``: each decision's key and the function giving a key's label (its tuple of
-        :class:`ReasonRef`, its rule codes); ``applicant``: each decision's key of its field names, the function
-        giving those names, and its values in that order; ``monitoring``: each decision's key and its mapping."""
-        factors = self._factors
+        ``profiles``: each decision's profile key and the function giving a key's :class:`Profile`;
+        ``applicant_values``: each decision's applicant values, in the order of its profile's field names."""
+        keys, profile_of = profiles
+        distinct = {key: profile_of(key) for key in dict.fromkeys(keys)}
+        position = {key: i for i, key in enumerate(distinct)}
+        which = np.fromiter(map(position.__getitem__, keys), dtype=np.int64, count=len(keys))
+        shared = list(distinct.values())
         columns: dict[str, np.ndarray] = {
             "decision_id": objects(decision_id),
             "created_us": np.asarray(created_us, dtype=np.int64),
-            "decision": factors["decision"].codes(decision, _same),
-            "risk_band": factors["risk_band"].codes(risk_band, _same),
-            "model": factors["model"].codes(model, _same),
             "score": np.asarray(score, dtype=np.int64),
             "probability_of_default": np.asarray(probability_of_default, dtype=np.float64),
             "latency_ms": np.asarray(latency_ms, dtype=np.float64),  # None -> NaN
-            "reasons": factors["reasons"].codes(*reasons),
-            "rules": factors["rules"].codes(*rules),
             "outcome": np.asarray(outcome, dtype=np.int8),
         }
+        for name in _CODED:
+            factor = self._factors[name]
+            codes = np.asarray([factor.code(getattr(p, name)) for p in shared], dtype=np.int64)
+            columns[name] = codes[which] if len(codes) else np.empty(0, dtype=np.int64)
         for name, column in columns.items():
             self._parts.setdefault(name, []).append(column)
-        self._fields["applicant"].append(_field_columns(*applicant))
-        keys, label = monitoring
-        local = {key: label(key) for key in dict.fromkeys(keys)}
-        names = _unique(name for mapping in local.values() for name in mapping)
-        self._fields["monitoring"].append({name: _values(local, keys, name) for name in names})
-        self._sizes.append(len(created_us))
+        self._fields["monitoring"].append(
+            {
+                field: objects([p.monitoring.get(field) for p in shared])[which]
+                for field in _unique(field for p in shared for field in p.monitoring)
+            }
+        )
+        self._fields["applicant"].append(_field_columns([p.fields for p in shared], which, applicant_values))
+        self._sizes.append(len(keys))
 
     def add_report_rows(self, rows: Sequence[tuple[Any, ...]], outcomes: Mapping[str, str]) -> None:
         """Append a batch of the store's report rows (``service.records.report_rows.REPORT_ROW_COLUMNS``).
 
-        The JSON columns are parsed once per distinct text (reasons, rules, field names and monitoring data repeat)
-        and, for the applicants' values, in one call per batch."""
+        A ``profile`` text is parsed once per distinct text (they repeat); the applicants' values, in one call per
+        batch."""
         if not rows:
             return
-        (
-            _seq, ids, created, names, versions, decision, band, score, pd, latency, reasons, rules, fields_, values,
-            monitoring,
-        ) = zip(*rows, strict=True)  # fmt: skip
+        _seq, ids, created, score, pd, latency, values, profile = zip(*rows, strict=True)
         self.add(
             decision_id=ids,
             created_us=created,
-            decision=decision,
-            risk_band=band,
-            model=list(zip(names, versions, strict=True)),
             score=score,
             probability_of_default=pd,
             latency_ms=latency,
-            reasons=(reasons, _reason_refs),
-            rules=(rules, _rule_codes),
-            applicant=(fields_, _field_names, json.loads("[" + ",".join(values) + "]")),
-            monitoring=(monitoring, json.loads),
+            profiles=(profile, Profile.of_text),
+            applicant_values=json.loads("[" + ",".join(values) + "]"),
             outcome=[_OUTCOME_CODES.get(outcomes.get(i, ""), NO_OUTCOME) for i in ids]
             if outcomes
             else [NO_OUTCOME] * len(ids),
@@ -288,16 +307,16 @@ class ColumnsBuilder:
 
     def build(self) -> DecisionColumns:
         """The columns of every decision added, in the order added."""
-        empty = {
+        types = {
             "decision_id": object,
-            "outcome": np.int8,
             "probability_of_default": np.float64,
             "latency_ms": np.float64,
+            "outcome": np.int8,
         }
 
         def column(name: str) -> np.ndarray:
             parts = self._parts.get(name)
-            return np.concatenate(parts) if parts else np.empty(0, dtype=empty.get(name, np.int64))
+            return np.concatenate(parts) if parts else np.empty(0, dtype=types.get(name, np.int64))
 
         def coded(name: str) -> Coded:
             return Coded(column(name), self._factors[name].labels())
@@ -336,45 +355,22 @@ def _unique(names: Iterable[str]) -> list[str]:
     return list(dict.fromkeys(names))
 
 
-def _values(local: Mapping[Hashable, Mapping[str, Any]], keys: Sequence[Hashable], name: str) -> np.ndarray:
-    """The ``name`` value of each decision's mapping, looked up once per distinct key."""
-    order = {key: i for i, key in enumerate(local)}
-    distinct = objects([mapping.get(name) for mapping in local.values()])
-    return distinct[np.fromiter(map(order.__getitem__, keys), dtype=np.int64, count=len(keys))]
-
-
 def _field_columns(
-    keys: Sequence[Hashable], names_of: Callable[[Any], tuple[str, ...]], values: Sequence[Sequence[Any]]
+    fields_of: Sequence[tuple[str, ...]], which: np.ndarray, values: Sequence[Sequence[Any]]
 ) -> dict[str, np.ndarray]:
-    """Columns by field name of rows given as (key of their field names, their values in that order)."""
-    n = len(keys)
-    groups: dict[Hashable, list[int]] = {}
-    distinct = dict.fromkeys(keys)
+    """Columns by field name of rows whose values follow the field names of their profile (``fields_of[which]``)."""
+    n = len(values)
+    distinct = list(dict.fromkeys(fields_of))
     if len(distinct) == 1:  # the usual case: every row has the same fields
-        (key,) = distinct
-        return {name: objects(column) for name, column in zip(names_of(key), zip(*values, strict=True), strict=False)}
-    for i, key in enumerate(keys):
-        groups.setdefault(key, []).append(i)
+        return {name: objects(column) for name, column in zip(distinct[0], zip(*values, strict=True), strict=False)}
+    code = {names: i for i, names in enumerate(distinct)}
+    per_row = np.asarray([code[names] for names in fields_of], dtype=np.int64)[which]
     out: dict[str, np.ndarray] = {}
-    for key, rows in groups.items():
-        at = np.asarray(rows, dtype=np.int64)
-        for name, column in zip(names_of(key), zip(*[values[i] for i in rows], strict=True), strict=False):
-            out.setdefault(name, np.full(n, None, dtype=object))[at] = objects(column)
+    for names, i in code.items():
+        rows = np.flatnonzero(per_row == i)
+        for name, column in zip(names, zip(*[values[int(r)] for r in rows], strict=True), strict=False):
+            out.setdefault(name, np.full(n, None, dtype=object))[rows] = objects(column)
     return out
-
-
-def _reason_refs(text: str) -> tuple[ReasonRef, ...]:
-    from service.reports.core import ReasonRef
-
-    return tuple(ReasonRef(str(code), kind, bool(adverse)) for code, kind, adverse in json.loads(text))
-
-
-def _rule_codes(text: str) -> tuple[str, ...]:
-    return tuple(str(code) for code in json.loads(text))
-
-
-def _field_names(text: str) -> tuple[str, ...]:
-    return tuple(str(name) for name in json.loads(text))
 
 
 def columns_of(rows: Iterable[DecisionRow] | DecisionColumns) -> DecisionColumns:
