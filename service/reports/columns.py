@@ -16,7 +16,6 @@ batches. Both fill the same :class:`ColumnsBuilder`, so the numbers cannot depen
 from __future__ import annotations
 
 import json
-from collections import Counter
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
@@ -88,8 +87,8 @@ class DecisionColumns:
     reasons: Coded  # labels: tuple[ReasonRef, ...], the cited reasons in order
     rules: Coded  # labels: tuple[str, ...], the fired rules' codes
     outcome: np.ndarray  # int8: NO_OUTCOME, GOOD or BAD
-    applicant: Mapping[str, np.ndarray]  # field name -> object array of the recorded values (None: absent)
-    monitoring: Mapping[str, np.ndarray]  # field name -> object array of the monitoring values (None: absent)
+    applicant: Mapping[str, Coded]  # field name -> the recorded values (labels: the distinct values, None: absent)
+    monitoring: Mapping[str, Coded]  # field name -> the monitoring values (labels: the distinct values, None: absent)
 
     def __len__(self) -> int:
         return len(self.created_us)
@@ -111,11 +110,11 @@ class DecisionColumns:
         chosen = np.flatnonzero(self.in_period(period, model_name))
         return self.take(chosen[chronological(self.created_us[chosen], self.decision_id[chosen])])
 
-    def field(self, name: str) -> np.ndarray:
+    def field(self, name: str) -> Coded:
         """The applicant's ``name`` of every decision (None where absent)."""
         return _field(self.applicant, name, len(self))
 
-    def monitoring_field(self, name: str) -> np.ndarray:
+    def monitoring_field(self, name: str) -> Coded:
         """The monitoring data's ``name`` of every decision (None where absent)."""
         return _field(self.monitoring, name, len(self))
 
@@ -184,16 +183,16 @@ def _profile_of_key(key: Any) -> Profile:
     return Profile(model, decision, band, reasons, rules, fields_, json.loads(monitoring))
 
 
-def _field(columns: Mapping[str, np.ndarray], name: str, n: int) -> np.ndarray:
+def _field(columns: Mapping[str, Coded], name: str, n: int) -> Coded:
     found = columns.get(name)
-    return found if found is not None else np.full(n, None, dtype=object)
+    return found if found is not None else Coded(np.zeros(n, dtype=np.int64), (None,))
 
 
 def _take(column: Any, index: np.ndarray) -> Any:
     if isinstance(column, Coded):
         return column.take(index)
     if isinstance(column, Mapping):
-        return {name: values[index] for name, values in column.items()}
+        return {name: values.take(index) for name, values in column.items()}
     return column[index]
 
 
@@ -213,16 +212,45 @@ def chronological(created_us: np.ndarray, decision_id: np.ndarray) -> np.ndarray
 
 
 class _Factor:
-    """Codes of hashable labels, the same code for equal labels across batches."""
+    """Codes of hashable keys, the same code for equal keys across batches; each code's label."""
 
     def __init__(self) -> None:
         self.index: dict[Hashable, int] = {}
+        self._labels: list[Any] = []
 
-    def code(self, label: Hashable) -> int:
-        return self.index.setdefault(label, len(self.index))
+    def code(self, key: Hashable, label: Any = None, *, keyed: bool = False) -> int:
+        """The code of ``key`` (labelled ``label`` when ``keyed``, else the key itself)."""
+        found = self.index.get(key)
+        if found is None:
+            found = self.index[key] = len(self._labels)
+            self._labels.append(label if keyed else key)
+        return found
 
     def labels(self) -> tuple[Any, ...]:
-        return tuple(self.index)
+        return tuple(self._labels)
+
+    def encode(self, values: Sequence[Any]) -> np.ndarray:
+        """The codes of values, equal values of different types (``1``, ``1.0``, ``True``) told apart, each
+        distinct value read once."""
+        if len(_NUMERIC & set(map(type, values))) <= 1:  # no two values of different types can be equal
+            try:
+                local = {v: self.code((type(v), v), v, keyed=True) for v in dict.fromkeys(values)}
+                return np.fromiter(map(local.__getitem__, values), dtype=np.int64, count=len(values))
+            except TypeError:  # an unhashable value (a list or an object): keyed by its type and text below
+                pass
+        keys = [(type(v), v if isinstance(v, Hashable) else repr(v)) for v in values]
+        local = {k: self.code(k, v, keyed=True) for k, v in zip(keys, values, strict=True)}
+        return np.fromiter(map(local.__getitem__, keys), dtype=np.int64, count=len(keys))
+
+
+_NUMERIC = frozenset((bool, int, float))
+
+
+def encode(values: Sequence[Any] | np.ndarray) -> Coded:
+    """``values`` as a coded column (labels: the distinct values, in order of first appearance)."""
+    factor = _Factor()
+    listed = values.tolist() if isinstance(values, np.ndarray) else list(values)
+    return Coded(factor.encode(listed), factor.labels())
 
 
 _CODED = ("decision", "risk_band", "model", "reasons", "rules")
@@ -238,6 +266,7 @@ class ColumnsBuilder:
         self._factors = {name: _Factor() for name in _CODED}
         self._parts: dict[str, list[np.ndarray]] = {}
         self._fields: dict[str, list[dict[str, np.ndarray]]] = {"applicant": [], "monitoring": []}
+        self._field_factors: dict[tuple[str, str], _Factor] = {}
         self._sizes: list[int] = []
 
     def add(
@@ -275,14 +304,21 @@ class ColumnsBuilder:
             columns[name] = codes[which] if len(codes) else np.empty(0, dtype=np.int64)
         for name, column in columns.items():
             self._parts.setdefault(name, []).append(column)
-        self._fields["monitoring"].append(
+        monitoring = {}
+        for field in _unique(field for p in shared for field in p.monitoring):
+            codes = self._field_factor("monitoring", field).encode([p.monitoring.get(field) for p in shared])
+            monitoring[field] = codes[which]
+        self._fields["monitoring"].append(monitoring)
+        self._fields["applicant"].append(
             {
-                field: objects([p.monitoring.get(field) for p in shared])[which]
-                for field in _unique(field for p in shared for field in p.monitoring)
+                field: self._field_factor("applicant", field).encode(column)
+                for field, column in _field_columns([p.fields for p in shared], which, applicant_values).items()
             }
         )
-        self._fields["applicant"].append(_field_columns([p.fields for p in shared], which, applicant_values))
         self._sizes.append(len(keys))
+
+    def _field_factor(self, kind: str, field: str) -> _Factor:
+        return self._field_factors.setdefault((kind, field), _Factor())
 
     def add_report_rows(self, rows: Sequence[tuple[Any, ...]], outcomes: Mapping[str, str]) -> None:
         """Append a batch of the store's report rows (``service.records.report_rows.REPORT_ROW_COLUMNS``).
@@ -321,18 +357,17 @@ class ColumnsBuilder:
         def coded(name: str) -> Coded:
             return Coded(column(name), self._factors[name].labels())
 
-        def joined(kind: str) -> dict[str, np.ndarray]:
+        def joined(kind: str) -> dict[str, Coded]:
             batches = self._fields[kind]
-            names = _unique(name for batch in batches for name in batch)
-            return {
-                name: np.concatenate(
-                    [
-                        batch.get(name, np.full(size, None, dtype=object))
-                        for batch, size in zip(batches, self._sizes, strict=True)
-                    ]
-                )
-                for name in names
-            }
+            out = {}
+            for name in _unique(name for batch in batches for name in batch):
+                factor = self._field_factor(kind, name)
+                parts = [
+                    batch[name] if name in batch else np.full(size, factor.code((type(None), None), None, keyed=True))
+                    for batch, size in zip(batches, self._sizes, strict=True)
+                ]
+                out[name] = Coded(np.concatenate(parts), factor.labels())
+            return out
 
         return DecisionColumns(
             decision_id=column("decision_id"),
@@ -357,12 +392,13 @@ def _unique(names: Iterable[str]) -> list[str]:
 
 def _field_columns(
     fields_of: Sequence[tuple[str, ...]], which: np.ndarray, values: Sequence[Sequence[Any]]
-) -> dict[str, np.ndarray]:
-    """Columns by field name of rows whose values follow the field names of their profile (``fields_of[which]``)."""
+) -> dict[str, Sequence[Any]]:
+    """The values by field name of rows whose values follow the field names of their profile (``fields_of[which]``);
+    None where a row has no such field."""
     n = len(values)
     distinct = list(dict.fromkeys(fields_of))
     if len(distinct) == 1:  # the usual case: every row has the same fields
-        return {name: objects(column) for name, column in zip(distinct[0], zip(*values, strict=True), strict=False)}
+        return dict(zip(distinct[0], zip(*values, strict=True), strict=False))
     code = {names: i for i, names in enumerate(distinct)}
     per_row = np.asarray([code[names] for names in fields_of], dtype=np.int64)[which]
     out: dict[str, np.ndarray] = {}
@@ -370,32 +406,9 @@ def _field_columns(
         rows = np.flatnonzero(per_row == i)
         for name, column in zip(names, zip(*[values[int(r)] for r in rows], strict=True), strict=False):
             out.setdefault(name, np.full(n, None, dtype=object))[rows] = objects(column)
-    return out
+    return {name: column.tolist() for name, column in out.items()}
 
 
 def columns_of(rows: Iterable[DecisionRow] | DecisionColumns) -> DecisionColumns:
     """``rows`` as columns (columns are returned as they are)."""
     return rows if isinstance(rows, DecisionColumns) else DecisionColumns.of_rows(rows)
-
-
-def value_counts(values: Sequence[Any] | np.ndarray, key: Callable[[Any], Any]) -> dict[Any, int]:
-    """How many of ``values`` have each ``key(value)``, calling ``key`` once per distinct value.
-
-    Distinct values are told apart by type too (``True``, ``1`` and ``1.0`` are equal in Python but not the
-    same value for the report)."""
-    pairs: Iterable[tuple[Any, int]]
-    if set(map(type, values)) <= _TEXT_TYPES:  # the usual case: codes (and None), counted as they are
-        pairs = Counter(values).items()
-    else:
-        try:
-            pairs = [(value, n) for (_type, value), n in Counter(zip(map(type, values), values, strict=True)).items()]
-        except TypeError:  # an unhashable value: count the keys directly
-            return dict(Counter(map(key, values)))
-    out: dict[Any, int] = {}
-    for value, count in pairs:
-        k = key(value)
-        out[k] = out.get(k, 0) + count
-    return out
-
-
-_TEXT_TYPES = frozenset((str, type(None)))

@@ -64,7 +64,7 @@ from service.reports.columns import (
     Coded,
     DecisionColumns,
     columns_of,
-    value_counts,
+    encode,
 )
 
 STABILITY_EPSILON = 1e-4
@@ -1008,7 +1008,16 @@ def categorical_stability(
     thresholds: Monitoring = DEFAULT_THRESHOLDS,
 ) -> StabilityIndex:
     """PSI/CSI of codes against the baseline's shares; unseen codes in ``(other)``, None in ``(missing)``."""
-    return _categorical_stability(name, baseline, value_counts(values, _category), thresholds)
+    return _categorical_stability(name, baseline, _categories(encode(values)), thresholds)
+
+
+def _categories(column: Coded, mask: np.ndarray | None = None) -> dict[str | None, int]:
+    """Decisions per categorical code (None: missing) of a coded column, each distinct value read once."""
+    counted: dict[str | None, int] = {}
+    for value, n in _label_counts(column, mask).items():
+        code = _category(value)
+        counted[code] = counted.get(code, 0) + n
+    return counted
 
 
 def _categorical_stability(
@@ -1031,14 +1040,14 @@ def _categorical_stability(
     return _stability(name, "categorical", labels, expected, bin_counts, missing, thresholds)
 
 
-_NUMBER_TYPES = frozenset((int, float, type(None)))
-
-
-def _numbers(values: Sequence[Any] | np.ndarray) -> Sequence[float | None] | np.ndarray:
-    """Numeric values as floats, anything else (booleans, text) as None: at C speed when all are numbers or None."""
-    if set(map(type, values)) <= _NUMBER_TYPES:
-        return np.asarray(values, dtype=np.float64)
-    return [float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None for v in values]
+def _numbers(column: Coded) -> np.ndarray:
+    """The numeric values of a coded column as floats, anything else (booleans, text, None) as NaN."""
+    numbers = np.asarray(
+        [float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None for v in column.labels],
+        dtype=np.float64,
+    )
+    found: np.ndarray = numbers[column.codes] if len(numbers) else np.empty(0, dtype=np.float64)
+    return found
 
 
 def _field_stability(
@@ -1047,7 +1056,7 @@ def _field_stability(
     values = columns.field(name)
     if isinstance(base, NumericBaseline):
         return numeric_stability(name, base, _numbers(values), thresholds)
-    return categorical_stability(name, base, values, thresholds)
+    return _categorical_stability(name, base, _categories(values), thresholds)
 
 
 def _bin_labels(edges: Sequence[float]) -> list[str]:
@@ -1127,10 +1136,15 @@ def disparate_impact(rows: Decisions, settings: ReportSettings = DEFAULT_SETTING
     approved = columns.approved()
 
     def rates(
-        values: np.ndarray, group_of: Callable[[Any], str | None], order: Sequence[str]
+        values: Coded, group_of: Callable[[Any], str | None], order: Sequence[str]
     ) -> tuple[str | None, int, tuple[GroupRate, ...]]:
-        everyone = value_counts(values, group_of)
-        return _group_rates(everyone, value_counts(values[approved], group_of), order, settings.thresholds)
+        groups = [group_of(value) for value in values.labels]
+        everyone: Counter[str | None] = Counter()
+        chosen: Counter[str | None] = Counter()
+        for group, n, ok in zip(groups, values.counts(), values.counts(approved), strict=True):
+            everyone[group] += int(n)
+            chosen[group] += int(ok)
+        return _group_rates(everyone, chosen, order, settings.thresholds)
 
     out = []
     for attribute in settings.attributes:
