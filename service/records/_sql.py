@@ -959,24 +959,36 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
             return
         tx.run(INSERT_REPORT_ROW, row)
 
+    def _report_span(self, since: datetime, until: datetime) -> tuple[int, int, int, int]:
+        """(report rows, their first seq, their last seq, decision records) of the records created in
+        ``[since, until)``: two index scans, in one snapshot. Rows of purged records (a purge racing a fill) are
+        not counted: their seq is at or before the latest checkpoint."""
+        clauses, params = self._time_clauses(since, until)
+        where = " AND ".join(clauses) or "1 = 1"
+        with self._transaction("snapshot") as tx:
+            span = tx.one(
+                "SELECT COUNT(*), COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0) FROM report_rows "
+                "WHERE created_us >= ? AND created_us < ? "
+                "AND seq > (SELECT COALESCE(MAX(through_seq), 0) FROM decision_chain_checkpoints)",
+                (epoch_us(since), epoch_us(until)),
+            )
+            records = tx.one(f"SELECT COUNT(*) FROM decision_records WHERE {where}", params)  # noqa: S608
+        assert span is not None and records is not None
+        return int(span[0]), int(span[1]), int(span[2]), int(records[0])
+
     def fill_report_rows(self, since: datetime, until: datetime) -> int:
         """Write the missing report rows of the records created in ``[since, until)``; how many were written.
 
         Records stored without their row (before migration 0005, by an older replica during a rolling upgrade,
         by a bulk load) are read whole, in batches, and their rows made by the same :func:`report_row` as an
-        append's. A period whose rows are all there costs two index counts."""
+        append's. A period whose rows are all there costs two index scans."""
+        rows, _first, _last, records = self._report_span(since, until)
+        return 0 if rows == records else self._fill_report_rows(since, until)
+
+    def _fill_report_rows(self, since: datetime, until: datetime) -> int:
         clauses, params = self._time_clauses(since, until, "d.created_at")
         where = " AND ".join(clauses) or "1 = 1"
-        lo, hi = epoch_us(since), epoch_us(until)
         with self._transaction("read") as tx:
-            records = tx.one(f"SELECT COUNT(*) FROM decision_records d WHERE {where}", params)  # noqa: S608
-            rows = tx.one(
-                "SELECT COUNT(*) FROM report_rows WHERE created_us >= ? AND created_us < ? AND seq > "
-                "(SELECT COALESCE(MAX(through_seq), 0) FROM decision_chain_checkpoints)",
-                (lo, hi),
-            )
-            if records is None or rows is None or int(records[0]) == int(rows[0]):
-                return 0
             missing = [
                 int(row[0])
                 for row in tx.rows(
@@ -1003,17 +1015,13 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
     def iter_report_rows(self, since: datetime, until: datetime, batch: int = 20_000) -> Iterator[list[Row]]:
         """The report rows (columns ``REPORT_ROW_COLUMNS``) of every record created in ``[since, until)``, in seq
         order, in batches of up to ``batch`` rows; missing rows are written first (:meth:`fill_report_rows`)."""
-        self.fill_report_rows(since, until)
-        lo, hi = epoch_us(since), epoch_us(until)
-        with self._transaction("read") as tx:
-            bounds = tx.one(
-                "SELECT MIN(seq), MAX(seq) FROM report_rows WHERE created_us >= ? AND created_us < ? AND seq > "
-                "(SELECT COALESCE(MAX(through_seq), 0) FROM decision_chain_checkpoints)",
-                (lo, hi),
-            )
-        if bounds is None or bounds[0] is None:
+        rows, first, last, records = self._report_span(since, until)
+        if rows != records:
+            self._fill_report_rows(since, until)
+            rows, first, last, records = self._report_span(since, until)
+        if rows == 0:
             return
-        after, last = int(bounds[0]) - 1, int(bounds[1])
+        after, lo, hi = first - 1, epoch_us(since), epoch_us(until)
         # a seq range scan, filtered by time (``+created_us``: not through the time index, whose order is not seq's)
         sql = (
             f"SELECT {', '.join(REPORT_ROW_COLUMNS)} FROM report_rows "  # noqa: S608 (constant column names)
@@ -1021,12 +1029,12 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
         )
         while after < last:
             with self._transaction("read") as tx:
-                rows = tx.rows(sql, (after, last, lo, hi, batch))
-            if rows:
-                yield rows
-            if len(rows) < batch:
+                found = tx.rows(sql, (after, last, lo, hi, batch))
+            if found:
+                yield found
+            if len(found) < batch:
                 return
-            after = int(rows[-1][0])
+            after = int(found[-1][0])
 
     # --- the chain -----------------------------------------------------------------------------------------
 
