@@ -16,6 +16,7 @@ batches. Both fill the same :class:`ColumnsBuilder`, so the numbers cannot depen
 from __future__ import annotations
 
 import json
+import math
 from collections.abc import Callable, Hashable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, fields
 from typing import TYPE_CHECKING, Any
@@ -232,7 +233,10 @@ class _Factor:
     def encode(self, values: Sequence[Any]) -> np.ndarray:
         """The codes of values, equal values of different types (``1``, ``1.0``, ``True``) told apart, each
         distinct value read once."""
-        if len(_NUMERIC & set(map(type, values))) <= 1:  # no two values of different types can be equal
+        types = set(map(type, values))
+        if types <= _INTEGERS or types == _FLOATS:  # numbers: their distinct values found by numpy
+            return self._encode_numbers(values, float if float in types else int)
+        if len(_NUMERIC & types) <= 1:  # no two values of different types can be equal
             try:
                 local = {v: self.code((type(v), v), v, keyed=True) for v in dict.fromkeys(values)}
                 return np.fromiter(map(local.__getitem__, values), dtype=np.int64, count=len(values))
@@ -242,8 +246,23 @@ class _Factor:
         local = {k: self.code(k, v, keyed=True) for k, v in zip(keys, values, strict=True)}
         return np.fromiter(map(local.__getitem__, keys), dtype=np.int64, count=len(keys))
 
+    def _encode_numbers(self, values: Sequence[Any], kind: type[int] | type[float]) -> np.ndarray:
+        """:meth:`encode` of integers (and None) or of floats: distinct values by ``np.unique``."""
+        numbers = np.asarray(values, dtype=np.float64)  # None -> NaN (integers never are NaN)
+        if kind is int and np.abs(numbers[~np.isnan(numbers)]).max(initial=0.0) >= 2.0**53:  # not exact as floats
+            keys = [(type(v), v) for v in values]
+            local = {k: self.code(k, k[1], keyed=True) for k in dict.fromkeys(keys)}
+            return np.fromiter(map(local.__getitem__, keys), dtype=np.int64, count=len(keys))
+        distinct, inverse = np.unique(numbers, return_inverse=True)
+        labels = [None if kind is int and math.isnan(x) else kind(x) for x in distinct.tolist()]
+        codes = np.asarray([self.code((type(x), x), x, keyed=True) for x in labels], dtype=np.int64)
+        found: np.ndarray = codes[inverse.reshape(-1)] if len(codes) else np.empty(0, dtype=np.int64)
+        return found
+
 
 _NUMERIC = frozenset((bool, int, float))
+_INTEGERS = frozenset((int, type(None)))
+_FLOATS = frozenset((float,))
 
 
 def encode(values: Sequence[Any] | np.ndarray) -> Coded:
