@@ -233,6 +233,14 @@ class _Factor:
     def encode(self, values: Sequence[Any]) -> np.ndarray:
         """The codes of values, equal values of different types (``1``, ``1.0``, ``True``) told apart, each
         distinct value read once."""
+        if isinstance(next((v for v in values if v is not None), None), str):  # text: codes straight away
+            try:
+                distinct = dict.fromkeys(values)
+            except TypeError:
+                distinct = {}
+            if distinct and set(map(type, distinct)) <= _TEXT:  # a text value is never equal to another type's
+                local = {v: self.code((type(v), v), v, keyed=True) for v in distinct}
+                return np.fromiter(map(local.__getitem__, values), dtype=np.int64, count=len(values))
         types = set(map(type, values))
         if types <= _INTEGERS or types == _FLOATS:  # numbers: their distinct values found by numpy
             return self._encode_numbers(values, float if float in types else int)
@@ -263,6 +271,7 @@ class _Factor:
 _NUMERIC = frozenset((bool, int, float))
 _INTEGERS = frozenset((int, type(None)))
 _FLOATS = frozenset((float,))
+_TEXT = frozenset((str, type(None)))
 
 
 def encode(values: Sequence[Any] | np.ndarray) -> Coded:
