@@ -487,18 +487,22 @@ def render(host: dict[str, str], results: dict[str, dict[str, Any]], args: Any, 
     lines += [
         "## How the report reads a million records",
         "",
-        "The period report asks the store for its *report projection* (`iter_report_projection`): the database "
-        "extracts from each payload only what the report reads (the request, probability of default, latency, "
-        "reason code/kind/adverse and fired rule codes, as the JSON text stored) in seq-ordered batches, and the "
-        "rows feed the same pure `build_report` as before. The numbers are those of reading every record whole "
-        "(`tests/test_report_aggregation.py` compares the two, number for number, on SQLite and PostgreSQL).",
+        "Every decision record has a narrow *report row* (`report_rows`, migration 0005), written in the transaction "
+        "that appends the record by one pure function of the typed record (`service.records.report_rows.report_row`): "
+        "seq, id, time, score, probability of default, latency, the applicant's values as a JSON array, and one "
+        "*profile* text for what many decisions share (model version, decision, band, reasons, fired rules, the "
+        "applicant's field names, the monitoring data). Records stored without one (before the migration, by an older "
+        "replica, by a bulk load) get theirs from the report before it reads (two index counts tell). The seeding "
+        "above writes the report rows with the records, in bulk.",
         "",
-        "What remains per record is linear work in Python: the database's JSON extraction (one parse of each "
-        "payload), one `json.loads` of the request and one `DecisionRow` per record, then the pure report's passes "
-        "over the rows (one per input field for its CSI, one per section), and about 1-2 GB of rows in memory for a "
-        "million records. Where the report takes longer than the goal, the next step is a columnar report core "
-        "(numpy arrays per field instead of one object per decision, the same functions over them) or daily "
-        "aggregates written in the decision's transaction; both are larger changes than this step made.",
+        "The report reads the period's rows in seq-ordered batches into numpy columns (`service.reports.columns`): each "
+        "profile text is parsed once, the applicants' values in one `json.loads` per batch, and every categorical "
+        "quantity and input field becomes integer codes into a table of its distinct values. The pure report's "
+        "statistics (`service.reports.core`) count codes with `bincount` and read each distinct value once; the "
+        "small-data path (decision rows, the tests) converts its rows into the same columns, so both give the same "
+        "numbers by construction (`tests/test_report_aggregation.py` also checks them against records read whole, "
+        "number for number, on SQLite and PostgreSQL). What remains per decision is the database's row, one JSON "
+        "array parse and a few passes over arrays.",
         "",
         f"Load average at the end of the run: {load_average()}.",
         "",

@@ -1,7 +1,8 @@
-"""Adapters feeding the report: stored decision records to rows, ``reference.json`` to a baseline.
+"""Adapters feeding the report: stored decision records to columns (or rows), ``reference.json`` to a baseline.
 
 The decision store and the model store are read here, at the edge; ``service.reports.core`` only
-sees :class:`DecisionRow`, :class:`Baseline` and :class:`ReportSettings`. Monitoring attributes (the
+sees :class:`DecisionColumns` (or :class:`DecisionRow`, turned into the same columns), :class:`Baseline` and
+:class:`ReportSettings`. A SQL store's report rows (``service.records.report_rows``) go straight into columns. Monitoring attributes (the
 spec's ``monitoring_only`` list) travel in the recorded request's ``monitoring`` object, beside (never
 inside) ``applicant``, which is the only part the scoring path encodes; the report reads both.
 """
