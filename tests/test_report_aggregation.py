@@ -36,6 +36,7 @@ from service.reports.core import (
     Period,
     ReportSettings,
     build_report,
+    categorical_stability,
     to_jsonable,
 )
 from service.reports.source import records_between, report_columns, report_from_store, rows_from_records
@@ -258,3 +259,34 @@ def test_columns_of_rows_and_of_report_rows_agree_on_awkward_values() -> None:
     for name in ("decision", "risk_band", "model", "reasons", "rules"):
         a, b = getattr(from_report_rows, name), getattr(from_rows, name)
         assert [a.labels[c] for c in a.codes] == [b.labels[c] for c in b.codes], name
+
+
+def test_coded_values_keep_their_types() -> None:
+    """Equal values of different types (1, 1.0, True) stay apart, so categories and numbers read them as before."""
+    from service.reports.columns import encode
+
+    cases: list[list[Any]] = [
+        [1, None, 3, 1, 2**60, 5],  # integers beyond a float's exact range
+        [1, None, 3, 1],
+        [0.5, 0.5, 2.0],
+        [None, None],
+        ["a", None, "a"],
+        ["a", None, "a", 1, True],
+        [True, 1, 1.0, "1", None, False, 0, 0.0],
+        ["a", [1], [1]],  # unhashable
+        [],
+    ]
+    for values in cases:
+        column = encode(values)
+        decoded = [column.labels[c] for c in column.codes]
+        assert [(type(v), v) for v in decoded] == [(type(v), v) for v in values]
+        assert len(set(column.codes.tolist())) == len(column.labels)
+    base = CategoricalBaseline((("1", 0.5), ("true", 0.3), ("1.0", 0.2)), 0.1)
+    index = categorical_stability("f", base, [True, 1, 1.0, "1", None, "x"])
+    assert [(b.label, b.count) for b in index.bins] == [
+        ("1", 2),
+        ("true", 1),
+        ("1.0", 1),
+        ("(other)", 1),
+        ("(missing)", 1),
+    ]

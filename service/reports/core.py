@@ -684,7 +684,8 @@ def build_report(
 
 
 def _label_counts(column: Coded, mask: np.ndarray | None = None) -> dict[Any, int]:
-    """Decisions per label of a coded column (labels no decision has left out), in label order."""
+    """Decisions per label of a coded column (labels no decision has left out), in label order; for labels that
+    are never equal across types (text, tuples), not for input fields."""
     return {label: int(n) for label, n in zip(column.labels, column.counts(mask), strict=True) if n}
 
 
@@ -814,6 +815,7 @@ def _reason_counts(columns: DecisionColumns) -> tuple[Counter[str], int, dict[st
     sets = columns.reasons
     adverse = _adverse(columns)
     per_set = sets.counts(adverse)
+    # per_set counts declines and referrals only, so each set of reasons counts as that many declines
     counts, n = weighted_cited_counts(
         ("decline", [ref.code for ref in refs], int(k)) for refs, k in zip(sets.labels, per_set, strict=True)
     )
@@ -1011,10 +1013,10 @@ def categorical_stability(
     return _categorical_stability(name, baseline, _categories(encode(values)), thresholds)
 
 
-def _categories(column: Coded, mask: np.ndarray | None = None) -> dict[str | None, int]:
+def _categories(column: Coded) -> dict[str | None, int]:
     """Decisions per categorical code (None: missing) of a coded column, each distinct value read once."""
     counted: dict[str | None, int] = {}
-    for value, n in _label_counts(column, mask).items():
+    for value, n in zip(column.labels, column.counts().tolist(), strict=True):  # labels 1, 1.0, True: apart
         code = _category(value)
         counted[code] = counted.get(code, 0) + n
     return counted
