@@ -97,13 +97,16 @@ def chained_rows(
     end: datetime,
     encode_time: Callable[[datetime], Any],
     encode_codes: Callable[[tuple[str, ...]], Any],
-) -> Iterator[tuple[Any, ...]]:
+) -> Iterator[tuple[tuple[Any, ...], tuple[Any, ...]]]:
     """``n`` records (copies of the templates with new ids, created evenly over ``[start, end)``) as table rows,
-    chained from the genesis hash with the service's own canonical content and chain hash."""
+    chained from the genesis hash with the service's own canonical content and chain hash, each with its report
+    row (the template's, made by the service's own ``report_row``, with the copy's seq, id and time)."""
     from service.core.canonical import canonical_json
     from service.records.model import GENESIS_HASH, canonical_content, chain_hash
+    from service.records.report_rows import epoch_us, report_row
 
     payloads = [canonical_json(t.payload) for t in templates]
+    report_rows = [report_row(0, t) for t in templates]
     step = (end - start) / n
     prev = GENESIS_HASH
     for i in range(n):
@@ -118,19 +121,30 @@ def chained_rows(
         )
         record_hash = chain_hash(prev, record, canonical_content(record, payloads[k]))
         yield (
-            i + 1, record.decision_id, record.application_id, encode_time(record.created_at), None,
-            record.request_hash, record.decision, record.risk_band, record.score, record.model_name,
-            record.model_version, encode_codes(record.reason_codes), payloads[k], prev, record_hash,
+            (
+                i + 1, record.decision_id, record.application_id, encode_time(record.created_at), None,
+                record.request_hash, record.decision, record.risk_band, record.score, record.model_name,
+                record.model_version, encode_codes(record.reason_codes), payloads[k], prev, record_hash,
+            ),
+            (i + 1, record.decision_id, epoch_us(record.created_at), *report_rows[k][3:]),
         )  # fmt: skip
         prev = record_hash
 
 
 def seed(
-    url: str, templates: Sequence[Any], n: int, start: datetime, end: datetime, log: Callable[[str], None]
+    url: str,
+    templates: Sequence[Any],
+    n: int,
+    start: datetime,
+    end: datetime,
+    log: Callable[[str], None],
+    report_rows: bool = True,
 ) -> float:
-    """Write ``n`` chained records into the empty store at ``url`` (then move its chain head); seconds taken."""
+    """Write ``n`` chained records (and their report rows, unless ``report_rows`` is false: then the first report
+    makes them) into the empty store at ``url``, then move its chain head; seconds taken."""
     from service.records import open_decision_store
     from service.records._sql import _INSERT_RECORD
+    from service.records.report_rows import INSERT_REPORT_ROW, REPORT_ROW_COLUMNS
 
     store: Any = open_decision_store(url)  # creates and migrates the schema
     started = time.perf_counter()
@@ -147,9 +161,11 @@ def seed(
             if not batch:
                 break
             conn.execute("BEGIN")
-            conn.executemany(_INSERT_RECORD, batch)
+            conn.executemany(_INSERT_RECORD, [record for record, _ in batch])
+            if report_rows:
+                conn.executemany(INSERT_REPORT_ROW, [report for _, report in batch])
             conn.execute("COMMIT")
-            last, written = batch[-1], written + len(batch)
+            last, written = batch[-1][0], written + len(batch)
             if written % 200_000 == 0:
                 log(f"    {written:,} records")
         conn.execute("UPDATE decision_chain_head SET seq = ?, record_hash = ? WHERE id = 1", (last[0], last[-1]))  # type: ignore[index]
@@ -166,15 +182,23 @@ def seed(
                 if not batch:
                     break
                 with conn.cursor() as cursor, cursor.copy(f"COPY decision_records ({columns}) FROM STDIN") as copy:
-                    for row in batch:
-                        copy.write_row(row)
+                    for record, _ in batch:
+                        copy.write_row(record)
+                if report_rows:
+                    with (
+                        conn.cursor() as cursor,
+                        cursor.copy(f"COPY report_rows ({', '.join(REPORT_ROW_COLUMNS)}) FROM STDIN") as copy,
+                    ):
+                        for _, report in batch:
+                            copy.write_row(report)
                 conn.commit()
-                last, written = batch[-1], written + len(batch)
+                last, written = batch[-1][0], written + len(batch)
                 if written % 200_000 == 0:
                     log(f"    {written:,} records")
             conn.execute("UPDATE decision_chain_head SET seq = %s, record_hash = %s WHERE id = 1", (last[0], last[-1]))  # type: ignore[index]
             conn.commit()
             conn.execute("ANALYZE decision_records")
+            conn.execute("ANALYZE report_rows")
             conn.commit()
     store.close()
     return time.perf_counter() - started
@@ -255,13 +279,21 @@ def reads(base: str, key: str, start: datetime, end: datetime, log: Callable[[st
     seconds, status, size = timed_get(f"{base}/v1/decisions/export?{query}", key)
     out["export"] = (seconds, status, size)
     log(f"    export of one day (jsonl): {seconds:.2f} s, {size / 1e6:.1f} MB, status {status}")
+    out["report"] = time_report(base, key, start, end, log)
+    return out
+
+
+def time_report(base: str, key: str, start: datetime, end: datetime, log: Callable[[str], None]) -> tuple[float, int]:
+    """(seconds, status) of ``GET /v1/reports`` over every day of ``[start, end]``."""
     query = urllib.parse.urlencode(
         {"from": start.date().isoformat(), "to": (end + timedelta(days=1)).date().isoformat()}
     )
-    seconds, status, size = timed_get(f"{base}/v1/reports?{query}", key)
-    out["report"] = (seconds, status)
-    log(f"    report over the whole store: {seconds:.1f} s, status {status}")
-    return out
+    load = load_average()
+    seconds, status, _size = timed_get(f"{base}/v1/reports?{query}", key)
+    log(
+        f"    report over the whole store: {seconds:.1f} s, status {status} (load average {load} before, {load_average()} after)"
+    )
+    return seconds, status
 
 
 def verify(url: str) -> tuple[float, str]:
@@ -290,6 +322,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--runs", type=int, default=3, help="wrk runs per level (default 3)")
     parser.add_argument("--seconds", type=float, default=5.0, help="seconds per wrk run (default 5)")
     parser.add_argument("--output", type=Path, default=OUTPUT)
+    parser.add_argument(
+        "--only",
+        choices=("report",),
+        help="report: seed, then time the period report only (twice; nothing else measured, no file written)",
+    )
     args = parser.parse_args(argv)
     if not Path(WRK).is_file():
         print("wrk is not installed: `make system-deps` (Debian package wrk)", file=sys.stderr)
@@ -347,6 +384,13 @@ def main(argv: Sequence[str] | None = None) -> int:
                 "CREDIT_DECISION_MODEL_VERSION": version,
                 "GUNICORN_TIMEOUT": "600",  # the report and the export run long on a million records
             }
+            if args.only == "report":
+                app = App(f"{backend}-seeded", "seeded", "service.app:create_app()", "/v1/decisions", bodies,
+                          {**env, "DATABASE_URL": big}, api_key=key)  # fmt: skip
+                with gunicorn(app, workdir) as (base, _proc):
+                    res["report"] = [time_report(base, key, start, end, log) for _ in range(2)]
+                results[backend] = res
+                continue
             for label, url in (("empty", url_of(backend, "empty")), ("seeded", big)):
                 app = App(
                     f"{backend}-{label}",
@@ -365,6 +409,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             res["verify"] = verify(big)
             log(f"    {res['verify'][0]:.1f} s: {res['verify'][1]}")
             results[backend] = res
+        if args.only:
+            log(f"done (load average {load_average()}); {args.output} not written")
+            return 0
         text = render({**machine(), "load_at_start": load_at_start}, results, args, time.perf_counter() - started)
         args.output.parent.mkdir(parents=True, exist_ok=True)
         args.output.write_text(text, encoding="utf-8")
@@ -440,18 +487,22 @@ def render(host: dict[str, str], results: dict[str, dict[str, Any]], args: Any, 
     lines += [
         "## How the report reads a million records",
         "",
-        "The period report asks the store for its *report projection* (`iter_report_projection`): the database "
-        "extracts from each payload only what the report reads (the request, probability of default, latency, "
-        "reason code/kind/adverse and fired rule codes, as the JSON text stored) in seq-ordered batches, and the "
-        "rows feed the same pure `build_report` as before. The numbers are those of reading every record whole "
-        "(`tests/test_report_aggregation.py` compares the two, number for number, on SQLite and PostgreSQL).",
+        "Every decision record has a narrow *report row* (`report_rows`, migration 0005), written in the transaction "
+        "that appends the record by one pure function of the typed record (`service.records.report_rows.report_row`): "
+        "seq, id, time, score, probability of default, latency, the applicant's values as a JSON array, and one "
+        "*profile* text for what many decisions share (model version, decision, band, reasons, fired rules, the "
+        "applicant's field names, the monitoring data). Records stored without one (before the migration, by an older "
+        "replica, by a bulk load) get theirs from the report before it reads (two index counts tell). The seeding "
+        "above writes the report rows with the records, in bulk.",
         "",
-        "What remains per record is linear work in Python: the database's JSON extraction (one parse of each "
-        "payload), one `json.loads` of the request and one `DecisionRow` per record, then the pure report's passes "
-        "over the rows (one per input field for its CSI, one per section), and about 1-2 GB of rows in memory for a "
-        "million records. Where the report takes longer than the goal, the next step is a columnar report core "
-        "(numpy arrays per field instead of one object per decision, the same functions over them) or daily "
-        "aggregates written in the decision's transaction; both are larger changes than this step made.",
+        "The report reads the period's rows in seq-ordered batches into numpy columns (`service.reports.columns`): each "
+        "profile text is parsed once, the applicants' values in one `json.loads` per batch, and every categorical "
+        "quantity and input field becomes integer codes into a table of its distinct values. The pure report's "
+        "statistics (`service.reports.core`) count codes with `bincount` and read each distinct value once; the "
+        "small-data path (decision rows, the tests) converts its rows into the same columns, so both give the same "
+        "numbers by construction (`tests/test_report_aggregation.py` also checks them against records read whole, "
+        "number for number, on SQLite and PostgreSQL). What remains per decision is the database's row, one JSON "
+        "array parse and a few passes over arrays.",
         "",
         f"Load average at the end of the run: {load_average()}.",
         "",

@@ -1,9 +1,10 @@
-"""The period report over a SQL store reads a projection of each payload, with exactly the numbers of before.
+"""The period report over a SQL store reads its report rows, with exactly the numbers of whole records.
 
-``report_rows`` (the database extracts the report's parts of each payload) against the reference: every record
-read whole through its typed payload (``rows_from_records(records_between(...))``) and the same pure
-``build_report``. Same rows, same report, number for number, on SQLite and PostgreSQL; first-version payloads
-included.
+``report_columns`` (the narrow report row written with each record, read in batches into columns) against the
+reference: every record read whole through its typed payload (``rows_from_records(records_between(...))``) and the
+same pure ``build_report``. Same report, number for number, on SQLite and PostgreSQL; first-version payloads
+included; records stored without a report row are counted (their rows are made first); a purge takes the rows of
+the records it purges.
 """
 
 from __future__ import annotations
@@ -15,24 +16,30 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import numpy as np
+import pytest
+
 from model_store.policy import Policy
 from model_store.spec import FeatureSpec
 from service.core.engine import Decision, Reason, RuleHit
-from service.core.recorded import ApplicationRequest, ModelProvenance, RecordedDecision, ScoreScale
+from service.core.recorded import ApplicationRequest, ModelProvenance, PayloadError, RecordedDecision, ScoreScale
 from service.decisions import record_of
 from service.records import DecisionRecord, open_decision_store
 from service.records.model import parse_timestamp
 from service.records.outcomes import ObservedOutcome, latest_outcomes, record_outcomes
+from service.reports.columns import ColumnsBuilder, DecisionColumns
 from service.reports.core import (
     Baseline,
     CategoricalBaseline,
+    DecisionRow,
     NumericBaseline,
     Period,
     ReportSettings,
     build_report,
+    categorical_stability,
     to_jsonable,
 )
-from service.reports.source import records_between, report_from_store, report_rows, rows_from_records
+from service.reports.source import records_between, report_columns, report_from_store, rows_from_records
 
 CONFIG = Path(__file__).resolve().parents[1] / "config" / "german_credit"
 V1_RECORDS = Path(__file__).parent / "data" / "records_schema_v1.json"
@@ -64,6 +71,8 @@ def _record(rng: random.Random, n: int, created_at: datetime) -> DecisionRecord:
         "purpose": rng.choice((None, "car_new", "business", "other", "yacht", "Prüfung ✓")),
         "own_home": rng.choice((True, False)),
     }
+    if n % 11 == 0:  # now and then an applicant with other fields
+        applicant = {"extra": rng.choice((1, True, "1")), **{k: v for k, v in applicant.items() if k != "own_home"}}
     monitoring = rng.choice((None, {}, {"sex": "female"}, {"sex": "male", "foreign_worker": "no"}, {"sex": "x"}))
     request = ApplicationRequest(f"app-{n}", applicant, monitoring)
     recorded = RecordedDecision.new(
@@ -118,46 +127,166 @@ def _v1_records(created_at: datetime) -> list[DecisionRecord]:
     return out
 
 
-def test_report_projection_gives_the_same_rows_and_the_same_report(decision_store_url: str) -> None:
+def _settings() -> ReportSettings:
+    spec = FeatureSpec.load(CONFIG / "feature_spec.yaml")
+    settings = ReportSettings.of(spec, Policy.load(CONFIG / "policy.yaml", spec))
+    return replace(settings, thresholds=replace(settings.thresholds, min_sample=10))
+
+
+def _same_reports(store: Any, since: datetime, until: datetime) -> list[DecisionRow]:
+    """Assert the report of the store's report rows equals the report of its records read whole; those rows."""
+    outcomes = latest_outcomes(store, since, until)
+    reference_rows = rows_from_records(records_between(store, since, until), outcomes)
+    columns = report_columns(store, since, until, outcomes)
+    reference = DecisionColumns.of_rows(reference_rows)
+    assert len(columns) == len(reference_rows)
+    assert sorted(columns.decision_id) == sorted(reference.decision_id)
+    assert np.array_equal(np.sort(columns.probability_of_default), np.sort(reference.probability_of_default))
+    settings = _settings()
+    for model_name in (None, "gbt", "other"):
+        expected = build_report(
+            reference_rows, PERIOD, reference_rows, BASELINE, model_name, ("R01", "R02", "R03"), settings=settings
+        )
+        got = build_report(columns, PERIOD, columns, BASELINE, model_name, ("R01", "R02", "R03"), settings=settings)
+        assert to_jsonable(got) == to_jsonable(expected)  # every number, exactly
+    return reference_rows
+
+
+def _report_rows(store: Any) -> int:
+    with store._transaction("read") as tx:
+        return int(tx.one("SELECT COUNT(*) FROM report_rows")[0])
+
+
+def test_report_rows_give_the_same_report_as_whole_records(decision_store_url: str) -> None:
     rng = random.Random(12)
     store = open_decision_store(decision_store_url)
     try:
         start = PERIOD.previous.start - timedelta(hours=5)  # some records before both periods
-        for n in range(260):
-            store.save(_record(rng, n, start + timedelta(minutes=83 * n + rng.randint(0, 60))))
+        for n in range(400):
+            store.save(_record(rng, n, start + timedelta(minutes=55 * n + rng.randint(0, 60))))
         for record in _v1_records(PERIOD.start + timedelta(days=2)):
             store.save(record)
-        assert store.count() == 262
+        assert store.count() == 402 and _report_rows(store) == 402  # written with each record
         observed = datetime(2025, 4, 1, tzinfo=UTC)
         record_outcomes(
             store,
-            [ObservedOutcome(f"d-{n:05d}", rng.choice(("good", "bad")), observed) for n in range(0, 260, 3)],
+            [ObservedOutcome(f"d-{n:05d}", rng.choice(("good", "bad")), observed) for n in range(0, 400, 3)],
             observed,
         )
-        since, until = PERIOD.previous.start, PERIOD.end
-        outcomes = latest_outcomes(store, since, until)
-        reference_rows = rows_from_records(records_between(store, since, until), outcomes)
-        rows = report_rows(store, since, until, outcomes)
-        assert len(rows) > 150 and {"v1-0", "v1-1"} <= {r.decision_id for r in rows}  # first-version payloads too
-        assert sorted(rows, key=lambda r: r.decision_id) == sorted(reference_rows, key=lambda r: r.decision_id)
-        assert sum(r.outcome is not None for r in rows) > 20
+        rows = _same_reports(store, PERIOD.previous.start, PERIOD.end)
+        assert len(rows) > 250 and {"v1-0", "v1-1"} <= {r.decision_id for r in rows}  # first-version payloads too
+        assert sum(r.outcome is not None for r in rows) > 40
+        expected = build_report(rows, PERIOD, rows, BASELINE, None, settings=_settings())
+        assert expected.summary.decisions > 100 and expected.field_csi and expected.backtest is not None
+        assert expected.disparate_impact and all(di.groups for di in expected.disparate_impact)
 
-        spec = FeatureSpec.load(CONFIG / "feature_spec.yaml")
-        settings = ReportSettings.of(spec, Policy.load(CONFIG / "policy.yaml", spec))
-        settings = replace(settings, thresholds=replace(settings.thresholds, min_sample=10))
-        for model_name in (None, "gbt"):
-            expected = build_report(
-                reference_rows, PERIOD, reference_rows, BASELINE, model_name, ("R01", "R02", "R03"), settings=settings
-            )
-            got = build_report(rows, PERIOD, rows, BASELINE, model_name, ("R01", "R02", "R03"), settings=settings)
-            assert to_jsonable(got) == to_jsonable(expected)  # every number, exactly
-            assert expected.summary.decisions > 50 and expected.field_csi and expected.backtest is not None
-
-        # the report the API and the CLI serve goes through the projection
+        # the report the API and the CLI serve reads the report rows
         served = report_from_store(store, Path("/nonexistent-model-store"), PERIOD)
-        assert served.summary.decisions == sum(1 for r in reference_rows if PERIOD.contains(r.created_at))
+        assert served.summary.decisions == sum(1 for r in rows if PERIOD.contains(r.created_at))
         assert served.summary.approved == sum(
-            1 for r in reference_rows if PERIOD.contains(r.created_at) and r.decision == "approve"
+            1 for r in rows if PERIOD.contains(r.created_at) and r.decision == "approve"
         )
     finally:
         store.close()
+
+
+def test_records_without_report_rows_are_counted_and_get_their_rows(decision_store_url: str) -> None:
+    """Records stored before migration 0005, by an older replica or by a bulk load have no report row: the
+    report makes them (from the whole record) before it reads, so nothing is left out."""
+    rng = random.Random(5)
+    store = open_decision_store(decision_store_url)
+    try:
+        for n in range(120):
+            store.save(_record(rng, n, PERIOD.start + timedelta(minutes=50 * n)))
+        with store._transaction("write") as tx:  # as if stored without them
+            gone = [seq for seq in range(1, 121) if seq % 3 or seq > 100]
+            tx.run(f"DELETE FROM report_rows WHERE seq IN ({', '.join('?' * len(gone))})", gone)
+        left = _report_rows(store)
+        assert 0 < left < 120
+        since, until = PERIOD.previous.start, PERIOD.end
+        _same_reports(store, since, until)
+        assert _report_rows(store) == 120  # filled, so the next report reads them
+        assert store.fill_report_rows(since, until) == 0
+        report = report_from_store(store, Path("/nonexistent-model-store"), PERIOD)
+        assert report.summary.decisions == 120
+
+        # a record whose payload the report cannot read is stored without a row; the report says so, as before
+        store.save(replace(_record(rng, 999, PERIOD.start + timedelta(hours=1)), payload={"unreadable": True}))
+        assert store.count() == 121 and _report_rows(store) == 120
+        with pytest.raises(PayloadError):
+            report_from_store(store, Path("/nonexistent-model-store"), PERIOD)
+    finally:
+        store.close()
+
+
+def test_a_purge_takes_the_report_rows_of_the_purged_records(decision_store_url: str) -> None:
+    rng = random.Random(7)
+    store = open_decision_store(decision_store_url)
+    try:
+        for n in range(40):
+            store.save(_record(rng, n, PERIOD.start + timedelta(hours=3 * n)))
+        cutoff = PERIOD.start + timedelta(hours=3 * 25)
+        purged = store.purge_before(cutoff)
+        assert purged.purged_records == 25 and _report_rows(store) == 15
+        report = report_from_store(store, Path("/nonexistent-model-store"), PERIOD)
+        assert report.summary.decisions == sum(1 for n in range(25, 40) if 3 * n < 7 * 24)
+    finally:
+        store.close()
+
+
+def test_columns_of_rows_and_of_report_rows_agree_on_awkward_values() -> None:
+    """The row path and the report-row path fill one builder: the same codes, arrays and mappings."""
+    from service.records.report_rows import report_row
+
+    rng = random.Random(3)
+    records = [_record(rng, n, PERIOD.start + timedelta(minutes=n)) for n in range(200)]
+    outcomes = {f"d-{n:05d}": "bad" if n % 2 else "good" for n in range(0, 200, 7)}
+    builder = ColumnsBuilder()
+    for start in range(0, 200, 64):  # several batches: codes stay the same across them
+        builder.add_report_rows([report_row(i + 1, r) for i, r in enumerate(records[start : start + 64])], outcomes)
+    from_report_rows = builder.build()
+    from_rows = DecisionColumns.of_rows(rows_from_records(records, outcomes))
+    for name in ("decision_id", "created_us", "score", "probability_of_default", "outcome"):
+        assert list(getattr(from_report_rows, name)) == list(getattr(from_rows, name)), name
+    for kind in ("applicant", "monitoring"):  # the same fields, the same values of the same types
+        a, b = getattr(from_report_rows, kind), getattr(from_rows, kind)
+        assert list(a) == list(b) and len(a) >= 2, kind
+        for name in a:
+            values_a = [a[name].labels[c] for c in a[name].codes]
+            values_b = [b[name].labels[c] for c in b[name].codes]
+            assert [(type(v), v) for v in values_a] == [(type(v), v) for v in values_b], (kind, name)
+    assert np.array_equal(from_report_rows.latency_ms, from_rows.latency_ms, equal_nan=True)
+    for name in ("decision", "risk_band", "model", "reasons", "rules"):
+        a, b = getattr(from_report_rows, name), getattr(from_rows, name)
+        assert [a.labels[c] for c in a.codes] == [b.labels[c] for c in b.codes], name
+
+
+def test_coded_values_keep_their_types() -> None:
+    """Equal values of different types (1, 1.0, True) stay apart, so categories and numbers read them as before."""
+    from service.reports.columns import encode
+
+    cases: list[list[Any]] = [
+        [1, None, 3, 1, 2**60, 5],  # integers beyond a float's exact range
+        [1, None, 3, 1],
+        [0.5, 0.5, 2.0],
+        [None, None],
+        ["a", None, "a"],
+        ["a", None, "a", 1, True],
+        [True, 1, 1.0, "1", None, False, 0, 0.0],
+        ["a", [1], [1]],  # unhashable
+        [],
+    ]
+    for values in cases:
+        column = encode(values)
+        decoded = [column.labels[c] for c in column.codes]
+        assert [(type(v), v) for v in decoded] == [(type(v), v) for v in values]
+        assert len(set(column.codes.tolist())) == len(column.labels)
+    base = CategoricalBaseline((("1", 0.5), ("true", 0.3), ("1.0", 0.2)), 0.1)
+    index = categorical_stability("f", base, [True, 1, 1.0, "1", None, "x"])
+    assert [(b.label, b.count) for b in index.bins] == [
+        ("1", 2),
+        ("true", 1),
+        ("1.0", 1),
+        ("(other)", 1),
+        ("(missing)", 1),
+    ]

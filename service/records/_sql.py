@@ -19,6 +19,7 @@ from importlib import resources
 from typing import Any, Generic, Literal, TypeVar
 
 from service.core.canonical import canonical_json
+from service.core.recorded import PayloadError
 from service.errors import (
     DuplicateDecisionId,
     DuplicateEntryId,
@@ -48,6 +49,7 @@ from service.records.model import (
     canonical_content,
     chain_hash,
 )
+from service.records.report_rows import INSERT_REPORT_ROW, REPORT_ROW_COLUMNS, epoch_us, report_row
 
 #: ``write_deferred``: a write whose commit does not wait for its own flush to disk (SQLite ``synchronous=NORMAL``,
 #: PostgreSQL ``synchronous_commit=off``); the log is sequential, so the next ordinary commit makes it durable too.
@@ -603,6 +605,7 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
                     record_hash,
                 ),
             )
+            self._insert_report_row(tx, seq, record)
             self._move_head(tx, seq, record_hash)
         stored = dataclasses.replace(record, payload=json.loads(payload_text))
         return StoredRecord(seq=seq, record=stored, prev_hash=prev_hash, record_hash=record_hash)
@@ -961,44 +964,95 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
                 return
             after = int(rows[-1][0])
 
-    # --- report projection ----------------------------------------------------------------------------------
+    # --- report rows ---------------------------------------------------------------------------------------
 
-    #: Backend SELECT of the report projection (see :meth:`iter_report_projection`); ends before its WHERE.
-    report_projection_sql = ""
+    def _insert_report_row(self, tx: Transaction, seq: int, record: DecisionRecord) -> None:
+        """Write the report row of the record appended at ``seq``, in the append's transaction.
 
-    def _report_time(self, value: Any) -> datetime:
-        # the stored text format parsed by fromisoformat: the same datetime, without strptime's per-call cost
-        if isinstance(value, str) and len(value) == 27 and value.endswith("Z"):
-            return datetime.fromisoformat(value)
-        return self._decode_time(value)
+        A payload the report cannot read gets no row: the record is stored all the same, and the report, finding
+        its row missing, reads the record whole and fails as it always did on such a record."""
+        try:
+            row = report_row(seq, record)
+        except PayloadError:
+            return
+        tx.run(INSERT_REPORT_ROW, row)
 
-    def iter_report_projection(self, since: datetime, until: datetime, batch: int = 10_000) -> Iterator[Row]:
-        """What the period report reads of each decision created in ``[since, until)``, in seq order, in batches.
-
-        One row per record: ``(decision_id, created_at, decision, risk_band, score, model_name, model_version,
-        schema_version, request, probability_of_default, latency_ms, reasons, rules)``. The last six are parts of
-        the payload extracted by the database, as JSON text exactly as stored (``reasons``: ``[[code, kind,
-        adverse], ...]`` or flat ``[code, kind, adverse, ...]`` padded with nulls, ``rules``: ``[code, ...]``, maybe
-        padded with nulls); only the projection is sent, never the whole payload, so a
-        report over millions of records reads a small part of the table. ``schema_version`` is None for payloads
-        of the first version, whose layout differs: their reader asks :meth:`get` for the whole record.
-        """
+    def _report_span(self, since: datetime, until: datetime) -> tuple[int, int, int, int]:
+        """(report rows, their first seq, their last seq, decision records) of the records created in
+        ``[since, until)``: two index scans, in one snapshot. Rows of purged records (a purge racing a fill) are
+        not counted: their seq is at or before the latest checkpoint."""
         clauses, params = self._time_clauses(since, until)
         where = " AND ".join(clauses) or "1 = 1"
+        with self._transaction("snapshot") as tx:
+            span = tx.one(
+                "SELECT COUNT(*), COALESCE(MIN(seq), 0), COALESCE(MAX(seq), 0) FROM report_rows "
+                "WHERE created_us >= ? AND created_us < ? "
+                "AND seq > (SELECT COALESCE(MAX(through_seq), 0) FROM decision_chain_checkpoints)",
+                (epoch_us(since), epoch_us(until)),
+            )
+            records = tx.one(f"SELECT COUNT(*) FROM decision_records WHERE {where}", params)  # noqa: S608
+        assert span is not None and records is not None
+        return int(span[0]), int(span[1]), int(span[2]), int(records[0])
+
+    def fill_report_rows(self, since: datetime, until: datetime) -> int:
+        """Write the missing report rows of the records created in ``[since, until)``; how many were written.
+
+        Records stored without their row (before migration 0005, by an older replica during a rolling upgrade,
+        by a bulk load) are read whole, in batches, and their rows made by the same :func:`report_row` as an
+        append's. A period whose rows are all there costs two index scans."""
+        rows, _first, _last, records = self._report_span(since, until)
+        return 0 if rows == records else self._fill_report_rows(since, until)
+
+    def _fill_report_rows(self, since: datetime, until: datetime) -> int:
+        clauses, params = self._time_clauses(since, until, "d.created_at")
+        where = " AND ".join(clauses) or "1 = 1"
         with self._transaction("read") as tx:
-            bounds = tx.one(f"SELECT MIN(seq), MAX(seq) FROM decision_records WHERE {where}", params)  # noqa: S608
-        if bounds is None or bounds[0] is None:
+            missing = [
+                int(row[0])
+                for row in tx.rows(
+                    f"SELECT d.seq FROM decision_records d LEFT JOIN report_rows r ON r.seq = d.seq "  # noqa: S608
+                    f"WHERE {where} AND r.seq IS NULL ORDER BY d.seq",
+                    params,
+                )
+            ]
+        written = 0
+        for start in range(0, len(missing), _BATCH):
+            chunk = missing[start : start + _BATCH]
+            marks = ", ".join("?" * len(chunk))
+            with self._transaction("read") as tx:
+                made = [
+                    report_row(int(row[0]), self._record_of(row))
+                    for row in tx.rows(_select(f"WHERE seq IN ({marks})"), chunk)
+                ]
+            # derived data: the commit need not wait for its flush (a lost row is made again by the next report)
+            with self._transaction("write_deferred") as tx:
+                for values in made:
+                    written += tx.run(INSERT_REPORT_ROW, values)
+        return written
+
+    def iter_report_rows(self, since: datetime, until: datetime, batch: int = 20_000) -> Iterator[list[Row]]:
+        """The report rows (columns ``REPORT_ROW_COLUMNS``) of every record created in ``[since, until)``, in seq
+        order, in batches of up to ``batch`` rows; missing rows are written first (:meth:`fill_report_rows`)."""
+        rows, first, last, records = self._report_span(since, until)
+        if rows != records:
+            self._fill_report_rows(since, until)
+            rows, first, last, records = self._report_span(since, until)
+        if rows == 0:
             return
-        after, last = int(bounds[0]) - 1, int(bounds[1])
-        sql = f"{self.report_projection_sql} WHERE {where} AND seq > ? AND seq <= ? ORDER BY seq LIMIT ?"
+        after, lo, hi = first - 1, epoch_us(since), epoch_us(until)
+        # a seq range scan, filtered by time (``+created_us``: not through the time index, whose order is not seq's)
+        sql = (
+            f"SELECT {', '.join(REPORT_ROW_COLUMNS)} FROM report_rows "  # noqa: S608 (constant column names)
+            "WHERE seq > ? AND seq <= ? AND +created_us >= ? AND +created_us < ? ORDER BY seq LIMIT ?"
+        )
         while after < last:
             with self._transaction("read") as tx:
-                rows = tx.rows(sql, (*params, after, last, batch))
-            for row in rows:
-                yield (row[1], self._report_time(row[2]), *row[3:])
-            if len(rows) < batch:
+                found = tx.rows(sql, (after, last, lo, hi, batch))
+            if found:
+                yield found
+            if len(found) < batch:
                 return
-            after = int(rows[-1][0])
+            after = int(found[-1][0])
 
     # --- the chain -----------------------------------------------------------------------------------------
 
@@ -1100,6 +1154,7 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
                 entry: tx.run(f"DELETE FROM {table} WHERE seq > ? AND seq <= ?", (anchor.base_seq, through))  # noqa: S608
                 for entry, table in _TABLES.items()
             }
+            tx.run("DELETE FROM report_rows WHERE seq <= ?", (through,))
             tx.run(
                 "INSERT INTO decision_chain_checkpoints (through_seq, record_hash, purged_records, cutoff, created_at) "
                 "VALUES (?, ?, ?, ?, ?)",

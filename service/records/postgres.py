@@ -63,16 +63,6 @@ class PostgresDecisionStore(SqlDecisionStore[psycopg.Connection[Row]]):
     append_lock_sql = "SELECT pg_advisory_xact_lock(hashtext('credit-decision:chain:' || current_schema()))"
     lock_head_sql = "SELECT seq, record_hash FROM decision_chain_head WHERE id = 1 FOR UPDATE"
     reason_code_sql = "reason_codes @> ARRAY[?]::text[]"
-    # ``json`` (not jsonb) keeps the stored text, so numbers keep their digits.
-    report_projection_sql = (
-        "SELECT seq, decision_id, created_at, decision, risk_band, score, model_name, model_version, "
-        "p.doc ->> 'schema_version', (p.doc -> 'request')::text, (p.doc -> 'probability_of_default')::text, "
-        "(p.doc -> 'latency_ms')::text, "
-        "(SELECT json_agg(json_build_array(r ->> 'code', r ->> 'kind', r -> 'adverse'))::text "
-        "FROM json_array_elements(p.doc -> 'reasons') r), "
-        "(SELECT json_agg(r ->> 'code')::text FROM json_array_elements(p.doc -> 'rules_fired') r) "
-        "FROM decision_records CROSS JOIN LATERAL (SELECT payload::json AS doc) p"
-    )
     migration_lock_sql = "SELECT pg_advisory_xact_lock(hashtext('credit-decision:migrations:' || current_schema()))"
 
     def __init__(self, url: str, lock_timeout: str = LOCK_TIMEOUT, statement_timeout: str = "0") -> None:

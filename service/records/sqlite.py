@@ -49,27 +49,6 @@ class SqliteDecisionStore(SqlDecisionStore[sqlite3.Connection]):
 
     backend = "sqlite"
     reason_code_sql = "EXISTS (SELECT 1 FROM json_each(decision_records.reason_codes) WHERE json_each.value = ?)"
-    # ``->`` returns the JSON text as stored (numbers keep their digits; json_extract would round-trip them). SQLite
-    # parses a payload once per row for the ``->`` paths but again for every json_each, so the first few reasons and
-    # rules are read by index (flat [code, kind, adverse, ...] and [code, ...], null-padded) and only longer lists
-    # through json_each.
-    report_projection_sql = (
-        "SELECT seq, decision_id, created_at, decision, risk_band, score, model_name, model_version, "  # noqa: S608
-        "payload ->> '$.schema_version', payload -> '$.request', payload -> '$.probability_of_default', "
-        "payload -> '$.latency_ms', "
-        "CASE WHEN json_array_length(payload, '$.reasons') <= 6 THEN json_array("
-        + ", ".join(
-            f"payload ->> '$.reasons[{i}].code', payload ->> '$.reasons[{i}].kind', payload -> '$.reasons[{i}].adverse'"
-            for i in range(6)
-        )
-        + ") ELSE (SELECT json_group_array(json_array(r.value ->> '$.code', r.value ->> '$.kind', "
-        "r.value -> '$.adverse')) FROM json_each(decision_records.payload, '$.reasons') r) END, "
-        "CASE WHEN json_array_length(payload, '$.rules_fired') <= 4 THEN json_array("
-        + ", ".join(f"payload ->> '$.rules_fired[{i}].code'" for i in range(4))
-        + ") ELSE (SELECT json_group_array(r.value ->> '$.code') "
-        "FROM json_each(decision_records.payload, '$.rules_fired') r) END "
-        "FROM decision_records"
-    )
 
     def __init__(self, path: str | Path, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
         super().__init__()

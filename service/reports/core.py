@@ -57,6 +57,15 @@ import numpy as np
 from model_store.policy import Monitoring, Policy
 from model_store.spec import MISSING_CODE, FairnessBands, FeatureSpec, MonitoringAttribute
 from model_store.vocabulary import ACTIONS
+from service.records.report_rows import epoch_us
+from service.reports.columns import (
+    BAD,
+    NO_OUTCOME,
+    Coded,
+    DecisionColumns,
+    columns_of,
+    encode,
+)
 
 STABILITY_EPSILON = 1e-4
 LATENCY_BUDGET_MS = 100.0
@@ -581,10 +590,14 @@ class MetricRow:
 # ---- the report ---------------------------------------------------------------------------------
 
 
+#: The decisions a statistic reads: report rows, or the same decisions as columns (what the period report passes).
+Decisions = Iterable[DecisionRow] | DecisionColumns
+
+
 def build_report(
-    rows: Iterable[DecisionRow],
+    rows: Decisions,
     period: Period,
-    previous_rows: Iterable[DecisionRow] = (),
+    previous_rows: Decisions = (),
     baseline: Baseline | None = None,
     model_name: str | None = None,
     rule_codes: Sequence[str] = (),
@@ -594,13 +607,16 @@ def build_report(
 ) -> PeriodReport:
     """The period report of the rows in ``period`` (and of ``model_name``, if given).
 
+    ``rows`` and ``previous_rows`` may be the same decisions (each period takes its own), as rows or as columns
+    (:class:`DecisionColumns`): every statistic is computed on columns, in (created_at, decision_id) order.
+
     ``reviews``: the human reviews recorded in the period (their section is left out when None).
 
     ``settings`` carry the thresholds, monitoring attributes and fairness bands of the model version
     the period used (the defaults: default thresholds, no disparate-impact attributes).
     """
-    current = _select(rows, period, model_name)
-    previous = _select(previous_rows, period.previous, model_name)
+    current = columns_of(rows).select(period, model_name)
+    previous = columns_of(previous_rows).select(period.previous, model_name)
     thresholds = settings.thresholds
     all_notes = list(notes)
     if baseline is None:
@@ -609,12 +625,12 @@ def build_report(
         all_notes.append(f"Baseline is from model {baseline.model_name}, not {model_name}.")
     score_psi = band_psi = None
     field_csi: tuple[StabilityIndex, ...] = ()
-    if baseline is not None and current:
+    if baseline is not None and len(current):
         if baseline.score is not None:
-            score_psi = numeric_stability("score", baseline.score, [float(r.score) for r in current], thresholds)
+            score_psi = numeric_stability("score", baseline.score, current.score.astype(np.float64), thresholds)
         if baseline.band_shares:
-            band_psi = categorical_stability(
-                "risk_band", CategoricalBaseline(baseline.band_shares), [r.risk_band for r in current], thresholds
+            band_psi = _categorical_stability(
+                "risk_band", CategoricalBaseline(baseline.band_shares), _label_counts(current.risk_band), thresholds
             )
         field_csi = tuple(_field_stability(name, base, current, thresholds) for name, base in baseline.fields)
         if len(current) < thresholds.min_sample:
@@ -629,7 +645,7 @@ def build_report(
             "disparate impact was not computed."
         )
     for di in impact:
-        if current and not di.groups:
+        if len(current) and not di.groups:
             all_notes.append(
                 f"No {di.attribute} data for any decision in the period ({di.source}): its ratios are not computed."
             )
@@ -648,7 +664,7 @@ def build_report(
         thresholds=thresholds,
         summary=summarize(current, len(previous)),
         volumes=volumes(current, period, bucket),
-        score_distribution=score_distribution([r.score for r in current]),
+        score_distribution=score_distribution(current.score),
         bands=band_stats(current, dict(baseline.band_shares) if baseline else {}),
         reason_frequencies=reason_frequencies(current, previous),
         score_psi=score_psi,
@@ -657,7 +673,7 @@ def build_report(
         rule_hits=rule_hit_rates(current, rule_codes),
         disparate_impact=impact,
         model_versions=model_version_shares(current),
-        latency=latency_summary([r.latency_ms for r in current if r.latency_ms is not None]),
+        latency=latency_summary(current.latency_ms[~np.isnan(current.latency_ms)]),
         backtest=backtest(current),
         flags=(),
         notes=tuple(all_notes + reason_shift_notes(current, previous, baseline, thresholds)),
@@ -667,53 +683,53 @@ def build_report(
     return _with_flags(report)
 
 
-def _select(rows: Iterable[DecisionRow], period: Period, model_name: str | None) -> list[DecisionRow]:
-    chosen = [r for r in rows if period.contains(r.created_at) and (model_name is None or r.model_name == model_name)]
-    chosen.sort(key=lambda r: (r.created_at, r.decision_id))
-    return chosen
+def _label_counts(column: Coded, mask: np.ndarray | None = None) -> dict[Any, int]:
+    """Decisions per label of a coded column (labels no decision has left out), in label order; for labels that
+    are never equal across types (text, tuples), not for input fields."""
+    return {label: int(n) for label, n in zip(column.labels, column.counts(mask), strict=True) if n}
 
 
-def summarize(rows: Sequence[DecisionRow], previous_decisions: int = 0) -> Summary:
+def summarize(rows: Decisions, previous_decisions: int = 0) -> Summary:
     """Counts and means of the period."""
-    counts = Counter(r.decision for r in rows)
-    n = len(rows)
+    columns = columns_of(rows)
+    counts = _label_counts(columns.decision)
+    n = len(columns)
+    approved = counts.get("approve", 0)
     return Summary(
         decisions=n,
-        approved=counts["approve"],
-        referred=counts["refer"],
-        declined=counts["decline"],
-        approval_rate=_ratio(counts["approve"], n),
+        approved=approved,
+        referred=counts.get("refer", 0),
+        declined=counts.get("decline", 0),
+        approval_rate=_ratio(approved, n),
         previous_decisions=previous_decisions,
-        mean_score=float(np.mean([r.score for r in rows])) if rows else None,
-        mean_probability_of_default=float(np.mean([r.probability_of_default for r in rows])) if rows else None,
+        mean_score=float(np.mean(columns.score)) if n else None,
+        mean_probability_of_default=float(np.mean(columns.probability_of_default)) if n else None,
     )
 
 
-def volumes(rows: Sequence[DecisionRow], period: Period, bucket: Literal["day", "week"]) -> tuple[VolumeBucket, ...]:
+def volumes(rows: Decisions, period: Period, bucket: Literal["day", "week"]) -> tuple[VolumeBucket, ...]:
     """Decisions per day (or per 7-day bucket from the period start), empty buckets included."""
+    columns = columns_of(rows)
     step = timedelta(days=1 if bucket == "day" else 7)
     n_buckets = math.ceil((period.end - period.start) / step)
-    counts = np.zeros((n_buckets, len(DECISIONS)), dtype=np.int64)
-    for r in rows:
-        k = int((r.created_at - period.start) // step)
-        if r.decision in DECISIONS:
-            counts[k, DECISIONS.index(r.decision)] += 1
-    totals = Counter(int((r.created_at - period.start) // step) for r in rows)
+    which = (columns.created_us - epoch_us(period.start)) // (step // timedelta(microseconds=1))
+    totals = np.bincount(which, minlength=n_buckets)
+    per_decision = [np.bincount(which[columns.decision.is_(d)], minlength=n_buckets) for d in DECISIONS]
     return tuple(
         VolumeBucket(
             start=(period.start + k * step).date(),
-            decisions=totals[k],
-            approve=int(counts[k, 0]),
-            refer=int(counts[k, 1]),
-            decline=int(counts[k, 2]),
+            decisions=int(totals[k]),
+            approve=int(per_decision[0][k]),
+            refer=int(per_decision[1][k]),
+            decline=int(per_decision[2][k]),
         )
         for k in range(n_buckets)
     )
 
 
-def score_distribution(scores: Sequence[int]) -> ScoreDistribution:
+def score_distribution(scores: Sequence[int] | np.ndarray) -> ScoreDistribution:
     """Score percentiles and a fixed-width histogram."""
-    if not scores:
+    if len(scores) == 0:
         return ScoreDistribution(0, None, None, None, None, None, None, (), ())
     values = np.asarray(scores, dtype=np.int64)
     low = int(values.min()) // SCORE_BIN_WIDTH * SCORE_BIN_WIDTH
@@ -734,12 +750,13 @@ def score_distribution(scores: Sequence[int]) -> ScoreDistribution:
     )
 
 
-def band_stats(rows: Sequence[DecisionRow], baseline_shares: Mapping[str, float] | None = None) -> tuple[BandStat, ...]:
+def band_stats(rows: Decisions, baseline_shares: Mapping[str, float] | None = None) -> tuple[BandStat, ...]:
     """Decisions, share and approval rate per risk band (bands in name order, baseline bands included)."""
+    columns = columns_of(rows)
     baseline_shares = baseline_shares or {}
-    n = len(rows)
-    per_band = Counter(r.risk_band for r in rows)
-    approved = Counter(r.risk_band for r in rows if r.decision == "approve")
+    n = len(columns)
+    per_band = Counter(_label_counts(columns.risk_band))
+    approved = Counter(_label_counts(columns.risk_band, columns.approved()))
     return tuple(
         BandStat(
             band=band,
@@ -753,12 +770,10 @@ def band_stats(rows: Sequence[DecisionRow], baseline_shares: Mapping[str, float]
     )
 
 
-def reason_frequencies(
-    rows: Sequence[DecisionRow], previous: Sequence[DecisionRow] = ()
-) -> tuple[ReasonFrequency, ...]:
+def reason_frequencies(rows: Decisions, previous: Decisions = ()) -> tuple[ReasonFrequency, ...]:
     """Share of declines and referrals citing each code (once per decision), and its change in points."""
-    now, n_now, kinds = _reason_counts(rows)
-    before, n_before, kinds_before = _reason_counts(previous)
+    now, n_now, kinds = _reason_counts(columns_of(rows))
+    before, n_before, kinds_before = _reason_counts(columns_of(previous))
     out = []
     for code in set(now) | set(before):
         share = _ratio(now[code], n_now)
@@ -776,22 +791,38 @@ def cited_counts(decisions: Iterable[tuple[str, Iterable[str]]]) -> tuple[Counte
     ``decisions`` are (decision, cited codes) pairs; approvals are left out. The period report's reason
     frequencies and the comparison report's reason-frequency shift share this definition.
     """
+    return weighted_cited_counts((decision, codes, 1) for decision, codes in decisions)
+
+
+def weighted_cited_counts(decisions: Iterable[tuple[str, Iterable[str], int]]) -> tuple[Counter[str], int]:
+    """:func:`cited_counts` of (decision, cited codes, how many decisions) triples: equal decisions counted at once."""
     counts: Counter[str] = Counter()
     n = 0
-    for decision, codes in decisions:
-        if decision in ("decline", "refer"):
-            n += 1
-            counts.update(set(codes))
+    for decision, codes, weight in decisions:
+        if decision in ("decline", "refer") and weight:
+            n += weight
+            for code in set(codes):
+                counts[code] += weight
     return counts, n
 
 
-def _reason_counts(rows: Sequence[DecisionRow]) -> tuple[Counter[str], int, dict[str, str]]:
-    counts, n = cited_counts((r.decision, [ref.code for ref in r.reasons]) for r in rows)
+def _adverse(columns: DecisionColumns) -> np.ndarray:
+    adverse: np.ndarray = columns.decision.is_("decline") | columns.decision.is_("refer")
+    return adverse
+
+
+def _reason_counts(columns: DecisionColumns) -> tuple[Counter[str], int, dict[str, str]]:
+    sets = columns.reasons
+    adverse = _adverse(columns)
+    per_set = sets.counts(adverse)
+    # per_set counts declines and referrals only, so each set of reasons counts as that many declines
+    counts, n = weighted_cited_counts(
+        ("decline", [ref.code for ref in refs], int(k)) for refs, k in zip(sets.labels, per_set, strict=True)
+    )
     kinds: dict[str, str] = {}
-    for r in rows:
-        if r.decision in ("decline", "refer"):
-            for ref in r.reasons:
-                kinds.setdefault(ref.code, ref.kind)
+    for code in sets.first_seen(adverse):  # the kind a code was first cited with, in decision order
+        for ref in sets.labels[code]:
+            kinds.setdefault(ref.code, ref.kind)
     return counts, n, kinds
 
 
@@ -815,8 +846,8 @@ def two_proportion_z(x1: int, n1: int, x0: int, n0: int) -> tuple[float, float]:
 
 
 def reason_shifts(
-    rows: Sequence[DecisionRow],
-    previous: Sequence[DecisionRow] = (),
+    rows: Decisions,
+    previous: Decisions = (),
     baseline: Baseline | None = None,
     thresholds: Monitoring = DEFAULT_THRESHOLDS,
 ) -> tuple[ReasonShift, ...]:
@@ -830,11 +861,11 @@ def reason_shifts(
     ``reason_shift_p_value / m``, m the number of codes tested against that reference (Bonferroni: at most
     that chance of any false flag per reference and report). Codes cited on neither side are left out.
     """
-    now, n_now, kinds = _reason_counts(rows)
+    now, n_now, kinds = _reason_counts(columns_of(rows))
     references: list[tuple[Literal["baseline", "previous_period"], Mapping[str, int], int]] = []
     if baseline is not None and baseline.reasons is not None:
         references.append(("baseline", dict(baseline.reasons.counts), baseline.reasons.adverse_decisions))
-    before, n_before, kinds_before = _reason_counts(previous)
+    before, n_before, kinds_before = _reason_counts(columns_of(previous))
     references.append(("previous_period", before, n_before))
     out: list[ReasonShift] = []
     for reference, counts, n_ref in references:
@@ -881,8 +912,8 @@ def _testable(x1: int, n1: int, x0: int, n0: int, min_sample: int) -> bool:
 
 
 def reason_shift_notes(
-    rows: Sequence[DecisionRow],
-    previous: Sequence[DecisionRow],
+    rows: Decisions,
+    previous: Decisions,
     baseline: Baseline | None,
     thresholds: Monitoring = DEFAULT_THRESHOLDS,
 ) -> list[str]:
@@ -893,8 +924,8 @@ def reason_shift_notes(
             "The training baseline has no reason-code frequencies (a model trained before they were recorded): "
             "reason drift is compared with the previous period only."
         )
-    _counts, n_now, _kinds = _reason_counts(rows)
-    _before, n_before, _ = _reason_counts(previous)
+    _counts, n_now, _kinds = _reason_counts(columns_of(rows))
+    _before, n_before, _ = _reason_counts(columns_of(previous))
     if min(n_now, n_before) < thresholds.min_sample:
         notes.append(
             f"Reason drift is tested only with at least {thresholds.min_sample} declines and referrals on each side "
@@ -949,44 +980,85 @@ def _with_missing_bin(
 
 
 def numeric_stability(
-    name: str, baseline: NumericBaseline, values: Sequence[float | None], thresholds: Monitoring = DEFAULT_THRESHOLDS
+    name: str,
+    baseline: NumericBaseline,
+    values: Sequence[float | None] | np.ndarray,
+    thresholds: Monitoring = DEFAULT_THRESHOLDS,
 ) -> StabilityIndex:
     """PSI/CSI of numeric values on the baseline's right-closed bins; None/NaN in a ``(missing)`` bin."""
-    present = np.asarray([v for v in values if v is not None and not math.isnan(v)], dtype=np.float64)
+    numbers = np.asarray(values, dtype=np.float64)  # None -> NaN
+    present = numbers[~np.isnan(numbers)]
     edges = np.asarray(baseline.edges, dtype=np.float64)
     counts = np.bincount(np.searchsorted(edges, present, side="left"), minlength=len(edges) + 1)
     labels, expected, bin_counts = _bin_labels(baseline.edges), list(baseline.shares), [int(c) for c in counts]
-    missing = len(values) - len(present)
+    missing = len(numbers) - len(present)
     _with_missing_bin(labels, expected, bin_counts, baseline.missing, missing)
     return _stability(name, "numeric", labels, expected, bin_counts, missing, thresholds)
 
 
+def _category(value: Any) -> str | None:
+    """A categorical value as its code (``true``/``false`` for booleans); None stays None (missing)."""
+    if value is None:
+        return None
+    return str(value).lower() if isinstance(value, bool) else str(value)
+
+
 def categorical_stability(
-    name: str, baseline: CategoricalBaseline, values: Sequence[Any], thresholds: Monitoring = DEFAULT_THRESHOLDS
+    name: str,
+    baseline: CategoricalBaseline,
+    values: Sequence[Any] | np.ndarray,
+    thresholds: Monitoring = DEFAULT_THRESHOLDS,
 ) -> StabilityIndex:
     """PSI/CSI of codes against the baseline's shares; unseen codes in ``(other)``, None in ``(missing)``."""
+    return _categorical_stability(name, baseline, _categories(encode(values)), thresholds)
+
+
+def _categories(column: Coded) -> dict[str | None, int]:
+    """Decisions per categorical code (None: missing) of a coded column, each distinct value read once."""
+    counted: dict[str | None, int] = {}
+    for value, n in zip(column.labels, column.counts().tolist(), strict=True):  # labels 1, 1.0, True: apart
+        code = _category(value)
+        counted[code] = counted.get(code, 0) + n
+    return counted
+
+
+def _categorical_stability(
+    name: str, baseline: CategoricalBaseline, counted: Mapping[str | None, int], thresholds: Monitoring
+) -> StabilityIndex:
+    """:func:`categorical_stability` of the values' counts by code (None: missing)."""
     known = [code for code, _ in baseline.shares]
-    present = [str(v) if not isinstance(v, bool) else str(v).lower() for v in values if v is not None]
-    counts = Counter(v if v in known else OTHER_CODE for v in present)
+    counts: Counter[str] = Counter()
+    for code, count in counted.items():
+        if code is not None:
+            counts[code if code in known else OTHER_CODE] += count
     labels = list(known)
     expected = [share for _, share in baseline.shares]
     if counts[OTHER_CODE]:
         labels.append(OTHER_CODE)
         expected.append(0.0)
     bin_counts = [counts[label] for label in labels]
-    missing = len(values) - len(present)
+    missing = counted.get(None, 0)
     _with_missing_bin(labels, expected, bin_counts, baseline.missing, missing)
     return _stability(name, "categorical", labels, expected, bin_counts, missing, thresholds)
 
 
+def _numbers(column: Coded) -> np.ndarray:
+    """The numeric values of a coded column as floats, anything else (booleans, text, None) as NaN."""
+    numbers = np.asarray(
+        [float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None for v in column.labels],
+        dtype=np.float64,
+    )
+    found: np.ndarray = numbers[column.codes] if len(numbers) else np.empty(0, dtype=np.float64)
+    return found
+
+
 def _field_stability(
-    name: str, base: NumericBaseline | CategoricalBaseline, rows: Sequence[DecisionRow], thresholds: Monitoring
+    name: str, base: NumericBaseline | CategoricalBaseline, columns: DecisionColumns, thresholds: Monitoring
 ) -> StabilityIndex:
-    values = [r.applicant.get(name) for r in rows]
+    values = columns.field(name)
     if isinstance(base, NumericBaseline):
-        numbers = [float(v) if isinstance(v, int | float) and not isinstance(v, bool) else None for v in values]
-        return numeric_stability(name, base, numbers, thresholds)
-    return categorical_stability(name, base, values, thresholds)
+        return numeric_stability(name, base, _numbers(values), thresholds)
+    return _categorical_stability(name, base, _categories(values), thresholds)
 
 
 def _bin_labels(edges: Sequence[float]) -> list[str]:
@@ -996,11 +1068,15 @@ def _bin_labels(edges: Sequence[float]) -> list[str]:
     return [f"<= {text[0]}", *(f"({a}, {b}]" for a, b in pairwise(text)), f"> {text[-1]}"]
 
 
-def rule_hit_rates(rows: Sequence[DecisionRow], rule_codes: Sequence[str] = ()) -> tuple[RuleHitRate, ...]:
+def rule_hit_rates(rows: Decisions, rule_codes: Sequence[str] = ()) -> tuple[RuleHitRate, ...]:
     """Share of decisions on which each policy rule fired (rules in ``rule_codes`` listed even at zero)."""
-    hits = Counter(code for r in rows for code in set(r.rules_fired))
+    columns = columns_of(rows)
+    hits: Counter[str] = Counter()
+    for fired, n in _label_counts(columns.rules).items():
+        for code in set(fired):
+            hits[code] += n
     return tuple(
-        RuleHitRate(code, hits[code], _ratio(hits[code], len(rows))) for code in sorted(set(hits) | set(rule_codes))
+        RuleHitRate(code, hits[code], _ratio(hits[code], len(columns))) for code in sorted(set(hits) | set(rule_codes))
     )
 
 
@@ -1009,7 +1085,10 @@ def rule_hit_rates(rows: Sequence[DecisionRow], rule_codes: Sequence[str] = ()) 
 
 def monitoring_group(attribute: MonitoringAttribute, monitoring: Mapping[str, Any]) -> str | None:
     """The applicant's group of a monitoring attribute; None when absent, ``not_provided`` or undeclared."""
-    value = monitoring.get(attribute.monitoring_field)
+    return _monitoring_value_group(attribute, monitoring.get(attribute.monitoring_field))
+
+
+def _monitoring_value_group(attribute: MonitoringAttribute, value: Any) -> str | None:
     if not isinstance(value, str) or value == NOT_PROVIDED or value not in attribute.values:
         return None
     return value
@@ -1023,73 +1102,87 @@ def group_rates(
     The reference is the most-favoured group among those with at least ``min_sample`` decisions (among
     all groups when none has that many), ties broken by group name; groups follow ``order``, then name.
     """
-    present = [(g, ok) for g, ok in groups if g is not None]
-    n = Counter(g for g, _ in present)
-    approved = Counter(g for g, ok in present if ok)
-    rates = {g: approved[g] / n[g] for g in n}
-    candidates = [g for g in rates if n[g] >= thresholds.min_sample] or list(rates)
+    return _group_rates(Counter(g for g, _ in groups), Counter(g for g, ok in groups if ok), order, thresholds)
+
+
+def _group_rates(
+    n: Mapping[str | None, int], approved: Mapping[str | None, int], order: Sequence[str], thresholds: Monitoring
+) -> tuple[str | None, int, tuple[GroupRate, ...]]:
+    """:func:`group_rates` of the decisions and approvals per group (None: missing)."""
+    present = {g: k for g, k in n.items() if g is not None and k}
+    rates = {g: approved.get(g, 0) / k for g, k in present.items()}
+    candidates = [g for g in rates if present[g] >= thresholds.min_sample] or list(rates)
     reference = min(candidates, key=lambda g: (-rates[g], g)) if candidates else None
     best = rates[reference] if reference is not None else 0.0
-    names = [g for g in order if g in n] + sorted(g for g in n if g not in order)
+    names = [g for g in order if g in present] + sorted(g for g in present if g not in order)
     out = []
     for g in names:
         ratio = rates[g] / best if best > 0 else None
         out.append(
             GroupRate(
                 group=g,
-                decisions=n[g],
-                approved=approved[g],
+                decisions=present[g],
+                approved=approved.get(g, 0),
                 approval_rate=rates[g],
                 ratio=ratio,
                 below_four_fifths=ratio is not None and ratio < thresholds.four_fifths,
-                small_group=n[g] < thresholds.min_sample,
+                small_group=present[g] < thresholds.min_sample,
             )
         )
-    return reference, len(groups) - len(present), tuple(out)
+    return reference, n.get(None, 0), tuple(out)
 
 
-def disparate_impact(
-    rows: Sequence[DecisionRow], settings: ReportSettings = DEFAULT_SETTINGS
-) -> tuple[DisparateImpact, ...]:
+def disparate_impact(rows: Decisions, settings: ReportSettings = DEFAULT_SETTINGS) -> tuple[DisparateImpact, ...]:
     """Approval-rate ratios for every monitoring attribute (monitoring data) and every fairness band (applicant)."""
-    approved = [r.decision == "approve" for r in rows]
+    columns = columns_of(rows)
+    approved = columns.approved()
+
+    def rates(
+        values: Coded, group_of: Callable[[Any], str | None], order: Sequence[str]
+    ) -> tuple[str | None, int, tuple[GroupRate, ...]]:
+        groups = [group_of(value) for value in values.labels]
+        everyone: Counter[str | None] = Counter()
+        chosen: Counter[str | None] = Counter()
+        for group, n, ok in zip(groups, values.counts(), values.counts(approved), strict=True):
+            everyone[group] += int(n)
+            chosen[group] += int(ok)
+        return _group_rates(everyone, chosen, order, settings.thresholds)
+
     out = []
     for attribute in settings.attributes:
-        groups = [monitoring_group(attribute, r.monitoring) for r in rows]
-        order = [v for v in attribute.values if v != NOT_PROVIDED]
-        reference, missing, rates = group_rates(list(zip(groups, approved, strict=True)), order, settings.thresholds)
-        source = f"monitoring.{attribute.monitoring_field}"
+        field = attribute.monitoring_field
+        reference, missing, groups = rates(
+            columns.monitoring_field(field),
+            lambda v, a=attribute: _monitoring_value_group(a, v),  # type: ignore[misc]
+            [v for v in attribute.values if v != NOT_PROVIDED],
+        )
         out.append(
-            DisparateImpact(
-                attribute.monitoring_field, "monitoring", source, attribute.basis, reference, missing, rates
-            )
+            DisparateImpact(field, "monitoring", f"monitoring.{field}", attribute.basis, reference, missing, groups)
         )
     for bands in settings.bands:
-        groups = [bands.group_of(r.applicant.get(bands.field)) for r in rows]
-        reference, missing, rates = group_rates(
-            list(zip(groups, approved, strict=True)), bands.labels, settings.thresholds
-        )
+        reference, missing, groups = rates(columns.field(bands.field), bands.group_of, bands.labels)
         basis = f"bands of {bands.field} at {', '.join(f'{e:g}' for e in bands.edges)}"
-        out.append(DisparateImpact(bands.name, "band", f"applicant.{bands.field}", basis, reference, missing, rates))
+        out.append(DisparateImpact(bands.name, "band", f"applicant.{bands.field}", basis, reference, missing, groups))
     return tuple(out)
 
 
 # ---- models, latency, back-testing --------------------------------------------------------------
 
 
-def model_version_shares(rows: Sequence[DecisionRow]) -> tuple[ModelVersionShare, ...]:
+def model_version_shares(rows: Decisions) -> tuple[ModelVersionShare, ...]:
     """Decisions per model version, most used first."""
-    counts = Counter((r.model_name, r.model_version) for r in rows)
+    columns = columns_of(rows)
+    counts = _label_counts(columns.model)
     ordered = sorted(counts, key=lambda k: (-counts[k], k))
     return tuple(
-        ModelVersionShare(name, version, counts[(name, version)], counts[(name, version)] / len(rows))
+        ModelVersionShare(name, version, counts[(name, version)], counts[(name, version)] / len(columns))
         for name, version in ordered
     )
 
 
-def latency_summary(latencies_ms: Sequence[float], budget_ms: float = LATENCY_BUDGET_MS) -> LatencySummary:
+def latency_summary(latencies_ms: Sequence[float] | np.ndarray, budget_ms: float = LATENCY_BUDGET_MS) -> LatencySummary:
     """p50/p90/p99/max latency and how many decisions exceeded the budget."""
-    if not latencies_ms:
+    if len(latencies_ms) == 0:
         return LatencySummary(0, budget_ms, None, None, None, None, 0, None)
     values = np.asarray(latencies_ms, dtype=np.float64)
     p50, p90, p99 = (float(p) for p in np.percentile(values, [50, 90, 99]))
@@ -1131,23 +1224,25 @@ def ks_statistic(bad: np.ndarray, probability: np.ndarray) -> float | None:
     return float(np.max(np.abs(cdf_good - cdf_bad)))
 
 
-def backtest(rows: Sequence[DecisionRow]) -> Backtest | None:
+def backtest(rows: Decisions) -> Backtest | None:
     """Observed bad rate by band, AUC and KS where outcomes exist; None if none do."""
-    known = [r for r in rows if r.outcome in ("good", "bad")]
-    if not known:
+    columns = columns_of(rows)
+    known = columns.outcome != NO_OUTCOME
+    if not known.any():
         return None
-    bad = np.asarray([r.outcome == "bad" for r in known], dtype=bool)
-    probability = np.asarray([r.probability_of_default for r in known], dtype=np.float64)
-    per_band = Counter(r.risk_band for r in known)
-    bad_band = Counter(r.risk_band for r in known if r.outcome == "bad")
+    bad = columns.outcome[known] == BAD
+    probability = columns.probability_of_default[known]
+    per_band = _label_counts(columns.risk_band, known)
+    bad_band = _label_counts(columns.risk_band, known & (columns.outcome == BAD))
     return Backtest(
-        n=len(known),
+        n=int(known.sum()),
         bad=int(bad.sum()),
         bad_rate=float(bad.mean()),
         auc=auc_score(bad, probability),
         ks=ks_statistic(bad, probability),
         by_band=tuple(
-            BandOutcome(b, per_band[b], bad_band[b], _ratio(bad_band[b], per_band[b])) for b in sorted(per_band)
+            BandOutcome(b, per_band[b], bad_band.get(b, 0), _ratio(bad_band.get(b, 0), per_band[b]))
+            for b in sorted(per_band)
         ),
     )
 

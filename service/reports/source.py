@@ -1,7 +1,8 @@
-"""Adapters feeding the report: stored decision records to rows, ``reference.json`` to a baseline.
+"""Adapters feeding the report: stored decision records to columns (or rows), ``reference.json`` to a baseline.
 
 The decision store and the model store are read here, at the edge; ``service.reports.core`` only
-sees :class:`DecisionRow`, :class:`Baseline` and :class:`ReportSettings`. Monitoring attributes (the
+sees :class:`DecisionColumns` (or :class:`DecisionRow`, turned into the same columns), :class:`Baseline` and
+:class:`ReportSettings`. A SQL store's report rows (``service.records.report_rows``) go straight into columns. Monitoring attributes (the
 spec's ``monitoring_only`` list) travel in the recorded request's ``monitoring`` object, beside (never
 inside) ``applicant``, which is the only part the scoring path encodes; the report reads both.
 """
@@ -17,6 +18,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from service.core.recorded import RecordedDecision
+from service.reports.columns import ColumnsBuilder, DecisionColumns
 from service.reports.core import (
     DEFAULT_SETTINGS,
     Baseline,
@@ -103,68 +105,24 @@ def rows_from_records(stored_records: Iterable[Any], outcomes: Mapping[str, str]
     return rows
 
 
-def report_rows(
+def report_columns(
     records: RecordSource, since: datetime, until: datetime, outcomes: Mapping[str, str] | None = None
-) -> list[DecisionRow]:
-    """Decision rows of the records created in ``[since, until)``: the same rows as :func:`rows_from_records`.
+) -> DecisionColumns:
+    """The decisions created in ``[since, until)`` as report columns: the columns of :func:`rows_from_records`.
 
-    A SQL store sends only what the report reads of each payload (its report projection), so a period of
-    millions of decisions is read without parsing whole payloads; rows repeat the same few reason and rule
-    lists, which are shared rather than copied. Payloads of the first schema version are read whole, through
-    :class:`RecordedDecision`; so is any store without a projection.
+    A SQL store hands over its report rows (one narrow row per record, written with it; the rows of records stored
+    without one are made first, from the whole record), in batches straight into columns: no object per decision
+    but its applicant and monitoring mappings. Any other store is read whole, record by record.
     """
     from service.records._sql import SqlDecisionStore
 
-    if not isinstance(records, SqlDecisionStore):
-        return rows_from_records(records_between(records, since, until), outcomes)
     outcomes = outcomes or {}
-    reasons_of: dict[str, tuple[ReasonRef, ...]] = {}
-    rules_of: dict[str, tuple[str, ...]] = {}
-    rows = []
-    for item in records.iter_report_projection(since, until):
-        decision_id, created_at, decision, band, score, name, version, schema, request, pd, latency, reasons, rules = (
-            item
-        )
-        if str(schema) != "2":
-            stored = records.get(decision_id)
-            rows.extend(rows_from_records([stored] if stored is not None else [], outcomes))
-            continue
-        refs = reasons_of.get(reasons or "[]")
-        if refs is None:
-            refs = reasons_of[reasons or "[]"] = _reason_refs(json.loads(reasons or "[]"))
-        fired = rules_of.get(rules or "[]")
-        if fired is None:
-            fired = rules_of[rules or "[]"] = tuple(str(code) for code in json.loads(rules or "[]") if code is not None)
-        body = _mapping(json.loads(request))
-        rows.append(
-            DecisionRow(
-                decision_id=decision_id,
-                created_at=created_at,
-                decision=decision,
-                risk_band=band,
-                score=int(score),
-                probability_of_default=float(pd),  # the number's JSON text: float() is what json.loads applies
-                reasons=refs,
-                rules_fired=fired,
-                model_name=name,
-                model_version=version,
-                latency_ms=None if latency is None or latency == "null" else float(latency),
-                applicant=_mapping(body.get("applicant")),
-                monitoring=_mapping(body.get("monitoring")),
-                outcome=_outcome(outcomes.get(decision_id)),
-            )
-        )
-    return rows
-
-
-def _reason_refs(items: list[Any]) -> tuple[ReasonRef, ...]:
-    """Reason refs of a projection's ``[[code, kind, adverse], ...]`` or flat, null-padded ``[code, kind, adverse, ...]``."""
-    triples = items if all(isinstance(i, list) for i in items) else [items[i : i + 3] for i in range(0, len(items), 3)]
-    return tuple(
-        ReasonRef(str(code), "rule" if kind == "rule" else "model", bool(adverse))
-        for code, kind, adverse in triples
-        if code is not None
-    )
+    if not isinstance(records, SqlDecisionStore):
+        return DecisionColumns.of_rows(rows_from_records(records_between(records, since, until), outcomes))
+    builder = ColumnsBuilder()
+    for batch in records.iter_report_rows(since, until):
+        builder.add_report_rows(batch, outcomes)
+    return builder.build()
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
@@ -288,19 +246,18 @@ def report_from_store(
     """
     if outcomes is None:
         outcomes = stored_outcomes(records, period.previous.start, period.end)
-    rows = report_rows(records, period.previous.start, period.end, outcomes)
-    current = [r for r in rows if period.contains(r.created_at) and model_name in (None, r.model_name)]
-    previous = [r for r in rows if period.previous.contains(r.created_at)]
+    columns = report_columns(records, period.previous.start, period.end, outcomes)
+    current = columns.take(columns.in_period(period, model_name))
     context = ModelContext(None, (), ())
-    used = Counter((r.model_name, r.model_version) for r in current)
+    used = {label: int(n) for label, n in zip(current.model.labels, current.model.counts(), strict=True) if n}
     if used:
         # the most-used version; ties go to the later version
         name, version = max(used, key=lambda k: (used[k], k[0], _version_number(k[1])))
         context = load_model_context(model_store_root, name, version)
     return build_report(
-        current,
+        columns,
         period,
-        previous,
+        columns,
         context.baseline,
         model_name,
         context.rule_codes,
