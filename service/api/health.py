@@ -75,6 +75,8 @@ def blueprint() -> Blueprint:
 
 def _start_timer() -> None:
     g.credit_decision_started = time.perf_counter()
+    get_state().metrics.request_started()
+    g.credit_decision_in_flight = True
 
 
 def _observe(response: Response) -> Response:
@@ -83,13 +85,17 @@ def _observe(response: Response) -> Response:
     metrics = get_state().metrics
     metrics.requests.labels(request.method, route, str(response.status_code)).inc()
     if started is not None:
-        elapsed = time.perf_counter() - started
-        metrics.latency.labels(request.method, route).observe(elapsed)
-        metrics.busy_seconds += elapsed
+        metrics.latency.labels(request.method, route).observe(time.perf_counter() - started)
     return response
+
+
+def _finished(_exc: BaseException | None) -> None:
+    if g.pop("credit_decision_in_flight", False):  # teardown runs whatever happened to the request
+        get_state().metrics.request_finished()
 
 
 def init_app(app: Flask) -> None:
     """Time and count every request."""
     app.before_request(_start_timer)
     app.after_request(_observe)
+    app.teardown_request(_finished)

@@ -135,6 +135,15 @@ class DecisionStore(Protocol):
         """Append durably (committed before returning); same idempotency key and body returns the original."""
         ...
 
+    def save_grouped(self, record: DecisionRecord) -> StoredRecord:
+        """:meth:`save`, sharing one transaction and one durable commit with what other threads save meanwhile."""
+        ...
+
+    def save_many(self, records: Sequence[DecisionRecord]) -> list[StoredRecord | Exception]:
+        """Append records in ONE transaction; each result is the stored record or the error it alone failed with;
+        a store failure raises StoreUnavailable and writes nothing."""
+        ...
+
     def get(self, decision_id: str) -> StoredRecord | None:
         """The record of a decision, or None."""
         ...

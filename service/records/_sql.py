@@ -30,6 +30,7 @@ from service.errors import (
     UnknownShadowedDecisions,
 )
 from service.records.chain import ChainAnchor, ChainLink, ChainReport, ChainScan, PurgeReport, analyse_chain
+from service.records.group import GroupCommitter
 from service.records.model import (
     ENTRY_DECISION,
     ENTRY_EVENT,
@@ -263,6 +264,7 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
         # finalised (and so never closed under the parent's feet) in the child.
         self._inherited: list[ConnT] = []
         self._closed = False
+        self._group = GroupCommitter(self.save_many)
 
     # --- backend hooks -------------------------------------------------------------------------------------
 
@@ -449,6 +451,7 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
     def close(self) -> None:
         """Close every connection this process opened; the store cannot be used afterwards."""
         self._closed = True
+        self._group.close()
         self.release()
 
     # --- rows ----------------------------------------------------------------------------------------------
@@ -559,51 +562,122 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
 
     def save(self, record: DecisionRecord) -> StoredRecord:
         """Append a record to the chain and commit durably before returning (idempotent by key)."""
-        payload_text = canonical_json(record.payload)
-        content = canonical_content(record, payload_text)
+        [result] = self.save_many([record])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def save_grouped(self, record: DecisionRecord) -> StoredRecord:
+        """:meth:`save` through this process's group writer (:mod:`service.records.group`): the record shares one
+        transaction and one durable commit with the records other threads save at the same time; same guarantees."""
+        return self._group.save(record)
+
+    def save_many(self, records: Sequence[DecisionRecord]) -> list[StoredRecord | Exception]:
+        """Append records to the chain in ONE transaction (one chain lock, one durable commit), in order.
+
+        Each result is the stored record or the error that record alone failed with: IdempotencyConflict (its key
+        is stored, or earlier in the batch, with another body), DuplicateDecisionId, or ValueError (a payload that
+        is not JSON-ready); a record whose key is stored (or earlier in the batch) with the same body gets that
+        stored record, as :meth:`save` does. A failure of the store itself raises StoreUnavailable and nothing of
+        the batch is written: every result is committed once this returns."""
+        results: list[StoredRecord | Exception | None] = [None] * len(records)
+        prepared: list[tuple[int, DecisionRecord, str, str]] = []
+        for i, record in enumerate(records):
+            try:
+                payload_text = canonical_json(record.payload)
+            except ValueError as exc:  # not JSON-ready: this record fails alone, nothing locked for it
+                results[i] = exc
+                continue
+            prepared.append((i, record, payload_text, canonical_content(record, payload_text)))
+        if not prepared:
+            return [r for r in results if r is not None]
         with self._transaction("write") as tx:
             head = self._lock_chain(tx)
-            # Checked under the append lock, so two retries racing with one key cannot both insert.
-            # Two index lookups, never an OR: with planner statistics (ANALYZE) SQLite turns the OR of a unique
-            # column and a mostly-NULL one into a scan of the whole table (benchmarks/scale.py found it).
-            rows = tx.rows(
-                f"{_select('WHERE decision_id = ?')} UNION ALL {_select('WHERE idempotency_key = ?')}",
-                (record.decision_id, record.idempotency_key),
-            )
-            same_key = [r for r in rows if record.idempotency_key is not None and r[4] == record.idempotency_key]
-            if same_key:
-                existing = self._stored_of(same_key[0])
-                if existing.record.request_hash != record.request_hash:
-                    raise IdempotencyConflict("idempotency key already used with a different request body")
-                return existing
-            if rows:
-                existing = self._stored_of(rows[0])
-                if canonical_content(existing.record) == content:
-                    return existing
-                raise DuplicateDecisionId(f"decision_id {record.decision_id} is already stored with other content")
-            seq, prev_hash = int(head[0]) + 1, str(head[1])
-            record_hash = chain_hash(prev_hash, record, content)
-            tx.run(
-                _INSERT_RECORD,
-                (
-                    seq,
-                    record.decision_id,
-                    record.application_id,
-                    self._encode_time(record.created_at),
-                    record.idempotency_key,
-                    record.request_hash,
-                    record.decision,
-                    record.risk_band,
-                    record.score,
-                    record.model_name,
-                    record.model_version,
-                    self._encode_codes(record.reason_codes),
-                    payload_text,
-                    prev_hash,
-                    record_hash,
-                ),
-            )
-            self._move_head(tx, seq, record_hash)
+            by_id, by_key = self._stored_by_id_and_key(tx, [item[1] for item in prepared])
+            seq, prev_hash = int(head[0]), str(head[1])
+            for i, record, payload_text, content in prepared:
+                key = record.idempotency_key
+                same_key = by_key.get(key) if key is not None else None
+                if same_key is not None:
+                    if same_key.record.request_hash != record.request_hash:
+                        results[i] = IdempotencyConflict("idempotency key already used with a different request body")
+                    else:
+                        results[i] = same_key
+                    continue
+                same_id = by_id.get(record.decision_id)
+                if same_id is not None:
+                    if canonical_content(same_id.record) == content:
+                        results[i] = same_id
+                    else:
+                        results[i] = DuplicateDecisionId(
+                            f"decision_id {record.decision_id} is already stored with other content"
+                        )
+                    continue
+                seq += 1
+                stored = self._insert_record(tx, seq, prev_hash, record, payload_text, content)
+                by_id[record.decision_id] = stored
+                if key is not None:
+                    by_key[key] = stored
+                results[i] = stored
+                prev_hash = stored.record_hash
+            if seq != int(head[0]):
+                self._move_head(tx, seq, prev_hash)
+        return [r for r in results if r is not None]
+
+    def _stored_by_id_and_key(
+        self, tx: Transaction, records: Sequence[DecisionRecord]
+    ) -> tuple[dict[str, StoredRecord], dict[str, StoredRecord]]:
+        """The stored records sharing a decision_id or an idempotency key with ``records``, by id and by key.
+
+        Read under the append lock, so two retries racing with one key cannot both insert. Two index lookups,
+        never an OR: with planner statistics (ANALYZE) SQLite turns the OR of a unique column and a mostly-NULL
+        one into a scan of the whole table (benchmarks/scale.py found it)."""
+        ids = sorted({record.decision_id for record in records})
+        keys = sorted({record.idempotency_key for record in records if record.idempotency_key is not None})
+        selects = [
+            (_select(f"WHERE {column} IN ({', '.join('?' * len(chunk))})"), chunk)
+            for column, values in (("decision_id", ids), ("idempotency_key", keys))
+            for chunk in _chunks(values)
+        ]
+        rows: list[Row] = []
+        for start in range(0, len(selects), 2):  # two at a time: one round trip for a batch of up to 500
+            pair = selects[start : start + 2]
+            rows.extend(tx.rows(" UNION ALL ".join(sql for sql, _ in pair), [v for _, chunk in pair for v in chunk]))
+        by_id: dict[str, StoredRecord] = {}
+        by_key: dict[str, StoredRecord] = {}
+        for row in rows:
+            stored = self._stored_of(row)
+            by_id[stored.record.decision_id] = stored
+            if stored.record.idempotency_key is not None:
+                by_key[stored.record.idempotency_key] = stored
+        return by_id, by_key
+
+    def _insert_record(
+        self, tx: Transaction, seq: int, prev_hash: str, record: DecisionRecord, payload_text: str, content: str
+    ) -> StoredRecord:
+        """Insert one decision record at ``seq`` after ``prev_hash`` (the caller holds the chain lock and moves the
+        head); the stored record as it reads back."""
+        record_hash = chain_hash(prev_hash, record, content)
+        tx.run(
+            _INSERT_RECORD,
+            (
+                seq,
+                record.decision_id,
+                record.application_id,
+                self._encode_time(record.created_at),
+                record.idempotency_key,
+                record.request_hash,
+                record.decision,
+                record.risk_band,
+                record.score,
+                record.model_name,
+                record.model_version,
+                self._encode_codes(record.reason_codes),
+                payload_text,
+                prev_hash,
+                record_hash,
+            ),
+        )
         stored = dataclasses.replace(record, payload=json.loads(payload_text))
         return StoredRecord(seq=seq, record=stored, prev_hash=prev_hash, record_hash=record_hash)
 
