@@ -47,6 +47,13 @@ Retention
 
 Durability (a record is committed before :meth:`DecisionStore.save` returns; on any failure ``save``
 raises :class:`StoreUnavailable` and the API answers 503 — a record is never silently dropped)
+    - Group commit: :meth:`DecisionStore.save_many` appends many records in ONE transaction (one chain lock, one
+      head update, one durable COMMIT), each with its own outcome (stored, or the IdempotencyConflict /
+      DuplicateDecisionId it alone failed with; a store failure raises and writes none of them).
+      :meth:`DecisionStore.save_grouped`, what the decision service calls, hands the record to the process's one
+      writer thread (:mod:`service.records.group`), which commits every record waiting at that moment with
+      ``save_many`` and only then wakes each request with its own result: same guarantees as ``save``, one fsync
+      for many concurrent requests.
     - Shadow decisions (``save_shadows``) are the one exception: their commit does not wait for its own flush
       (SQLite ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off`` for that transaction). No one is
       answered with them, and the log is sequential: the next decision's commit makes them durable with it, in
@@ -54,6 +61,8 @@ raises :class:`StoreUnavailable` and the API answers 503 — a record is never s
     - SQLite: WAL journal with ``synchronous=FULL``: the WAL is fsynced at every commit, so a committed
       decision survives a crash of the process (e.g. a SIGKILLed worker) and of the operating system or
       power, provided the disk honours fsync. Writers wait up to ``busy_timeout`` (30 s) for each other.
+      Checkpoints (WAL into the database file) run in a background thread, never in a request's commit
+      (:class:`service.records.sqlite.WalCheckpointer`).
     - PostgreSQL: the commit is as durable as the server makes it: with the defaults ``fsync=on`` and
       ``synchronous_commit=on`` it survives a server crash and power loss; with synchronous replication
       it also survives losing the primary. If the connection drops during COMMIT the outcome is unknown;
