@@ -6,16 +6,24 @@ from __future__ import annotations
 import sqlite3
 import threading
 import time
+import uuid
 from collections.abc import Callable, Sequence
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psycopg
 import pytest
 
-from service.errors import DuplicateDecisionId, IdempotencyConflict, StoreBusy, StoreUnavailable
+from service.errors import (
+    DuplicateDecisionId,
+    IdempotencyConflict,
+    StoreBusy,
+    StoreUnavailable,
+    UnknownShadowedDecisions,
+)
 from service.metrics import Metrics
-from service.records import DecisionRecord, StoredRecord, open_decision_store
+from service.records import DecisionRecord, ShadowRecord, StoredRecord, StoredShadow, open_decision_store
 from service.records.group import GroupCommitter
 from service.records.sqlite import SqliteDecisionStore
 
@@ -30,21 +38,24 @@ def _wait_for(condition: Callable[[], bool], what: str, seconds: float = 10.0) -
         time.sleep(0.005)
 
 
-class _Gate:
-    """Wraps a store's save_many: records the size of every batch and holds the first one until opened, so the
-    records saved meanwhile queue up for the next batch (deterministic grouping)."""
+Appended = tuple[list[StoredRecord | Exception], list[list[StoredShadow] | Exception]]
 
-    def __init__(self, save_many: Callable[[Sequence[DecisionRecord]], list[StoredRecord | Exception]]) -> None:
-        self._save_many = save_many
+
+class _Gate:
+    """Wraps a store's append_group: records the size of every transaction and holds the first one until opened, so
+    what is saved meanwhile queues up for the next transaction (deterministic grouping)."""
+
+    def __init__(self, append: Callable[[Sequence[DecisionRecord], Sequence[Sequence[ShadowRecord]]], Appended]):
+        self._append = append
         self.open = threading.Event()
         self.entered = threading.Event()
-        self.batches: list[int] = []
+        self.batches: list[tuple[int, int]] = []  # (decision records, shadow batches) per transaction
 
-    def __call__(self, records: Sequence[DecisionRecord]) -> list[StoredRecord | Exception]:
-        self.batches.append(len(records))
+    def __call__(self, records: Sequence[DecisionRecord], shadows: Sequence[Sequence[ShadowRecord]]) -> Appended:
+        self.batches.append((len(records), len(shadows)))
         self.entered.set()
         self.open.wait(10)
-        return self._save_many(records)
+        return self._append(records, shadows)
 
 
 def _run_threads(target: Callable[[int], None], n: int) -> list[threading.Thread]:
@@ -110,7 +121,7 @@ def test_one_batch_with_mixed_idempotency_outcomes(
         make_decision_record(payload={"not json": float("nan")}),
         make_decision_record(),
     ]
-    gate = _Gate(decision_store.save_many)
+    gate = _Gate(decision_store.append_group)
     group = GroupCommitter(gate)
     results: dict[int, StoredRecord | BaseException] = {}
 
@@ -130,7 +141,7 @@ def test_one_batch_with_mixed_idempotency_outcomes(
     for thread in [holding, *threads]:
         thread.join(30)
     group.close()
-    assert gate.batches == [1, len(batch)], "the seven requests were committed in one transaction"
+    assert gate.batches == [(1, 0), (len(batch), 0)], "the seven requests were committed in one transaction"
 
     new, retry, conflict, old, duplicate, bad, plain = (results[i] for i in range(len(batch)))
     assert isinstance(new, StoredRecord) and new.record.decision_id == first.decision_id
@@ -162,6 +173,68 @@ def _hold_append_lock(url: str) -> Callable[[], None]:
     return release
 
 
+def _shadow_of(decision_id: str, **overrides: Any) -> ShadowRecord:
+    fields: dict[str, Any] = {
+        "shadow_id": uuid.uuid4().hex,
+        "decision_id": decision_id,
+        "created_at": datetime.now(UTC),
+        "kind": "challenger",
+        "model_name": "challenger",
+        "model_version": "v2",
+        "policy_version": "p1",
+        "catalog_version": "c1",
+        "decision": "refer",
+        "risk_band": "C",
+        "score": 600,
+        "reason_codes": ("C01",),
+        "payload": {"note": "shadow"},
+    }
+    fields.update(overrides)
+    return ShadowRecord(**fields)
+
+
+def test_shadow_batches_ride_in_the_decisions_transaction_and_fail_alone(
+    decision_store: Any, make_decision_record: Callable[..., DecisionRecord]
+) -> None:
+    """Shadow batches waiting while decisions commit go into the same transaction, after them in the chain; a batch
+    naming an unknown decision writes nothing of itself and fails alone; the decisions and the other batch commit."""
+    champion = decision_store.save(make_decision_record())
+    gate = _Gate(decision_store.append_group)
+    group = GroupCommitter(gate)
+    results: dict[str, Any] = {}
+
+    def run(name: str, call: Callable[[], Any]) -> threading.Thread:
+        def target() -> None:
+            try:
+                results[name] = call()
+            except BaseException as exc:
+                results[name] = exc
+
+        thread = threading.Thread(target=target)
+        thread.start()
+        return thread
+
+    first = run("first", lambda: group.save(make_decision_record()))
+    assert gate.entered.wait(10)
+    threads = [
+        run("decision", lambda: group.save(make_decision_record())),
+        run("good", lambda: group.save_shadows([_shadow_of(champion.record.decision_id)])),
+        run("bad", lambda: group.save_shadows([_shadow_of("no-such-decision")])),
+    ]
+    _wait_for(lambda: len(group._pending) == 1 and len(group._pending_shadows) == 2, "all three queued")
+    gate.open.set()
+    for thread in [first, *threads]:
+        thread.join(30)
+    group.close()
+    assert gate.batches == [(1, 0), (1, 2)]
+    decision, good, bad = results["decision"], results["good"], results["bad"]
+    assert isinstance(decision, StoredRecord)
+    assert isinstance(bad, UnknownShadowedDecisions)
+    assert [s.seq for s in good] == [decision.seq + 1]  # after the decision, in the same transaction
+    assert decision_store.count_entries() == {"decision": 3, "event": 0, "shadow": 1}
+    assert decision_store.verify_chain().ok
+
+
 def test_a_store_failure_reaches_every_waiting_request(
     decision_store_url: str, make_decision_record: Callable[..., DecisionRecord]
 ) -> None:
@@ -169,7 +242,7 @@ def test_a_store_failure_reaches_every_waiting_request(
     StoreBusy (503), none is recorded, and the writer commits again once the lock is free."""
     store = open_decision_store(decision_store_url, wait_seconds=0.3)
     release = _hold_append_lock(decision_store_url)
-    gate = _Gate(store.save_many)
+    gate = _Gate(store.append_group)
     gate.open.set()
     group = GroupCommitter(gate)
     failures: dict[int, BaseException | StoredRecord] = {}
@@ -188,7 +261,7 @@ def test_a_store_failure_reaches_every_waiting_request(
             thread.join(30)
         assert len(failures) == 8
         assert all(isinstance(result, StoreBusy) for result in failures.values()), failures
-        assert max(gate.batches) > 1, "the requests queued behind the first shared a batch and its failure"
+        assert max(records for records, _ in gate.batches) > 1, "requests queued behind the first shared its failure"
     finally:
         release()
     try:
@@ -205,7 +278,7 @@ def test_a_closed_committer_refuses_and_a_broken_save_fails_its_batch(
 ) -> None:
     """A bug in the writer's save fails the batch's requests (never leaves one waiting); after close: refused."""
 
-    def broken(records: Sequence[DecisionRecord]) -> list[StoredRecord | Exception]:
+    def broken(records: Sequence[DecisionRecord], shadows: Sequence[Sequence[ShadowRecord]]) -> Appended:
         raise RuntimeError("bug")
 
     group = GroupCommitter(broken)

@@ -226,6 +226,10 @@ class DecisionStore(Protocol):
         a batch naming an unknown decision raises UnknownShadowedDecisions and writes nothing."""
         ...
 
+    def save_shadows_grouped(self, records: Sequence[ShadowRecord]) -> list[StoredShadow]:
+        """:meth:`save_shadows` in the transaction of the process's group writer (with the decisions committing)."""
+        ...
+
     def shadows_for(self, decision_ids: Sequence[str], kind: str | None = None) -> dict[str, list[StoredShadow]]:
         """The shadows of these decisions by decision_id, each list in seq order (one read)."""
         ...
