@@ -103,7 +103,7 @@ class SqliteDecisionStore(SqlDecisionStore[sqlite3.Connection]):
         super().__init__()
         self.path = Path(path)
         self.busy_timeout = busy_timeout
-        self.checkpointer = None if checkpoint_seconds is None else WalCheckpointer(self, checkpoint_seconds)
+        self.checkpointer: WalCheckpointer | None = None  # none while migrating: nothing runs across a fork
         # One lock-file descriptor per connection (so per thread and process): appenders queue on flock(2),
         # which the kernel hands over the moment it is released, instead of on SQLite's busy handler, which
         # polls with sleeps of up to 100 ms. The lock dies with its process, so a killed worker never holds it.
@@ -115,8 +115,10 @@ class SqliteDecisionStore(SqlDecisionStore[sqlite3.Connection]):
         create_private(self.path)
         self.migrate()
         # Keep no connection open after construction, so a store built before gunicorn forks its workers
-        # carries nothing across the fork.
+        # carries nothing across the fork; the checkpointer starts with the first append.
         self.release()
+        if checkpoint_seconds is not None:
+            self.checkpointer = WalCheckpointer(self, checkpoint_seconds)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
