@@ -77,7 +77,7 @@ class GroupCommitter:
     def save(self, record: DecisionRecord) -> StoredRecord:
         """Commit ``record`` with whatever else is waiting; returns once it is durable, or raises what it failed
         with (its own error, or the store's)."""
-        result = self._wait(_Waiter(record), self._pending)
+        result = self._wait(_Waiter(record), shadows=False)
         assert isinstance(result, StoredRecord)
         return result
 
@@ -86,16 +86,17 @@ class GroupCommitter:
         batch failed with."""
         if not records:
             return []
-        result = self._wait(_Waiter(tuple(records)), self._pending_shadows)
+        result = self._wait(_Waiter(tuple(records)), shadows=True)
         assert isinstance(result, list)
         return result
 
-    def _wait(self, waiter: _Waiter, queue: list[_Waiter]) -> StoredRecord | list[StoredShadow]:
+    def _wait(self, waiter: _Waiter, *, shadows: bool) -> StoredRecord | list[StoredShadow]:
         with self._cond:
             if self._closed:
                 raise StoreUnavailable("the decision store is closed")
             self._ensure_writer()
-            queue.append(waiter)
+            # the queue is looked up under the lock: the writer replaces the lists as it takes them
+            (self._pending_shadows if shadows else self._pending).append(waiter)
             self._cond.notify()
         waiter.done.wait()
         result = waiter.result
