@@ -33,7 +33,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-from service.errors import StoreUnavailable
+from service.errors import CreditDecisionError, StoreUnavailable
 from service.records.model import DecisionRecord, ShadowRecord, StoredRecord, StoredShadow
 
 log = logging.getLogger(__name__)
@@ -146,7 +146,7 @@ class GroupCommitter:
             self.commits += 1
             self.records += len(records)
         except Exception as exc:  # the store failed (or a bug): every request of the batch fails with it
-            if not isinstance(exc, StoreUnavailable):
+            if not isinstance(exc, CreditDecisionError):  # a lone shadow batch's own error is raised, not a bug
                 log.exception("group commit of %d record(s) failed", len(waiters))
             results = [exc] * len(waiters)
         finally:
