@@ -58,8 +58,16 @@ class _Gate:
         return self._append(records, shadows)
 
 
+def _join(threads: Sequence[threading.Thread], seconds: float = 60.0) -> None:
+    """Join every thread; one still running is a request left waiting (a lost wake-up), which fails the test."""
+    deadline = time.monotonic() + seconds
+    for thread in threads:
+        thread.join(max(0.0, deadline - time.monotonic()))
+    assert not any(thread.is_alive() for thread in threads), "a request is still waiting for its commit"
+
+
 def _run_threads(target: Callable[[int], None], n: int) -> list[threading.Thread]:
-    threads = [threading.Thread(target=target, args=(i,)) for i in range(n)]
+    threads = [threading.Thread(target=target, args=(i,), daemon=True) for i in range(n)]
     for thread in threads:
         thread.start()
     return threads
@@ -90,8 +98,7 @@ def test_concurrent_threads_form_one_gap_free_chain_and_each_gets_its_own_record
             errors.append(exc)
 
     try:
-        for thread in _run_threads(work, THREADS):
-            thread.join(60)
+        _join(_run_threads(work, THREADS))
     finally:
         other.close()
     assert not errors, errors
@@ -132,14 +139,13 @@ def test_one_batch_with_mixed_idempotency_outcomes(
             results[i] = exc
 
     blocker = make_decision_record()
-    holding = threading.Thread(target=lambda: group.save(blocker))
+    holding = threading.Thread(target=lambda: group.save(blocker), daemon=True)
     holding.start()
     assert gate.entered.wait(10)
     threads = _run_threads(save, len(batch))
     _wait_for(lambda: len(group._pending) == len(batch), "every request queued")
     gate.open.set()
-    for thread in [holding, *threads]:
-        thread.join(30)
+    _join([holding, *threads])
     group.close()
     assert gate.batches == [(1, 0), (len(batch), 0)], "the seven requests were committed in one transaction"
 
@@ -210,7 +216,7 @@ def test_shadow_batches_ride_in_the_decisions_transaction_and_fail_alone(
             except BaseException as exc:
                 results[name] = exc
 
-        thread = threading.Thread(target=target)
+        thread = threading.Thread(target=target, daemon=True)
         thread.start()
         return thread
 
@@ -223,8 +229,7 @@ def test_shadow_batches_ride_in_the_decisions_transaction_and_fail_alone(
     ]
     _wait_for(lambda: len(group._pending) == 1 and len(group._pending_shadows) == 2, "all three queued")
     gate.open.set()
-    for thread in [first, *threads]:
-        thread.join(30)
+    _join([first, *threads])
     group.close()
     assert gate.batches == [(1, 0), (1, 2)]
     decision, good, bad = results["decision"], results["good"], results["bad"]
@@ -257,8 +262,7 @@ def test_a_store_failure_reaches_every_waiting_request(
         first = _run_threads(save, 1)
         assert gate.entered.wait(10)  # the writer is waiting for the lock with one record
         rest = _run_threads(lambda i: save(i + 1), 7)
-        for thread in first + rest:
-            thread.join(30)
+        _join(first + rest)
         assert len(failures) == 8
         assert all(isinstance(result, StoreBusy) for result in failures.values()), failures
         assert max(records for records, _ in gate.batches) > 1, "requests queued behind the first shared its failure"
