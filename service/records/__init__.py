@@ -28,8 +28,8 @@ Hash chain
     also carry ``"entry": "event"`` / ``"entry": "shadow"``, so no entry can verify as another kind;
     decision records carry no ``entry`` key (their content is exactly what it was before the chain held other
     entries, so older chains verify unchanged). A one-row chain-head table holds the last ``seq`` and
-    ``record_hash``; every append of any kind locks it, reads it, inserts the entry (or, for a batch of
-    shadows, the entries) and updates it in one transaction (SQLite: ``BEGIN IMMEDIATE`` takes the database
+    ``record_hash``; every append of any kind locks it, reads it, inserts the entry (or, for a group commit
+    of decisions and a batch of shadows, the entries) and updates it in one transaction (SQLite: ``BEGIN IMMEDIATE`` takes the database
     write lock; PostgreSQL: a per-schema ``pg_advisory_xact_lock`` queues appenders, then ``SELECT ... FOR
     UPDATE`` on the head row). So appends from any number of workers and replicas form one total order, with
     no gaps and no forks, and :meth:`DecisionStore.verify_chain` is a single pass over the three tables merged
