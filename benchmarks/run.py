@@ -8,7 +8,7 @@ Everything runs on this machine, side by side, in one run:
 3. in-process micro-benchmarks of every stage of a decision and a cProfile of the full request
    (``benchmarks.micro``);
 4. HTTP: each app is served by gunicorn with the production config (``service/gunicorn_conf.py``,
-   2 sync workers) on a free loopback port and driven by wrk (``benchmarks/wrk/post.lua``) at 1, 4
+   2 workers of its worker class: gthread with ``--threads`` request threads, sync with ``--threads 1``) on a free loopback port and driven by wrk (``benchmarks/wrk/post.lua``) at 1, 4
    and 16 connections, several runs each; the full decisions also at about half of their peak
    throughput (``benchmarks/wrk/paced.lua``); then the resident set of every worker is read.
 
@@ -145,6 +145,12 @@ class AppResult:
 
 
 # ---- processes ---------------------------------------------------------------------------------
+def worker_kind() -> str:
+    """The gunicorn workers the config runs with this environment: gthread with N threads, or sync."""
+    threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+    return f"gthread, {threads} threads each" if threads > 1 else "sync"
+
+
 def free_port() -> int:
     """A free TCP port on the loopback interface."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
@@ -154,7 +160,8 @@ def free_port() -> int:
 
 @contextmanager
 def gunicorn(app: App, workdir: Path) -> Iterator[tuple[str, subprocess.Popen[bytes]]]:
-    """Serve ``app`` with the production gunicorn config and 2 sync workers; stop the process group after."""
+    """Serve ``app`` with the production gunicorn config (its worker class and threads, ``GUNICORN_THREADS`` of the
+    app's environment) and 2 workers; stop the process group after."""
     port = free_port()
     log = open(workdir / f"gunicorn-{app.key}.log", "wb")
     env = {
@@ -169,7 +176,7 @@ def gunicorn(app: App, workdir: Path) -> Iterator[tuple[str, subprocess.Popen[by
     (workdir / f"metrics-{app.key}").mkdir(exist_ok=True)
     cmd = [
         sys.executable, "-m", "gunicorn", "-c", str(app.root / "service" / "gunicorn_conf.py"),
-        "--bind", f"127.0.0.1:{port}", "--workers", "2", "--worker-class", "sync", app.spec,
+        "--bind", f"127.0.0.1:{port}", "--workers", "2", app.spec,
     ]  # fmt: skip
     proc = subprocess.Popen(cmd, cwd=app.root, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
     base = f"http://127.0.0.1:{port}"
@@ -507,7 +514,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="also measure the full decision and the decision core of another git revision (a worktree), "
         "side by side in the same run (env BENCH_BASELINE)",
     )
+    parser.add_argument(
+        "--threads",
+        type=int,
+        default=None,
+        help="request threads per gunicorn worker for every app (env GUNICORN_THREADS; default: the config's; "
+        "1: gunicorn's sync worker)",
+    )
     args = parser.parse_args(argv)
+    if args.threads is not None:
+        os.environ["GUNICORN_THREADS"] = str(args.threads)
     runs, seconds = (1, 2.0) if args.quick else (args.runs, args.seconds)
     if not Path(WRK).is_file():
         print("wrk is not installed: `make system-deps` (Debian package wrk)", file=sys.stderr)
@@ -991,7 +1007,7 @@ def render(
     w(where_the_time_goes(results, micro_results))
     w("## HTTP: throughput and latency\n")
     w(
-        f"gunicorn with `service/gunicorn_conf.py`, 2 sync workers, on 127.0.0.1; wrk 2 threads (1 for 1 connection), "
+        f"gunicorn with `service/gunicorn_conf.py`, 2 workers ({worker_kind()}), on 127.0.0.1; wrk 2 threads (1 for 1 connection), "
         f"{runs} run(s) of {seconds:g} s per row; medians over runs, max = worst over runs. Latencies in ms.\n"
     )
     w(
@@ -1075,7 +1091,7 @@ def render(
         w("```\n")
     w("## Method\n")
     w(
-        "- Every app gets the same gunicorn production config and 2 sync workers; each request is the decision API "
+        f"- Every app gets the same gunicorn production config and 2 workers ({worker_kind()}); each request is the decision API "
         "body of one applicant of the default example (1,000 different bodies in rotation; 500 random applicants for the "
         "production-size model). wrk is run from the same 2-core machine, so the load generator competes with the "
         "server, as it did in the issue's measurements.\n"

@@ -242,6 +242,10 @@ class WatchedKeys:
     A file that no longer exists holds no keys (every key it held stops working); a file that became malformed
     or unreadable is reported in the log once and the keys read before stay in force until it is fixed
     (``keys create`` appends a whole line and ``keys revoke`` replaces the file atomically, so neither leaves it so).
+
+    Safe under several request threads (gthread workers): a re-read happens under a lock and is skipped by a thread
+    that finds it done meanwhile; the keys in force are swapped whole (one attribute), so a request sees the old
+    ring or the new one, never a mix; the check time and :meth:`expire` only ever cause one more ``stat``.
     """
 
     def __init__(

@@ -269,7 +269,7 @@ class DecisionService:
             reason_stability=model.reason_stability(batch, row),
         )
         try:
-            stored = store.save(record_of(recorded, key, request.request_hash))
+            stored = store.save_grouped(record_of(recorded, key, request.request_hash))
         except CreditDecisionError as exc:  # IdempotencyConflict, StoreUnavailable: this request fails alone
             return exc
         if stored.record.decision_id != recorded.decision_id:  # a concurrent retry of this key was recorded first

@@ -1,11 +1,15 @@
 """Production gunicorn configuration: ``gunicorn -c service/gunicorn_conf.py 'service.app:create_app()'``.
 
-Sync workers: a decision is CPU-bound (one ONNX run and one TreeSHAP pass, about a millisecond) followed
-by one durable commit, so one request per process keeps latency predictable; scale with WEB_CONCURRENCY
-(about one worker per core). ``preload_app`` is False on purpose: every worker builds its own onnxruntime
-session, explainer tables and database connection after the fork (none of them is fork-safe), runs the
-startup self-check itself and only then accepts requests, so a worker is never serving a model it has not
-checked. The price is a second or so of start-up per worker.
+Threaded workers (gunicorn's ``gthread``): WEB_CONCURRENCY processes (default 2, about one per core) of
+GUNICORN_THREADS request threads each (default 4). A decision is CPU-bound (one ONNX run and one TreeSHAP pass,
+about a millisecond) followed by a durable commit; while one thread waits for its commit's fsync the others
+decide, and one writer thread per process commits the records of every waiting thread together (group commit,
+:mod:`service.records.group`): one fsync for many decisions, each request answered only after its own record is
+durable. ``GUNICORN_THREADS=1`` runs gunicorn's sync worker instead (one request at a time per process, one
+commit each). ``preload_app`` is False on purpose: every worker builds its own onnxruntime session, explainer
+tables and database connections after the fork (none of them is fork-safe), runs the startup self-check itself
+and only then accepts requests, so a worker is never serving a model it has not checked. The price is a second
+or so of start-up per worker.
 """
 
 from __future__ import annotations
@@ -18,12 +22,17 @@ from typing import Any
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-worker_class = "service.gunicorn_worker.ProblemSyncWorker"  # gunicorn's sync worker; its own errors as problems
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+# gunicorn's gthread (or, with one thread, sync) worker; its own errors as problems
+worker_class = (
+    "service.gunicorn_worker.ProblemThreadWorker" if threads > 1 else "service.gunicorn_worker.ProblemSyncWorker"
+)
 preload_app = False
-# A worker silent for `timeout` seconds is killed and replaced. Every database wait of a request is bounded below
+# A worker silent for `timeout` seconds is killed and replaced (a sync worker stuck in one request; a gthread
+# worker's main loop answers while its request threads work). Every database wait of a request is bounded below
 # it (CREDIT_DECISION_DATABASE_TIMEOUT, 10 s: the request answers 503 store-busy), so only a real hang gets here.
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
-# On SIGTERM the listeners close at once and each worker finishes the request it holds (answered and recorded)
+# On SIGTERM the listeners close at once and each worker finishes the requests it holds (answered and recorded)
 # before it exits; this is how long that may take. Longer than any request (bounded as above), and shorter than
 # the usual 30 s an orchestrator waits before SIGKILL (Kubernetes' terminationGracePeriodSeconds).
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "25"))

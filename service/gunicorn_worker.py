@@ -1,16 +1,15 @@
-"""gunicorn's sync worker answering its own errors as ``application/problem+json``, like the app does.
+"""gunicorn's sync and threaded workers answering their own errors as ``application/problem+json``, like the app does.
 
 gunicorn rejects some requests before the app sees them: a request line over ``limit_request_line`` (414), a
 header over ``limit_request_field_size`` or more than ``limit_request_fields`` headers (431), a malformed request
 line or header, e.g. a NUL byte (400), an unsupported transfer coding (501). Its worker writes those answers as an
-HTML page (:func:`gunicorn.util.write_error`). :class:`ProblemSyncWorker` keeps gunicorn's own decision of status,
-reason and logging (``Worker.handle_error``) and only changes how the answer is written: an RFC 9457 problem
-with the same type URIs as the app's. A sync worker handles one request at a time in its process, so
-swapping the writer for the duration of one ``handle_error`` call cannot affect another request.
+HTML page (:func:`gunicorn.util.write_error`). :class:`ProblemThreadWorker` (gthread, the default) and
+:class:`ProblemSyncWorker` keep gunicorn's own decision of status, reason and logging (``Worker.handle_error``) and
+only change how the answer is written: an RFC 9457 problem with the same type URIs as the app's.
 
 It also takes SIGHUP (which gunicorn's worker leaves to kill it) as "re-read the API key file".
 
-Enabled by ``worker_class`` in :mod:`service.gunicorn_conf`.
+Chosen by ``worker_class`` in :mod:`service.gunicorn_conf` (``GUNICORN_THREADS``).
 """
 
 from __future__ import annotations
@@ -24,6 +23,7 @@ from typing import Any
 
 from flask import Flask
 from gunicorn import util
+from gunicorn.workers.gthread import ThreadWorker
 from gunicorn.workers.sync import SyncWorker
 
 from service.auth import expire_keys
@@ -59,29 +59,42 @@ def write_problem(sock: socket.socket, status_int: int, reason: str, mesg: str) 
     util.write_nonblock(sock, problem_bytes(int(status_int), str(reason), str(mesg)))
 
 
-class ProblemSyncWorker(SyncWorker):  # type: ignore[misc]  # gunicorn is untyped
-    """gunicorn's sync worker, its own error answers written as problems; SIGHUP re-reads the API key file.
+class _ProblemAnswers:
+    """What both worker classes add to gunicorn's: its own error answers written as problems, SIGHUP re-reads
+    the API key file.
 
     (SIGHUP to the master makes gunicorn start fresh workers, which read the key file as they start; SIGHUP to a
     worker, which gunicorn would let kill it, has it re-read the key file at its next request instead.)
     """
 
+    def init_process(self) -> None:
+        """Write gunicorn's error answers as problems in this worker process, then run gunicorn's worker.
+
+        gunicorn's ``Worker.handle_error`` (status, reason, log lines) is the only caller of
+        :func:`gunicorn.util.write_error`, so the writer is replaced for the whole worker process, once, before
+        any request (or request thread) exists: nothing is swapped per request, which threads could race on."""
+        util.write_error = write_problem
+        super().init_process()  # type: ignore[misc]  # gunicorn is untyped; runs the worker until it exits
+
     def init_signals(self) -> None:
         """gunicorn's worker signals, and SIGHUP: re-read the key file at the next request."""
-        super().init_signals()
+        super().init_signals()  # type: ignore[misc]
         signal.signal(signal.SIGHUP, self._reread_keys)
         signal.siginterrupt(signal.SIGHUP, False)
 
     def _reread_keys(self, _signum: int, _frame: Any) -> None:
         app = getattr(self, "wsgi", None)
         if isinstance(app, Flask):
-            expire_keys(app)
+            expire_keys(app)  # sets two attributes; the next request of any thread re-reads the file
 
-    def handle_error(self, req: Any, client: Any, addr: Any, exc: BaseException) -> None:
-        """gunicorn's handling (status, reason, log lines), written by :func:`write_problem`."""
-        html_writer = util.write_error
-        util.write_error = write_problem
-        try:
-            super().handle_error(req, client, addr, exc)
-        finally:
-            util.write_error = html_writer
+
+class ProblemSyncWorker(_ProblemAnswers, SyncWorker):  # type: ignore[misc]  # gunicorn is untyped
+    """gunicorn's sync worker (one request at a time per process), its errors as problems."""
+
+
+class ProblemThreadWorker(_ProblemAnswers, ThreadWorker):  # type: ignore[misc]  # gunicorn is untyped
+    """gunicorn's threaded worker (``gthread``: ``threads`` requests at a time per process), its errors as problems.
+
+    Everything a request touches is safe to share between its threads: the decision store keeps one connection
+    per thread and commits through one writer per process (:mod:`service.records.group`); metrics, the shadow
+    queue, the key file's reload and the serving watcher take locks where they update shared state."""

@@ -1,5 +1,8 @@
 """Prometheus metrics of one app instance, in a registry of their own (never module globals).
 
+The prometheus_client metrics are safe to update from several threads (they lock), and the busy-time
+accounting takes a lock of its own, so request threads of a gthread worker share one instance.
+
 Under gunicorn each worker is a process, so when ``PROMETHEUS_MULTIPROC_DIR`` is set (the production
 gunicorn config sets it) metrics are written to that folder and the exposition aggregates every worker.
 """
@@ -7,6 +10,9 @@ gunicorn config sets it) metrics are written to that folder and the exposition a
 from __future__ import annotations
 
 import os
+import threading
+import time
+from collections.abc import Callable
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -20,7 +26,7 @@ LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0,
 class Metrics:
     """Request counts and latencies by route, decisions by outcome and band, reason codes given."""
 
-    def __init__(self) -> None:
+    def __init__(self, clock: Callable[[], float] = time.perf_counter) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.requests = Counter(
             "credit_decision_http_requests",
@@ -74,8 +80,38 @@ class Metrics:
             registry=self.registry,
         )
 
-        #: seconds this process has spent answering requests (the shadow's CPU budget reads it: busy or not)
-        self.busy_seconds = 0.0
+        # Wall time during which at least one request was in progress in this process (the shadow's CPU budget
+        # reads it: busy or not). With several request threads, overlapping requests count once, so it never
+        # runs ahead of the clock; a lock keeps the count exact between threads.
+        self._busy_lock = threading.Lock()
+        self._in_flight = 0
+        self._busy_since = 0.0
+        self._busy_total = 0.0
+        self._clock = clock
+
+    # ---- requests in progress ----------------------------------------------------------------------
+    def request_started(self) -> None:
+        """A request of this process started (any thread)."""
+        with self._busy_lock:
+            if self._in_flight == 0:
+                self._busy_since = self._clock()
+            self._in_flight += 1
+
+    def request_finished(self) -> None:
+        """A request started with :meth:`request_started` finished."""
+        with self._busy_lock:
+            if self._in_flight == 0:
+                return
+            self._in_flight -= 1
+            if self._in_flight == 0:
+                self._busy_total += self._clock() - self._busy_since
+
+    @property
+    def busy_seconds(self) -> float:
+        """Seconds of wall time this process spent with at least one request in progress, up to now."""
+        with self._busy_lock:
+            running = self._clock() - self._busy_since if self._in_flight else 0.0
+            return self._busy_total + running
 
     # ---- hooks of the decision service, the shadow runner and the serving watcher ------------------
     def shadowed(self, kind: str, n: int) -> None:

@@ -3,8 +3,10 @@
 After the champion's decision is committed, :meth:`ShadowRunner.submit` puts the request (with the shadow
 models this worker serves at that moment) on a bounded queue and returns at once; a background thread gathers
 what queues up for a moment (``linger``), decides it with each shadow in one batch (one ONNX run and one
-attribution pass per shadow) and records every shadow decision in one transaction of the decision store (one
-commit for the batch), linked to the champion's decision id and chained like every record. The champion's response and
+attribution pass per shadow) and records every shadow decision in one transaction of the decision store, linked
+to the champion's decision id and chained like every record: through the store's group writer
+(:mod:`service.records.group`), so they ride in the transaction of the decisions being committed at that moment
+rather than taking the chain lock for a commit of their own. The champion's response and
 latency never wait for a shadow: when the queue is full the request is not shadowed and the skip is counted
 (``credit_decision_shadow_skipped_total``); a shadow that fails is counted and logged, never raised.
 
@@ -290,7 +292,7 @@ class ShadowRunner:
         if not records:
             return
         try:
-            self.store.save_shadows(records)
+            self.store.save_shadows_grouped(records)
         except (CreditDecisionError, ValueError) as exc:
             log.error("recording %d shadow decision(s) failed: %s", len(records), exc)
             for kind in {r.kind for r in records}:

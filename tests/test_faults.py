@@ -198,15 +198,17 @@ def _key_file(folder: Path) -> tuple[str, Path]:
 def test_sqlite_page_limit_full_answers_503_writes_nothing_and_recovers(
     api_make_app: Callable[..., Any], scorer_headers: dict[str, str], example_application: dict[str, Any]
 ) -> None:
-    """The database reaches its size limit (``PRAGMA max_page_count`` on the store's connection): 503 store-full,
+    """The database reaches its size limit (``PRAGMA max_page_count`` on the store's connections): 503 store-full,
     no half-written record, the chain verifies; raising the limit brings decisions back without a restart."""
     app = api_make_app()
     client = app.test_client()
     store = get_state(app).require_store()
     assert client.post("/v1/decisions", json=example_application, headers=scorer_headers).status_code == 201
-    conn: sqlite3.Connection = store._connection()  # type: ignore[attr-defined]  # this thread's, as requests use
-    pages = conn.execute("PRAGMA page_count").fetchone()[0]
-    conn.execute(f"PRAGMA max_page_count = {pages + 2}")
+    # every connection of the store: decisions are committed by its group writer's thread, on that thread's one
+    connections: list[sqlite3.Connection] = list(store._connections)  # type: ignore[attr-defined]
+    pages = connections[0].execute("PRAGMA page_count").fetchone()[0]
+    for conn in connections:
+        conn.execute(f"PRAGMA max_page_count = {pages + 2}")
     statuses = []
     for index in range(200):
         body = {**example_application, "application_id": f"FULL-{index}"}
@@ -223,7 +225,8 @@ def test_sqlite_page_limit_full_answers_503_writes_nothing_and_recovers(
     assert client.post("/v1/decisions", json=example_application, headers=scorer_headers).status_code == 503
     assert store.count() == accepted
     # space returns: the same worker decides again, on the chain it left
-    conn.execute("PRAGMA max_page_count = 1073741823")
+    for conn in connections:
+        conn.execute("PRAGMA max_page_count = 1073741823")
     assert client.post("/v1/decisions", json=example_application, headers=scorer_headers).status_code == 201
     assert store.count() == accepted + 1 and store.verify_chain().ok
 

@@ -76,6 +76,8 @@ def blueprint() -> Blueprint:
 
 def _start_timer() -> None:
     g.credit_decision_started = time.perf_counter()
+    get_state().metrics.request_started()
+    g.credit_decision_in_flight = True
 
 
 class _RequestSeries:
@@ -97,16 +99,20 @@ class _RequestSeries:
             self._counted[(request.method, route, status)] = counted
         counted.inc()
         if started is not None:
-            elapsed = time.perf_counter() - started
             timed = self._timed.get((request.method, route))
             if timed is None:
                 timed = self._timed[(request.method, route)] = metrics.latency.labels(request.method, route)
-            timed.observe(elapsed)
-            metrics.busy_seconds += elapsed
+            timed.observe(time.perf_counter() - started)
         return response
+
+
+def _finished(_exc: BaseException | None) -> None:
+    if g.pop("credit_decision_in_flight", False):  # teardown runs whatever happened to the request
+        get_state().metrics.request_finished()
 
 
 def init_app(app: Flask) -> None:
     """Time and count every request."""
     app.before_request(_start_timer)
     app.after_request(_RequestSeries())
+    app.teardown_request(_finished)

@@ -28,8 +28,8 @@ Hash chain
     also carry ``"entry": "event"`` / ``"entry": "shadow"``, so no entry can verify as another kind;
     decision records carry no ``entry`` key (their content is exactly what it was before the chain held other
     entries, so older chains verify unchanged). A one-row chain-head table holds the last ``seq`` and
-    ``record_hash``; every append of any kind locks it, reads it, inserts the entry (or, for a batch of
-    shadows, the entries) and updates it in one transaction (SQLite: ``BEGIN IMMEDIATE`` takes the database
+    ``record_hash``; every append of any kind locks it, reads it, inserts the entry (or, for a group commit
+    of decisions and a batch of shadows, the entries) and updates it in one transaction (SQLite: ``BEGIN IMMEDIATE`` takes the database
     write lock; PostgreSQL: a per-schema ``pg_advisory_xact_lock`` queues appenders, then ``SELECT ... FOR
     UPDATE`` on the head row). So appends from any number of workers and replicas form one total order, with
     no gaps and no forks, and :meth:`DecisionStore.verify_chain` is a single pass over the three tables merged
@@ -47,6 +47,13 @@ Retention
 
 Durability (a record is committed before :meth:`DecisionStore.save` returns; on any failure ``save``
 raises :class:`StoreUnavailable` and the API answers 503 — a record is never silently dropped)
+    - Group commit: :meth:`DecisionStore.save_many` appends many records in ONE transaction (one chain lock, one
+      head update, one durable COMMIT), each with its own outcome (stored, or the IdempotencyConflict /
+      DuplicateDecisionId it alone failed with; a store failure raises and writes none of them).
+      :meth:`DecisionStore.save_grouped`, what the decision service calls, hands the record to the process's one
+      writer thread (:mod:`service.records.group`), which commits every record waiting at that moment with
+      ``save_many`` and only then wakes each request with its own result: same guarantees as ``save``, one fsync
+      for many concurrent requests.
     - Shadow decisions (``save_shadows``) are the one exception: their commit does not wait for its own flush
       (SQLite ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off`` for that transaction). No one is
       answered with them, and the log is sequential: the next decision's commit makes them durable with it, in
@@ -54,6 +61,8 @@ raises :class:`StoreUnavailable` and the API answers 503 — a record is never s
     - SQLite: WAL journal with ``synchronous=FULL``: the WAL is fsynced at every commit, so a committed
       decision survives a crash of the process (e.g. a SIGKILLed worker) and of the operating system or
       power, provided the disk honours fsync. Writers wait up to ``busy_timeout`` (30 s) for each other.
+      Checkpoints (WAL into the database file) run in a background thread, never in a request's commit
+      (:class:`service.records.sqlite.WalCheckpointer`).
     - PostgreSQL: the commit is as durable as the server makes it: with the defaults ``fsync=on`` and
       ``synchronous_commit=on`` it survives a server crash and power loss; with synchronous replication
       it also survives losing the primary. If the connection drops during COMMIT the outcome is unknown;
@@ -135,6 +144,15 @@ class DecisionStore(Protocol):
         """Append durably (committed before returning); same idempotency key and body returns the original."""
         ...
 
+    def save_grouped(self, record: DecisionRecord) -> StoredRecord:
+        """:meth:`save`, sharing one transaction and one durable commit with what other threads save meanwhile."""
+        ...
+
+    def save_many(self, records: Sequence[DecisionRecord]) -> list[StoredRecord | Exception]:
+        """Append records in ONE transaction; each result is the stored record or the error it alone failed with;
+        a store failure raises StoreUnavailable and writes nothing."""
+        ...
+
     def get(self, decision_id: str) -> StoredRecord | None:
         """The record of a decision, or None."""
         ...
@@ -206,6 +224,10 @@ class DecisionStore(Protocol):
     def save_shadows(self, records: Sequence[ShadowRecord]) -> list[StoredShadow]:
         """Append shadow decisions in one transaction; an already stored (decision_id, kind) returns the stored one;
         a batch naming an unknown decision raises UnknownShadowedDecisions and writes nothing."""
+        ...
+
+    def save_shadows_grouped(self, records: Sequence[ShadowRecord]) -> list[StoredShadow]:
+        """:meth:`save_shadows` in the transaction of the process's group writer (with the decisions committing)."""
         ...
 
     def shadows_for(self, decision_ids: Sequence[str], kind: str | None = None) -> dict[str, list[StoredShadow]]:

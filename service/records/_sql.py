@@ -31,6 +31,7 @@ from service.errors import (
     UnknownShadowedDecisions,
 )
 from service.records.chain import ChainAnchor, ChainLink, ChainReport, ChainScan, PurgeReport, analyse_chain
+from service.records.group import GroupCommitter
 from service.records.model import (
     ENTRY_DECISION,
     ENTRY_EVENT,
@@ -265,6 +266,7 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
         # finalised (and so never closed under the parent's feet) in the child.
         self._inherited: list[ConnT] = []
         self._closed = False
+        self._group = GroupCommitter(self.append_group)
 
     # --- backend hooks -------------------------------------------------------------------------------------
 
@@ -451,6 +453,7 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
     def close(self) -> None:
         """Close every connection this process opened; the store cannot be used afterwards."""
         self._closed = True
+        self._group.close()
         self.release()
 
     # --- rows ----------------------------------------------------------------------------------------------
@@ -561,52 +564,175 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
 
     def save(self, record: DecisionRecord) -> StoredRecord:
         """Append a record to the chain and commit durably before returning (idempotent by key)."""
-        payload_text = canonical_json(record.payload)
-        content = canonical_content(record, payload_text)
-        with self._transaction("write") as tx:
-            head = self._lock_chain(tx)
-            # Checked under the append lock, so two retries racing with one key cannot both insert.
-            # Two index lookups, never an OR: with planner statistics (ANALYZE) SQLite turns the OR of a unique
-            # column and a mostly-NULL one into a scan of the whole table (benchmarks/scale.py found it).
-            rows = tx.rows(
-                f"{_select('WHERE decision_id = ?')} UNION ALL {_select('WHERE idempotency_key = ?')}",
-                (record.decision_id, record.idempotency_key),
-            )
-            same_key = [r for r in rows if record.idempotency_key is not None and r[4] == record.idempotency_key]
-            if same_key:
-                existing = self._stored_of(same_key[0])
-                if existing.record.request_hash != record.request_hash:
-                    raise IdempotencyConflict("idempotency key already used with a different request body")
-                return existing
-            if rows:
-                existing = self._stored_of(rows[0])
-                if canonical_content(existing.record) == content:
-                    return existing
-                raise DuplicateDecisionId(f"decision_id {record.decision_id} is already stored with other content")
-            seq, prev_hash = int(head[0]) + 1, str(head[1])
-            record_hash = chain_hash(prev_hash, record, content)
-            tx.run(
-                _INSERT_RECORD,
-                (
-                    seq,
-                    record.decision_id,
-                    record.application_id,
-                    self._encode_time(record.created_at),
-                    record.idempotency_key,
-                    record.request_hash,
-                    record.decision,
-                    record.risk_band,
-                    record.score,
-                    record.model_name,
-                    record.model_version,
-                    self._encode_codes(record.reason_codes),
-                    payload_text,
-                    prev_hash,
-                    record_hash,
-                ),
-            )
-            self._insert_report_row(tx, seq, record)
-            self._move_head(tx, seq, record_hash)
+        [result] = self.save_many([record])
+        if isinstance(result, Exception):
+            raise result
+        return result
+
+    def save_grouped(self, record: DecisionRecord) -> StoredRecord:
+        """:meth:`save` through this process's group writer (:mod:`service.records.group`): the record shares one
+        transaction and one durable commit with the records other threads save at the same time; same guarantees."""
+        return self._group.save(record)
+
+    def save_many(self, records: Sequence[DecisionRecord]) -> list[StoredRecord | Exception]:
+        """Append records to the chain in ONE transaction (one chain lock, one durable commit), in order.
+
+        Each result is the stored record or the error that record alone failed with: IdempotencyConflict (its key
+        is stored, or earlier in the batch, with another body), DuplicateDecisionId, or ValueError (a payload that
+        is not JSON-ready); a record whose key is stored (or earlier in the batch) with the same body gets that
+        stored record, as :meth:`save` does. A failure of the store itself raises StoreUnavailable and nothing of
+        the batch is written: every result is committed once this returns."""
+        return self.append_group(records, [])[0]
+
+    def append_group(
+        self, records: Sequence[DecisionRecord], shadow_batches: Sequence[Sequence[ShadowRecord]]
+    ) -> tuple[list[StoredRecord | Exception], list[list[StoredShadow] | Exception]]:
+        """Append decision records (as :meth:`save_many`) and then batches of shadow decisions (each as
+        :meth:`save_shadows`) in ONE transaction; the results of each record and of each shadow batch, in order.
+
+        A shadow batch that fails (UnknownShadowedDecisions, DuplicateEntryId, ValueError) writes nothing of itself
+        and fails alone (a savepoint); the commit waits for its flush to disk when it holds a decision record, and
+        does not (``write_deferred``) when it holds shadows only. A failure of the store raises StoreUnavailable and
+        writes nothing."""
+        record_results: list[StoredRecord | Exception | None] = [None] * len(records)
+        prepared: list[tuple[int, DecisionRecord, str, str]] = []
+        for i, record in enumerate(records):
+            try:
+                payload_text = canonical_json(record.payload)
+            except ValueError as exc:  # not JSON-ready: this record fails alone, nothing locked for it
+                record_results[i] = exc
+                continue
+            prepared.append((i, record, payload_text, canonical_content(record, payload_text)))
+        shadow_results: list[list[StoredShadow] | Exception] = []
+        shadows_prepared: list[tuple[int, Sequence[ShadowRecord], list[str]]] = []
+        for b, batch in enumerate(shadow_batches):
+            try:
+                shadows_prepared.append((b, batch, [canonical_json(record.payload) for record in batch]))
+                shadow_results.append([])
+            except ValueError as exc:
+                shadow_results.append(exc)
+        shadows_prepared = [item for item in shadows_prepared if item[1]]
+        if prepared or shadows_prepared:
+            # Shadows alone never wait for their own flush to disk: they are never answered to anyone, and the next
+            # decision's commit (which does wait) makes them durable with it, in chain order. A power cut can lose
+            # only the shadows recorded after the last decision, never a decision and never the chain's integrity.
+            with self._transaction("write" if prepared else "write_deferred") as tx:
+                head = self._lock_chain(tx)
+                seq, prev_hash = int(head[0]), str(head[1])
+                if prepared:
+                    seq, prev_hash = self._append_records(tx, seq, prev_hash, prepared, record_results)
+                alone = not prepared and len(shadows_prepared) == 1  # its failure rolls the transaction back
+                for b, batch, payloads in shadows_prepared:
+                    if not alone:
+                        tx.run("SAVEPOINT shadows")
+                    try:
+                        out, seq, prev_hash = self._append_shadows(tx, seq, prev_hash, batch, payloads)
+                    except (UnknownShadowedDecisions, DuplicateEntryId) as exc:
+                        if alone:
+                            raise
+                        tx.run("ROLLBACK TO SAVEPOINT shadows")
+                        shadow_results[b] = exc
+                    else:
+                        shadow_results[b] = out
+                    if not alone:
+                        tx.run("RELEASE SAVEPOINT shadows")
+                if seq != int(head[0]):
+                    self._move_head(tx, seq, prev_hash)
+        return [r for r in record_results if r is not None], shadow_results
+
+    def _append_records(
+        self,
+        tx: Transaction,
+        seq: int,
+        prev_hash: str,
+        prepared: Sequence[tuple[int, DecisionRecord, str, str]],
+        results: list[StoredRecord | Exception | None],
+    ) -> tuple[int, str]:
+        """Insert the prepared decision records after (seq, prev_hash), each one's outcome into ``results``; the new
+        (seq, prev_hash) of the chain (the caller holds the chain lock and moves the head)."""
+        by_id, by_key = self._stored_by_id_and_key(tx, [item[1] for item in prepared])
+        for i, record, payload_text, content in prepared:
+            key = record.idempotency_key
+            same_key = by_key.get(key) if key is not None else None
+            if same_key is not None:
+                if same_key.record.request_hash != record.request_hash:
+                    results[i] = IdempotencyConflict("idempotency key already used with a different request body")
+                else:
+                    results[i] = same_key
+                continue
+            same_id = by_id.get(record.decision_id)
+            if same_id is not None:
+                if canonical_content(same_id.record) == content:
+                    results[i] = same_id
+                else:
+                    results[i] = DuplicateDecisionId(
+                        f"decision_id {record.decision_id} is already stored with other content"
+                    )
+                continue
+            seq += 1
+            stored = self._insert_record(tx, seq, prev_hash, record, payload_text, content)
+            by_id[record.decision_id] = stored
+            if key is not None:
+                by_key[key] = stored
+            results[i] = stored
+            prev_hash = stored.record_hash
+        return seq, prev_hash
+
+    def _stored_by_id_and_key(
+        self, tx: Transaction, records: Sequence[DecisionRecord]
+    ) -> tuple[dict[str, StoredRecord], dict[str, StoredRecord]]:
+        """The stored records sharing a decision_id or an idempotency key with ``records``, by id and by key.
+
+        Read under the append lock, so two retries racing with one key cannot both insert. Two index lookups,
+        never an OR: with planner statistics (ANALYZE) SQLite turns the OR of a unique column and a mostly-NULL
+        one into a scan of the whole table (benchmarks/scale.py found it)."""
+        ids = sorted({record.decision_id for record in records})
+        keys = sorted({record.idempotency_key for record in records if record.idempotency_key is not None})
+        selects = [
+            (_select(f"WHERE {column} IN ({', '.join('?' * len(chunk))})"), chunk)
+            for column, values in (("decision_id", ids), ("idempotency_key", keys))
+            for chunk in _chunks(values)
+        ]
+        rows: list[Row] = []
+        for start in range(0, len(selects), 2):  # two at a time: one round trip for a batch of up to 500
+            pair = selects[start : start + 2]
+            rows.extend(tx.rows(" UNION ALL ".join(sql for sql, _ in pair), [v for _, chunk in pair for v in chunk]))
+        by_id: dict[str, StoredRecord] = {}
+        by_key: dict[str, StoredRecord] = {}
+        for row in rows:
+            stored = self._stored_of(row)
+            by_id[stored.record.decision_id] = stored
+            if stored.record.idempotency_key is not None:
+                by_key[stored.record.idempotency_key] = stored
+        return by_id, by_key
+
+    def _insert_record(
+        self, tx: Transaction, seq: int, prev_hash: str, record: DecisionRecord, payload_text: str, content: str
+    ) -> StoredRecord:
+        """Insert one decision record at ``seq`` after ``prev_hash`` (the caller holds the chain lock and moves the
+        head); the stored record as it reads back."""
+        record_hash = chain_hash(prev_hash, record, content)
+        tx.run(
+            _INSERT_RECORD,
+            (
+                seq,
+                record.decision_id,
+                record.application_id,
+                self._encode_time(record.created_at),
+                record.idempotency_key,
+                record.request_hash,
+                record.decision,
+                record.risk_band,
+                record.score,
+                record.model_name,
+                record.model_version,
+                self._encode_codes(record.reason_codes),
+                payload_text,
+                prev_hash,
+                record_hash,
+            ),
+        )
+        self._insert_report_row(tx, seq, record)
         stored = dataclasses.replace(record, payload=json.loads(payload_text))
         return StoredRecord(seq=seq, record=stored, prev_hash=prev_hash, record_hash=record_hash)
 
@@ -825,79 +951,83 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
     # --- shadow decisions ----------------------------------------------------------------------------------
 
     def save_shadows(self, records: Sequence[ShadowRecord]) -> list[StoredShadow]:
-        """Append a batch of shadow decisions in ONE transaction (one chain lock, one durable commit).
+        """Append a batch of shadow decisions in ONE transaction (one chain lock, one commit not waiting for its flush).
 
         Returns the stored shadow of each record, in order. A record whose (decision_id, kind) is already stored
         (or earlier in the batch) is skipped and the stored one returned. If any record names a decision the store
         does not hold, :class:`UnknownShadowedDecisions` is raised and nothing of the batch is written; a shadow_id
         already held by another (decision_id, kind) raises :class:`DuplicateEntryId`, likewise writing nothing."""
-        if not records:
-            return []
-        payloads = [canonical_json(record.payload) for record in records]  # not JSON-ready: ValueError, nothing locked
-        contents = [canonical_content(record, text) for record, text in zip(records, payloads, strict=True)]
+        [result] = self.append_group([], [records])[1]
+        if isinstance(result, Exception):
+            raise result
+        return result
 
+    def save_shadows_grouped(self, records: Sequence[ShadowRecord]) -> list[StoredShadow]:
+        """:meth:`save_shadows` through this process's group writer: the shadows ride in the transaction of the
+        decisions being committed at that moment instead of taking the chain lock for a commit of their own."""
+        return self._group.save_shadows(records)
+
+    def _append_shadows(
+        self, tx: Transaction, seq: int, prev_hash: str, records: Sequence[ShadowRecord], payloads: Sequence[str]
+    ) -> tuple[list[StoredShadow], int, str]:
+        """Insert a batch of shadows after (seq, prev_hash) (the caller holds the chain lock and moves the head);
+        the stored shadows and the chain's new (seq, prev_hash). Raises before or after inserting some of them:
+        the caller rolls the batch back."""
+        contents = [canonical_content(record, text) for record, text in zip(records, payloads, strict=True)]
         decision_ids = sorted({record.decision_id for record in records})
         shadow_ids = sorted({record.shadow_id for record in records})
         out: list[StoredShadow] = []
-        # Shadows never wait for their own flush to disk: they are never answered to anyone, and the next decision's
-        # commit (which does wait) makes them durable with it, in chain order. A power cut can lose only the shadows
-        # recorded after the last decision, never a decision and never the chain's integrity.
-        with self._transaction("write_deferred") as tx:
-            head = self._lock_chain(tx)
-            missing = sorted(set(decision_ids) - existing_decisions(tx, decision_ids))
-            if missing:
-                raise UnknownShadowedDecisions(missing)
-            by_twin: dict[tuple[str, str], StoredShadow] = {}
-            for chunk in _chunks(decision_ids):
-                marks = ", ".join("?" * len(chunk))
-                for row in tx.rows(_select_shadows(f"WHERE decision_id IN ({marks})"), chunk):
-                    stored = self._stored_shadow_of(row)
-                    by_twin[(stored.record.decision_id, stored.record.kind)] = stored
-            taken: dict[str, tuple[str, str]] = {}
-            for chunk in _chunks(shadow_ids):
-                marks = ", ".join("?" * len(chunk))
-                sql = f"SELECT shadow_id, decision_id, kind FROM shadow_decisions WHERE shadow_id IN ({marks})"  # noqa: S608
-                taken.update((str(r[0]), (str(r[1]), str(r[2]))) for r in tx.rows(sql, chunk))
-            seq, prev_hash = int(head[0]), str(head[1])
-            for record, payload_text, content in zip(records, payloads, contents, strict=True):
-                twin = (record.decision_id, record.kind)
-                if twin in by_twin:
-                    out.append(by_twin[twin])
-                    continue
-                if record.shadow_id in taken:
-                    raise DuplicateEntryId(f"shadow_id {record.shadow_id} is already stored for another decision/kind")
-                seq += 1
-                record_hash = chain_hash(prev_hash, record, content)
-                tx.run(
-                    _INSERT_SHADOW,
-                    (
-                        seq,
-                        record.shadow_id,
-                        record.decision_id,
-                        self._encode_time(record.created_at),
-                        record.kind,
-                        record.model_name,
-                        record.model_version,
-                        record.policy_version,
-                        record.catalog_version,
-                        record.decision,
-                        record.risk_band,
-                        record.score,
-                        self._encode_codes(record.reason_codes),
-                        payload_text,
-                        prev_hash,
-                        record_hash,
-                    ),
-                )
-                # the record as given (its payload is JSON-ready; the background writer does not read it back)
-                stored = StoredShadow(seq=seq, record=record, prev_hash=prev_hash, record_hash=record_hash)
-                by_twin[twin] = stored
-                taken[record.shadow_id] = twin
-                out.append(stored)
-                prev_hash = record_hash
-            if seq != int(head[0]):
-                self._move_head(tx, seq, prev_hash)
-        return out
+        missing = sorted(set(decision_ids) - existing_decisions(tx, decision_ids))
+        if missing:
+            raise UnknownShadowedDecisions(missing)
+        by_twin: dict[tuple[str, str], StoredShadow] = {}
+        for chunk in _chunks(decision_ids):
+            marks = ", ".join("?" * len(chunk))
+            for row in tx.rows(_select_shadows(f"WHERE decision_id IN ({marks})"), chunk):
+                stored = self._stored_shadow_of(row)
+                by_twin[(stored.record.decision_id, stored.record.kind)] = stored
+        taken: dict[str, tuple[str, str]] = {}
+        for chunk in _chunks(shadow_ids):
+            marks = ", ".join("?" * len(chunk))
+            sql = f"SELECT shadow_id, decision_id, kind FROM shadow_decisions WHERE shadow_id IN ({marks})"  # noqa: S608
+            taken.update((str(r[0]), (str(r[1]), str(r[2]))) for r in tx.rows(sql, chunk))
+        for record, payload_text, content in zip(records, payloads, contents, strict=True):
+            twin = (record.decision_id, record.kind)
+            if twin in by_twin:
+                out.append(by_twin[twin])
+                continue
+            if record.shadow_id in taken:
+                raise DuplicateEntryId(f"shadow_id {record.shadow_id} is already stored for another decision/kind")
+            seq += 1
+            record_hash = chain_hash(prev_hash, record, content)
+            tx.run(
+                _INSERT_SHADOW,
+                (
+                    seq,
+                    record.shadow_id,
+                    record.decision_id,
+                    self._encode_time(record.created_at),
+                    record.kind,
+                    record.model_name,
+                    record.model_version,
+                    record.policy_version,
+                    record.catalog_version,
+                    record.decision,
+                    record.risk_band,
+                    record.score,
+                    self._encode_codes(record.reason_codes),
+                    payload_text,
+                    prev_hash,
+                    record_hash,
+                ),
+            )
+            # the record as given (its payload is JSON-ready; the background writer does not read it back)
+            stored = StoredShadow(seq=seq, record=record, prev_hash=prev_hash, record_hash=record_hash)
+            by_twin[twin] = stored
+            taken[record.shadow_id] = twin
+            out.append(stored)
+            prev_hash = record_hash
+        return out, seq, prev_hash
 
     def shadows_for(self, decision_ids: Sequence[str], kind: str | None = None) -> dict[str, list[StoredShadow]]:
         """The shadows of these decisions (of one kind, or all), by decision_id, each list in seq order (one read).

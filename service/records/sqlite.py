@@ -1,11 +1,24 @@
-"""SQLite backend: one database file in WAL mode, appends serialised by flock(2) and ``BEGIN IMMEDIATE``."""
+"""SQLite backend: one database file in WAL mode, appends serialised by flock(2) and ``BEGIN IMMEDIATE``.
+
+WAL checkpoints (copying committed pages from the ``-wal`` file into the database file, then reusing or truncating
+the WAL) never run on a request's connection: every connection is opened with ``wal_autocheckpoint=0`` (SQLite
+would otherwise have the commit that passes 1000 WAL pages checkpoint the whole log, fsyncs included, before its
+request is answered). A background thread of each process that writes, :class:`WalCheckpointer`, checkpoints
+instead: ``PASSIVE`` every ``checkpoint_seconds`` (it copies what no reader still needs and never waits for, or
+blocks, anyone), and ``TRUNCATE`` (the log back to zero bytes) when the store has been idle since the last round
+and everything was copied, or when the WAL has grown past ``WAL_TRUNCATE_BYTES`` whatever the load. A truncation
+holds the append lock (appenders queue on flock meanwhile, as behind any append) and waits at most
+``TRUNCATE_WAIT_SECONDS`` for readers; if they do not let it, it is tried again at the next round.
+"""
 
 from __future__ import annotations
 
 import fcntl
 import json
+import logging
 import os
 import sqlite3
+import threading
 import time
 from collections.abc import Sequence
 from datetime import datetime
@@ -19,6 +32,14 @@ from service.records.model import format_timestamp, parse_timestamp
 
 #: How long a writer waits for another process's append before failing with StoreBusy.
 BUSY_TIMEOUT_SECONDS = 30.0
+#: How often the background checkpointer copies the WAL into the database (PASSIVE).
+CHECKPOINT_SECONDS = 0.5
+#: A WAL larger than this is truncated even under load.
+WAL_TRUNCATE_BYTES = 64 * 1024 * 1024
+#: The longest a truncating checkpoint waits for readers (while appenders wait for it).
+TRUNCATE_WAIT_SECONDS = 0.05
+
+log = logging.getLogger(__name__)
 
 
 class _SqliteTransaction(Transaction):
@@ -50,10 +71,18 @@ class SqliteDecisionStore(SqlDecisionStore[sqlite3.Connection]):
     backend = "sqlite"
     reason_code_sql = "EXISTS (SELECT 1 FROM json_each(decision_records.reason_codes) WHERE json_each.value = ?)"
 
-    def __init__(self, path: str | Path, busy_timeout: float = BUSY_TIMEOUT_SECONDS) -> None:
+    def __init__(
+        self,
+        path: str | Path,
+        busy_timeout: float = BUSY_TIMEOUT_SECONDS,
+        checkpoint_seconds: float | None = CHECKPOINT_SECONDS,
+    ) -> None:
+        """``checkpoint_seconds``: the background checkpointer's round (None: no checkpointer; the owner calls
+        :meth:`checkpoint`)."""
         super().__init__()
         self.path = Path(path)
         self.busy_timeout = busy_timeout
+        self.checkpointer: WalCheckpointer | None = None  # none while migrating: nothing runs across a fork
         # One lock-file descriptor per connection (so per thread and process): appenders queue on flock(2),
         # which the kernel hands over the moment it is released, instead of on SQLite's busy handler, which
         # polls with sleeps of up to 100 ms. The lock dies with its process, so a killed worker never holds it.
@@ -65,8 +94,10 @@ class SqliteDecisionStore(SqlDecisionStore[sqlite3.Connection]):
         create_private(self.path)
         self.migrate()
         # Keep no connection open after construction, so a store built before gunicorn forks its workers
-        # carries nothing across the fork.
+        # carries nothing across the fork; the checkpointer starts with the first append.
         self.release()
+        if checkpoint_seconds is not None:
+            self.checkpointer = WalCheckpointer(self, checkpoint_seconds)
 
     def _connect(self) -> sqlite3.Connection:
         conn = sqlite3.connect(self.path, timeout=self.busy_timeout, isolation_level=None, check_same_thread=False)
@@ -76,6 +107,7 @@ class SqliteDecisionStore(SqlDecisionStore[sqlite3.Connection]):
                 raise sqlite3.OperationalError(f"cannot switch {self.path} to WAL mode (got {mode})")
             conn.execute("PRAGMA synchronous=FULL")
             conn.execute(f"PRAGMA busy_timeout={int(self.busy_timeout * 1000)}")
+            conn.execute("PRAGMA wal_autocheckpoint=0")  # never on a request: the WalCheckpointer's thread does it
             self._lock_fds[id(conn)] = os.open(self._lock_path, os.O_RDWR | os.O_CREAT, 0o600)
         except BaseException:
             conn.close()
@@ -103,6 +135,8 @@ class SqliteDecisionStore(SqlDecisionStore[sqlite3.Connection]):
         if mode not in ("write", "write_deferred"):
             conn.execute("BEGIN")
             return _SqliteTransaction(conn)
+        if self.checkpointer is not None:
+            self.checkpointer.ensure_running()
         if mode == "write_deferred":  # the WAL is not fsynced at this commit (set outside the transaction)
             conn.execute("PRAGMA synchronous=NORMAL")
             self._deferred.add(id(conn))
@@ -137,6 +171,34 @@ class SqliteDecisionStore(SqlDecisionStore[sqlite3.Connection]):
         except sqlite3.Error:
             conn.close()
             raise
+
+    def checkpoint(self, truncate: bool = False) -> tuple[int, int, int]:
+        """Checkpoint the WAL now, on a connection of its own: PASSIVE, or TRUNCATE holding the append lock (waiting
+        at most TRUNCATE_WAIT_SECONDS for readers). Returns SQLite's (busy, WAL frames, frames checkpointed)."""
+        conn = self._connect()
+        try:
+            return self._checkpoint_on(conn, truncate)
+        finally:
+            self._close_connection(conn)
+
+    def _checkpoint_on(self, conn: sqlite3.Connection, truncate: bool) -> tuple[int, int, int]:
+        if not truncate:
+            row = conn.execute("PRAGMA wal_checkpoint(PASSIVE)").fetchone()
+            return int(row[0]), int(row[1]), int(row[2])
+        fd = self._lock_fds[id(conn)]
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        try:
+            conn.execute(f"PRAGMA busy_timeout={int(TRUNCATE_WAIT_SECONDS * 1000)}")
+            row = conn.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+        return int(row[0]), int(row[1]), int(row[2])
+
+    def close(self) -> None:
+        """Stop the checkpointer, then close every connection (the last one checkpoints what is left)."""
+        if self.checkpointer is not None:
+            self.checkpointer.stop()
+        super().close()
 
     def _is_database_error(self, exc: BaseException) -> bool:
         return isinstance(exc, sqlite3.Error)
@@ -180,3 +242,82 @@ class SqliteDecisionStore(SqlDecisionStore[sqlite3.Connection]):
         if not isinstance(codes, list):
             raise ValueError("reason_codes is not a JSON array")
         return tuple(codes)
+
+
+class WalCheckpointer:
+    """The background thread that checkpoints a store's WAL, so that no request does (see the module docstring)."""
+
+    def __init__(self, store: SqliteDecisionStore, interval: float) -> None:
+        self.store = store
+        self.interval = interval
+        self._lock = threading.Lock()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._pid = os.getpid()
+        self._conn: sqlite3.Connection | None = None
+        self._inherited: list[sqlite3.Connection] = []  # the parent's, never finalised in a forked child
+        self.rounds = 0  # completed rounds, for tests
+        self.truncations = 0
+
+    @property
+    def wal_path(self) -> Path:
+        """The store's ``-wal`` file."""
+        return self.store.path.with_name(self.store.path.name + "-wal")
+
+    def ensure_running(self) -> None:
+        """Start this process's checkpointer thread unless it runs (a forked child starts its own)."""
+        thread = self._thread
+        if thread is not None and self._pid == os.getpid() and thread.is_alive():
+            return
+        with self._lock:
+            if self._pid != os.getpid():
+                self._inherited += [self._conn] if self._conn is not None else []
+                self._pid, self._thread, self._stop, self._conn = os.getpid(), None, threading.Event(), None
+            if self._stop.is_set() or (self._thread is not None and self._thread.is_alive()):
+                return
+            self._thread = threading.Thread(target=self._run, name="credit-decision-wal-checkpoint", daemon=True)
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop the thread (it finishes the round it is in)."""
+        self._stop.set()
+        thread = self._thread
+        if thread is not None and self._pid == os.getpid() and thread is not threading.current_thread():
+            thread.join(timeout=5.0)
+
+    def _wal_state(self) -> tuple[int, int]:
+        try:
+            info = self.wal_path.stat()
+        except FileNotFoundError:
+            return 0, 0
+        return info.st_size, info.st_mtime_ns
+
+    def _run(self) -> None:
+        last_change = -1
+        try:
+            while not self._stop.wait(self.interval):
+                try:
+                    last_change = self._round(last_change)
+                except sqlite3.Error as exc:  # never let the thread die: the next round tries again
+                    log.warning("WAL checkpoint of %s failed: %s", self.store.path, exc)
+                    self._close()
+        finally:
+            self._close()
+
+    def _round(self, last_change: int) -> int:
+        """PASSIVE; TRUNCATE too when idle since the last round (nothing left to copy) or past the size bound."""
+        if self._conn is None:
+            self._conn = self.store._connect()
+        _busy, frames, copied = self.store._checkpoint_on(self._conn, truncate=False)
+        size, changed = self._wal_state()
+        if (changed == last_change and frames == copied and size > 0) or size > WAL_TRUNCATE_BYTES:
+            self.store._checkpoint_on(self._conn, truncate=True)
+            self.truncations += 1
+            size, changed = self._wal_state()
+        self.rounds += 1
+        return changed
+
+    def _close(self) -> None:
+        conn, self._conn = self._conn, None
+        if conn is not None:
+            self.store._close_connection(conn)
