@@ -13,6 +13,7 @@ import os
 import threading
 import time
 from collections.abc import Callable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client.multiprocess import MultiProcessCollector
@@ -21,6 +22,22 @@ from service.core.recorded import RecordedDecision
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5)
+
+
+class Series:
+    """A labelled metric's children, each looked up once per label values (``labels()`` costs several times the
+    ``inc()``/``observe()`` it precedes). Safe across request threads: a race at worst looks a child up twice, and
+    prometheus_client hands out the same child."""
+
+    def __init__(self, metric: Any) -> None:
+        self._metric = metric
+        self._children: dict[tuple[str, ...], Any] = {}
+
+    def __call__(self, *values: str) -> Any:
+        child = self._children.get(values)
+        if child is None:
+            child = self._children[values] = self._metric.labels(*values)
+        return child
 
 
 class Metrics:
@@ -55,6 +72,8 @@ class Metrics:
             ["code", "decision"],
             registry=self.registry,
         )
+        self.request_series, self.latency_series = Series(self.requests), Series(self.latency)
+        self._decision_series, self._reason_series = Series(self.decisions), Series(self.reasons)
 
         self.shadow_decisions = Counter(
             "credit_decision_shadow_decisions",
@@ -133,9 +152,9 @@ class Metrics:
     def decided(self, recorded: RecordedDecision) -> None:
         """Count a new decision (the decision service's hook)."""
         decision = recorded.decision
-        self.decisions.labels(decision.decision, decision.risk_band).inc()
+        self._decision_series(decision.decision, decision.risk_band).inc()
         for code in dict.fromkeys(r.code for r in decision.reasons):
-            self.reasons.labels(code, decision.decision).inc()
+            self._reason_series(code, decision.decision).inc()
 
     def exposition(self) -> bytes:
         """The text exposition of every worker's metrics (or this process's when not under gunicorn)."""

@@ -5,7 +5,6 @@ from __future__ import annotations
 import logging
 import os
 import time
-from typing import Any
 
 from flask import Flask, Response, g, jsonify, request
 from prometheus_client import CONTENT_TYPE_LATEST
@@ -80,30 +79,14 @@ def _start_timer() -> None:
     g.credit_decision_in_flight = True
 
 
-class _RequestSeries:
-    """Counts and times every request; each (method, route, status) series' child is looked up once, not at every
-    request (``labels()`` costs several times the ``inc()`` it precedes)."""
-
-    def __init__(self) -> None:
-        self._counted: dict[tuple[str, str, int], Any] = {}
-        self._timed: dict[tuple[str, str], Any] = {}
-
-    def __call__(self, response: Response) -> Response:
-        started = g.pop("credit_decision_started", None)
-        route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
-        metrics = get_state().metrics
-        status = response.status_code
-        counted = self._counted.get((request.method, route, status))
-        if counted is None:
-            counted = metrics.requests.labels(request.method, route, str(status))
-            self._counted[(request.method, route, status)] = counted
-        counted.inc()
-        if started is not None:
-            timed = self._timed.get((request.method, route))
-            if timed is None:
-                timed = self._timed[(request.method, route)] = metrics.latency.labels(request.method, route)
-            timed.observe(time.perf_counter() - started)
-        return response
+def _observe(response: Response) -> Response:
+    started = g.pop("credit_decision_started", None)
+    route = request.url_rule.rule if request.url_rule is not None else "<unmatched>"
+    metrics = get_state().metrics
+    metrics.request_series(request.method, route, str(response.status_code)).inc()
+    if started is not None:
+        metrics.latency_series(request.method, route).observe(time.perf_counter() - started)
+    return response
 
 
 def _finished(_exc: BaseException | None) -> None:
@@ -114,5 +97,5 @@ def _finished(_exc: BaseException | None) -> None:
 def init_app(app: Flask) -> None:
     """Time and count every request."""
     app.before_request(_start_timer)
-    app.after_request(_RequestSeries())
+    app.after_request(_observe)
     app.teardown_request(_finished)
