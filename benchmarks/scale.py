@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import argparse
 import http.client
-import os
 import shutil
 import statistics
 import subprocess
@@ -33,6 +32,7 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.run import (
+    PG_URL,
     REPO,
     WRK,
     App,
@@ -51,7 +51,6 @@ OUTPUT = REPO / "docs" / "SCALE.md"
 DAYS = 30
 TEMPLATES = 400
 SEED_BATCH = 20_000
-PG_URL = os.environ.get("DATABASE_URL_BENCH", "postgresql://postgres@127.0.0.1:5432/test")
 GOALS = {"p99_ratio": 1.2, "report_s": 30.0}
 
 
