@@ -208,11 +208,27 @@ class DecisionService:
                 if action != "approve":
                     recourses[j] = model.recourse(batch.applications[j])
         decided = self._timer()
-        for j, i in enumerate(pending):
+        if pending:
             assert batch is not None
-            results[i] = self._record(
-                model, store, requests[i], batch, j, keys[i], decided_by, decided - began, recourses[j]
+            recorded = [
+                model.recorded(
+                    decision_id=self._new_id(),
+                    created_at=self._clock(),
+                    request=requests[i],
+                    decision=batch.decision(j),
+                    decided_by=decided_by,
+                    latency_ms=(decided - began) * 1000.0,
+                    recourse=recourses[j],
+                    reason_stability=model.reason_stability(batch, j),
+                )
+                for j, i in enumerate(pending)
+            ]
+            # every item in one group commit (one durable commit for a batch request, not one per item)
+            saved = store.save_all_grouped(
+                [record_of(r, keys[i], requests[i].request_hash) for r, i in zip(recorded, pending, strict=True)]
             )
+            for i, new, stored in zip(pending, recorded, saved, strict=True):
+                results[i] = self._outcome(new, stored)
         done = self._timer()
         timings = Timings(decide_ms=(decided - began) * 1000.0, store_ms=(done - decided) * 1000.0)
         if serving.shadows and self.shadow_runner is not None:
@@ -246,32 +262,13 @@ class DecisionService:
         """Decide validated applicants with the served model without recording them (batch files)."""
         return self.served_model().engine.decide(applicants)
 
-    def _record(
-        self,
-        model: ServedModel,
-        store: DecisionStore,
-        request: ApplicationRequest,
-        batch: DecisionBatch,
-        row: int,
-        key: str | None,
-        decided_by: Mapping[str, str],
-        seconds: float,
-        recourse: Recourse | None = None,
-    ) -> Decided | CreditDecisionError:
-        recorded = model.recorded(
-            decision_id=self._new_id(),
-            created_at=self._clock(),
-            request=request,
-            decision=batch.decision(row),
-            decided_by=decided_by,
-            latency_ms=seconds * 1000.0,
-            recourse=recourse,
-            reason_stability=model.reason_stability(batch, row),
-        )
-        try:
-            stored = store.save_grouped(record_of(recorded, key, request.request_hash))
-        except CreditDecisionError as exc:  # IdempotencyConflict, StoreUnavailable: this request fails alone
-            return exc
+    def _outcome(self, recorded: RecordedDecision, stored: StoredRecord | Exception) -> Decided | CreditDecisionError:
+        """What saving a new decision came to: the decision, the earlier one of a concurrent retry of its key, or
+        the error it alone failed with (IdempotencyConflict, StoreUnavailable...)."""
+        if isinstance(stored, CreditDecisionError):
+            return stored
+        if isinstance(stored, Exception):  # not the store's kind of failure: a bug, raised as such
+            raise stored
         if stored.record.decision_id != recorded.decision_id:  # a concurrent retry of this key was recorded first
             return Decided(RecordedDecision.of(stored.record), stored, replayed=True)
         if self._on_decided is not None:

@@ -111,6 +111,28 @@ def test_concurrent_threads_form_one_gap_free_chain_and_each_gets_its_own_record
     assert group.commits < total, "concurrent saves shared commits"
 
 
+def test_a_batch_request_commits_its_items_together(
+    api_make_app: Callable[..., Any], example_application: dict[str, Any]
+) -> None:
+    """POST /v1/decisions:batch saves its items through the group writer at once: one transaction for all of
+    them (not one durable commit per item), in item order, and the chain verifies."""
+    from service.state import get_state
+
+    app = api_make_app()
+    group = get_state(app).store._group
+    before = (group.commits, group.records)
+    items = [{**example_application, "application_id": f"GB-{i}"} for i in range(6)]
+    response = app.test_client().post("/v1/decisions:batch", json={"applications": items})
+    assert response.status_code == 200
+    decided = [item["decision"] for item in response.get_json()["items"]]
+    assert [d["application_id"] for d in decided] == [f"GB-{i}" for i in range(6)]
+    assert (group.commits - before[0], group.records - before[1]) == (1, 6)
+    store = get_state(app).store
+    seqs = [store.get(d["decision_id"]).seq for d in decided]
+    assert seqs == list(range(seqs[0], seqs[0] + 6))
+    assert store.verify_chain().ok
+
+
 def test_one_batch_with_mixed_idempotency_outcomes(
     decision_store: Any, make_decision_record: Callable[..., DecisionRecord]
 ) -> None:

@@ -302,6 +302,8 @@ def test_a_batch_recorded_before_the_namespaces_still_replays(
     real = sql_module.load_migrations
     with monkeypatch.context() as patch:  # a store written before migration 0004, holding an old-style batch item
         patch.setattr(sql_module, "load_migrations", lambda name: real(name)[:3])
+        # ... written by the code of that time, which had no report rows either (migration 0005)
+        patch.setattr(sql_module.SqlDecisionStore, "_insert_report_row", lambda self, tx, seq, record: None)
         old = open_decision_store(decision_store_url)
         old.save(dataclasses.replace(record, idempotency_key="OLD#0"))
         old.close()

@@ -148,6 +148,11 @@ class DecisionStore(Protocol):
         """:meth:`save`, sharing one transaction and one durable commit with what other threads save meanwhile."""
         ...
 
+    def save_all_grouped(self, records: Sequence[DecisionRecord]) -> list[StoredRecord | Exception]:
+        """:meth:`save_grouped` for several records at once (one commit for a batch request's items, not one
+        each); each result is the stored record or the error it failed with."""
+        ...
+
     def save_many(self, records: Sequence[DecisionRecord]) -> list[StoredRecord | Exception]:
         """Append records in ONE transaction; each result is the stored record or the error it alone failed with;
         a store failure raises StoreUnavailable and writes nothing."""

@@ -574,6 +574,11 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
         transaction and one durable commit with the records other threads save at the same time; same guarantees."""
         return self._group.save(record)
 
+    def save_all_grouped(self, records: Sequence[DecisionRecord]) -> list[StoredRecord | Exception]:
+        """:meth:`save_grouped` for several records at once (a batch request's items: one commit, not one each);
+        each result is the stored record or the error it failed with."""
+        return self._group.save_all(records)
+
     def save_many(self, records: Sequence[DecisionRecord]) -> list[StoredRecord | Exception]:
         """Append records to the chain in ONE transaction (one chain lock, one durable commit), in order.
 

@@ -77,9 +77,23 @@ class GroupCommitter:
     def save(self, record: DecisionRecord) -> StoredRecord:
         """Commit ``record`` with whatever else is waiting; returns once it is durable, or raises what it failed
         with (its own error, or the store's)."""
-        result = self._wait(_Waiter(record), shadows=False)
-        assert isinstance(result, StoredRecord)
+        [result] = self.save_all([record])
+        if isinstance(result, Exception):
+            raise result
         return result
+
+    def save_all(self, records: Sequence[DecisionRecord]) -> list[StoredRecord | Exception]:
+        """Commit several records (the items of one batch request) with whatever else is waiting: in one
+        transaction when they fit in ``max_batch``. Returns once every one is durable: each record's stored form,
+        or the error it failed with (its own, or the store's)."""
+        waiters = [_Waiter(record) for record in records]
+        self._enqueue(waiters, shadows=False)
+        results: list[StoredRecord | Exception] = []
+        for waiter in waiters:
+            waiter.done.wait()
+            assert isinstance(waiter.result, StoredRecord | Exception)
+            results.append(waiter.result)
+        return results
 
     def save_shadows(self, records: Sequence[ShadowRecord]) -> list[StoredShadow]:
         """Record a batch of shadow decisions in the next transaction; returns once committed, or raises what the
@@ -90,14 +104,17 @@ class GroupCommitter:
         assert isinstance(result, list)
         return result
 
-    def _wait(self, waiter: _Waiter, *, shadows: bool) -> StoredRecord | list[StoredShadow]:
+    def _enqueue(self, waiters: Sequence[_Waiter], *, shadows: bool) -> None:
         with self._cond:
             if self._closed:
                 raise StoreUnavailable("the decision store is closed")
             self._ensure_writer()
             # the queue is looked up under the lock: the writer replaces the lists as it takes them
-            (self._pending_shadows if shadows else self._pending).append(waiter)
+            (self._pending_shadows if shadows else self._pending).extend(waiters)
             self._cond.notify()
+
+    def _wait(self, waiter: _Waiter, *, shadows: bool) -> StoredRecord | list[StoredShadow]:
+        self._enqueue([waiter], shadows=shadows)
         waiter.done.wait()
         result = waiter.result
         if isinstance(result, Exception):
