@@ -402,7 +402,8 @@ def record_of(recorded: RecordedDecision, idempotency_key: str | None, request_h
         model_name=recorded.model_name,
         model_version=recorded.model_version,
         reason_codes=recorded.reason_codes,
-        payload=recorded.payload.to_json(),
+        payload=recorded.payload_json,
+        typed=recorded,
     )
 
 

@@ -84,3 +84,12 @@ def on_exit(server: Any) -> None:
     """Remove the metrics folder if this config created it."""
     if not _metrics_dir_given:
         shutil.rmtree(_metrics_dir, ignore_errors=True)
+
+
+def post_fork(server: Any, worker: Any) -> None:
+    """TEMP A/B: the interpreter's thread switch interval."""
+    import sys
+
+    value = os.environ.get("AB_SWITCH_MS")
+    if value:
+        sys.setswitchinterval(float(value) / 1000.0)

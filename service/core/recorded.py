@@ -221,6 +221,12 @@ class RecordedDecision:
     model_version: str
     payload: DecisionPayload
 
+    @cached_property
+    def payload_json(self) -> dict[str, Any]:
+        """The payload's stored form, made once: a new record's payload is this very object, which is how what is
+        derived from the record (its report row) knows it may read this typed decision instead of parsing it."""
+        return self.payload.to_json()
+
     @classmethod
     def of(cls, record: RecordColumns) -> RecordedDecision:
         """The typed view of a stored record (PayloadError if its payload is unreadable)."""

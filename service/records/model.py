@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import hashlib
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from typing import Any, TypeAlias
+from typing import TYPE_CHECKING, Any, TypeAlias
 
 from service.core.canonical import canonical_json
+
+if TYPE_CHECKING:
+    from service.core.recorded import RecordedDecision
 
 #: ``prev_hash`` of the first record ever stored.
 GENESIS_HASH = "0" * 64
@@ -37,6 +40,10 @@ class DecisionRecord:
     model_version: str
     reason_codes: tuple[str, ...]
     payload: dict[str, Any]
+    #: The typed decision the record was made from, when the decision service made it (never stored or hashed, not
+    #: compared): what is derived from a new record (its report row) is read from it instead of parsing the payload,
+    #: as long as ``payload`` is the very object it made (``RecordedDecision.payload_json``).
+    typed: RecordedDecision | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         if self.created_at.tzinfo is None or self.created_at.utcoffset() is None:

@@ -42,7 +42,7 @@ def epoch_us(moment: datetime) -> int:
 
 
 def _compact(value: Any) -> str:
-    return json.dumps(value, ensure_ascii=False, separators=(",", ":"))
+    return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
 
 
 def report_row(seq: int, record: RecordColumns) -> tuple[Any, ...]:
@@ -53,9 +53,15 @@ def report_row(seq: int, record: RecordColumns) -> tuple[Any, ...]:
     ...], [fired rule code, ...], [applicant field name, ...], monitoring object]`` (the field names in the order of
     the values; ``{}`` when no monitoring data was sent).
     """
-    recorded = RecordedDecision.of(record)
+    # A new record made by the decision service carries the typed decision its payload was made from: read that
+    # instead of parsing the payload, but only while the payload is still the very object made from it.
+    typed = getattr(record, "typed", None)
+    fresh = isinstance(typed, RecordedDecision) and record.payload is typed.payload_json
+    recorded = typed if fresh and isinstance(typed, RecordedDecision) else RecordedDecision.of(record)
     decision = recorded.decision
     payload = recorded.payload
+    # the fields in name order, as the stored (canonical) payload holds them, whatever order the request had
+    applicant = sorted(payload.applicant.items())
     profile = [
         recorded.model_name,
         recorded.model_version,
@@ -63,7 +69,7 @@ def report_row(seq: int, record: RecordColumns) -> tuple[Any, ...]:
         decision.risk_band,
         [[r.code, r.kind, bool(r.adverse)] for r in decision.reasons],
         [rule.code for rule in decision.rules_fired],
-        list(payload.applicant),
+        [name for name, _ in applicant],
         dict(payload.monitoring or {}),
     ]
     return (
@@ -73,6 +79,6 @@ def report_row(seq: int, record: RecordColumns) -> tuple[Any, ...]:
         int(decision.score),
         float(decision.probability_of_default),
         None if payload.latency_ms is None else float(payload.latency_ms),
-        _compact(list(payload.applicant.values())),
+        _compact([value for _, value in applicant]),
         _compact(profile),
     )
