@@ -50,10 +50,10 @@ raises :class:`StoreUnavailable` and the API answers 503 — a record is never s
     - Group commit: :meth:`DecisionStore.save_many` appends many records in ONE transaction (one chain lock, one
       head update, one durable COMMIT), each with its own outcome (stored, or the IdempotencyConflict /
       DuplicateDecisionId it alone failed with; a store failure raises and writes none of them).
-      :meth:`DecisionStore.save_grouped`, what the decision service calls, hands the record to the process's one
-      writer thread (:mod:`service.records.group`), which commits every record waiting at that moment with
-      ``save_many`` and only then wakes each request with its own result: same guarantees as ``save``, one fsync
-      for many concurrent requests.
+      :meth:`DecisionStore.save_grouped`, what the decision service calls, queues the record in the process's
+      group commit (:mod:`service.records.group`): the first waiting thread that finds no commit under way commits
+      every record waiting at that moment with ``save_many`` and only then wakes each request with its own result:
+      same guarantees as ``save``, one fsync for many concurrent requests, no thread hand-over when alone.
     - Shadow decisions (``save_shadows``) are the one exception: their commit does not wait for its own flush
       (SQLite ``synchronous=NORMAL``, PostgreSQL ``synchronous_commit=off`` for that transaction). No one is
       answered with them, and the log is sequential: the next decision's commit makes them durable with it, in
@@ -232,7 +232,7 @@ class DecisionStore(Protocol):
         ...
 
     def save_shadows_grouped(self, records: Sequence[ShadowRecord]) -> list[StoredShadow]:
-        """:meth:`save_shadows` in the transaction of the process's group writer (with the decisions committing)."""
+        """:meth:`save_shadows` in the transaction of the process's group commit (with the decisions committing)."""
         ...
 
     def shadows_for(self, decision_ids: Sequence[str], kind: str | None = None) -> dict[str, list[StoredShadow]]:

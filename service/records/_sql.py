@@ -570,7 +570,7 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
         return result
 
     def save_grouped(self, record: DecisionRecord) -> StoredRecord:
-        """:meth:`save` through this process's group writer (:mod:`service.records.group`): the record shares one
+        """:meth:`save` through this process's group commit (:mod:`service.records.group`): the record shares one
         transaction and one durable commit with the records other threads save at the same time; same guarantees."""
         return self._group.save(record)
 
@@ -968,7 +968,7 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
         return result
 
     def save_shadows_grouped(self, records: Sequence[ShadowRecord]) -> list[StoredShadow]:
-        """:meth:`save_shadows` through this process's group writer: the shadows ride in the transaction of the
+        """:meth:`save_shadows` through this process's group commit: the shadows ride in the transaction of the
         decisions being committed at that moment instead of taking the chain lock for a commit of their own."""
         return self._group.save_shadows(records)
 

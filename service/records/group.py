@@ -1,11 +1,12 @@
 """Group commit: the decisions of every request thread of a process share one durable commit.
 
-A request thread hands its record to :meth:`GroupCommitter.save` and waits. One writer thread per process takes
-every record waiting at that moment (up to ``max_batch``), appends them to the chain in ONE transaction
-(:meth:`~service.records._sql.SqlDecisionStore.save_many`: one chain lock, one chain-head read and update, one
-COMMIT with its fsync) and then wakes each waiter with its own result. While it commits, the next records queue up,
-so under load each commit carries as many decisions as arrived during the previous one, and an idle service pays
-one thread hand-over (tens of microseconds) on top of its commit.
+A request thread hands its record to :meth:`GroupCommitter.save` and waits. Whichever waiting thread finds no
+commit under way becomes the leader (no thread of its own: an idle service pays nothing for grouping, not even a
+thread hand-over): it takes every record waiting at that moment (up to ``max_batch``), appends them to the chain in
+ONE transaction (:meth:`~service.records._sql.SqlDecisionStore.save_many`: one chain lock, one chain-head read and
+update, one COMMIT with its fsync) and then wakes each waiter with its own result. While it commits, the next
+records queue up and the next leader takes them all, so under load each commit carries as many decisions as arrived
+during the previous one.
 
 The guarantees are those of :meth:`save <service.records.DecisionStore.save>`:
 
@@ -16,13 +17,13 @@ The guarantees are those of :meth:`save <service.records.DecisionStore.save>`:
   request; a failure of the store (StoreUnavailable and its kinds) fails every request of the batch, and nothing
   of that batch was written.
 
-Shadow decisions (:meth:`GroupCommitter.save_shadows`, the shadow thread's batches) go through the same writer:
+Shadow decisions (:meth:`GroupCommitter.save_shadows`, the shadow thread's batches) go through the same group commit:
 they ride in the transaction of the decisions being committed at that moment (after them in the chain) instead of
 taking the chain lock for a commit of their own; a shadow batch that fails writes nothing of itself and fails alone.
 A transaction of shadows only does not wait for its flush to disk, as :meth:`save_shadows
 <service.records.DecisionStore.save_shadows>`.
 
-The writer is started in the process that first saves through it; a forked child starts its own.
+Nothing runs across a fork: a forked child starts with an empty queue.
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ class _Waiter:
 
 
 class GroupCommitter:
-    """One writer thread that commits the records of every waiting request thread together."""
+    """Commits the records of every waiting request thread together, led by one of them at a time."""
 
     def __init__(self, append: AppendGroup, *, max_batch: int = DEFAULT_MAX_BATCH) -> None:
         """``max_batch``: the most decision records one transaction takes (shadow batches waiting ride along)."""
@@ -67,10 +68,10 @@ class GroupCommitter:
         self._cond = threading.Condition()
         self._pending: list[_Waiter] = []
         self._pending_shadows: list[_Waiter] = []
-        self._thread: threading.Thread | None = None
+        self._leading = False  # a thread is committing
         self._pid = os.getpid()
         self._closed = False
-        #: (commits, records) committed by this process's writer, for tests and benchmarks
+        #: (commits, records) committed in this process, for tests and benchmarks
         self.commits = 0
         self.records = 0
 
@@ -90,7 +91,6 @@ class GroupCommitter:
         self._enqueue(waiters, shadows=False)
         results: list[StoredRecord | Exception] = []
         for waiter in waiters:
-            waiter.done.wait()
             assert isinstance(waiter.result, StoredRecord | Exception)
             results.append(waiter.result)
         return results
@@ -105,51 +105,42 @@ class GroupCommitter:
         return result
 
     def _enqueue(self, waiters: Sequence[_Waiter], *, shadows: bool) -> None:
+        """Queue the waiters, then lead commits until every one of them has its result."""
         with self._cond:
             if self._closed:
                 raise StoreUnavailable("the decision store is closed")
-            self._ensure_writer()
-            # the queue is looked up under the lock: the writer replaces the lists as it takes them
+            pid = os.getpid()
+            if pid != self._pid:  # a forked child: the parent's waiters and its commit are not here
+                self._pid, self._pending, self._pending_shadows, self._leading = pid, [], [], False
+            # the queue is looked up under the lock: the leader replaces the lists as it takes them
             (self._pending_shadows if shadows else self._pending).extend(waiters)
-            self._cond.notify()
+            while not all(waiter.done.is_set() for waiter in waiters):
+                if self._leading:  # another thread is committing: wait for it, then look again
+                    self._cond.wait()
+                    continue
+                self._leading = True
+                records, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
+                shadows_taken, self._pending_shadows = self._pending_shadows, []
+                self._cond.release()
+                try:
+                    self._commit(records, shadows_taken)
+                finally:
+                    self._cond.acquire()
+                    self._leading = False
+                    self._cond.notify_all()
 
     def _wait(self, waiter: _Waiter, *, shadows: bool) -> StoredRecord | list[StoredShadow]:
         self._enqueue([waiter], shadows=shadows)
-        waiter.done.wait()
         result = waiter.result
         if isinstance(result, Exception):
             raise result
         assert result is not None
         return result
 
-    def close(self, timeout: float = 10.0) -> None:
-        """Commit what is waiting, then stop the writer."""
+    def close(self) -> None:
+        """Refuse new saves (StoreUnavailable); a commit under way finishes and answers its waiters."""
         with self._cond:
             self._closed = True
-            self._cond.notify_all()
-            thread = self._thread
-        if thread is not None and thread is not threading.current_thread() and self._pid == os.getpid():
-            thread.join(timeout)
-
-    def _ensure_writer(self) -> None:
-        """Start the writer of this process (called with the condition held)."""
-        pid = os.getpid()
-        if pid != self._pid:  # a forked child: the parent's writer and waiters are not here
-            self._pid, self._pending, self._pending_shadows, self._thread = pid, [], [], None
-        if self._thread is None or not self._thread.is_alive():
-            self._thread = threading.Thread(target=self._run, name="credit-decision-group-commit", daemon=True)
-            self._thread.start()
-
-    def _run(self) -> None:
-        while True:
-            with self._cond:
-                while not self._pending and not self._pending_shadows and not self._closed:
-                    self._cond.wait()
-                if not self._pending and not self._pending_shadows:
-                    return
-                records, self._pending = self._pending[: self.max_batch], self._pending[self.max_batch :]
-                shadows, self._pending_shadows = self._pending_shadows, []
-            self._commit(records, shadows)
 
     def _commit(self, records: list[_Waiter], shadows: list[_Waiter]) -> None:
         waiters = [*records, *shadows]
