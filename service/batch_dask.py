@@ -1,14 +1,20 @@
 """Batch files on Dask: the chunks of :func:`service.batch.score_file` decided by the workers of a Dask cluster.
 
-Nothing here decides or formats anything: the reading process splits the input into the same chunks as
-every other batch run and submits :func:`service.batch.decide_chunk` for each through the client's
-``concurrent.futures`` executor, so a chunk is decided by the one engine exactly as in one process or in a
-process pool, and the output is the same byte for byte (row order kept: results are written in input order).
+Nothing here decides, reads or formats anything: :func:`service.batch.score_file` splits the input into the same
+chunks as every other batch run and submits its tasks through the client's ``concurrent.futures`` executor, so
+a chunk is decided by the one engine exactly as in one process or in a process pool, and the output is the same
+byte for byte (row order kept: results are joined in input order).
 
 Workers get the model store's path, the model's name and version (and candidate policy), never a model: each
 worker process loads, verifies and self-checks that version from the store once and keeps it, so the store
-must be readable at the same absolute path on every worker (a shared or copied directory). The input file is
-read by the submitting process only; workers need not see it.
+must be readable at the same absolute path on every worker (a shared or copied directory).
+
+Who reads the input: the submitting process hashes it and finds where every chunk is. When every worker sees the
+input file and the output's directory at the same paths as the submitting process (a shared volume: checked on
+each worker before the run), the workers read their own parts of the input and write their output to part files
+beside the output, which the submitting process joins in order (``"input_read_by": "workers"`` in the manifest).
+Otherwise the submitting process reads the chunks, ships them through the scheduler and writes what comes back
+(``"submitting process"``): slower, as that one process then reads, sends and writes everything.
 
 ``scheduler``: ``"local"`` starts a :class:`distributed.LocalCluster` of ``workers`` processes (one thread each)
 for the run; ``"tcp://HOST:PORT"`` (or any address a :class:`distributed.Client` accepts) uses an existing
@@ -94,7 +100,8 @@ def load_on_workers(client: Any, model: ModelRef) -> int:
 def score_file_on_dask(
     input_path: Path, output_path: Path, *, model: ModelRef, scheduler: str, workers: int | None = None, **options: Any
 ) -> BatchSummary:
-    """:func:`service.batch.score_file` with its chunks decided on a Dask cluster (``options``: score_file's)."""
+    """:func:`service.batch.score_file` with its chunks decided on a Dask cluster (``options``: score_file's, e.g.
+    ``read_on_workers``)."""
     from concurrent.futures import CancelledError
 
     _distributed()  # a clear error if it is not installed
@@ -111,6 +118,7 @@ def score_file_on_dask(
                 model=model,
                 workers=n,
                 executor=client.get_executor(pure=False),
+                on_every_worker=lambda function, *args: list(client.run(function, *args).values()),
                 runner={**runner, "engine": "dask", "dask": _version()},
                 **options,
             )
