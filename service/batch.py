@@ -42,14 +42,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from itertools import pairwise, repeat
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from model_store.spec import MISSING, FeatureSpec, InvalidValue
 from model_store.vocabulary import ACTIONS, APPLICATION_ID, APPLICATION_ID_RULE
 from service.errors import CreditDecisionError, InvalidInput, ModelUnavailable
 
 if TYPE_CHECKING:
-    from service.core.engine import DecisionBatch
+    from service.core.engine import DecisionBatch, DecisionEngine, RowOutcome
 
 DEFAULT_CHUNK_SIZE = 8192
 MAX_VALUE_CHARS = 100  # a refused cell is shown in the errors file up to this length
@@ -177,9 +177,9 @@ def validate_chunk(spec: FeatureSpec, raw: RawChunk) -> tuple[list[str], list[di
         problems[i] = list(raw.problems.get(i, ()))
         bad_cells.pop(i, None)
     names = spec.field_names
-    rows = list(zip(*checked, strict=True)) if checked else [()] * n
     if not problems:  # every row is valid: one dict per row, built in C
-        return ids, list(map(dict, map(zip, repeat(names), rows))), []
+        return ids, list(map(dict, map(zip, repeat(names), zip(*checked, strict=True)))), []
+    rows = list(zip(*checked, strict=True)) if checked else [()] * n
     valid_ids: list[str] = []
     applicants: list[dict[str, Any]] = []
     errors: list[RowError] = []
@@ -489,10 +489,22 @@ def to_chunk(job: Chunk, spec: FeatureSpec, layout: CsvLayout | None) -> RawChun
 
 
 def _csv_chunk(job: TextChunk, spec: FeatureSpec, layout: CsvLayout) -> RawChunk:
-    records = list(csv.reader(io.StringIO(job.text, newline="")))
+    width = layout.width
+    text = job.text
+    if '"' not in text and "\r" not in text and "\0" not in text:
+        # no quoting, one record a line: if every line has the header's width, splitting at the commas is what the
+        # csv module reads, and a column is every width-th cell (no row-by-row work)
+        lines = text.split("\n")
+        if lines[-1] == "":
+            lines.pop()
+        if set(map(str.count, lines, repeat(","))) == {width - 1}:
+            cells = ",".join(lines).split(",")
+            values = {name: cells[j::width] for name, j in zip(spec.field_names, layout.index[1:], strict=True)}
+            numbers = list(range(job.first_row, job.first_row + len(lines)))
+            return RawChunk(numbers, cells[layout.index[0] :: width], values, text=True)
+    records = list(csv.reader(io.StringIO(text, newline="")))
     numbers = [job.first_row + i for i, r in enumerate(records) if r]  # blank lines are skipped, not rows
     rows = [r for r in records if r]
-    width = layout.width
     if any(len(r) < width for r in rows):  # a short row: its missing cells are reported as missing fields
         rows = [r if len(r) >= width else r + [""] * (width - len(r)) for r in rows]
     columns = list(zip(*rows, strict=False)) if rows else [()] * width
@@ -639,43 +651,53 @@ class ChunkDecider:
             return ChunkResult("", len(applicants), errors, len(raw), table=self._table(ids, batch))
         return ChunkResult(self._text(ids, batch), len(applicants), errors, len(raw))
 
-    def _rows(self, batch: DecisionBatch) -> Iterator[tuple[str, str, list[str | None], list[str]]]:
-        """Per row: decision, band, reasons padded with None to the width, fired rule codes."""
+    def _rows(self, batch: DecisionBatch) -> list[_Row]:
+        """Per row: decision, band, reasons padded with None to the width, fired rule codes (and their CSV text),
+        worked out once per distinct outcome (a chunk holds few)."""
         engine = batch.engine
-        codes, rule_codes, bands = engine.reason_codes, engine.rule_codes, engine.band_names
+        known: dict[RowOutcome, _Row] = {}
+        rows = []
         for outcome in batch.outcomes:
-            reasons: list[str | None] = [codes[i] for i in outcome.reasons]
-            reasons += [None] * (self.width - len(reasons))
-            yield ACTIONS[outcome.action], bands[outcome.band], reasons, [rule_codes[j] for j in outcome.fired]
+            row = known.get(outcome)
+            if row is None:
+                row = known[outcome] = _Row.of(outcome, engine, self.width)
+            rows.append(row)
+        return rows
 
     def _text(self, ids: list[str], batch: DecisionBatch) -> str:
-        out = io.StringIO()
-        writer = None if self.plan.fmt == "jsonl" else csv.writer(out, lineterminator="\n")
-        names = self.spec.field_names
+        rows = self._rows(batch)
+        scores = batch.score.tolist()
+        probabilities = batch.probability_of_default.tolist()
         attributions = self.plan.attributions
-        margins = batch.margin.tolist() if attributions else None
-        fields = batch.field_attributions.tolist() if attributions else None
-        for i, (app_id, (action, band, reasons, fired), score, probability) in enumerate(
-            zip(ids, self._rows(batch), batch.score.tolist(), batch.probability_of_default.tolist(), strict=True)
-        ):
-            if writer is not None:
-                row = [app_id, action, score, probability, band, *("" if r is None else r for r in reasons)]
-                row.append(";".join(fired))
-                if margins is not None and fields is not None:
-                    row += [margins[i], *fields[i]]
-                writer.writerow(row)
-                continue
+        margins = batch.margin.tolist() if attributions else []
+        fields = batch.field_attributions.tolist() if attributions else []
+        if self.plan.fmt == "csv":
+            # as the csv module writes them: an id (APPLICATION_ID's characters) never needs quoting, floats as repr
+            lines = [
+                f"{app_id},{row.csv_decision},{score},{probability!r},{row.csv_tail}"
+                for app_id, row, score, probability in zip(ids, rows, scores, probabilities, strict=True)
+            ]
+            if attributions:
+                lines = [
+                    f"{line},{margin!r},{','.join(map(repr, row_fields))}"
+                    for line, margin, row_fields in zip(lines, margins, fields, strict=True)
+                ]
+            lines.append("")
+            return "\n".join(lines)
+        out = io.StringIO()
+        names = self.spec.field_names
+        for i, (app_id, row, score, probability) in enumerate(zip(ids, rows, scores, probabilities, strict=True)):
             record: dict[str, Any] = {
                 ID_COLUMN: app_id,
-                "decision": action,
+                "decision": row.decision,
                 "score": score,
                 "probability_of_default": probability,
-                "risk_band": band,
+                "risk_band": row.band,
             }
-            for k, reason in enumerate(reasons):
+            for k, reason in enumerate(row.reasons):
                 record[f"reason_{k + 1}"] = reason
-            record["rules_fired"] = fired
-            if margins is not None and fields is not None:
+            record["rules_fired"] = row.fired
+            if attributions:
                 record["margin"] = margins[i]
                 record["attributions"] = dict(zip(names, fields[i], strict=True))
             out.write(json.dumps(record, separators=(",", ":")))
@@ -685,22 +707,52 @@ class ChunkDecider:
     def _table(self, ids: list[str], batch: DecisionBatch) -> Any:
         import pyarrow as pa
 
-        rows = list(self._rows(batch))
+        rows = self._rows(batch)
         columns: dict[str, Any] = {
             ID_COLUMN: ids,
-            "decision": [r[0] for r in rows],
+            "decision": [r.decision for r in rows],
             "score": batch.score,
             "probability_of_default": batch.probability_of_default,
-            "risk_band": [r[1] for r in rows],
+            "risk_band": [r.band for r in rows],
         }
         for k in range(self.width):
-            columns[f"reason_{k + 1}"] = [r[2][k] for r in rows]
-        columns["rules_fired"] = [r[3] for r in rows]
+            columns[f"reason_{k + 1}"] = [r.reasons[k] for r in rows]
+        columns["rules_fired"] = [r.fired for r in rows]
         if self.plan.attributions:
             columns["margin"] = batch.margin
             for j, name in enumerate(self.spec.field_names):
                 columns[f"attribution_{name}"] = batch.field_attributions[:, j].copy()
         return pa.Table.from_pydict(columns, schema=self.schema)
+
+
+class _Row(NamedTuple):
+    """What an output row says of its outcome: decision, band, reason codes (None past the last), fired rules;
+    and as CSV, the decision and the cells from the band on, as the csv module writes them."""
+
+    decision: str
+    band: str
+    reasons: list[str | None]
+    fired: list[str]
+    csv_decision: str
+    csv_tail: str
+
+    @classmethod
+    def of(cls, outcome: RowOutcome, engine: DecisionEngine, width: int) -> _Row:
+        codes = engine.reason_codes
+        reasons: list[str | None] = [codes[i] for i in outcome.reasons]
+        reasons += [None] * (width - len(reasons))
+        fired = [engine.rule_codes[j] for j in outcome.fired]
+        decision, band = ACTIONS[outcome.action], engine.band_names[outcome.band]
+        tail = [band, *("" if r is None else r for r in reasons), ";".join(fired)]
+        return cls(decision, band, reasons, fired, _csv_line([decision]), _csv_line(tail))
+
+
+def _csv_line(cells: list[str]) -> str:
+    """Cells as the csv module writes them in a row (quoted where they must be), without the line end; a row's
+    line is the lines of its parts joined by commas (each cell is quoted on its own; ``decision`` is never empty)."""
+    line = io.StringIO()
+    csv.writer(line, lineterminator="").writerow(cells)
+    return line.getvalue()
 
 
 # Worker processes (the process pool's and Dask's) keep what they loaded for the life of the process: a model
