@@ -201,6 +201,8 @@ def _checked_column(check: Callable[[Any], Any], cells: list[Any], text: bool) -
     cell by cell."""
     if text:  # CSV cells: all str
         results = {cell: check(cell) for cell in dict.fromkeys(cells)}
+        if all(type(value) is str and value == cell for cell, value in results.items()):
+            return cells  # a column of codes: every cell is its own checked value
         return list(map(results.__getitem__, cells))
     try:
         keys = [(cell.__class__, cell) for cell in cells]
