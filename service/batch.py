@@ -395,15 +395,18 @@ class _TextSplitter:
             return
         raw = np.frombuffer(data, dtype=np.uint8)
         line_end = raw == 10
-        lone_cr = raw == 13
-        lone_cr[:-1] &= ~line_end[1:]
-        ends = np.flatnonzero(line_end | lone_cr)
-        if self.quoted:
-            quotes = np.cumsum(raw == 34, dtype=np.int64)
-            even = np.flatnonzero((quotes[ends] + self.odd) % 2 == 0)
-            self.odd = bool((int(quotes[-1]) + self.odd) % 2)
+        if b"\r" in data:
+            lone_cr = raw == 13
+            lone_cr[:-1] &= ~line_end[1:]
+            line_end |= lone_cr
+        ends = np.flatnonzero(line_end)
+        if self.quoted and b'"' in data:
+            quotes = np.flatnonzero(raw == 34)
+            before = np.searchsorted(quotes, ends, side="right")  # quotes up to each line end
+            even = np.flatnonzero((before + self.odd) % 2 == 0)
+            self.odd = bool((len(quotes) + self.odd) % 2)
         else:
-            even = np.arange(len(ends))
+            even = np.arange(len(ends)) if not self.odd else np.empty(0, dtype=np.intp)
         self.tail = not len(ends) or int(ends[-1]) != len(data) - 1
         hashed = 0  # bytes of this block in the spans' digests so far
         at, n = 0, len(ends)
