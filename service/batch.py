@@ -250,12 +250,20 @@ def read_layout(path: Path, spec: FeatureSpec, warn: Callable[[str], None]) -> C
     if fmt == "parquet":
         _check_columns(_parquet_file(path).schema_arrow.names, spec, str(path), warn)
         return None
-    with open(path, newline="", encoding="utf-8-sig") as fh:
-        first = ""
-        for line in fh:  # the header is the first record: a quoted name may span lines
-            first += line
-            if first.count('"') % 2 == 0:
+    splitter = _TextSplitter(1, quoted=True)  # the header is the first record: a quoted name may span lines
+    start = b""
+    with open(path, "rb") as fh:
+        for data in _blocks(fh, 1 << 16):
+            start += data
+            splitter.feed(data)
+            if splitter.header_stop is not None:
                 break
+        else:
+            splitter.finish()
+    try:
+        first = start[: splitter.header_stop].decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BatchInputError(f"{path}: the header row is not UTF-8 text (byte {exc.start})") from None
     header = next(csv.reader([first]), None) if first else None
     if header is None:
         raise BatchInputError(f"{path}: empty file (no header row)")
@@ -337,22 +345,26 @@ def scan_input(path: Path, fmt: str, chunk_size: int) -> InputScan:
                 parts.append(Part(len(parts), str(path), fmt, size, spans))
         return InputScan(digest.hexdigest(), size, rows, tuple(parts))
     splitter = _TextSplitter(chunk_size, quoted=fmt == "csv")
-    held = b""
     with open(path, "rb") as fh:
-        while True:
-            block = fh.read(SCAN_BLOCK)
-            digest.update(block)
-            size += len(block)
-            data = held + block
-            held = b""
-            if block and data.endswith(b"\r"):  # a \r ends a line unless \n follows: decide with the next block
-                data, held = data[:-1], data[-1:]
+        for data in _blocks(fh, SCAN_BLOCK):
+            digest.update(data)
+            size += len(data)
             splitter.feed(data)
-            if not block:
-                break
     chunks = splitter.finish()
     parts = [Part(i, str(path), fmt, size, (span,)) for i, span in enumerate(chunks)]
     return InputScan(digest.hexdigest(), size, splitter.first_row - 1, tuple(parts))
+
+
+def _blocks(fh: IO[bytes], size: int) -> Iterator[bytes]:
+    """The file's bytes in blocks of about ``size``, none ending in a ``\r`` but the file's last (a ``\r`` ends a
+    line unless ``\n`` follows: it goes with the next block)."""
+    held = b""
+    while block := fh.read(size):
+        data = held + block
+        held = data[-1:] if data.endswith(b"\r") else b""
+        yield data[: len(data) - len(held)]
+    if held:
+        yield held
 
 
 def _row_group_starts(metadata: Any) -> list[int]:
@@ -383,6 +395,7 @@ class _TextSplitter:
         self.offset = 0  # where the next block starts
         self.tail = False  # the bytes since the last line end hold no line end yet
         self.first_row = 1
+        self.header_stop: int | None = None  # where a CSV's header ends, once found
         self.hashing = hashlib.sha256()
         self.spans: list[Span] = []
 
@@ -428,6 +441,7 @@ class _TextSplitter:
     def _close(self, stop: int) -> None:
         if self.header:
             self.header = False
+            self.header_stop = stop
             self.need = self.chunk_size
         else:
             self.spans.append(Span(self.start, stop, self.first_row, self.hashing.hexdigest()))
