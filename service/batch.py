@@ -16,10 +16,14 @@ attribution in log-odds), in input order, written whole or not at all. Beside it
 refused row: row number, id, field, message, the refused value) and a manifest (input sha256, the model's version and file
 hashes, policy and catalog versions, row counts, output and errors sha256, refusals by reason).
 
-With ``workers > 1``, or an executor such as a Dask client's (:mod:`service.batch_dask`), the reading
-process only splits the file into chunks (text for CSV and JSON Lines, Arrow record batches for Parquet); workers
-parse, validate, decide and format them with :func:`decide_chunk` (the model loaded once per worker
-process from the model store) and the reading process writes their output in order.
+The submitting process reads the input once, to hash it and find where every chunk is (:func:`scan_input`:
+byte ranges of CSV and JSON Lines records, row ranges of Parquet; the same chunks however the run is made). With
+``workers > 1``, or an executor such as a Dask client's (:mod:`service.batch_dask`) whose workers see the input
+and the output's directory, each worker reads its parts of the input, decides them and writes their output to a
+part file (:func:`decide_part`; the model loaded once per worker process from the model store), and the
+submitting process joins the part files in input order. When an executor's workers cannot see the files, the
+submitting process reads the chunks, ships them (:func:`decide_chunk`) and writes what comes back. Either way
+every chunk goes through :meth:`ChunkDecider.run`, so the output is the same byte for byte.
 """
 
 from __future__ import annotations
