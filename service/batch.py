@@ -321,6 +321,9 @@ class InputScan:
 
 
 SCAN_BLOCK = 1 << 24  # bytes the submitting process reads at a time to hash and split the input
+#: a Parquet row group's chunks make at most this many parts: each part decodes the row group (cheap next to
+#: deciding it), and a file of a few large row groups still gives every worker parts to decide
+ROW_GROUP_PARTS = 4
 
 
 def scan_input(path: Path, fmt: str, chunk_size: int) -> InputScan:
@@ -328,8 +331,8 @@ def scan_input(path: Path, fmt: str, chunk_size: int) -> InputScan:
 
     CSV and JSON Lines: a chunk is ``chunk_size`` lines, as reading the file line by line in text mode splits them
     (at ``\\n``, ``\\r\\n`` or a lone ``\\r``), a CSV chunk extended to the end of a quoted field that spans lines;
-    each chunk is a part. Parquet: a chunk is ``chunk_size`` rows, a part the chunks that start in one row group
-    (so a worker decodes each row group about once).
+    each chunk is a part. Parquet: a chunk is ``chunk_size`` rows, a part some of the chunks that start in one row
+    group (:data:`ROW_GROUP_PARTS`).
     """
     digest = hashlib.sha256()
     size = 0
@@ -344,9 +347,10 @@ def scan_input(path: Path, fmt: str, chunk_size: int) -> InputScan:
         parts: list[Part] = []
         for start, stop in pairwise(group_starts):
             first = -(-start // chunk_size) * chunk_size  # the first chunk that starts in this group
-            spans = tuple(Span(s, min(s + chunk_size, rows), s + 1) for s in range(first, stop, chunk_size))
-            if spans:
-                parts.append(Part(len(parts), str(path), fmt, size, spans))
+            spans = [Span(s, min(s + chunk_size, rows), s + 1) for s in range(first, stop, chunk_size)]
+            per_part = max(1, -(-len(spans) // ROW_GROUP_PARTS))
+            for at in range(0, len(spans), per_part):
+                parts.append(Part(len(parts), str(path), fmt, size, tuple(spans[at : at + per_part])))
         return InputScan(digest.hexdigest(), size, rows, tuple(parts))
     splitter = _TextSplitter(chunk_size, quoted=fmt == "csv")
     with open(path, "rb") as fh:

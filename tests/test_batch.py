@@ -416,3 +416,29 @@ def test_csv_output_is_what_the_csv_module_writes(store: ModelStore, attribution
         writer.writerow(row)
     assert text == expected.getvalue()
     assert len({line.split(",")[1] for line in text.splitlines()}) == 3  # every decision formatted
+
+
+def test_parquet_parts_hold_the_chunks_reading_the_file_in_batches_gives(store: ModelStore, tmp_path: Path) -> None:
+    """Chunks of ``chunk_size`` rows across row groups (as ``iter_batches`` gives them); a row group's chunks in at
+    most ROW_GROUP_PARTS parts."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    from service.batch import ROW_GROUP_PARTS, read_part, scan_input
+
+    spec = ServedModel.load(store, "german-credit-gbt", "v1").bundle.spec
+    apps = random_applications(spec, 1000, seed=3)
+    path = tmp_path / "a.parquet"
+    columns = {"application_id": [f"P{i}" for i in range(1000)], **{n: [a[n] for a in apps] for n in spec.field_names}}
+    pq.write_table(pa.table(columns), path, row_group_size=400)
+    for chunk_size in (1, 37, 400, 5000):
+        scan = scan_input(path, "parquet", chunk_size)
+        chunks = [chunk for part in scan.parts for chunk in read_part(part, spec)]
+        expected = pq.ParquetFile(path).iter_batches(
+            batch_size=chunk_size, columns=["application_id", *spec.field_names]
+        )
+        assert [(c.first_row, c.batch.to_pydict()) for c in chunks] == [
+            (1 + chunk_size * k, batch.to_pydict()) for k, batch in enumerate(expected)
+        ]
+        assert scan.rows == 1000 and len(scan.parts) <= 3 * ROW_GROUP_PARTS
+    # 11, 11 and 6 chunks of 37 rows start in the row groups: 3 + 3 + 3 + 2, 3 + 3 + 3 + 2 and 2 + 2 + 2 in a part
+    assert [len(part.spans) for part in scan_input(path, "parquet", 37).parts] == [3, 3, 3, 2] * 2 + [2, 2, 2]
