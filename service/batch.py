@@ -673,10 +673,13 @@ class ChunkDecider:
         ids, applicants, errors = validate_chunk(self.spec, raw)
         if not applicants:
             return ChunkResult("", 0, errors, len(raw))
-        batch = self.evaluate(applicants)
+        return self.output(ids, self.evaluate(applicants), errors, len(raw))
+
+    def output(self, ids: list[str], batch: DecisionBatch, errors: list[RowError], n_input: int) -> ChunkResult:
+        """The decided rows formatted in the plan's output format (text, or an Arrow table for Parquet)."""
         if self.plan.fmt == "parquet":
-            return ChunkResult("", len(applicants), errors, len(raw), table=self._table(ids, batch))
-        return ChunkResult(self._text(ids, batch), len(applicants), errors, len(raw))
+            return ChunkResult("", len(ids), errors, n_input, table=self._table(ids, batch))
+        return ChunkResult(self._text(ids, batch), len(ids), errors, n_input)
 
     def _rows(self, batch: DecisionBatch) -> list[_Row]:
         """Per row: decision, band, reasons padded with None to the width, fired rule codes (and their CSV text),
