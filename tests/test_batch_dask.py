@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -281,6 +282,15 @@ def _shipped(source: Path, out: Path, store_root: Path, cluster: Any, chunk_size
         attributions=True,
         read_on_workers=False,
     )
+
+
+def test_workers_keep_freed_memory_for_reuse(cluster: Any) -> None:
+    """The nanny's MALLOC_TRIM_THRESHOLD_ is in the workers' environment; glibc's thresholds are set past it."""
+    from service.batch_dask import keep_freed_memory
+
+    with distributed.Client(cluster) as client:
+        assert set(client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_").values()) == {"65536"}
+        assert list(client.run(keep_freed_memory).values()) == [True, True]
 
 
 def test_a_worker_is_given_parts_only_if_it_sees_the_input_and_the_parts_directory(tmp_path: Path) -> None:
