@@ -364,8 +364,8 @@ def scan_input(path: Path, fmt: str, chunk_size: int) -> InputScan:
 
 
 def _blocks(fh: IO[bytes], size: int) -> Iterator[bytes]:
-    """The file's bytes in blocks of about ``size``, none ending in a ``\r`` but the file's last (a ``\r`` ends a
-    line unless ``\n`` follows: it goes with the next block)."""
+    """The file's bytes in blocks of about ``size``, none ending in a ``\\r`` but the file's last (a ``\\r`` ends a
+    line unless ``\\n`` follows: it goes with the next block)."""
     held = b""
     while block := fh.read(size):
         data = held + block
