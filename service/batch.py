@@ -51,6 +51,7 @@ from typing import IO, TYPE_CHECKING, Any, NamedTuple
 from model_store.spec import MISSING, FeatureSpec, InvalidValue
 from model_store.vocabulary import ACTIONS, APPLICATION_ID, APPLICATION_ID_RULE
 from service.errors import CreditDecisionError, InvalidInput, ModelUnavailable
+from service.private_files import create_private, open_private
 
 if TYPE_CHECKING:
     from service.core.engine import DecisionBatch, DecisionEngine, RowOutcome
@@ -865,9 +866,10 @@ class _Output:
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
+            create_private(path)  # decisions: readable by their owner only (the writer keeps the mode)
             self.parquet = pq.ParquetWriter(path, parquet_schema(header))
             return
-        self.fh = open(path, "wb")
+        self.fh = open(path, "wb", opener=open_private)
         if fmt == "csv" and header_row:
             line = io.StringIO()
             csv.writer(line, lineterminator="\n").writerow(header)

@@ -442,3 +442,20 @@ def test_parquet_parts_hold_the_chunks_reading_the_file_in_batches_gives(store: 
         assert scan.rows == 1000 and len(scan.parts) <= 3 * ROW_GROUP_PARTS
     # 11, 11 and 6 chunks of 37 rows start in the row groups: 3 + 3 + 3 + 2, 3 + 3 + 3 + 2 and 2 + 2 + 2 in a part
     assert [len(part.spans) for part in scan_input(path, "parquet", 37).parts] == [3, 3, 3, 2] * 2 + [2, 2, 2]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_workers_part_file_holds_its_decisions_readable_by_its_owner_only(
+    store: ModelStore, tmp_path: Path, fmt: str
+) -> None:
+    from service.batch import ChunkPlan, ModelRef, decide_part, read_layout, scan_input
+
+    pytest.importorskip("pyarrow")
+    spec = ServedModel.load(store, "german-credit-gbt", "v1").bundle.spec
+    source = tmp_path / "applications.csv"
+    _write_csv(source, _german_credit_applications(spec)[:30], ["application_id", *spec.field_names])
+    plan = ChunkPlan(ModelRef(str(store.root), "german-credit-gbt", "v1"), read_layout(source, spec, print), fmt)
+    (part,) = scan_input(source, "csv", 100).parts
+    result = decide_part(plan, part, str(tmp_path))
+    assert (result.n_input, result.decided, result.errors) == (30, 30, [])
+    assert Path(result.file).stat().st_mode & 0o777 == 0o600
