@@ -280,9 +280,9 @@ def render(results: dict[str, Any], before: dict[str, str], after: str) -> str:
         "Written by `make bench-dask` (`python -m benchmarks.dask_bench`). "
         f"{results['rows']:,} generated applications (the default example's rows, repeated) decided with exact "
         f"reasons (encode, ONNX, exact TreeSHAP, rules, ranked reason codes), chunks of {results['chunk_size']:,} rows, "
-        f"fastest of {results['runs']} runs per configuration. The clock runs from the first chunk read to the "
-        "manifest written (input and output hashed, errors file written); cluster start-up and the workers' model "
-        "loading are outside it, as for a running cluster. Every run of a configuration, and every configuration "
+        f"fastest of {results['runs']} runs per configuration. The clock runs from the input's scan (hashed, "
+        "its chunks found) to the manifest written (output hashed, errors file written); cluster start-up and the "
+        "workers' model loading are outside it, as for a running cluster. Every run of a configuration, and every configuration "
         "with the same input, wrote the same output bytes.",
         "",
         "## Machine",
