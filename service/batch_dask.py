@@ -13,8 +13,9 @@ Who reads the input: the submitting process hashes it and finds where every chun
 input file and the output's directory at the same paths as the submitting process (a shared volume: checked on
 each worker before the run), the workers read their own parts of the input and write their output to part files
 beside the output, which the submitting process joins in order (``"input_read_by": "workers"`` in the manifest).
-Otherwise the submitting process reads the chunks, ships them through the scheduler and writes what comes back
-(``"submitting process"``): slower, as that one process then reads, sends and writes everything.
+Otherwise the submitting process reads the chunks, ships them to the workers and writes what comes back
+(``"submitting process"``): every byte of input and output then passes through that one process and the network
+(on one quiet machine about as fast; slower when its core is busy, see docs/SCALE-DASK.md).
 
 ``scheduler``: ``"local"`` starts a :class:`distributed.LocalCluster` of ``workers`` processes (one thread each)
 for the run; ``"tcp://HOST:PORT"`` (or any address a :class:`distributed.Client` accepts) uses an existing
