@@ -61,7 +61,8 @@ _FILE = click.Path(dir_okay=False, path_type=Path)
     default=None,
     metavar="local|tcp://HOST:PORT",
     help="decide the chunks on Dask: 'local' starts a LocalCluster for the run, tcp://HOST:PORT uses a running "
-    "cluster (its workers read the model store at the same path) [default: no Dask, this machine's processes]",
+    "cluster (its workers read the model store at the same path, and the input and the output's directory too if "
+    "they can, else this process ships the chunks) [default: no Dask, this machine's processes]",
 )
 @click.option("--chunk-size", default=8192, show_default=True, type=click.IntRange(1, 1_000_000), help="rows per chunk")
 @click.option(

@@ -16,19 +16,25 @@ attribution in log-odds), in input order, written whole or not at all. Beside it
 refused row: row number, id, field, message, the refused value) and a manifest (input sha256, the model's version and file
 hashes, policy and catalog versions, row counts, output and errors sha256, refusals by reason).
 
-With ``workers > 1``, or an executor such as a Dask client's (:mod:`service.batch_dask`), the reading
-process only splits the file into chunks (text for CSV and JSON Lines, Arrow record batches for Parquet); workers
-parse, validate, decide and format them with :func:`decide_chunk` (the model loaded once per worker
-process from the model store) and the reading process writes their output in order.
+The submitting process reads the input once, to hash it and find where every chunk is (:func:`scan_input`:
+byte ranges of CSV and JSON Lines records, row ranges of Parquet; the same chunks however the run is made). With
+``workers > 1``, or an executor such as a Dask client's (:mod:`service.batch_dask`) whose workers see the input
+and the output's directory, each worker reads its parts of the input, decides them and writes their output to a
+part file (:func:`decide_part`; the model loaded once per worker process from the model store), and the
+submitting process joins the part files in input order. When an executor's workers cannot see the files, the
+submitting process reads the chunks, ships them (:func:`decide_chunk`) and writes what comes back. Either way
+every chunk goes through :meth:`ChunkDecider.run`, so the output is the same byte for byte.
 """
 
 from __future__ import annotations
 
+import bisect
 import csv
 import hashlib
 import io
 import json
 import os
+import shutil
 import sys
 import tempfile
 import threading
@@ -38,16 +44,17 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
-from itertools import islice, repeat
+from itertools import pairwise, repeat
 from pathlib import Path
-from typing import IO, TYPE_CHECKING, Any
+from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
 from model_store.spec import MISSING, FeatureSpec, InvalidValue
 from model_store.vocabulary import ACTIONS, APPLICATION_ID, APPLICATION_ID_RULE
 from service.errors import CreditDecisionError, InvalidInput, ModelUnavailable
+from service.private_files import create_private, open_private
 
 if TYPE_CHECKING:
-    from service.core.engine import DecisionBatch
+    from service.core.engine import DecisionBatch, DecisionEngine, RowOutcome
 
 DEFAULT_CHUNK_SIZE = 8192
 MAX_VALUE_CHARS = 100  # a refused cell is shown in the errors file up to this length
@@ -100,11 +107,11 @@ class RawChunk:
 
 @dataclass(frozen=True)
 class ArrowChunk:
-    """Parquet rows as read: an Arrow record batch (the id column, then the spec's fields), numbered from
+    """Parquet rows as read: an Arrow table (the id column, then the spec's fields), numbered from
     ``first_row``; turned into Python values by the worker that decides it."""
 
     first_row: int
-    batch: Any  # pyarrow.RecordBatch
+    batch: Any  # pyarrow.Table or RecordBatch
 
 
 #: What the reading process hands a worker.
@@ -120,6 +127,17 @@ class ChunkResult:
     errors: list[RowError]
     n_input: int
     table: Any = None
+
+
+@dataclass(frozen=True)
+class PartResult:
+    """What a worker did with a part: its output, written to ``file`` in the run's parts directory, and the rows
+    it read, decided and refused."""
+
+    file: str
+    decided: int
+    errors: list[RowError]
+    n_input: int
 
 
 # ---- validation: the spec's own checks, row by row --------------------------------------------------
@@ -164,9 +182,9 @@ def validate_chunk(spec: FeatureSpec, raw: RawChunk) -> tuple[list[str], list[di
         problems[i] = list(raw.problems.get(i, ()))
         bad_cells.pop(i, None)
     names = spec.field_names
-    rows = list(zip(*checked, strict=True)) if checked else [()] * n
     if not problems:  # every row is valid: one dict per row, built in C
-        return ids, list(map(dict, map(zip, repeat(names), rows))), []
+        return ids, list(map(dict, map(zip, repeat(names), zip(*checked, strict=True)))), []
+    rows = list(zip(*checked, strict=True)) if checked else [()] * n
     valid_ids: list[str] = []
     applicants: list[dict[str, Any]] = []
     errors: list[RowError] = []
@@ -188,6 +206,8 @@ def _checked_column(check: Callable[[Any], Any], cells: list[Any], text: bool) -
     cell by cell."""
     if text:  # CSV cells: all str
         results = {cell: check(cell) for cell in dict.fromkeys(cells)}
+        if all(type(value) is str and value == cell for cell, value in results.items()):
+            return cells  # a column of codes: every cell is its own checked value
         return list(map(results.__getitem__, cells))
     try:
         keys = [(cell.__class__, cell) for cell in cells]
@@ -198,7 +218,7 @@ def _checked_column(check: Callable[[Any], Any], cells: list[Any], text: bool) -
     return list(map(typed.__getitem__, keys))
 
 
-# ---- reading ---------------------------------------------------------------------------------
+# ---- reading: where each chunk is in the file, and reading it there ------------------------------------
 def input_format(path: Path) -> str:
     """``csv``, ``jsonl`` or ``parquet`` from the file name."""
     fmt = _FORMATS.get(path.suffix.lower())
@@ -219,27 +239,6 @@ def _check_columns(columns: Sequence[str], spec: FeatureSpec, where: str, warn: 
         warn(f"{where}: ignoring column(s) not used by the model: {', '.join(kinds)}")
 
 
-def _records(fh: IO[str], n: int) -> list[str]:
-    """Up to ``n`` CSV records as text lines; a quoted field may span lines, so keep quotes balanced."""
-    lines = list(islice(fh, n))
-    if not any('"' in line for line in lines):
-        return lines
-    out: list[str] = []
-    pending = ""
-    for line in lines:
-        pending += line
-        if pending.count('"') % 2 == 0:
-            out.append(pending)
-            pending = ""
-    while pending:  # the chunk ended inside a quoted field: read on until it closes (or the file ends)
-        more = fh.readline()
-        pending += more
-        if not more or pending.count('"') % 2 == 0:
-            out.append(pending)
-            pending = ""
-    return out
-
-
 @dataclass(frozen=True)
 class CsvLayout:
     """Where the wanted columns are in the CSV's header."""
@@ -248,39 +247,261 @@ class CsvLayout:
     width: int
 
 
-def read_jobs(
-    path: Path, spec: FeatureSpec, chunk_size: int, warn: Callable[[str], None]
-) -> tuple[CsvLayout | None, Iterator[Chunk]]:
-    """The CSV layout (None for other formats) and the chunks of the input file, unparsed where possible."""
+def read_layout(path: Path, spec: FeatureSpec, warn: Callable[[str], None]) -> CsvLayout | None:
+    """Check the input's columns (header row or Parquet schema); the CSV layout (None for other formats)."""
     fmt = input_format(path)
-    if fmt == "csv":
-        fh = open(path, newline="", encoding="utf-8-sig")  # closed by _text_chunks
-        try:
-            first = _records(fh, 1)
-            header = next(csv.reader(first), None) if first else None
-            if header is None:
-                raise BatchInputError(f"{path}: empty file (no header row)")
-            header = [h.strip() for h in header]
-            _check_columns(header, spec, str(path), warn)
-        except BaseException:
-            fh.close()
-            raise
-        layout = CsvLayout(tuple(header.index(c) for c in (ID_COLUMN, *spec.field_names)), len(header))
-        return layout, _text_chunks(fh, "csv", chunk_size)
     if fmt == "jsonl":
-        return None, _text_chunks(open(path, encoding="utf-8"), "jsonl", chunk_size)
-    return None, _read_parquet(path, spec, chunk_size, warn)
+        return None
+    if fmt == "parquet":
+        _check_columns(_parquet_file(path).schema_arrow.names, spec, str(path), warn)
+        return None
+    splitter = _TextSplitter(1, quoted=True)  # the header is the first record: a quoted name may span lines
+    start = b""
+    with open(path, "rb") as fh:
+        for data in _blocks(fh, 1 << 16):
+            start += data
+            splitter.feed(data)
+            if splitter.header_stop is not None:
+                break
+        else:
+            splitter.finish()
+    try:
+        first = start[: splitter.header_stop].decode("utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise BatchInputError(f"{path}: the header row is not UTF-8 text (byte {exc.start})") from None
+    header = next(csv.reader([first]), None) if first else None
+    if header is None:
+        raise BatchInputError(f"{path}: empty file (no header row)")
+    header = [h.strip() for h in header]
+    _check_columns(header, spec, str(path), warn)
+    return CsvLayout(tuple(header.index(c) for c in (ID_COLUMN, *spec.field_names)), len(header))
 
 
-def _text_chunks(fh: IO[str], fmt: str, chunk_size: int) -> Iterator[TextChunk]:
-    with fh:
-        first = 1
-        while True:
-            records = _records(fh, chunk_size) if fmt == "csv" else list(islice(fh, chunk_size))
-            if not records:
-                return
-            yield TextChunk(fmt, first, "".join(records))
-            first += len(records)
+def _parquet_file(path: Path | str) -> Any:
+    try:
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise BatchInputError(
+            f"{path}: reading Parquet needs pyarrow, which is not installed; "
+            "install it (pip install pyarrow) or convert the file to CSV or JSON Lines"
+        ) from None
+    return pq.ParquetFile(path)
+
+
+@dataclass(frozen=True)
+class Span:
+    """Where a chunk is in the input: bytes ``[start, stop)`` of CSV or JSON Lines records (``digest``: their
+    sha256, so a reader checks it has the bytes the manifest's input sha256 covers), or rows ``[start, stop)`` of a
+    Parquet file; ``first_row``: the 1-based data row number of its first record."""
+
+    start: int
+    stop: int
+    first_row: int
+    digest: str = ""
+
+
+@dataclass(frozen=True)
+class Part:
+    """Consecutive chunks of the input file that one task reads and decides: a worker's unit of work."""
+
+    index: int
+    path: str
+    fmt: str  # input format
+    size: int  # the file's size in bytes when it was scanned
+    spans: tuple[Span, ...]
+
+
+@dataclass(frozen=True)
+class InputScan:
+    """The input file read once by the submitting process: its sha256, its data rows and its parts."""
+
+    sha256: str
+    size: int
+    rows: int
+    parts: tuple[Part, ...]
+
+
+SCAN_BLOCK = 1 << 24  # bytes the submitting process reads at a time to hash and split the input
+#: a Parquet row group's chunks make at most this many parts: each part decodes the row group (cheap next to
+#: deciding it), and a file of a few large row groups still gives every worker parts to decide
+ROW_GROUP_PARTS = 4
+
+
+def scan_input(path: Path, fmt: str, chunk_size: int) -> InputScan:
+    """Hash the input and split it into chunks of ``chunk_size`` records (the same chunks however it runs).
+
+    CSV and JSON Lines: a chunk is ``chunk_size`` lines, as reading the file line by line in text mode splits them
+    (at ``\\n``, ``\\r\\n`` or a lone ``\\r``), a CSV chunk extended to the end of a quoted field that spans lines;
+    each chunk is a part. Parquet: a chunk is ``chunk_size`` rows, a part some of the chunks that start in one row
+    group (:data:`ROW_GROUP_PARTS`).
+    """
+    digest = hashlib.sha256()
+    size = 0
+    if fmt == "parquet":
+        with open(path, "rb") as fh:
+            for block in iter(lambda: fh.read(SCAN_BLOCK), b""):
+                digest.update(block)
+                size += len(block)
+        metadata = _parquet_file(path).metadata
+        group_starts = _row_group_starts(metadata)
+        rows = int(metadata.num_rows)
+        parts: list[Part] = []
+        for start, stop in pairwise(group_starts):
+            first = -(-start // chunk_size) * chunk_size  # the first chunk that starts in this group
+            spans = [Span(s, min(s + chunk_size, rows), s + 1) for s in range(first, stop, chunk_size)]
+            per_part = max(1, -(-len(spans) // ROW_GROUP_PARTS))
+            for at in range(0, len(spans), per_part):
+                parts.append(Part(len(parts), str(path), fmt, size, tuple(spans[at : at + per_part])))
+        return InputScan(digest.hexdigest(), size, rows, tuple(parts))
+    splitter = _TextSplitter(chunk_size, quoted=fmt == "csv")
+    with open(path, "rb") as fh:
+        for data in _blocks(fh, SCAN_BLOCK):
+            digest.update(data)
+            size += len(data)
+            splitter.feed(data)
+    chunks = splitter.finish()
+    parts = [Part(i, str(path), fmt, size, (span,)) for i, span in enumerate(chunks)]
+    return InputScan(digest.hexdigest(), size, splitter.first_row - 1, tuple(parts))
+
+
+def _blocks(fh: IO[bytes], size: int) -> Iterator[bytes]:
+    """The file's bytes in blocks of about ``size``, none ending in a ``\\r`` but the file's last (a ``\\r`` ends a
+    line unless ``\\n`` follows: it goes with the next block)."""
+    held = b""
+    while block := fh.read(size):
+        data = held + block
+        held = data[-1:] if data.endswith(b"\r") else b""
+        yield data[: len(data) - len(held)]
+    if held:
+        yield held
+
+
+def _row_group_starts(metadata: Any) -> list[int]:
+    """The first row of every row group of a Parquet file, then its number of rows."""
+    starts = [0]
+    for group in range(metadata.num_row_groups):
+        starts.append(starts[-1] + metadata.row_group(group).num_rows)
+    return starts
+
+
+class _TextSplitter:
+    """Chunk boundaries of a CSV or JSON Lines file as its bytes go by, found with numpy a block at a time.
+
+    A line ends after ``\\n``, or after a ``\\r`` not followed by ``\\n``; in a CSV, a record ends at a line end
+    with an even number of ``"`` before it (a quoted field may span lines; ``"`` and line ends are single bytes
+    in UTF-8), and its first record is the header, which is no chunk.
+    """
+
+    def __init__(self, chunk_size: int, *, quoted: bool) -> None:
+        self.chunk_size = chunk_size
+        self.quoted = quoted
+        self.header = quoted  # a CSV's first record is its header
+        self.need = 1 if quoted else chunk_size  # lines before the current chunk may end
+        self.lines = 0  # lines of the current chunk so far
+        self.records = 0  # records of the current chunk so far
+        self.odd = False  # an odd number of quotes since the file's start
+        self.start = 0  # where the current chunk starts
+        self.offset = 0  # where the next block starts
+        self.tail = False  # the bytes since the last line end hold no line end yet
+        self.first_row = 1
+        self.header_stop: int | None = None  # where a CSV's header ends, once found
+        self.hashing = hashlib.sha256()
+        self.spans: list[Span] = []
+
+    def feed(self, data: bytes) -> None:
+        """The next bytes of the file (never ending in a ``\\r`` unless the file does)."""
+        import numpy as np
+
+        base, self.offset = self.offset, self.offset + len(data)
+        if not data:
+            return
+        raw = np.frombuffer(data, dtype=np.uint8)
+        line_end = raw == 10
+        if b"\r" in data:
+            lone_cr = raw == 13
+            lone_cr[:-1] &= ~line_end[1:]
+            line_end |= lone_cr
+        ends = np.flatnonzero(line_end)
+        if self.quoted and b'"' in data:
+            quotes = np.flatnonzero(raw == 34)
+            before = np.searchsorted(quotes, ends, side="right")  # quotes up to each line end
+            even = np.flatnonzero((before + self.odd) % 2 == 0)
+            self.odd = bool((len(quotes) + self.odd) % 2)
+        else:
+            even = np.arange(len(ends)) if not self.odd else np.empty(0, dtype=np.intp)
+        self.tail = not len(ends) or int(ends[-1]) != len(data) - 1
+        hashed = 0  # bytes of this block in the spans' digests so far
+        at, n = 0, len(ends)
+        while at < n:
+            last = at + max(self.need - self.lines, 1) - 1  # the chunk's last line, unless a quote is open there
+            k = int(np.searchsorted(even, last)) if last < n else len(even)
+            if k == len(even):  # the chunk goes on in the next block
+                self.lines += n - at
+                self.records += len(even) - int(np.searchsorted(even, at))
+                break
+            stop = int(ends[even[k]]) + 1
+            self.records += k + 1 - int(np.searchsorted(even, at))
+            self.hashing.update(data[hashed:stop])
+            hashed = stop
+            self._close(base + stop)
+            at = int(even[k]) + 1
+        self.hashing.update(data[hashed:])
+
+    def _close(self, stop: int) -> None:
+        if self.header:
+            self.header = False
+            self.header_stop = stop
+            self.need = self.chunk_size
+        else:
+            self.spans.append(Span(self.start, stop, self.first_row, self.hashing.hexdigest()))
+            self.first_row += self.records
+        self.hashing = hashlib.sha256()
+        self.start, self.lines, self.records = stop, 0, 0
+
+    def finish(self) -> list[Span]:
+        """Every chunk's span: at the end of the file an open quote or a last line without a line end ends one more
+        record."""
+        if self.offset > self.start:
+            self.records += self.tail or self.odd
+            self._close(self.offset)
+        return self.spans
+
+
+def read_part(part: Part, spec: FeatureSpec) -> Iterator[Chunk]:
+    """The chunks of a part, read from the input file where the scan found them (by a worker, or by the submitting
+    process when the workers cannot see the file); BatchInputError if the file is not the one scanned."""
+    changed = f"{part.path} is not the file whose sha256 the run recorded (changed, or another file at that path)"
+    try:
+        if os.path.getsize(part.path) != part.size:
+            raise BatchInputError(changed)
+        if part.fmt == "parquet":
+            yield from _parquet_part(part, spec)
+            return
+        with open(part.path, "rb") as fh:
+            for span in part.spans:
+                fh.seek(span.start)
+                data = fh.read(span.stop - span.start)
+                if hashlib.sha256(data).hexdigest() != span.digest:
+                    raise BatchInputError(changed)
+                try:
+                    text = data.decode("utf-8")
+                except UnicodeDecodeError as exc:
+                    raise BatchInputError(f"{part.path}: not UTF-8 text (byte {span.start + exc.start})") from None
+                if part.fmt == "jsonl" and "\r" in text:  # JSON Lines are read with universal newlines
+                    text = text.replace("\r\n", "\n").replace("\r", "\n")
+                yield TextChunk(part.fmt, span.first_row, text)
+    except OSError as exc:
+        raise BatchInputError(f"{part.path}: cannot read the input ({exc.strerror or exc})") from None
+
+
+def _parquet_part(part: Part, spec: FeatureSpec) -> Iterator[ArrowChunk]:
+    parquet = _parquet_file(part.path)
+    starts = _row_group_starts(parquet.metadata)
+    first = bisect.bisect_right(starts, part.spans[0].start) - 1
+    last = bisect.bisect_left(starts, part.spans[-1].stop) - 1
+    table = parquet.read_row_groups(list(range(first, last + 1)), columns=[ID_COLUMN, *spec.field_names])
+    for span in part.spans:
+        yield ArrowChunk(span.first_row, table.slice(span.start - starts[first], span.stop - span.start))
 
 
 def to_chunk(job: Chunk, spec: FeatureSpec, layout: CsvLayout | None) -> RawChunk:
@@ -296,10 +517,22 @@ def to_chunk(job: Chunk, spec: FeatureSpec, layout: CsvLayout | None) -> RawChun
 
 
 def _csv_chunk(job: TextChunk, spec: FeatureSpec, layout: CsvLayout) -> RawChunk:
-    records = list(csv.reader(io.StringIO(job.text, newline="")))
+    width = layout.width
+    text = job.text
+    if '"' not in text and "\r" not in text and "\0" not in text:
+        # no quoting, one record a line: if every line has the header's width, splitting at the commas is what the
+        # csv module reads, and a column is every width-th cell (no row-by-row work)
+        lines = text.split("\n")
+        if lines[-1] == "":
+            lines.pop()
+        if set(map(str.count, lines, repeat(","))) == {width - 1}:
+            cells = ",".join(lines).split(",")
+            values = {name: cells[j::width] for name, j in zip(spec.field_names, layout.index[1:], strict=True)}
+            numbers = list(range(job.first_row, job.first_row + len(lines)))
+            return RawChunk(numbers, cells[layout.index[0] :: width], values, text=True)
+    records = list(csv.reader(io.StringIO(text, newline="")))
     numbers = [job.first_row + i for i, r in enumerate(records) if r]  # blank lines are skipped, not rows
     rows = [r for r in records if r]
-    width = layout.width
     if any(len(r) < width for r in rows):  # a short row: its missing cells are reported as missing fields
         rows = [r if len(r) >= width else r + [""] * (width - len(r)) for r in rows]
     columns = list(zip(*rows, strict=False)) if rows else [()] * width
@@ -337,26 +570,6 @@ def _jsonl_chunk(job: TextChunk, spec: FeatureSpec) -> RawChunk:
             values[n].append(applicant.get(n))
     rows = list(range(job.first_row, job.first_row + len(lines)))
     return RawChunk(rows, ids, values, text=False, problems=problems, unreadable=unreadable)
-
-
-def _read_parquet(path: Path, spec: FeatureSpec, chunk_size: int, warn: Callable[[str], None]) -> Iterator[ArrowChunk]:
-    try:
-        import pyarrow.parquet as pq
-    except ImportError:
-        raise BatchInputError(
-            f"{path}: reading Parquet needs pyarrow, which is not installed; "
-            "install it (pip install pyarrow) or convert the file to CSV or JSON Lines"
-        ) from None
-    parquet = pq.ParquetFile(path)
-    _check_columns(parquet.schema_arrow.names, spec, str(path), warn)
-    return _parquet_chunks(parquet, spec, chunk_size)
-
-
-def _parquet_chunks(parquet: Any, spec: FeatureSpec, chunk_size: int) -> Iterator[ArrowChunk]:
-    first = 1
-    for batch in parquet.iter_batches(batch_size=chunk_size, columns=[ID_COLUMN, *spec.field_names]):
-        yield ArrowChunk(first, batch)
-        first += batch.num_rows
 
 
 def _arrow_chunk(job: ArrowChunk, spec: FeatureSpec) -> RawChunk:
@@ -461,48 +674,61 @@ class ChunkDecider:
         ids, applicants, errors = validate_chunk(self.spec, raw)
         if not applicants:
             return ChunkResult("", 0, errors, len(raw))
-        batch = self.evaluate(applicants)
-        if self.plan.fmt == "parquet":
-            return ChunkResult("", len(applicants), errors, len(raw), table=self._table(ids, batch))
-        return ChunkResult(self._text(ids, batch), len(applicants), errors, len(raw))
+        return self.output(ids, self.evaluate(applicants), errors, len(raw))
 
-    def _rows(self, batch: DecisionBatch) -> Iterator[tuple[str, str, list[str | None], list[str]]]:
-        """Per row: decision, band, reasons padded with None to the width, fired rule codes."""
+    def output(self, ids: list[str], batch: DecisionBatch, errors: list[RowError], n_input: int) -> ChunkResult:
+        """The decided rows formatted in the plan's output format (text, or an Arrow table for Parquet)."""
+        if self.plan.fmt == "parquet":
+            return ChunkResult("", len(ids), errors, n_input, table=self._table(ids, batch))
+        return ChunkResult(self._text(ids, batch), len(ids), errors, n_input)
+
+    def _rows(self, batch: DecisionBatch) -> list[_Row]:
+        """Per row: decision, band, reasons padded with None to the width, fired rule codes (and their CSV text),
+        worked out once per distinct outcome (a chunk holds few)."""
         engine = batch.engine
-        codes, rule_codes, bands = engine.reason_codes, engine.rule_codes, engine.band_names
+        known: dict[RowOutcome, _Row] = {}
+        rows = []
         for outcome in batch.outcomes:
-            reasons: list[str | None] = [codes[i] for i in outcome.reasons]
-            reasons += [None] * (self.width - len(reasons))
-            yield ACTIONS[outcome.action], bands[outcome.band], reasons, [rule_codes[j] for j in outcome.fired]
+            row = known.get(outcome)
+            if row is None:
+                row = known[outcome] = _Row.of(outcome, engine, self.width)
+            rows.append(row)
+        return rows
 
     def _text(self, ids: list[str], batch: DecisionBatch) -> str:
-        out = io.StringIO()
-        writer = None if self.plan.fmt == "jsonl" else csv.writer(out, lineterminator="\n")
-        names = self.spec.field_names
+        rows = self._rows(batch)
+        scores = batch.score.tolist()
+        probabilities = batch.probability_of_default.tolist()
         attributions = self.plan.attributions
-        margins = batch.margin.tolist() if attributions else None
-        fields = batch.field_attributions.tolist() if attributions else None
-        for i, (app_id, (action, band, reasons, fired), score, probability) in enumerate(
-            zip(ids, self._rows(batch), batch.score.tolist(), batch.probability_of_default.tolist(), strict=True)
-        ):
-            if writer is not None:
-                row = [app_id, action, score, probability, band, *("" if r is None else r for r in reasons)]
-                row.append(";".join(fired))
-                if margins is not None and fields is not None:
-                    row += [margins[i], *fields[i]]
-                writer.writerow(row)
-                continue
+        margins = batch.margin.tolist() if attributions else []
+        fields = batch.field_attributions.tolist() if attributions else []
+        if self.plan.fmt == "csv":
+            # as the csv module writes them: an id (APPLICATION_ID's characters) never needs quoting, floats as repr
+            lines = [
+                f"{app_id},{row.csv_decision},{score},{probability!r},{row.csv_tail}"
+                for app_id, row, score, probability in zip(ids, rows, scores, probabilities, strict=True)
+            ]
+            if attributions:
+                lines = [
+                    f"{line},{margin!r},{','.join(map(repr, row_fields))}"
+                    for line, margin, row_fields in zip(lines, margins, fields, strict=True)
+                ]
+            lines.append("")
+            return "\n".join(lines)
+        out = io.StringIO()
+        names = self.spec.field_names
+        for i, (app_id, row, score, probability) in enumerate(zip(ids, rows, scores, probabilities, strict=True)):
             record: dict[str, Any] = {
                 ID_COLUMN: app_id,
-                "decision": action,
+                "decision": row.decision,
                 "score": score,
                 "probability_of_default": probability,
-                "risk_band": band,
+                "risk_band": row.band,
             }
-            for k, reason in enumerate(reasons):
+            for k, reason in enumerate(row.reasons):
                 record[f"reason_{k + 1}"] = reason
-            record["rules_fired"] = fired
-            if margins is not None and fields is not None:
+            record["rules_fired"] = row.fired
+            if attributions:
                 record["margin"] = margins[i]
                 record["attributions"] = dict(zip(names, fields[i], strict=True))
             out.write(json.dumps(record, separators=(",", ":")))
@@ -512,22 +738,52 @@ class ChunkDecider:
     def _table(self, ids: list[str], batch: DecisionBatch) -> Any:
         import pyarrow as pa
 
-        rows = list(self._rows(batch))
+        rows = self._rows(batch)
         columns: dict[str, Any] = {
             ID_COLUMN: ids,
-            "decision": [r[0] for r in rows],
+            "decision": [r.decision for r in rows],
             "score": batch.score,
             "probability_of_default": batch.probability_of_default,
-            "risk_band": [r[1] for r in rows],
+            "risk_band": [r.band for r in rows],
         }
         for k in range(self.width):
-            columns[f"reason_{k + 1}"] = [r[2][k] for r in rows]
-        columns["rules_fired"] = [r[3] for r in rows]
+            columns[f"reason_{k + 1}"] = [r.reasons[k] for r in rows]
+        columns["rules_fired"] = [r.fired for r in rows]
         if self.plan.attributions:
             columns["margin"] = batch.margin
             for j, name in enumerate(self.spec.field_names):
                 columns[f"attribution_{name}"] = batch.field_attributions[:, j].copy()
         return pa.Table.from_pydict(columns, schema=self.schema)
+
+
+class _Row(NamedTuple):
+    """What an output row says of its outcome: decision, band, reason codes (None past the last), fired rules;
+    and as CSV, the decision and the cells from the band on, as the csv module writes them."""
+
+    decision: str
+    band: str
+    reasons: list[str | None]
+    fired: list[str]
+    csv_decision: str
+    csv_tail: str
+
+    @classmethod
+    def of(cls, outcome: RowOutcome, engine: DecisionEngine, width: int) -> _Row:
+        codes = engine.reason_codes
+        reasons: list[str | None] = [codes[i] for i in outcome.reasons]
+        reasons += [None] * (width - len(reasons))
+        fired = [engine.rule_codes[j] for j in outcome.fired]
+        decision, band = ACTIONS[outcome.action], engine.band_names[outcome.band]
+        tail = [band, *("" if r is None else r for r in reasons), ";".join(fired)]
+        return cls(decision, band, reasons, fired, _csv_line([decision]), _csv_line(tail))
+
+
+def _csv_line(cells: list[str]) -> str:
+    """Cells as the csv module writes them in a row (quoted where they must be), without the line end; a row's
+    line is the lines of its parts joined by commas (each cell is quoted on its own; ``decision`` is never empty)."""
+    line = io.StringIO()
+    csv.writer(line, lineterminator="").writerow(cells)
+    return line.getvalue()
 
 
 # Worker processes (the process pool's and Dask's) keep what they loaded for the life of the process: a model
@@ -558,50 +814,109 @@ def warm_model(model: ModelRef) -> str | None:
 
 
 def decide_chunk(plan: ChunkPlan, job: Chunk) -> ChunkResult:
-    """A worker's task: decide one chunk with the process's copy of the plan's model (the process pool's and
-    Dask's task alike)."""
+    """A worker's task when the submitting process reads the input: decide one chunk it was sent with the
+    process's copy of the plan's model."""
     return _worker_decider(plan).run(job)
 
 
-# ---- writing -------------------------------------------------------------------------------------
-class _Writer:
-    """Output written to a temporary file beside the target and renamed into place when complete."""
+def decide_part(plan: ChunkPlan, part: Part, parts_dir: str) -> PartResult:
+    """A worker's task when it can see the files: read a part of the input, decide its chunks and write their
+    output to a file of its own in ``parts_dir`` (the submitting process joins the files in order)."""
+    decider = _worker_decider(plan)
+    target = Path(parts_dir) / f"part-{part.index:06d}"
+    output = _Output(target, plan.fmt, decider.header, header_row=False)
+    decided, n_input, errors = 0, 0, []
+    try:
+        for chunk in read_part(part, decider.spec):
+            result = decider.run(chunk)
+            output.write(result)
+            decided += result.decided
+            n_input += result.n_input
+            errors += result.errors
+    finally:
+        output.close()
+    return PartResult(str(target), decided, errors, n_input)
 
-    def __init__(self, path: Path, fmt: str, header: list[str]) -> None:
+
+PARTS_MARKER = "run"  # the file a worker must see in the parts directory to be given parts
+
+
+def sees_files(input_path: str, size: int, parts_dir: str, token: str) -> bool:
+    """Run on a worker: True if it reads the run's input (the same size) and writes in its parts directory (it sees
+    the token the submitting process left there)."""
+    try:
+        marker = Path(parts_dir) / PARTS_MARKER
+        return (
+            os.path.getsize(input_path) == size
+            and marker.read_text(encoding="utf-8") == token
+            and os.access(parts_dir, os.W_OK)
+        )
+    except OSError:
+        return False
+
+
+# ---- writing -------------------------------------------------------------------------------------
+class _Output:
+    """An output file: chunks' text (CSV, JSON Lines) or Arrow tables (Parquet, a row group per chunk) in order."""
+
+    def __init__(self, path: Path, fmt: str, header: list[str], *, header_row: bool = True) -> None:
         self.path = path
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-        self.tmp = Path(tmp)
-        self.fh: IO[str] | None = None
+        self.fh: IO[bytes] | None = None
         self.parquet: Any = None
         if fmt == "parquet":
             import pyarrow.parquet as pq
 
-            os.close(fd)
-            self.parquet = pq.ParquetWriter(self.tmp, parquet_schema(header))
+            create_private(path)  # decisions: readable by their owner only (the writer keeps the mode)
+            self.parquet = pq.ParquetWriter(path, parquet_schema(header))
             return
-        self.fh = os.fdopen(fd, "w", newline="", encoding="utf-8")
-        if fmt == "csv":
-            csv.writer(self.fh, lineterminator="\n").writerow(header)
+        self.fh = open(path, "wb", opener=open_private)
+        if fmt == "csv" and header_row:
+            line = io.StringIO()
+            csv.writer(line, lineterminator="\n").writerow(header)
+            self.fh.write(line.getvalue().encode("utf-8"))
 
     def write(self, result: ChunkResult) -> None:
         if self.fh is not None:
-            self.fh.write(result.text)
+            self.fh.write(result.text.encode("utf-8"))
         elif result.table is not None:
             self.parquet.write_table(result.table)
 
-    def _close(self) -> None:
+    def append(self, part_file: Path) -> None:
+        """A part's output file written by a worker with the same format and header."""
+        if self.fh is not None:
+            with open(part_file, "rb") as src:
+                shutil.copyfileobj(src, self.fh, 1 << 20)
+            return
+        import pyarrow.parquet as pq
+
+        part = pq.ParquetFile(part_file)
+        for group in range(part.num_row_groups):  # the same row groups: a chunk's table each
+            self.parquet.write_table(part.read_row_group(group))
+        part.close()
+
+    def close(self) -> None:
         if self.fh is not None:
             self.fh.close()
         if self.parquet is not None:
             self.parquet.close()
 
+
+class _Writer(_Output):
+    """The output, written to a temporary file beside the target and renamed into place when complete."""
+
+    def __init__(self, path: Path, fmt: str, header: list[str]) -> None:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+        os.close(fd)
+        self.target = path
+        super().__init__(Path(tmp), fmt, header)
+
     def commit(self) -> None:
-        self._close()
-        os.replace(self.tmp, self.path)
+        self.close()
+        os.replace(self.path, self.target)
 
     def abort(self) -> None:
-        self._close()
-        self.tmp.unlink(missing_ok=True)
+        self.close()
+        self.path.unlink(missing_ok=True)
 
 
 def output_is_csv(path: Path) -> bool:
@@ -727,6 +1042,8 @@ def score_file(
     chunk_size: int = DEFAULT_CHUNK_SIZE,
     workers: int = 1,
     executor: Executor | None = None,
+    on_every_worker: Callable[..., list[Any]] | None = None,
+    read_on_workers: bool | None = None,
     runner: Mapping[str, Any] | None = None,
     fmt: str | None = None,
     attributions: bool = False,
@@ -742,8 +1059,16 @@ def score_file(
     :meth:`ChunkDecider.run` on the same chunks, so the output is the same byte for byte. ``runner`` describes
     how it ran, for the manifest.
 
-    ``seconds`` in the summary counts from the first chunk read to the manifest written (model loading and
-    worker start-up excluded).
+    Who reads the input and writes the output: this process hashes the input and finds where each chunk is
+    (:func:`scan_input`); the pool's workers, and an executor's workers when ``on_every_worker`` (a function
+    running a function on every worker, returning their answers) says they all see the input file and a directory
+    beside the output (:func:`sees_files`), each read their parts of the input and write their output to files
+    there (:func:`decide_part`) that this process joins in order. Otherwise (or with ``read_on_workers`` False)
+    this process reads the chunks, sends them and writes what comes back (:func:`decide_chunk`);
+    ``read_on_workers`` True refuses to run that way.
+
+    ``seconds`` in the summary counts from the input's scan to the manifest written (model loading and worker
+    start-up excluded).
     """
     from tqdm import tqdm
 
@@ -757,10 +1082,11 @@ def score_file(
     if input_path.resolve() in beside_files or output_path.resolve() in beside_files:
         raise BatchInputError("the errors file and the manifest must not overwrite the input or the output")
     described = model_facts(model)
-    layout, jobs = read_jobs(input_path, described.spec, chunk_size, warn)
+    layout = read_layout(input_path, described.spec, warn)
     plan = ChunkPlan(model, layout, out_fmt, attributions)
     pool: ProcessPoolExecutor | None = None
     local: ChunkDecider | None = None
+    parts_dir: Path | None = None
     if executor is None and workers > 1:
         import multiprocessing
 
@@ -777,18 +1103,29 @@ def score_file(
             problems = sorted({p for p in executor.map(warm_model, [model] * workers) if p is not None})
             if problems:  # start-up (model load, self-check) before the clock
                 raise ModelUnavailable(problems[0])
+            if read_on_workers is not False:
+                parts_dir = _parts_dir(input_path, output_path, None if pool is not None else on_every_worker)
+            if parts_dir is None and read_on_workers:
+                raise BatchInputError(
+                    f"the workers cannot read {input_path.absolute()} or write in {output_path.absolute().parent} "
+                    "at the same paths as this process"
+                )
         else:
             local = ChunkDecider.load(plan)
         summary = BatchSummary(errors_path=errors_path, manifest_path=manifest_path)
         started = time.perf_counter()
-        input_sha256, expected = scan_input(input_path, input_fmt)
+        scan = scan_input(input_path, input_fmt, chunk_size)
         writer = _Writer(
             output_path, out_fmt, output_header(described.width, described.spec.field_names if attributions else ())
         )
-        bar = tqdm(total=expected, unit="rows", desc="score", disable=not progress, file=sys.stderr)
+        bar = tqdm(total=scan.rows, unit="rows", desc="score", disable=not progress, file=sys.stderr)
         try:
-            for result in _results(jobs, plan, local, executor, workers):
-                writer.write(result)
+            for result in _results(scan, described.spec, plan, local, executor, workers, parts_dir):
+                if isinstance(result, PartResult):
+                    writer.append(Path(result.file))
+                    Path(result.file).unlink()
+                else:
+                    writer.write(result)
                 summary.rows_in += result.n_input
                 summary.decided += result.decided
                 summary.errors.extend(result.errors)
@@ -802,11 +1139,14 @@ def score_file(
     finally:
         if pool is not None:
             pool.shutdown(wait=True, cancel_futures=True)
+        if parts_dir is not None:
+            shutil.rmtree(parts_dir, ignore_errors=True)
     write_errors(errors_path, summary.errors)
+    read_by = "workers" if parts_dir is not None else "submitting process"
     summary.manifest = {
         "manifest_version": 1,
         "created_at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-        "input": {"path": str(input_path.absolute()), "format": input_fmt, "sha256": input_sha256},
+        "input": {"path": str(input_path.absolute()), "format": input_fmt, "sha256": scan.sha256},
         "model": described.facts,
         "rows": {"read": summary.rows_in, "decided": summary.decided, "refused": len(summary.errors)},
         "output": {
@@ -821,7 +1161,11 @@ def score_file(
             "rows": len(summary.errors),
             "reasons": refusals(summary.errors),
         },
-        "run": {**(runner or {"scheduler": "embedded", "workers": workers}), "chunk_size": chunk_size},
+        "run": {
+            **(runner or {"scheduler": "embedded", "workers": workers}),
+            "chunk_size": chunk_size,
+            "input_read_by": read_by,
+        },
     }
     text = json.dumps(summary.manifest, indent=2, sort_keys=True) + "\n"
     summary.manifest_sha256 = hashlib.sha256(text.encode("utf-8")).hexdigest()
@@ -833,42 +1177,61 @@ def score_file(
     return summary
 
 
-def scan_input(path: Path, fmt: str) -> tuple[str, int | None]:
-    """The input file's sha256 and its number of data rows for the progress bar (Parquet: exact, from its
-    metadata; CSV/JSONL: lines, approximate)."""
-    digest = hashlib.sha256()
-    lines = 0
-    last = b"\n"
-    with open(path, "rb") as fh:
-        for block in iter(lambda: fh.read(1 << 20), b""):
-            digest.update(block)
-            lines += block.count(b"\n")
-            last = block[-1:]
-    if fmt == "parquet":
-        import pyarrow.parquet as pq
-
-        return digest.hexdigest(), int(pq.ParquetFile(path).metadata.num_rows)
-    lines += last != b"\n"
-    return digest.hexdigest(), max(0, lines - 1) if fmt == "csv" else lines
+def _parts_dir(input_path: Path, output_path: Path, on_every_worker: Callable[..., list[Any]] | None) -> Path | None:
+    """A directory beside the output for the workers' part files, if every worker sees it and the input (``None``:
+    the workers are this machine's processes); else None."""
+    parts_dir = Path(tempfile.mkdtemp(prefix=f".{output_path.name}.parts-", dir=output_path.absolute().parent))
+    token = os.urandom(16).hex()
+    (parts_dir / PARTS_MARKER).write_text(token, encoding="utf-8")
+    if on_every_worker is None:
+        return parts_dir
+    source = str(input_path.absolute())
+    if all(on_every_worker(sees_files, source, os.path.getsize(input_path), str(parts_dir), token)):
+        return parts_dir
+    shutil.rmtree(parts_dir, ignore_errors=True)
+    return None
 
 
 def _results(
-    jobs: Iterator[Chunk],
+    scan: InputScan,
+    spec: FeatureSpec,
     plan: ChunkPlan,
     local: ChunkDecider | None,
     executor: Executor | None,
     workers: int,
-) -> Iterator[ChunkResult]:
-    """Chunk results in input order; at most two chunks per worker in flight."""
+    parts_dir: Path | None,
+) -> Iterator[ChunkResult | PartResult]:
+    """Chunk (or part) results in input order; at most two tasks per worker in flight."""
     if executor is None:
         assert local is not None
-        for job in jobs:
-            yield local.run(job)
+        for part in scan.parts:
+            for chunk in read_part(part, spec):
+                yield local.run(chunk)
         return
-    pending: deque[Future[ChunkResult]] = deque()
-    for job in jobs:
-        pending.append(executor.submit(decide_chunk, plan, job))
+    pending: deque[Future[Any]] = deque()
+    if parts_dir is not None:
+        submitted: Iterator[Future[Any]] = (
+            executor.submit(decide_part, plan, part, str(parts_dir)) for part in scan.parts
+        )
+    else:
+        submitted = (
+            executor.submit(decide_chunk, plan, _compact(chunk))
+            for part in scan.parts
+            for chunk in read_part(part, spec)
+        )
+    for future in submitted:
+        pending.append(future)
         if len(pending) >= 2 * workers:
             yield pending.popleft().result()
     while pending:
         yield pending.popleft().result()
+
+
+def _compact(chunk: Chunk) -> Chunk:
+    """A chunk to send: an Arrow slice copied into buffers of its own (sent as is, it would carry its whole row
+    groups)."""
+    if isinstance(chunk, ArrowChunk):
+        import numpy as np
+
+        return ArrowChunk(chunk.first_row, chunk.batch.take(np.arange(chunk.batch.num_rows)))
+    return chunk

@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import csv
+import hashlib
+import io
 import itertools
 import json
+import random
 from pathlib import Path
 from typing import Any
 
@@ -284,3 +287,175 @@ def test_a_column_checked_once_per_distinct_cell_equals_every_cell_checked(serve
     assert valid_ids == ["A0", "A2", "A4"] and [a["age_years"] for a in applicants] == [30, 30, 30]
     assert all(type(a["age_years"]) is int for a in applicants)
     assert [e.values.get("age_years") for e in errors] == ["True", "30", None, "1", "30.5"]
+
+
+# ---- where the chunks are: the submitting process's scan equals reading the file line by line ------------------
+def _reference_chunks(path: Path, fmt: str, chunk_size: int) -> tuple[list[tuple[int, str]], int]:
+    """(first row, text) of every chunk as reading the file line by line in text mode gives them: ``chunk_size``
+    lines, a CSV chunk extended to the end of a quoted field spanning lines; a CSV's first record is its header.
+    And the number of data records."""
+    if fmt == "csv":
+        fh = open(path, newline="", encoding="utf-8-sig")
+    else:
+        fh = open(path, encoding="utf-8")  # universal newlines, as JSON Lines are read
+    with fh:
+        lines = list(fh)
+    chunks: list[tuple[int, str]] = []
+    at, first, header = 0, 1, fmt == "csv"
+    while at < len(lines):
+        end = min(at + (1 if header else chunk_size), len(lines))
+        odd, records, stop = False, 0, at
+        while stop < len(lines) and (stop < end or odd):
+            odd ^= fmt == "csv" and lines[stop].count('"') % 2 == 1
+            stop += 1
+            records += not odd
+        records += odd  # the file ended inside a quoted field: the rest is one record
+        if header:
+            header = False
+        else:
+            chunks.append((first, "".join(lines[at:stop])))
+            first += records
+        at = stop
+    return chunks, first - 1
+
+
+def _awkward_text(seed: int, fmt: str) -> bytes:
+    """Lines ended by \\n, \\r\\n and lone \\r, blank lines, non-ASCII text, quoted fields spanning lines (CSV)."""
+    rng = random.Random(seed)
+    out = ['\ufeffapplication_id,"a\nb",c\r\n'] if fmt == "csv" else []
+    for i in range(rng.randint(0, 60)):
+        cell = rng.choice(["x", "é€", "", '"q,\r\nline"', '"two\rlines"', '"a ""b"""', "{}", '{"k": 1}'])
+        if fmt == "jsonl" and '"' in cell and not cell.startswith("{"):
+            cell = "{}"
+        out.append(f"R{i},{cell}" + rng.choice(["\n", "\r\n", "\r", "\n\n", "\r\r\n"]))
+    if rng.random() < 0.5:  # no line end at the end of the file, or an open quote (with or without one)
+        out.append(rng.choice(['R-last,"never closed\nx', 'R-last,"open\n', "R-last"] if fmt == "csv" else ["R-last"]))
+    return "".join(out).encode("utf-8")
+
+
+@pytest.mark.parametrize("block", [1, 2, 3, 64, 1 << 24])
+@pytest.mark.parametrize("fmt", ["csv", "jsonl"])
+def test_the_scan_finds_the_chunks_reading_line_by_line_gives(
+    block: int, fmt: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, store: ModelStore
+) -> None:
+    """Whoever reads a part (a worker, or the submitting process) gets exactly the text and row numbers reading the
+    file line by line in text mode gives, whatever the block size of the scan."""
+    from service import batch
+
+    spec = ServedModel.load(store, "german-credit-gbt", "v1").bundle.spec
+    monkeypatch.setattr(batch, "SCAN_BLOCK", block)
+    for seed in range(40):
+        path = tmp_path / f"{seed}.{fmt}"
+        path.write_bytes(_awkward_text(seed, fmt))
+        for chunk_size in (1, 2, 3, 7):
+            scan = batch.scan_input(path, fmt, chunk_size)
+            found = [(c.first_row, c.text) for part in scan.parts for c in batch.read_part(part, spec)]
+            assert (found, scan.rows) == _reference_chunks(path, fmt, chunk_size), (seed, chunk_size)
+            assert scan.sha256 == hashlib.sha256(path.read_bytes()).hexdigest()
+
+
+def test_a_part_of_a_changed_input_is_refused(store: ModelStore, tmp_path: Path) -> None:
+    from service.batch import BatchInputError, read_part, scan_input
+
+    spec = ServedModel.load(store, "german-credit-gbt", "v1").bundle.spec
+    path = tmp_path / "a.jsonl"
+    path.write_text('{"a": 1}\n{"a": 2}\n', encoding="utf-8")
+    part = scan_input(path, "jsonl", 1).parts[1]
+    path.write_text('{"a": 1}\n{"a": 3}\n', encoding="utf-8")  # same size, other bytes
+    with pytest.raises(BatchInputError, match="is not the file whose sha256 the run recorded"):
+        list(read_part(part, spec))
+    path.write_bytes(b'{"a": 1}\n{"\xff": 3}\n')
+    part = scan_input(path, "jsonl", 1).parts[1]
+    with pytest.raises(BatchInputError, match="not UTF-8 text \\(byte 11\\)"):
+        list(read_part(part, spec))
+
+
+def test_quote_free_csv_chunks_split_at_commas_as_the_csv_module_reads_them(store: ModelStore) -> None:
+    """Ragged rows, blank lines, spaces and NUL: the fast split gives the columns the csv module gives."""
+    from service.batch import CsvLayout, TextChunk, to_chunk
+
+    spec = ServedModel.load(store, "german-credit-gbt", "v1").bundle.spec
+    width = len(spec.field_names) + 2
+    layout = CsvLayout((width - 1, *range(len(spec.field_names))), width)  # the id last, one extra column
+    rng = random.Random(5)
+    for _ in range(200):
+        lines = []
+        for _ in range(rng.randint(1, 6)):
+            cells = [rng.choice(["1", " 2 ", "A11", "", "x\0y"]) for _ in range(width)]
+            lines.append(",".join(cells[: rng.choice([width, width, width, 1, width - 3, width + 2])]))
+        text = "\n".join(rng.choice([lines, [*lines, ""]])) + rng.choice(["", "\n"])
+        chunk = to_chunk(TextChunk("csv", 10, text), spec, layout)
+        records = list(csv.reader(io.StringIO(text, newline="")))
+        kept = [(10 + i, r + [""] * (width - len(r))) for i, r in enumerate(records) if r]
+        assert chunk.rows == [n for n, _ in kept]
+        assert chunk.ids == [r[width - 1] for _, r in kept]
+        assert chunk.columns == {name: [r[j] for _, r in kept] for j, name in enumerate(spec.field_names)}
+
+
+@pytest.mark.parametrize("attributions", [False, True])
+def test_csv_output_is_what_the_csv_module_writes(store: ModelStore, attributions: bool) -> None:
+    """Rows formatted once per distinct outcome are the csv module's bytes for the decisions' own values."""
+    from service.batch import ChunkDecider, ChunkPlan, ModelRef, RawChunk
+
+    served = ServedModel.load(store, "german-credit-gbt", "v1")
+    spec = served.bundle.spec
+    plan = ChunkPlan(ModelRef(str(store.root), "german-credit-gbt", "v1"), None, "csv", attributions)
+    decider = ChunkDecider.load(plan)
+    apps = random_applications(spec, 500, seed=11)
+    ids = [f"X-{i}" for i in range(len(apps))]
+    raw = RawChunk(list(range(1, len(apps) + 1)), ids, {n: [a[n] for a in apps] for n in spec.field_names}, False)
+    text = decider.run(raw).text
+    expected = io.StringIO()
+    writer = csv.writer(expected, lineterminator="\n")
+    for app_id, d in zip(ids, served.engine.decide(apps).all(), strict=True):
+        codes = [r.code for r in d.reasons] + [""] * (decider.width - len(d.reasons))
+        row = [app_id, d.decision, d.score, d.probability_of_default, d.risk_band, *codes]
+        row.append(";".join(r.code for r in d.rules_fired))
+        if attributions:
+            row += [d.margin, *(value for _, value in d.attributions)]
+        writer.writerow(row)
+    assert text == expected.getvalue()
+    assert len({line.split(",")[1] for line in text.splitlines()}) == 3  # every decision formatted
+
+
+def test_parquet_parts_hold_the_chunks_reading_the_file_in_batches_gives(store: ModelStore, tmp_path: Path) -> None:
+    """Chunks of ``chunk_size`` rows across row groups (as ``iter_batches`` gives them); a row group's chunks in at
+    most ROW_GROUP_PARTS parts."""
+    pa = pytest.importorskip("pyarrow")
+    pq = pytest.importorskip("pyarrow.parquet")
+    from service.batch import ROW_GROUP_PARTS, read_part, scan_input
+
+    spec = ServedModel.load(store, "german-credit-gbt", "v1").bundle.spec
+    apps = random_applications(spec, 1000, seed=3)
+    path = tmp_path / "a.parquet"
+    columns = {"application_id": [f"P{i}" for i in range(1000)], **{n: [a[n] for a in apps] for n in spec.field_names}}
+    pq.write_table(pa.table(columns), path, row_group_size=400)
+    for chunk_size in (1, 37, 400, 5000):
+        scan = scan_input(path, "parquet", chunk_size)
+        chunks = [chunk for part in scan.parts for chunk in read_part(part, spec)]
+        expected = pq.ParquetFile(path).iter_batches(
+            batch_size=chunk_size, columns=["application_id", *spec.field_names]
+        )
+        assert [(c.first_row, c.batch.to_pydict()) for c in chunks] == [
+            (1 + chunk_size * k, batch.to_pydict()) for k, batch in enumerate(expected)
+        ]
+        assert scan.rows == 1000 and len(scan.parts) <= 3 * ROW_GROUP_PARTS
+    # 11, 11 and 6 chunks of 37 rows start in the row groups: 3 + 3 + 3 + 2, 3 + 3 + 3 + 2 and 2 + 2 + 2 in a part
+    assert [len(part.spans) for part in scan_input(path, "parquet", 37).parts] == [3, 3, 3, 2] * 2 + [2, 2, 2]
+
+
+@pytest.mark.parametrize("fmt", ["csv", "parquet"])
+def test_a_workers_part_file_holds_its_decisions_readable_by_its_owner_only(
+    store: ModelStore, tmp_path: Path, fmt: str
+) -> None:
+    from service.batch import ChunkPlan, ModelRef, decide_part, read_layout, scan_input
+
+    pytest.importorskip("pyarrow")
+    spec = ServedModel.load(store, "german-credit-gbt", "v1").bundle.spec
+    source = tmp_path / "applications.csv"
+    _write_csv(source, _german_credit_applications(spec)[:30], ["application_id", *spec.field_names])
+    plan = ChunkPlan(ModelRef(str(store.root), "german-credit-gbt", "v1"), read_layout(source, spec, print), fmt)
+    (part,) = scan_input(source, "csv", 100).parts
+    result = decide_part(plan, part, str(tmp_path))
+    assert (result.n_input, result.decided, result.errors) == (30, 30, [])
+    assert Path(result.file).stat().st_mode & 0o777 == 0o600

@@ -11,6 +11,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import json
+import os
 from collections import Counter
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -193,11 +194,20 @@ def test_dask_csv_equals_the_online_path_and_is_recorded(
     # the refused cell as read; a missing one is empty, and an invalid id is never echoed
     assert values == {(index + 1, name): "" if name == "application_id" else cell for index, name, cell, _ in CSV_BAD}
     manifest = _assert_manifest(out, source, api_model_store, ROWS, len(CSV_BAD), "csv", workers=2)
+    assert manifest["run"]["input_read_by"] == "workers"  # the workers see tmp_path: they read and write parts
 
     # the embedded run (no cluster, no Dask) writes the same bytes
     embedded = tmp_path / "embedded.csv"
     _score(["--input", str(source), "--output", str(embedded), *common])
     assert embedded.read_bytes() == out.read_bytes()
+    errors = (tmp_path / "decisions.errors.csv").read_bytes()
+    assert (tmp_path / "embedded.errors.csv").read_bytes() == errors
+    # and so does the fallback for workers that cannot see the files: this process reads and ships the chunks
+    shipped = _shipped(source, tmp_path / "shipped.csv", api_model_store, cluster, chunk_size=50)
+    assert shipped.manifest["run"]["input_read_by"] == "submitting process"
+    assert (tmp_path / "shipped.csv").read_bytes() == out.read_bytes()
+    assert (tmp_path / "shipped.errors.csv").read_bytes() == errors
+    assert not list(tmp_path.glob(".*"))  # no part files or temporary files left
 
     # one event in the chain, verified, naming the run's hashes
     runner = CliRunner()
@@ -245,7 +255,58 @@ def test_dask_parquet_equals_the_online_path(
     online = [{k: v for k, v in a.items() if v is not None} for a in apps]
     items = _online(api_make_app, [_request(a) for a in online])
     _assert_same_as_online(rows, items, tmp_path / "decisions.errors.csv", spec, text=False)
-    _assert_manifest(out, source, api_model_store, ROWS, len(PARQUET_BAD), "parquet", workers=2)
+    manifest = _assert_manifest(out, source, api_model_store, ROWS, len(PARQUET_BAD), "parquet", workers=2)
+    assert manifest["run"]["input_read_by"] == "workers"
+    # the workers' part files joined in order are the file one process writes, row group for row group
+    embedded = tmp_path / "embedded.parquet"
+    _score([str(source), str(embedded), "--model-store", str(api_model_store), "--attributions", "--chunk-size", "37"])
+    assert embedded.read_bytes() == out.read_bytes()
+    assert pq.ParquetFile(out).metadata.num_row_groups == -(-ROWS // 37)  # a row group per chunk
+    _shipped(source, tmp_path / "shipped.parquet", api_model_store, cluster, chunk_size=37)
+    assert (tmp_path / "shipped.parquet").read_bytes() == out.read_bytes()
+
+
+def _shipped(source: Path, out: Path, store_root: Path, cluster: Any, chunk_size: int) -> Any:
+    """A run on the cluster with the submitting process reading the chunks and shipping them to the workers."""
+    from service.batch import ModelRef
+    from service.batch_dask import score_file_on_dask
+
+    store = ModelStore(store_root)
+    model = ModelRef(str(store_root), *store.resolve())
+    return score_file_on_dask(
+        source,
+        out,
+        model=model,
+        scheduler=cluster.scheduler_address,
+        chunk_size=chunk_size,
+        attributions=True,
+        read_on_workers=False,
+    )
+
+
+def test_workers_keep_freed_memory_for_reuse(cluster: Any) -> None:
+    """The nanny's MALLOC_TRIM_THRESHOLD_ is in the workers' environment; glibc's thresholds are set past it."""
+    from service.batch_dask import keep_freed_memory
+
+    with distributed.Client(cluster) as client:
+        assert set(client.run(os.environ.get, "MALLOC_TRIM_THRESHOLD_").values()) == {"65536"}
+        assert list(client.run(keep_freed_memory).values()) == [True, True]
+
+
+def test_a_worker_is_given_parts_only_if_it_sees_the_input_and_the_parts_directory(tmp_path: Path) -> None:
+    from service.batch import PARTS_MARKER, sees_files
+
+    source = tmp_path / "applications.csv"
+    source.write_text("application_id\n", encoding="utf-8")
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    (parts / PARTS_MARKER).write_text("token", encoding="utf-8")
+    size = source.stat().st_size
+    assert sees_files(str(source), size, str(parts), "token")
+    assert not sees_files(str(source), size + 1, str(parts), "token")  # another file at that path
+    assert not sees_files(str(tmp_path / "absent.csv"), size, str(parts), "token")
+    assert not sees_files(str(source), size, str(parts), "another run's token")  # another directory at that path
+    assert not sees_files(str(source), size, str(tmp_path / "absent"), "token")
 
 
 def test_local_scheduler_starts_its_own_cluster(api_model_store: Path, spec: FeatureSpec, tmp_path: Path) -> None:
@@ -270,6 +331,20 @@ def test_local_scheduler_starts_its_own_cluster(api_model_store: Path, spec: Fea
     manifest = json.loads((tmp_path / "decisions.manifest.json").read_text(encoding="utf-8"))
     assert manifest["run"]["scheduler"] == "local" and manifest["run"]["workers"] == 1
     assert manifest["errors"]["reasons"] == [{"field": "line", "message": "not a JSON object", "rows": 1}]
+
+
+def test_a_part_a_worker_cannot_read_fails_the_run_and_leaves_nothing(
+    cluster: Any, api_model_store: Path, spec: FeatureSpec, tmp_path: Path
+) -> None:
+    """A worker's error (here: bytes that are not UTF-8) reaches the command as the same error; no output, no parts."""
+    source = tmp_path / "applications.csv"
+    header = "application_id," + ",".join(spec.field_names) + "\n"
+    source.write_bytes(header.encode() + b"A1" + b",\xff" * len(spec.field_names) + b"\n")
+    args = [str(source), str(tmp_path / "o.csv"), "--model-store", str(api_model_store), "--no-progress"]
+    result = CliRunner().invoke(score_command, [*args, "--scheduler", cluster.scheduler_address])
+    assert result.exit_code == 1, result.output
+    assert f"{source}: not UTF-8 text (byte {len(header) + 3})" in result.output
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["applications.csv"]
 
 
 def test_unreachable_scheduler_is_a_clear_error(api_model_store: Path, spec: FeatureSpec, tmp_path: Path) -> None:
