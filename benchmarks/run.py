@@ -150,7 +150,7 @@ class AppResult:
 # ---- processes ---------------------------------------------------------------------------------
 def worker_kind() -> str:
     """The gunicorn workers the config runs with this environment: gthread with N threads, or sync."""
-    threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+    threads = int(os.environ.get("GUNICORN_THREADS", "1"))
     return f"gthread, {threads} threads each" if threads > 1 else "sync"
 
 

@@ -1,12 +1,14 @@
 """Production gunicorn configuration: ``gunicorn -c service/gunicorn_conf.py 'service.app:create_app()'``.
 
-Threaded workers (gunicorn's ``gthread``): WEB_CONCURRENCY processes (default 2, about one per core) of
-GUNICORN_THREADS request threads each (default 4). A decision is CPU-bound (one ONNX run and one TreeSHAP pass,
-about a millisecond) followed by a durable commit; while one thread waits for its commit's fsync the others
-decide, and one writer thread per process commits the records of every waiting thread together (group commit,
-:mod:`service.records.group`): one fsync for many decisions, each request answered only after its own record is
-durable. ``GUNICORN_THREADS=1`` runs gunicorn's sync worker instead (one request at a time per process, one
-commit each). ``preload_app`` is False on purpose: every worker builds its own onnxruntime session, explainer
+WEB_CONCURRENCY processes (default 2, about one per core) of GUNICORN_THREADS request threads each. The default,
+1, runs gunicorn's sync worker: one request at a time per process. A decision is CPU-bound (validation, one ONNX
+run, one TreeSHAP pass, the record: about a millisecond of Python) and on a host where the commit is cheaper than
+that (a local SSD, PostgreSQL on the same host) threads only contend for the interpreter lock: measured on 2 cores
+(docs/PERFORMANCE.md), 4 threads per worker served fewer decisions at 16 connections than sync workers. Where the
+durable commit dominates (a disk with slow fsync, PostgreSQL across a network, synchronous replication), set
+GUNICORN_THREADS=4 or more: gunicorn's ``gthread`` worker, whose request threads share commits (group commit,
+:mod:`service.records.group`: the records of every waiting thread in one transaction and one fsync, each request
+answered only after its own record is durable). A batch request's items share one commit with either worker. ``preload_app`` is False on purpose: every worker builds its own onnxruntime session, explainer
 tables and database connections after the fork (none of them is fork-safe), runs the startup self-check itself
 and only then accepts requests, so a worker is never serving a model it has not checked. The price is a second
 or so of start-up per worker.
@@ -22,7 +24,7 @@ from typing import Any
 
 bind = f"{os.environ.get('HOST', '127.0.0.1')}:{os.environ.get('PORT', '8000')}"
 workers = int(os.environ.get("WEB_CONCURRENCY", "2"))
-threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+threads = int(os.environ.get("GUNICORN_THREADS", "1"))
 # gunicorn's gthread (or, with one thread, sync) worker; its own errors as problems
 worker_class = (
     "service.gunicorn_worker.ProblemThreadWorker" if threads > 1 else "service.gunicorn_worker.ProblemSyncWorker"
@@ -84,12 +86,3 @@ def on_exit(server: Any) -> None:
     """Remove the metrics folder if this config created it."""
     if not _metrics_dir_given:
         shutil.rmtree(_metrics_dir, ignore_errors=True)
-
-
-def post_fork(server: Any, worker: Any) -> None:
-    """TEMP A/B: the interpreter's thread switch interval."""
-    import sys
-
-    value = os.environ.get("AB_SWITCH_MS")
-    if value:
-        sys.setswitchinterval(float(value) / 1000.0)

@@ -119,9 +119,10 @@ def _get(url: str, key: str) -> tuple[int, Any]:
         return response.status, json.loads(response.read())
 
 
+@pytest.mark.parametrize("threads", ["1", "4"], ids=["sync", "gthread"])  # one commit each / group commit
 @pytest.mark.parametrize("backend", ["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def test_sigkilled_workers_lose_no_acknowledged_decision(
-    backend: str, api_model_store: Path, tmp_path: Path, request: pytest.FixtureRequest, run_gunicorn: Any
+    backend: str, threads: str, api_model_store: Path, tmp_path: Path, request: pytest.FixtureRequest, run_gunicorn: Any
 ) -> None:
     url = str(request.getfixturevalue(f"{backend}_decision_store_url"))
     open_decision_store(url).close()  # migrate before the workers race to
@@ -132,6 +133,7 @@ def test_sigkilled_workers_lose_no_acknowledged_decision(
     with run_gunicorn(
         tmp_path,
         WEB_CONCURRENCY="2",
+        GUNICORN_THREADS=threads,
         CREDIT_DECISION_ENV="production",
         CREDIT_DECISION_API_KEYS_FILE=str(key_file),
         CREDIT_DECISION_MODEL_STORE=str(api_model_store),

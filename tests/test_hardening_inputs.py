@@ -396,16 +396,22 @@ def _batch_csv(example: dict[str, Any]) -> str:
 # ---- 6. bodies over the limit, chunked or not (real gunicorn, raw sockets) ---------------------------------------------
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="module", params=["1", "4"], ids=["sync", "gthread"])
 def gunicorn_server(
-    api_model_store: Path, api_keys_setting: str, tmp_path_factory: pytest.TempPathFactory, run_gunicorn: Any
+    api_model_store: Path,
+    api_keys_setting: str,
+    tmp_path_factory: pytest.TempPathFactory,
+    run_gunicorn: Any,
+    request: pytest.FixtureRequest,
 ) -> Iterator[tuple[str, Path]]:
-    """(base URL, SQLite file) of a real gunicorn over the tiny champion."""
+    """(base URL, SQLite file) of a real gunicorn over the tiny champion, with either worker class (gunicorn's own
+    errors are rendered as problems by both)."""
     folder = tmp_path_factory.mktemp("hardening-server")
     db = folder / "decisions.sqlite3"
     with run_gunicorn(
         folder,
         WEB_CONCURRENCY="1",
+        GUNICORN_THREADS=request.param,
         CREDIT_DECISION_MODEL_STORE=str(api_model_store),
         CREDIT_DECISION_API_KEYS=api_keys_setting,
         DATABASE_URL=f"sqlite:///{db}",
