@@ -322,3 +322,38 @@ def test_a_new_decisions_report_row_from_its_typed_decision_equals_the_row_read_
         assert stored is not None and stored.record.typed is None
         assert report_row(stored.seq, stored.record) == row
     assert len(written) == 2
+
+
+def test_report_batches_are_consumed_in_order_beside_the_read_and_errors_reach_the_caller() -> None:
+    """The report reads its next batch while a helper thread consumes the one before: every batch consumed once, in
+    order, never two at a time; an error while consuming, or while reading, is raised to the caller."""
+    import threading
+
+    from service.reports.source import consume_overlapped
+
+    seen: list[int] = []
+    busy = threading.Lock()
+
+    def consume(batch: int) -> None:
+        assert busy.acquire(blocking=False), "two batches consumed at once"
+        try:
+            seen.append(batch)
+        finally:
+            busy.release()
+
+    consume_overlapped(iter(range(50)), consume)
+    assert seen == list(range(50))
+
+    def failing(batch: int) -> None:
+        if batch == 3:
+            raise ValueError("bad batch 3")
+
+    with pytest.raises(ValueError, match="bad batch 3"):
+        consume_overlapped(iter(range(10)), failing)
+
+    def reader() -> Any:
+        yield 1
+        raise OSError("read failed")
+
+    with pytest.raises(OSError, match="read failed"):
+        consume_overlapped(reader(), lambda batch: None)

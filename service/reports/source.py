@@ -11,11 +11,12 @@ from __future__ import annotations
 
 import json
 from collections import Counter
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any, Protocol, TypeVar
 
 from service.core.recorded import RecordedDecision
 from service.reports.columns import ColumnsBuilder, DecisionColumns
@@ -120,9 +121,26 @@ def report_columns(
     if not isinstance(records, SqlDecisionStore):
         return DecisionColumns.of_rows(rows_from_records(records_between(records, since, until), outcomes))
     builder = ColumnsBuilder()
-    for batch in records.iter_report_rows(since, until):
-        builder.add_report_rows(batch, outcomes)
+    consume_overlapped(records.iter_report_rows(since, until), lambda batch: builder.add_report_rows(batch, outcomes))
     return builder.build()
+
+
+_Batch = TypeVar("_Batch")
+
+
+def consume_overlapped(batches: Iterator[_Batch], consume: Callable[[_Batch], None]) -> None:
+    """``consume`` every batch, in order, in a helper thread while this thread reads the next one: the database read
+    (its driver waits with the interpreter lock released) overlaps the Python work on the batch before it. Only the
+    calling thread touches the database (its own connection); at most one batch is read ahead. An error on either
+    side is raised here."""
+    with ThreadPoolExecutor(max_workers=1, thread_name_prefix="credit-decision-report") as pool:
+        pending: Future[None] | None = None
+        for batch in batches:
+            if pending is not None:
+                pending.result()
+            pending = pool.submit(consume, batch)
+        if pending is not None:
+            pending.result()
 
 
 def _mapping(value: Any) -> Mapping[str, Any]:
