@@ -434,12 +434,12 @@ def render(host: dict[str, str], results: dict[str, dict[str, Any]], args: Any, 
         "",
         f"Written by `make bench-scale` (`python -m benchmarks.scale --records {n}`) in {elapsed / 60:.1f} min on "
         f"{host.get('cpu', '?')} ({host.get('cores', '?')} cores), load average {host.get('load_at_start', '?')} at the "
-        "start. **The machine is shared**: other jobs ran on its 2 cores during the run, so absolute numbers are "
-        "pessimistic and noisy; ratios measured minutes apart are the meaningful part.",
+        "start (wrk and the server under test alone make about 2 on this machine; more means other work shared the "
+        "cores). Absolute numbers depend on the moment; ratios measured minutes apart are the meaningful part.",
         "",
         f"The seeded store holds {n:,} decision records over {DAYS} days (copies of {TEMPLATES} real decisions of the "
         "default model, new ids and times), chained with the service's own `canonical_content`/`chain_hash` "
-        "(`audit verify` passes on it). Decisions are measured with real gunicorn (2 sync workers, production config) "
+        "(`audit verify` passes on it). Decisions are measured with real gunicorn (2 workers, production config) "
         f"and wrk, {args.runs} runs of {args.seconds:g} s per level, medians.",
         "",
     ]
