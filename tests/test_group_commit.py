@@ -392,3 +392,43 @@ def test_busy_seconds_count_overlapping_requests_once() -> None:
     assert metrics.busy_seconds == pytest.approx(3.0)
     metrics.request_finished()  # an unmatched finish changes nothing
     assert metrics.busy_seconds == pytest.approx(3.0)
+
+
+def test_a_process_never_forks_while_its_checkpointer_is_inside_sqlite(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A child forked while a checkpointer thread held SQLite's (or the allocator's) mutexes would deadlock on its
+    first connection: fork() waits for a checkpoint round under way to end."""
+    import os
+
+    from service.records import sqlite as sqlite_module
+
+    inside, release = threading.Event(), threading.Event()
+    real = sqlite_module.WalCheckpointer._round_unforked
+
+    def slow_round(self: Any, last_change: int) -> int:
+        inside.set()
+        release.wait(10)
+        return real(self, last_change)
+
+    monkeypatch.setattr(sqlite_module.WalCheckpointer, "_round_unforked", slow_round)
+    store = SqliteDecisionStore(tmp_path / "fork.sqlite3", checkpoint_seconds=0.01)
+    try:
+        assert store.checkpointer is not None
+        store.checkpointer.ensure_running()
+        assert inside.wait(10), "a checkpoint round started"
+        threading.Timer(0.3, release.set).start()
+        started = time.monotonic()
+        pid = os.fork()
+        if pid == 0:  # the child: a first connection works, then leave at once
+            try:
+                sqlite3.connect(str(tmp_path / "child.sqlite3")).close()
+            finally:
+                os._exit(0)
+        waited = time.monotonic() - started
+        _, status = os.waitpid(pid, 0)
+        assert os.waitstatus_to_exitcode(status) == 0
+        assert waited >= 0.25, f"fork did not wait for the checkpoint round ({waited:.3f} s)"
+    finally:
+        release.set()
+        store.close()

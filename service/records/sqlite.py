@@ -41,6 +41,16 @@ TRUNCATE_WAIT_SECONDS = 0.05
 
 log = logging.getLogger(__name__)
 
+#: Held by a checkpointer for each round, and by the forking thread across fork(): a process never forks while one
+#: of its checkpointer threads is inside SQLite, whose global mutexes (and the allocator's) a child would otherwise
+#: inherit locked, and deadlock on its first connection (a process pool forked from a process holding stores).
+_NO_FORK_DURING_CHECKPOINT = threading.Lock()
+os.register_at_fork(
+    before=_NO_FORK_DURING_CHECKPOINT.acquire,
+    after_in_parent=_NO_FORK_DURING_CHECKPOINT.release,
+    after_in_child=_NO_FORK_DURING_CHECKPOINT.release,
+)
+
 
 class _SqliteTransaction(Transaction):
     def __init__(self, conn: sqlite3.Connection) -> None:
@@ -306,6 +316,10 @@ class WalCheckpointer:
 
     def _round(self, last_change: int) -> int:
         """PASSIVE; TRUNCATE too when idle since the last round (nothing left to copy) or past the size bound."""
+        with _NO_FORK_DURING_CHECKPOINT:
+            return self._round_unforked(last_change)
+
+    def _round_unforked(self, last_change: int) -> int:
         if self._conn is None:
             self._conn = self.store._connect()
         _busy, frames, copied = self.store._checkpoint_on(self._conn, truncate=False)
