@@ -27,16 +27,14 @@ def sqlite_decision_store_url(tmp_path: Path) -> str:
 def postgres_admin_connection() -> Any:
     """An autocommit connection to the test PostgreSQL server.
 
-    Locally, a missing server skips the PostgreSQL variants; in CI (where the server always runs) it fails.
+    The project's machines and CI always run one: a missing server fails the PostgreSQL variants (never skips them).
     """
     import psycopg
 
     try:
         return psycopg.connect(RECORDS_PG_URL, autocommit=True, connect_timeout=5)
     except psycopg.OperationalError as exc:
-        if os.environ.get("CI"):
-            raise
-        pytest.skip(f"PostgreSQL not reachable at {RECORDS_PG_URL}: {exc}")
+        raise RuntimeError(f"PostgreSQL is not reachable at {RECORDS_PG_URL} (set DATABASE_URL_TEST): {exc}") from exc
 
 
 @pytest.fixture

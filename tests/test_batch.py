@@ -12,6 +12,8 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -421,8 +423,6 @@ def test_csv_output_is_what_the_csv_module_writes(store: ModelStore, attribution
 def test_parquet_parts_hold_the_chunks_reading_the_file_in_batches_gives(store: ModelStore, tmp_path: Path) -> None:
     """Chunks of ``chunk_size`` rows across row groups (as ``iter_batches`` gives them); a row group's chunks in at
     most ROW_GROUP_PARTS parts."""
-    pa = pytest.importorskip("pyarrow")
-    pq = pytest.importorskip("pyarrow.parquet")
     from service.batch import ROW_GROUP_PARTS, read_part, scan_input
 
     spec = ServedModel.load(store, "german-credit-gbt", "v1").bundle.spec
@@ -450,7 +450,6 @@ def test_a_workers_part_file_holds_its_decisions_readable_by_its_owner_only(
 ) -> None:
     from service.batch import ChunkPlan, ModelRef, decide_part, read_layout, scan_input
 
-    pytest.importorskip("pyarrow")
     spec = ServedModel.load(store, "german-credit-gbt", "v1").bundle.spec
     source = tmp_path / "applications.csv"
     _write_csv(source, _german_credit_applications(spec)[:30], ["application_id", *spec.field_names])

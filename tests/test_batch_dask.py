@@ -17,6 +17,10 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+import dask
+import distributed
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 from click.testing import CliRunner
 
@@ -24,11 +28,6 @@ from cli.audit import audit_group
 from cli.score import score_command
 from model_store.spec import FeatureSpec
 from model_store.store import ModelStore
-
-dask = pytest.importorskip("dask")
-distributed = pytest.importorskip("distributed")
-pa = pytest.importorskip("pyarrow")
-pq = pytest.importorskip("pyarrow.parquet")
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = REPO / "data" / "german_credit.csv"

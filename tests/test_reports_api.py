@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import csv
 import io
-import shutil
 import subprocess
 from collections import Counter
 from datetime import UTC, datetime, timedelta
@@ -111,7 +110,6 @@ def test_csv_and_html_formats(api_app: Any, decided: list[dict[str, Any]], audit
     assert page.headers["Cache-Control"] == "no-store"
 
 
-@pytest.mark.skipif(shutil.which("pdftoppm") is None, reason="poppler-utils (pdftoppm) is not installed")
 def test_pdf_report_renders(
     api_app: Any, decided: list[dict[str, Any]], auditor_headers: dict[str, str], tmp_path: Path
 ) -> None:
