@@ -32,7 +32,7 @@ import logging
 import os
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from service.errors import CreditDecisionError, StoreUnavailable
 from service.records.model import DecisionRecord, ShadowRecord, StoredRecord, StoredShadow
@@ -52,8 +52,7 @@ AppendGroup = Callable[
 @dataclass
 class _Waiter:
     job: DecisionRecord | Sequence[ShadowRecord]
-    done: threading.Event = field(default_factory=threading.Event)
-    result: StoredRecord | list[StoredShadow] | Exception | None = None
+    result: StoredRecord | list[StoredShadow] | Exception | None = None  # set once, when its commit is over
 
 
 class GroupCommitter:
@@ -100,9 +99,12 @@ class GroupCommitter:
         batch failed with."""
         if not records:
             return []
-        result = self._wait(_Waiter(tuple(records)), shadows=True)
-        assert isinstance(result, list)
-        return result
+        waiter = _Waiter(tuple(records))
+        self._enqueue([waiter], shadows=True)
+        if isinstance(waiter.result, Exception):
+            raise waiter.result
+        assert isinstance(waiter.result, list)
+        return waiter.result
 
     def _enqueue(self, waiters: Sequence[_Waiter], *, shadows: bool) -> None:
         """Queue the waiters, then lead commits until every one of them has its result."""
@@ -114,7 +116,7 @@ class GroupCommitter:
                 self._pid, self._pending, self._pending_shadows, self._leading = pid, [], [], False
             # the queue is looked up under the lock: the leader replaces the lists as it takes them
             (self._pending_shadows if shadows else self._pending).extend(waiters)
-            while not all(waiter.done.is_set() for waiter in waiters):
+            while any(waiter.result is None for waiter in waiters):
                 if self._leading:  # another thread is committing: wait for it, then look again
                     self._cond.wait()
                     continue
@@ -128,14 +130,6 @@ class GroupCommitter:
                     self._cond.acquire()
                     self._leading = False
                     self._cond.notify_all()
-
-    def _wait(self, waiter: _Waiter, *, shadows: bool) -> StoredRecord | list[StoredShadow]:
-        self._enqueue([waiter], shadows=shadows)
-        result = waiter.result
-        if isinstance(result, Exception):
-            raise result
-        assert result is not None
-        return result
 
     def close(self) -> None:
         """Refuse new saves (StoreUnavailable); a commit under way finishes and answers its waiters."""
@@ -162,4 +156,3 @@ class GroupCommitter:
                 results = [StoreUnavailable("the group commit failed")] * len(waiters)
             for waiter, result in zip(waiters, results, strict=True):
                 waiter.result = result
-                waiter.done.set()

@@ -56,8 +56,10 @@ def report_row(seq: int, record: RecordColumns) -> tuple[Any, ...]:
     # A new record made by the decision service carries the typed decision its payload was made from: read that
     # instead of parsing the payload, but only while the payload is still the very object made from it.
     typed = getattr(record, "typed", None)
-    fresh = isinstance(typed, RecordedDecision) and record.payload is typed.payload_json
-    recorded = typed if fresh and isinstance(typed, RecordedDecision) else RecordedDecision.of(record)
+    if isinstance(typed, RecordedDecision) and record.payload is typed.payload_json:
+        recorded = typed
+    else:
+        recorded = RecordedDecision.of(record)
     decision = recorded.decision
     payload = recorded.payload
     # the fields in name order, as the stored (canonical) payload holds them, whatever order the request had
