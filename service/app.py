@@ -22,7 +22,7 @@ from service.api import limits
 from service.api.schemas import request_schemas
 from service.config import ConfigError, Settings
 from service.decisions import DecisionService, new_decision_id, utc_now
-from service.errors import ModelUnavailable, RecordsError
+from service.errors import ModelUnavailable, RecordsError, StoreUnavailable
 from service.live import Serving, ServingWatcher
 from service.metrics import Metrics
 from service.models import ModelCache
@@ -43,7 +43,7 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
     app.config.update(TESTING=settings.testing, MAX_CONTENT_LENGTH=settings.max_batch_content_length)
     app.json.sort_keys = False  # type: ignore[attr-defined]  # keep the documented field order
     problems: list[str] = []
-    store = _open_store(settings, problems)
+    store, unavailable = _open_store(settings, problems)
     metrics = Metrics()
     models = ModelCache(ModelStore(settings.model_store))
     service = DecisionService(models=models, served=None, store=store, problems=problems, on_decided=metrics.decided)
@@ -54,6 +54,16 @@ def create_app(test_config: Mapping[str, Any] | None = None) -> Flask:
         watcher = _serve_the_deployments_state(settings, service, models, store, metrics, service.problems)
     served = service.served
     state = ServiceState(settings=settings, metrics=metrics, service=service, watcher=watcher)
+    if unavailable is not None:  # the database is down: open it later, on a request or /readyz once it is back
+
+        def open_late() -> None:
+            store = open_decision_store(settings.database_url, wait_seconds=settings.database_timeout)
+            state.watcher = _serve_the_deployments_state(settings, service, models, store, metrics, service.problems)
+            service.problems.remove(unavailable)
+            service.store = store
+            log.info("decision store open%s", "" if service.ready else f"; not ready: {service.not_ready_reason}")
+
+        service.open_late = open_late
     app.extensions[EXTENSION_KEY] = state
     auth.init_app(app, keys)
     example = (served.bundle.reference.get("applications") or [None])[0] if served is not None else None
@@ -164,10 +174,17 @@ def _serve_the_deployments_state(
     return watcher
 
 
-def _open_store(settings: Settings, problems: list[str]) -> DecisionStore | None:
+def _open_store(settings: Settings, problems: list[str]) -> tuple[DecisionStore | None, str | None]:
+    """The open store, or None with a problem; the problem again as the second item when it may pass by itself
+    (the database is down or unreachable: an outage, logged as one, and the store is opened later)."""
     try:
-        return open_decision_store(settings.database_url, wait_seconds=settings.database_timeout)
+        return open_decision_store(settings.database_url, wait_seconds=settings.database_timeout), None
+    except StoreUnavailable as exc:
+        problem = f"decision store unavailable: {type(exc).__name__}"
+        problems.append(problem)
+        log.error("%s (tried again on the next request or /readyz): %s", problem, exc)
+        return None, problem
     except (RecordsError, OSError, ValueError) as exc:
         problems.append(f"decision store unavailable: {type(exc).__name__}")
         log.error("decision store unavailable", exc_info=exc)
-        return None
+        return None, None

@@ -19,6 +19,8 @@ Deciding, step by step (:meth:`DecisionService.decide`):
 
 from __future__ import annotations
 
+import logging
+import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -40,6 +42,7 @@ from service.errors import (
     ModelUnavailable,
     NotFound,
     NotReady,
+    StoreUnavailable,
     UnknownDecisions,
 )
 from service.live import Serving
@@ -51,6 +54,11 @@ from service.replay import ReplayReport, replay_record
 from service.runtime import ServedModel
 from service.serving import Lifecycle, ServingState
 from service.shadow import ShadowRunner
+
+log = logging.getLogger(__name__)
+
+#: how often a worker whose store could not be opened at startup tries again (on a request or /readyz)
+LATE_OPEN_SECONDS = 2.0
 
 Clock = Callable[[], datetime]
 IdFactory = Callable[[], str]
@@ -106,6 +114,11 @@ class DecisionService:
         self.lifecycle: Lifecycle | None = None  # admin actions on the serving state (needs the store)
         self.on_serving_change: Callable[[], object] | None = None  # apply a new serving state in this process
         self.problems = list(problems)
+        #: set when the store could not be opened at startup (database down): opens it and what depends on it,
+        #: raising (StoreUnavailable) while it still cannot; tried again by :meth:`retry_startup`
+        self.open_late: Callable[[], None] | None = None
+        self._late_lock = threading.Lock()
+        self._late_next = 0.0
         self._clock = clock
         self._new_id = new_id
         self._timer = timer
@@ -135,6 +148,26 @@ class DecisionService:
             return ""
         return "; ".join([*self.problems, *self.serving.problems]) or "starting"
 
+    def retry_startup(self, now: float | None = None) -> None:
+        """If the store could not be opened at startup, try again (at most once per ``LATE_OPEN_SECONDS``, one
+        thread at a time): a worker started while its database was down becomes ready by itself once it is back."""
+        if self.open_late is None or self.store is not None:
+            return
+        at = time.monotonic() if now is None else now
+        if at < self._late_next or not self._late_lock.acquire(blocking=False):
+            return
+        try:
+            if self.store is None and self.open_late is not None:
+                self._late_next = at + LATE_OPEN_SECONDS
+                try:
+                    self.open_late()
+                except StoreUnavailable as exc:
+                    log.warning("decision store still unavailable: %s", exc)
+                else:
+                    self.open_late = None
+        finally:
+            self._late_lock.release()
+
     def served_model(self) -> ServedModel:
         """The model being served, or NotReady."""
         if self.served is None:
@@ -143,6 +176,10 @@ class DecisionService:
 
     def require_store(self) -> DecisionStore:
         """The decision store, or NotReady."""
+        if self.store is None:
+            self.retry_startup()
+        if self.open_late is not None:  # started while the database was down, and it still is
+            raise StoreUnavailable("the decision store cannot be reached; /readyz says why")
         if self.store is None:
             raise NotReady("the decision store is not open; /readyz says why")
         return self.store
@@ -154,6 +191,8 @@ class DecisionService:
         return self.models
 
     def _require_ready(self, serving: Serving) -> tuple[ServedModel, DecisionStore]:
+        if self.open_late is not None:  # started while the database was down, and it still is
+            raise StoreUnavailable("the decision store cannot be reached; /readyz says why")
         if not self.ready or serving.champion is None:
             raise NotReady("the service is not ready; /readyz says why")
         return serving.champion, self.require_store()
@@ -178,6 +217,8 @@ class DecisionService:
         (``service.core.recourse``), recorded with it; an idempotent retry gets the record as it was made.
         """
         began = self._timer() if started is None else started
+        if self.store is None:
+            self.retry_startup()
         serving = self.serving  # one snapshot for the whole call: a switch never splits a batch
         model, store = self._require_ready(serving)
         keys = list(idempotency_keys) if idempotency_keys is not None else [None] * len(requests)

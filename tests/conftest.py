@@ -277,8 +277,9 @@ def anonymous_client(api_app: Any) -> Any:
 
 @pytest.fixture(scope="session")
 def run_gunicorn() -> "Callable[..., Any]":
-    """Context manager ``run_gunicorn(folder, **env)``: real gunicorn (production config) on a free port, ready,
-    yielding (base_url, process, log_path); SIGTERM (then SIGKILL after 30 s) on exit."""
+    """Context manager ``run_gunicorn(folder, ready=True, **env)``: real gunicorn (production config) on a free
+    port, ready (``ready=False``: answering /healthz), yielding (base_url, process, log_path); SIGTERM (then SIGKILL
+    after 30 s) on exit."""
     import contextlib
     import signal
     import socket
@@ -289,7 +290,7 @@ def run_gunicorn() -> "Callable[..., Any]":
     from cli.serve import gunicorn_argv
 
     @contextlib.contextmanager
-    def run(folder: Path, **env: str) -> "Iterator[tuple[str, subprocess.Popen[bytes], Path]]":
+    def run(folder: Path, ready: bool = True, **env: str) -> "Iterator[tuple[str, subprocess.Popen[bytes], Path]]":
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
             sock.bind(("127.0.0.1", 0))
             port = int(sock.getsockname()[1])
@@ -311,7 +312,7 @@ def run_gunicorn() -> "Callable[..., Any]":
             while True:
                 assert process.poll() is None, log.read_text()
                 try:
-                    with urllib.request.urlopen(f"{base}/readyz", timeout=5) as response:
+                    with urllib.request.urlopen(f"{base}/{'readyz' if ready else 'healthz'}", timeout=5) as response:
                         if response.status == 200:
                             break
                 except OSError:

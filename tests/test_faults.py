@@ -185,6 +185,18 @@ def _children(pid: int) -> set[int]:
     return found
 
 
+def _wait_until_every_worker_is_ready(base: str, workers: set[int], log: Path, timeout: float) -> None:
+    """Until each worker process has answered /readyz 200 (gunicorn's readiness is its first worker's)."""
+    deadline = time.monotonic() + timeout
+    ready: set[int] = set()
+    while ready != workers:
+        assert time.monotonic() < deadline, (ready, workers, log.read_text())
+        status, body = _get_status(f"{base}/readyz")
+        if status == 200:
+            ready.add(body["worker"])
+        time.sleep(0.02)
+
+
 def _key_file(folder: Path) -> tuple[str, Path]:
     scorer = new_key()
     path = folder / "api_keys"
@@ -435,6 +447,7 @@ def test_postgres_stopped_and_restarted_under_load(
         DATABASE_URL=url,
     ) as (base, server, log):
         workers = _children(server.pid)
+        _wait_until_every_worker_is_ready(base, workers, log, timeout=60)
         with Load(base, scorer, example_application, threads=3) as load:
             load.wait_for(lambda answers: sum(a.status == 201 for a in answers) >= 20, timeout=30)
             own_postgres.stop()
@@ -467,6 +480,55 @@ def test_postgres_stopped_and_restarted_under_load(
         f"\nPostgreSQL outage: {summary}; while down {len(failing)} decisions failed in at most {slowest * 1000:.0f} ms"
         f" (503 store-unavailable); first decision {recovered:.2f} s after the restart; {records} records"
     )
+
+
+@pytest.mark.e2e
+@pytest.mark.postgres
+def test_workers_started_while_postgres_is_down_become_ready_by_themselves(
+    api_model_store: Path,
+    tmp_path: Path,
+    run_gunicorn: Any,
+    example_application: dict[str, Any],
+    own_postgres: OwnPostgres,
+) -> None:
+    """Workers that boot while the database server is down (an outage, or a worker replaced during one) answer 503
+    problems with a short Retry-After, log the outage without a traceback, and open the store (creating its schema)
+    by themselves once the server is back: no restart, every acknowledged decision stored, the chain verifies."""
+    scorer, key_file = _key_file(tmp_path)
+    url = own_postgres.url
+    own_postgres.stop()
+    with run_gunicorn(
+        tmp_path,
+        ready=False,
+        WEB_CONCURRENCY="2",
+        CREDIT_DECISION_API_KEYS_FILE=str(key_file),
+        CREDIT_DECISION_MODEL_STORE=str(api_model_store),
+        DATABASE_URL=url,
+    ) as (base, server, log):
+        workers = _children(server.pid)
+        assert len(workers) == 2
+        deadline = time.monotonic() + 60
+        while log.read_text().count("tried again on the next request or /readyz") < 2:  # both workers booted
+            assert time.monotonic() < deadline, log.read_text()
+            time.sleep(0.1)
+        ready_while_down = [_get_status(f"{base}/readyz") for _ in range(4)]
+        decided_while_down = [_post(base, scorer, "/v1/decisions", example_application) for _ in range(4)]
+        own_postgres.start()
+        back = time.monotonic()
+        _wait_until_every_worker_is_ready(base, workers, log, timeout=30)  # each by itself
+        recovered = time.monotonic() - back
+        answers = [_post(base, scorer, "/v1/decisions", example_application) for _ in range(10)]
+        assert _children(server.pid) == workers, "the workers recovered by themselves (none was restarted)"
+    for status, body in ready_while_down:
+        assert status == 503 and body["status"] == 503, (status, body)
+        assert "decision store unavailable" in body["detail"], body
+    for answer in decided_while_down:
+        _assert_unavailable_problem(answer)
+    assert [a.status for a in answers] == [201] * 10, [(a.status, a.body) for a in answers]
+    text = log.read_text()
+    assert "Traceback" not in text  # an outage is logged as such, not as a crash
+    assert _assert_store_holds(url, _acknowledged_ids(answers)) == 10
+    print(f"\nworkers started with PostgreSQL down: both ready {recovered:.2f} s after the server came back")
 
 
 # --- bounded waits: a request answers 503 rather than hang on a held lock ------------------------------------

@@ -39,6 +39,7 @@ def blueprint() -> Blueprint:
         policy, what runs in shadow, and the position of the serving state's control event in the audit chain.
         """
         service = get_state().service
+        service.retry_startup()
         if not service.ready or service.served is None:
             error = NotReady(service.not_ready_reason)
             error.retry_after = 5
