@@ -56,6 +56,14 @@ def _applicants(served: ServedModel) -> list[dict[str, Any]]:
     return [dict(a) for a in served.bundle.reference["applications"]]
 
 
+def _json_types_only(value: Any) -> bool:
+    if isinstance(value, dict):
+        return all(isinstance(k, str) and _json_types_only(v) for k, v in value.items())
+    if isinstance(value, list):
+        return all(_json_types_only(v) for v in value)
+    return value is None or type(value) in (str, int, float, bool)
+
+
 def test_v3_says_nothing_twice_and_reads_back_exactly(served: ServedModel) -> None:
     model_reasons = 0
     for applicant in _applicants(served):
@@ -71,6 +79,8 @@ def test_v3_says_nothing_twice_and_reads_back_exactly(served: ServedModel) -> No
         # the attributions: one number per applicant field, in the order of their names (as the object's keys are
         # ordered once stored as canonical JSON)
         assert payload["attributions"] == [dict(recorded.decision.attributions)[n] for n in sorted(applicant)]
+        # made of JSON's own types only, so it is what reads back (the store hands it back without parsing it again)
+        assert _json_types_only(payload) and json.loads(canonical_json(payload)) == payload
         read = RecordedDecision.of(_columns(recorded, json.loads(canonical_json(payload))))
         in_name_order = tuple(sorted(recorded.decision.attributions))
         assert read.decision == dataclasses.replace(recorded.decision, attributions=in_name_order)

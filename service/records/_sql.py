@@ -738,8 +738,10 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
             ),
         )
         self._insert_report_row(tx, seq, record)
-        stored = dataclasses.replace(record, payload=json.loads(payload_text))
-        return StoredRecord(seq=seq, record=stored, prev_hash=prev_hash, record_hash=record_hash)
+        if record.typed is None or record.payload is not record.typed.payload_json:
+            # as it reads back (lists for tuples, ...); a payload the decision service made is that already
+            record = dataclasses.replace(record, payload=json.loads(payload_text))
+        return StoredRecord(seq=seq, record=record, prev_hash=prev_hash, record_hash=record_hash)
 
     def get(self, decision_id: str) -> StoredRecord | None:
         """The record of a decision, or None."""
