@@ -12,6 +12,7 @@ the worker not ready (``/readyz`` says why), so a load balancer sends its traffi
 
 from __future__ import annotations
 
+import gc
 import logging
 import threading
 from collections.abc import Callable
@@ -57,6 +58,16 @@ def _served_view(model: ServedModel) -> dict[str, object]:
     return {**model.info.to_dict(), "policy_version": model.info.policy_version}
 
 
+def settle_heap() -> None:
+    """In a process that froze its start-up objects out of the garbage collector's reach (the gunicorn worker:
+    ``service.gunicorn_conf.post_worker_init``), collect and freeze again: the newly served model joins them, and
+    what the switch left behind in reference cycles is freed. One full collection, once per switch."""
+    if gc.get_freeze_count() > 0:
+        gc.unfreeze()
+        gc.collect()
+        gc.freeze()
+
+
 class ServingWatcher:
     """Keeps a decision service's :class:`Serving` in step with the serving state."""
 
@@ -92,6 +103,7 @@ class ServingWatcher:
             new = self._apply(state, current)
             if new != current:
                 self._put(new)
+                settle_heap()  # a model (champion or shadow) may have been loaded
                 if self._on_switch is not None:
                     self._on_switch(current, new)
                 if new.champion is not current.champion and new.champion is not None:

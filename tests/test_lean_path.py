@@ -5,6 +5,9 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import os
+import subprocess
+import sys
 from datetime import UTC, datetime
 from typing import Any
 
@@ -196,3 +199,31 @@ def test_the_one_pass_gives_what_marshmallow_gives(served: ServedModel) -> None:
         body = {"application_id": "APP-1", "applicant": applicant}
         assert _outcome(fast, body) == _outcome(plain, body), applicant
     assert _outcome(fast, {"application_id": "APP-1", "applicant": base})[0] == "valid"
+
+
+def test_a_worker_freezes_its_start_up_objects_and_a_serving_switch_freezes_again() -> None:
+    """gunicorn runs ``post_worker_init`` once the worker's app is built: the start-up objects leave the garbage
+    collector's reach (a full collection over them stalled a request for some 40 ms); a switch freezes the new ones."""
+    from gunicorn.config import Config
+
+    assert "post_worker_init" in Config().settings  # the name gunicorn looks the hook up by in the config file
+    code = (
+        "import gc, json\n"
+        "from service import gunicorn_conf\n"
+        "from service.live import settle_heap\n"
+        "before = gc.get_freeze_count()\n"
+        "settle_heap()\n"  # a process that never froze anything is left alone
+        "untouched = gc.get_freeze_count()\n"
+        "gunicorn_conf.post_worker_init(None)\n"
+        "frozen = gc.get_freeze_count()\n"
+        "model = [[i] for i in range(5000)]\n"  # what a switch loads
+        "settle_heap()\n"
+        "print(json.dumps([before, untouched, frozen, gc.get_freeze_count(), len(gc.get_objects())]))\n"
+    )
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": ""}
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
+    before, untouched, frozen, after, tracked = json.loads(done.stdout.strip().splitlines()[-1])
+    assert before == 0 and untouched == 0
+    assert frozen > 1000
+    assert after > frozen
+    assert tracked < 1000  # the 5,000 lists are frozen too: the collector walks only what was made since
