@@ -552,6 +552,39 @@ def test_a_save_that_cannot_get_the_write_lock_fails_with_503_and_writes_nothing
     store.close()
 
 
+def test_an_append_whose_held_statements_fail_writes_nothing_and_the_next_append_goes_on(
+    decision_store: Any, decision_store_url: str, make_decision_record: MakeRecord
+) -> None:
+    """The record's insert (held for the COMMIT's round trip on PostgreSQL, see ``Transaction.later``) fails:
+    the save fails with 503, nothing of it is written (no record, the head unmoved), and once the cause is gone the
+    next save appends where the chain left off."""
+    first = decision_store.save(make_decision_record())
+    if decision_store_url.startswith("sqlite"):
+        refuse = (
+            "CREATE TRIGGER refuse BEFORE INSERT ON decision_records BEGIN SELECT RAISE(ABORT, 'refused by test'); END"
+        )
+        allow = "DROP TRIGGER refuse"
+    else:
+        raw_execute(
+            decision_store_url,
+            "CREATE FUNCTION refuse() RETURNS trigger AS $$ BEGIN RAISE EXCEPTION 'refused by test'; END $$ "
+            "LANGUAGE plpgsql",
+        )
+        refuse = "CREATE TRIGGER refuse BEFORE INSERT ON decision_records FOR EACH ROW EXECUTE FUNCTION refuse()"
+        allow = "DROP TRIGGER refuse ON decision_records"
+    raw_execute(decision_store_url, refuse)
+    refused = make_decision_record()
+    with pytest.raises(StoreUnavailable, match="refused by test") as caught:
+        decision_store.save(refused)
+    assert problem_for(type(caught.value)).status == 503
+    assert decision_store.get(refused.decision_id) is None
+    assert raw_execute(decision_store_url, "SELECT seq FROM decision_chain_head") == [(1,)]
+    raw_execute(decision_store_url, allow)
+    assert decision_store.save(refused).seq == 2
+    assert decision_store.get(first.record.decision_id) == first
+    assert decision_store.verify_chain().ok
+
+
 @pytest.mark.postgres
 def test_a_dropped_idle_postgres_connection_is_replaced_without_failing_a_request(
     postgres_decision_store_url: str, make_decision_record: MakeRecord

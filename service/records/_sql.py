@@ -208,6 +208,12 @@ class Transaction(ABC):
     def script(self, sql: str) -> None:
         """Run a migration script of several statements."""
 
+    def later(self, sql: str, params: Sequence[Any] = ()) -> None:
+        """Run a statement whose result nobody reads, in order, no later than the transaction's next statement or
+        its COMMIT: a backend across a network sends it with that one (one round trip for both). An error it
+        raises may surface there instead, and fails the transaction all the same."""
+        self.run(sql, params)
+
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         """The first row of a query, or None."""
         found = self.rows(sql, params)
@@ -281,6 +287,10 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
     @abstractmethod
     def _finish(self, conn: ConnT, commit: bool) -> None:
         """COMMIT or ROLLBACK."""
+
+    def _commit(self, conn: ConnT, tx: Transaction) -> None:
+        """COMMIT ``tx`` (what it holds for :meth:`Transaction.later` included)."""
+        self._finish(conn, commit=True)
 
     @abstractmethod
     def _is_database_error(self, exc: BaseException) -> bool:
@@ -359,7 +369,7 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
                 self._roll_back(conn)
                 raise
             try:
-                self._finish(conn, commit=True)
+                self._commit(conn, tx)
             except BaseException:  # e.g. SQLite's COMMIT failing on a full disk leaves the transaction open
                 self._roll_back(conn)
                 raise
@@ -556,7 +566,7 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
     def _lock_chain(self, tx: Transaction) -> Row:
         """Take the append lock and return the chain head (seq, record_hash) it protects."""
         if self.append_lock_sql:
-            tx.rows(self.append_lock_sql)
+            tx.later(self.append_lock_sql)  # sent with the head's read: waits in the queue all the same
         head = tx.one(self.lock_head_sql)
         if head is None:
             raise StoreUnavailable("the chain head row is missing; run `audit verify`")
@@ -717,7 +727,7 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
         """Insert one decision record at ``seq`` after ``prev_hash`` (the caller holds the chain lock and moves the
         head); the stored record as it reads back."""
         record_hash = chain_hash(prev_hash, record, content)
-        tx.run(
+        tx.later(
             _INSERT_RECORD,
             (
                 seq,
@@ -1112,7 +1122,7 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
             row = report_row(seq, record)
         except PayloadError:
             return
-        tx.run(INSERT_REPORT_ROW, row)
+        tx.later(INSERT_REPORT_ROW, row)
 
     def _report_span(self, since: datetime, until: datetime) -> tuple[int, int, int, int]:
         """(report rows, their first seq, their last seq, decision records) of the records created in
@@ -1194,7 +1204,7 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
     # --- the chain -----------------------------------------------------------------------------------------
 
     def _move_head(self, tx: Transaction, seq: int, record_hash: str) -> None:
-        tx.run("UPDATE decision_chain_head SET seq = ?, record_hash = ? WHERE id = 1", (seq, record_hash))
+        tx.later("UPDATE decision_chain_head SET seq = ?, record_hash = ? WHERE id = 1", (seq, record_hash))
 
     def _anchor(self, tx: Transaction) -> ChainAnchor:
         head = tx.one(self.head_sql)

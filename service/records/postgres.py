@@ -35,22 +35,70 @@ def _pg(sql: str) -> str:
 
 
 class _PostgresTransaction(Transaction):
+    """Statements whose results nobody reads (:meth:`later`: an append's inserts, the head's move, the append
+    lock) wait and go with the next statement in one libpq pipeline: one round trip to the server for all of them.
+    An append is four round trips (BEGIN; append lock and head; the id and key check; inserts, head and COMMIT),
+    not one per statement."""
+
     def __init__(self, conn: psycopg.Connection[Row]) -> None:
         self._conn = conn
+        self._later: list[tuple[str, tuple[Any, ...]]] = []
+
+    def later(self, sql: str, params: Sequence[Any] = ()) -> None:
+        self._later.append((_pg(sql), tuple(params)))
+
+    def _execute(self, cursor: psycopg.Cursor[Row], sql: str, params: tuple[Any, ...]) -> None:
+        """Run the statements held for later, then this one: in one pipeline (one round trip) when any wait."""
+        if not self._later:
+            cursor.execute(sql, params)
+            return
+        held, self._later = self._later, []
+        with self._conn.pipeline():
+            for held_sql, held_params in held:
+                self._conn.execute(held_sql, held_params)
+            cursor.execute(sql, params)
+        # leaving the pipeline synced it: every result is in, and the first error (if any) was raised
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         with self._conn.cursor() as cursor:
-            cursor.execute(_pg(sql), tuple(params))
+            self._execute(cursor, _pg(sql), tuple(params))
             return cursor.fetchall() if cursor.description is not None else []
 
     def run(self, sql: str, params: Sequence[Any] = ()) -> int:
         with self._conn.cursor() as cursor:
-            cursor.execute(_pg(sql), tuple(params))
+            self._execute(cursor, _pg(sql), tuple(params))
             return cursor.rowcount
 
     def script(self, sql: str) -> None:
+        self.flush()
         # Without parameters psycopg sends the whole script at once, inside our transaction.
         self._conn.execute(sql.encode("utf-8"))
+
+    @property
+    def pending(self) -> bool:
+        """True while statements wait to be sent."""
+        return bool(self._later)
+
+    def discard(self) -> None:
+        """Drop what waits (the transaction is rolled back)."""
+        self._later = []
+
+    def flush(self) -> None:
+        """Send what waits (one round trip)."""
+        if self._later:
+            held, self._later = self._later, []
+            with self._conn.pipeline():
+                for held_sql, held_params in held:
+                    self._conn.execute(held_sql, held_params)
+
+    def commit(self) -> None:
+        """What waits, then COMMIT, in one pipeline. A statement that fails aborts the pipeline: the COMMIT is not
+        run, the error is raised, and the transaction is left failed for the caller's ROLLBACK."""
+        held, self._later = self._later, []
+        with self._conn.pipeline():
+            for held_sql, held_params in held:
+                self._conn.execute(held_sql, held_params)
+            self._conn.execute("COMMIT")
 
 
 class PostgresDecisionStore(SqlDecisionStore[psycopg.Connection[Row]]):
@@ -109,6 +157,16 @@ class PostgresDecisionStore(SqlDecisionStore[psycopg.Connection[Row]]):
             conn.execute("ROLLBACK")
             raise psycopg.OperationalError(f"transaction cannot commit (status {status.name})")
         conn.execute("COMMIT" if commit else "ROLLBACK")
+
+    def _commit(self, conn: psycopg.Connection[Row], tx: Transaction) -> None:
+        if not isinstance(tx, _PostgresTransaction) or not tx.pending:
+            self._finish(conn, commit=True)
+            return
+        if conn.info.transaction_status != psycopg.pq.TransactionStatus.INTRANS:
+            tx.discard()
+            self._finish(conn, commit=True)  # refuses a failed transaction, as without statements waiting
+            return
+        tx.commit()
 
     def _is_database_error(self, exc: BaseException) -> bool:
         return isinstance(exc, psycopg.Error)
