@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from typing import Any
 
@@ -47,17 +47,21 @@ class _PostgresTransaction(Transaction):
     def later(self, sql: str, params: Sequence[Any] = ()) -> None:
         self._later.append((_pg(sql), tuple(params)))
 
-    def _execute(self, cursor: psycopg.Cursor[Row], sql: str, params: tuple[Any, ...]) -> None:
-        """Run the statements held for later, then this one: in one pipeline (one round trip) when any wait."""
-        if not self._later:
-            cursor.execute(sql, params)
-            return
+    def _send_held(self, then: Callable[[], object] | None = None) -> None:
+        """The statements held for later, then ``then()``'s, in one pipeline: one round trip. Leaving the pipeline
+        syncs it: every result is in, and the first error (if any) is raised, the statements after it not run."""
         held, self._later = self._later, []
         with self._conn.pipeline():
-            for held_sql, held_params in held:
-                self._conn.execute(held_sql, held_params)
+            for sql, params in held:
+                self._conn.execute(sql, params)
+            if then is not None:
+                then()
+
+    def _execute(self, cursor: psycopg.Cursor[Row], sql: str, params: tuple[Any, ...]) -> None:
+        if self._later:
+            self._send_held(lambda: cursor.execute(sql, params))
+        else:
             cursor.execute(sql, params)
-        # leaving the pipeline synced it: every result is in, and the first error (if any) was raised
 
     def rows(self, sql: str, params: Sequence[Any] = ()) -> list[Row]:
         with self._conn.cursor() as cursor:
@@ -86,19 +90,12 @@ class _PostgresTransaction(Transaction):
     def flush(self) -> None:
         """Send what waits (one round trip)."""
         if self._later:
-            held, self._later = self._later, []
-            with self._conn.pipeline():
-                for held_sql, held_params in held:
-                    self._conn.execute(held_sql, held_params)
+            self._send_held()
 
     def commit(self) -> None:
-        """What waits, then COMMIT, in one pipeline. A statement that fails aborts the pipeline: the COMMIT is not
+        """What waits, then COMMIT, in one round trip. A statement that fails aborts the pipeline: the COMMIT is not
         run, the error is raised, and the transaction is left failed for the caller's ROLLBACK."""
-        held, self._later = self._later, []
-        with self._conn.pipeline():
-            for held_sql, held_params in held:
-                self._conn.execute(held_sql, held_params)
-            self._conn.execute("COMMIT")
+        self._send_held(lambda: self._conn.execute("COMMIT"))
 
 
 class PostgresDecisionStore(SqlDecisionStore[psycopg.Connection[Row]]):
