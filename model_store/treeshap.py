@@ -22,7 +22,8 @@ How it works (the "Fast TreeSHAP v2" decomposition, tabulated per pattern of spl
   way down, 3 in the subtree; 128 rows each) covering up to 4 leaves each.
 * Evaluating rows is then: one float32 comparison per unit node (``x[feature] > threshold``),
   ``np.packbits`` of each unit's 8 decisions into its row number, one gather of whole table rows,
-  and one ``np.bincount`` into the features. No per-row Python loop over trees or paths.
+  one gather putting their entries in feature order and one ``np.add.reduceat`` summing each feature's run
+  (cheaper than a scatter-add with ``np.bincount``). No per-row Python loop over trees or paths.
 * Leaves deeper than 8 get a unit of their own with up to ``WIDE_UNIT_BITS`` (16: two bytes) nodes;
   deeper paths, and units beyond the memory budget ``MAX_TABLE_BYTES`` (smallest tables are kept first),
   are evaluated directly with the same formula (exact, slower).
@@ -30,13 +31,20 @@ How it works (the "Fast TreeSHAP v2" decomposition, tabulated per pattern of spl
 The earlier implementation (tables indexed by threshold bins of subtrees and by per-path patterns of
 ``o``; ``benchmarks/treeshap_v1.py``) is kept beside the benchmark for side-by-side numbers.
 
+Large tables (``FLOAT32_MIN_TABLE_BYTES``) are stored in float32 when a bound computed at build time proves
+that no attribution moves by more than ``F32_MAX_ERROR`` and no row's sum by more than ``F32_MAX_SUM_ERROR``
+(half the tolerances against shap); otherwise, and for small tables, in float64. Margins are always float64.
+
 Where a row's time goes (``benchmarks/bench_treeshap.py`` prints it stage by stage): on the production-size
-model (500 trees of depth 6: 6,542 units, 52,336 node slots, 55 MiB of tables) about a fifth goes to the
-split decisions (gather the row's values for every slot, compare, pack), close to half to the table gather
-(one row of 64 bytes per unit at a random place in the tables: memory latency, not arithmetic) and about a
-third to the scatter-add of the 8 columns of every unit into the features (``np.bincount``). Each is one NumPy
-pass over arrays of that size; what is left to cut is the number of units, slots and entries, which the unit
-size (``UNIT_BITS``) trades against table memory (half as many units take about four times the memory).
+model (500 trees of depth 6: 6,542 units, 52,336 node slots, 43,740 table entries a row, 25 MiB of float32
+tables) a single row takes about 150 µs: about 40 for the split decisions (gather the row's values for every
+slot, compare, pack), 50-60 for the table gather (one row of 32 bytes per unit at a random place in the
+tables: memory latency, not arithmetic; twice as long with float64 tables), 25 to put the entries in feature
+order and 15 to sum them. Each is one NumPy pass over arrays of that size; what is left to cut is the number of
+units, slots and entries, which the unit size (``UNIT_BITS``) trades against table memory (half as many units
+take about four times the memory). Evaluating the same tables in an onnxruntime graph (Gather, Greater,
+MatMul by bit weights, Gather, ScatterElements) was measured at about 1 ms a row: its Gather and
+ScatterElements kernels are far slower than NumPy's ``take``.
 
 Comparisons are made in float32, as the ONNX runtime makes them: a row goes left iff
 ``float32(x) <= float32(threshold)`` (thresholds beyond the float32 range are clamped to it).
@@ -51,6 +59,7 @@ send a missing value right, NaN replaced by ``-inf`` (goes left everywhere) at n
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -65,6 +74,15 @@ UNIT_BITS = 8
 """A unit's table is indexed by the decisions at at most this many nodes (one byte: 256 rows)."""
 WIDE_UNIT_BITS = 16
 """A single leaf deeper than ``UNIT_BITS`` gets a table of its own up to this depth (two bytes)."""
+
+FLOAT32_MIN_TABLE_BYTES = 16 * 2**20
+"""Tables at least this large (in float64) are stored in float32 when that is exact enough (see below): they do
+not fit in cache, so the gather waits for memory and half the bytes make it much faster. Smaller ones stay
+float64 (exact to rounding), narrowing them would save next to nothing."""
+F32_MAX_ERROR = 5e-7
+"""Tables are kept in float32 only if that provably moves no attribution by more than this (half of 1e-6) ..."""
+F32_MAX_SUM_ERROR = 5e-6
+"""... and the sum of a row's attributions (additivity) by no more than this (half of 1e-5); else float64."""
 
 _EVAL_CHUNK = 1 << 17
 """Rows evaluated together keep about this many gathered table entries in flight."""
@@ -320,13 +338,17 @@ class _TableGroup:
     slot_plain: IntArray  # the same into the row itself (when it has no missing value)
     slot_threshold: Float32Array  # [U * 8 * width]
     base: IntArray  # [U] first table row of each unit
-    table: Float64Array  # [rows, K] attributions; row-major so each lookup reads one block
-    output: IntArray  # [U * K] feature of each table column of each unit (padding: 0, zero entries)
+    table: Float32Array | Float64Array  # [rows, K] attributions; row-major so each lookup reads one block
+    by_feature: IntArray  # the flat [U * K] table entries that are not padding, grouped by their feature
+    feature_start: IntArray  # where each feature's entries start in ``by_feature``
+    feature: IntArray  # the feature of each of those runs (ascending)
     margin_table: Float64Array  # [rows] value of the leaf the pattern reaches (0 if none of the unit's)
 
     def row_index(self, xx: Float32Array, plain: bool) -> IntArray:
         """Table row of each unit for rows ``xx`` [n, 2F] (or [n, F] if ``plain``): [n, U]."""
-        goes_right = np.take(xx, self.slot_plain if plain else self.slot_column, axis=1) > self.slot_threshold
+        goes_right = (
+            np.take(xx, self.slot_plain if plain else self.slot_column, axis=1, mode="wrap") > self.slot_threshold
+        )
         # each unit's slots are whole bytes, so packing the flat array packs each unit's decisions
         packed = np.packbits(goes_right.ravel(), bitorder="little")
         if self.width == 2:
@@ -335,15 +357,31 @@ class _TableGroup:
 
     def row_index_1d(self, xx: Float32Array, plain: bool) -> IntArray:
         """:meth:`row_index` of a single row (1-D arrays: the per-decision hot path)."""
-        goes_right = xx.take(self.slot_plain if plain else self.slot_column) > self.slot_threshold
+        # mode="wrap": the indices are in range by construction, and NumPy's take checks them faster this way
+        goes_right = xx.take(self.slot_plain if plain else self.slot_column, mode="wrap") > self.slot_threshold
         packed = np.packbits(goes_right, bitorder="little")
         if self.width == 2:
             packed = packed.view("<u2")
         return np.asarray(packed + self.base, dtype=np.intp)
 
+    def attributions(self, index: IntArray, n_features: int) -> Float64Array:
+        """Attributions [m, F] from these units of rows whose table rows are ``index`` [m, U].
 
-def _build_group(ensemble: TreeEnsemble, units: list[_UnitPlan], width: int) -> _TableGroup:
-    """Compute the tables of units (each with at most ``8 * width`` nodes)."""
+        The gathered entries are put in feature order and summed run by run in float64: cheaper than a
+        scatter-add (``np.bincount``) of every entry, padding included.
+        """
+        m = index.shape[0]
+        values = self.table.take(index, axis=0).reshape(m, -1).take(self.by_feature, axis=1, mode="wrap")
+        sums = np.add.reduceat(values.astype(np.float64), self.feature_start, axis=1)
+        if sums.shape[1] == n_features:  # every feature has entries (so ``feature`` is all of them, in order)
+            return sums
+        out = np.zeros((m, n_features))
+        out[:, self.feature] = sums
+        return out
+
+
+def _build_group(ensemble: TreeEnsemble, units: list[_UnitPlan], width: int, float32_min_bytes: int) -> _TableGroup:
+    """Compute the tables of units (each with at most ``8 * width`` nodes); float32 from ``float32_min_bytes``."""
     slots = 8 * width
     n_units = len(units)
     k = max(len(u.outputs) for u in units)
@@ -386,16 +424,46 @@ def _build_group(ensemble: TreeEnsemble, units: list[_UnitPlan], width: int) -> 
             # flat indices: NumPy's fast path for ufunc.at (leaves of one unit share rows and columns)
             np.add.at(table.reshape(-1), (row[:, :, None] * k + column[None, :, :]).ravel(), phi.ravel())
             np.add.at(margin_table, row.ravel(), ((missed == 0) * value[None, :]).ravel())
+    used = np.flatnonzero(np.arange(k)[None, :] < np.array([len(u.outputs) for u in units])[:, None])
+    by_feature = used[np.argsort(output.ravel()[used], kind="stable")]
+    grouped = output.ravel()[by_feature]
+    feature_start = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
     return _TableGroup(
         width=width,
         slot_column=slot_column,
         slot_plain=slot_column % int(ensemble.n_features),
         slot_threshold=slot_threshold,
         base=base,
-        table=table,
-        output=output.ravel(),
+        table=_narrowed(table, base, output, int(ensemble.n_features)) if table.nbytes >= float32_min_bytes else table,
+        by_feature=by_feature,
+        feature_start=feature_start,
+        feature=grouped[feature_start],
         margin_table=margin_table,
     )
+
+
+def _narrowed(table: Float64Array, base: IntArray, output: IntArray, n_features: int) -> Float32Array | Float64Array:
+    """The table in float32 if that provably keeps within ``F32_MAX_ERROR`` and ``F32_MAX_SUM_ERROR``, else as is.
+
+    The bounds hold for every input, not just on average: a row gathers one table row per unit, so no attribution
+    moves by more than the sum over the units of the largest rounding error in that feature's column, nor their
+    sum by more than the sum over the units of the largest rounding error of a table row's sum. (On the
+    production-size model: 4.4e-7 and 4.7e-6; the errors actually seen are about 1e-8.) Half the bytes read at
+    random places make the table gather, which is bound by memory latency, much cheaper.
+    """
+    narrow = table.astype(np.float32)
+    worst = np.zeros(output.shape)  # [U, K] largest error of each unit's column
+    worst_sum = np.zeros(base.size)  # [U] largest error of each unit's row sum
+    # a few units at a time (whole units), to keep the float64 error arrays small
+    starts = np.searchsorted(base, np.arange(0, table.shape[0], _BUILD_CHUNK // table.shape[1]))
+    for lo, hi in itertools.pairwise(np.unique(np.r_[starts, base.size]).tolist()):
+        first, end = int(base[lo]), int(base[hi]) if hi < base.size else table.shape[0]
+        error = narrow[first:end] - table[first:end]
+        worst[lo:hi] = np.maximum.reduceat(np.abs(error), base[lo:hi] - first, axis=0)
+        worst_sum[lo:hi] = np.maximum.reduceat(np.abs(error.sum(axis=1)), base[lo:hi] - first)
+    by_feature = np.bincount(output.ravel(), weights=worst.ravel(), minlength=n_features)
+    fits = by_feature.max() <= F32_MAX_ERROR and worst_sum.sum() <= F32_MAX_SUM_ERROR
+    return narrow if fits else table
 
 
 def _table_bytes(counts: dict[int, tuple[int, int]]) -> int:
@@ -406,7 +474,13 @@ def _table_bytes(counts: dict[int, tuple[int, int]]) -> int:
 class TreeShap:
     """Exact path-dependent TreeSHAP and margins of a tree ensemble, with float32 split conditions."""
 
-    def __init__(self, ensemble: TreeEnsemble, *, max_table_bytes: int = MAX_TABLE_BYTES) -> None:
+    def __init__(
+        self,
+        ensemble: TreeEnsemble,
+        *,
+        max_table_bytes: int = MAX_TABLE_BYTES,
+        float32_min_table_bytes: int = FLOAT32_MIN_TABLE_BYTES,
+    ) -> None:
         """Cut the trees into units and precompute their tables."""
         self.n_features = int(ensemble.n_features)
         self._expected_value = float(ensemble.expected_value)
@@ -435,8 +509,7 @@ class TreeShap:
             else:
                 direct += unit.leaves
         self._margin_constant = constant
-        self._scatter_cache: dict[tuple[int, int], IntArray] = {}
-        self._groups = [_build_group(ensemble, kept[w], w) for w in (1, 2) if kept[w]]
+        self._groups = [_build_group(ensemble, kept[w], w, float32_min_table_bytes) for w in (1, 2) if kept[w]]
         shapes: dict[tuple[int, int], list[_LeafPath]] = {}
         for path in direct:
             shapes.setdefault((len(path.nodes), len(path.features)), []).append(path)
@@ -460,20 +533,14 @@ class TreeShap:
         n = xx.shape[0]
         if n == 1 and len(self._groups) == 1 and not self._direct:  # the per-decision hot path
             g = self._groups[0]
-            values = g.table.take(g.row_index_1d(xx[0], plain), axis=0)
-            return np.bincount(g.output, weights=values.ravel(), minlength=self.n_features)[None, :]
+            return g.attributions(g.row_index_1d(xx[0], plain)[None, :], self.n_features)
         out = np.zeros((n, self.n_features))
         for g in self._groups:
             if n == 1:
-                values = g.table.take(g.row_index_1d(xx[0], plain), axis=0)
-                out[0] += np.bincount(g.output, weights=values.ravel(), minlength=self.n_features)
+                out += g.attributions(g.row_index_1d(xx[0], plain)[None, :], self.n_features)
                 continue
             for lo, hi in self._chunks(n, g):
-                values = g.table.take(g.row_index(xx[lo:hi], plain), axis=0)  # [m, U, K]
-                add = np.bincount(
-                    self._scatter_index(g, hi - lo), weights=values.ravel(), minlength=(hi - lo) * self.n_features
-                )
-                out[lo:hi] += add.reshape(hi - lo, self.n_features)
+                out[lo:hi] += g.attributions(g.row_index(xx[lo:hi], plain), self.n_features)
         for group in self._direct:
             self._direct_rows(group, self._doubled(xx, plain), out, None)
         return out
@@ -513,20 +580,10 @@ class TreeShap:
         """The doubled form of prepared rows (a copy side by side when there was no missing value)."""
         return np.concatenate([xx, xx], axis=1) if plain else xx
 
-    def _scatter_index(self, group: _TableGroup, n_rows: int) -> IntArray:
-        """Flat output index (row * n_features + feature) of each gathered table entry of ``n_rows`` rows."""
-        key = (id(group), n_rows)
-        index = self._scatter_cache.get(key)
-        if index is None:
-            index = (np.arange(n_rows)[:, None] * self.n_features + group.output[None, :]).ravel()
-            if n_rows == self._step(group):  # full chunks recur; keep those only
-                self._scatter_cache[key] = index
-        return index
-
     @staticmethod
     def _step(group: _TableGroup) -> int:
         """Rows per chunk: few enough to keep the per-chunk intermediates in cache."""
-        return max(1, _EVAL_CHUNK // max(group.output.size, group.slot_column.size, 1))
+        return max(1, _EVAL_CHUNK // max(group.by_feature.size, group.slot_column.size, 1))
 
     def _chunks(self, n_rows: int, group: _TableGroup) -> list[tuple[int, int]]:
         """Row ranges of at most :meth:`_step` rows."""
