@@ -87,6 +87,8 @@ F32_MAX_SUM_ERROR = 5e-6
 _EVAL_CHUNK = 1 << 17
 """Rows evaluated together keep about this many gathered table entries in flight."""
 _BUILD_CHUNK = 1 << 20
+_TABULATE_ROWS = 1 << 16
+"""Table rows computed together (whole units): a float64 block of a few MiB."""
 _F32_MAX = float(np.finfo(np.float32).max)
 
 Float64Array = NDArray[np.float64]
@@ -381,9 +383,17 @@ class _TableGroup:
 
 
 def _build_group(ensemble: TreeEnsemble, units: list[_UnitPlan], width: int, float32_min_bytes: int) -> _TableGroup:
-    """Compute the tables of units (each with at most ``8 * width`` nodes); float32 from ``float32_min_bytes``."""
+    """Compute the tables of units (each with at most ``8 * width`` nodes); float32 from ``float32_min_bytes``.
+
+    Float32 tables are kept only if that provably stays within ``F32_MAX_ERROR`` and ``F32_MAX_SUM_ERROR``: no
+    attribution of any input moves by more than the sum over the units of the largest rounding error in that
+    feature's column (a row gathers one table row per unit), nor their sum by more than the sum over the units of
+    the largest rounding error of a table row's sum. (On the production-size model: 4.4e-7 and 4.7e-6; the errors
+    actually seen are about 1e-8.) Otherwise the tables are built again in float64.
+    """
     slots = 8 * width
     n_units = len(units)
+    n_features = int(ensemble.n_features)
     k = max(len(u.outputs) for u in units)
     base = np.zeros(n_units, dtype=np.intp)
     base[1:] = np.cumsum([u.rows for u in units])[:-1]
@@ -396,8 +406,48 @@ def _build_group(ensemble: TreeEnsemble, units: list[_UnitPlan], width: int, flo
         slot_column[u * slots : u * slots + nodes.size] = _node_columns(ensemble, nodes)
         slot_threshold[u * slots : u * slots + nodes.size] = _node_thresholds(ensemble, nodes)
         output[u, : len(unit.outputs)] = unit.outputs
-    table = np.zeros((n_rows, k))
+    narrow = n_rows * k * 8 >= float32_min_bytes
+    table = np.zeros((n_rows, k), dtype=np.float32 if narrow else np.float64)
     margin_table = np.zeros(n_rows)
+    worst = np.zeros((n_units, k))  # largest rounding error of each unit's columns
+    worst_sum = np.zeros(n_units)  # ... and of its row sums
+    # A block of whole units at a time, each narrowed when done: the float64 tables never exist in full (a worker's
+    # peak memory while it loads the model).
+    starts = np.searchsorted(base, np.arange(0, n_rows, _TABULATE_ROWS))
+    for lo, hi in itertools.pairwise(np.unique(np.r_[starts, n_units]).tolist()):
+        first, end = int(base[lo]), int(base[hi]) if hi < n_units else n_rows
+        block = np.zeros((end - first, k)) if narrow else table[first:end]
+        _tabulate(units[lo:hi], base[lo:hi] - first, block, margin_table[first:end])
+        if narrow:
+            table[first:end] = block
+            error = table[first:end] - block
+            worst[lo:hi] = np.maximum.reduceat(np.abs(error), base[lo:hi] - first, axis=0)
+            worst_sum[lo:hi] = np.maximum.reduceat(np.abs(error.sum(axis=1)), base[lo:hi] - first)
+    if narrow:
+        by_feature_error = np.bincount(output.ravel(), weights=worst.ravel(), minlength=n_features)
+        if by_feature_error.max() > F32_MAX_ERROR or worst_sum.sum() > F32_MAX_SUM_ERROR:
+            return _build_group(ensemble, units, width, float32_min_bytes=n_rows * k * 8 + 1)
+    used = np.flatnonzero(np.arange(k)[None, :] < np.array([len(u.outputs) for u in units])[:, None])
+    by_feature = used[np.argsort(output.ravel()[used], kind="stable")]
+    grouped = output.ravel()[by_feature]
+    feature_start = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    return _TableGroup(
+        width=width,
+        slot_column=slot_column,
+        slot_plain=slot_column % n_features,
+        slot_threshold=slot_threshold,
+        base=base,
+        table=table,
+        by_feature=by_feature,
+        feature_start=feature_start,
+        feature=grouped[feature_start],
+        margin_table=margin_table,
+    )
+
+
+def _tabulate(units: list[_UnitPlan], base: IntArray, table: Float64Array, margin_table: Float64Array) -> None:
+    """Add the attributions and leaf values of units to their table rows (unit ``u`` starts at row ``base[u]``)."""
+    k = table.shape[1]
     # Leaves of the same shape (rows of their unit, nodes, unique features) are tabulated together.
     shapes: dict[tuple[int, int, int], list[tuple[int, _UnitPlan, _LeafPath]]] = {}
     for u, unit in enumerate(units):
@@ -424,46 +474,6 @@ def _build_group(ensemble: TreeEnsemble, units: list[_UnitPlan], width: int, flo
             # flat indices: NumPy's fast path for ufunc.at (leaves of one unit share rows and columns)
             np.add.at(table.reshape(-1), (row[:, :, None] * k + column[None, :, :]).ravel(), phi.ravel())
             np.add.at(margin_table, row.ravel(), ((missed == 0) * value[None, :]).ravel())
-    used = np.flatnonzero(np.arange(k)[None, :] < np.array([len(u.outputs) for u in units])[:, None])
-    by_feature = used[np.argsort(output.ravel()[used], kind="stable")]
-    grouped = output.ravel()[by_feature]
-    feature_start = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
-    return _TableGroup(
-        width=width,
-        slot_column=slot_column,
-        slot_plain=slot_column % int(ensemble.n_features),
-        slot_threshold=slot_threshold,
-        base=base,
-        table=_narrowed(table, base, output, int(ensemble.n_features)) if table.nbytes >= float32_min_bytes else table,
-        by_feature=by_feature,
-        feature_start=feature_start,
-        feature=grouped[feature_start],
-        margin_table=margin_table,
-    )
-
-
-def _narrowed(table: Float64Array, base: IntArray, output: IntArray, n_features: int) -> Float32Array | Float64Array:
-    """The table in float32 if that provably keeps within ``F32_MAX_ERROR`` and ``F32_MAX_SUM_ERROR``, else as is.
-
-    The bounds hold for every input, not just on average: a row gathers one table row per unit, so no attribution
-    moves by more than the sum over the units of the largest rounding error in that feature's column, nor their
-    sum by more than the sum over the units of the largest rounding error of a table row's sum. (On the
-    production-size model: 4.4e-7 and 4.7e-6; the errors actually seen are about 1e-8.) Half the bytes read at
-    random places make the table gather, which is bound by memory latency, much cheaper.
-    """
-    narrow = table.astype(np.float32)
-    worst = np.zeros(output.shape)  # [U, K] largest error of each unit's column
-    worst_sum = np.zeros(base.size)  # [U] largest error of each unit's row sum
-    # a few units at a time (whole units), to keep the float64 error arrays small
-    starts = np.searchsorted(base, np.arange(0, table.shape[0], _BUILD_CHUNK // table.shape[1]))
-    for lo, hi in itertools.pairwise(np.unique(np.r_[starts, base.size]).tolist()):
-        first, end = int(base[lo]), int(base[hi]) if hi < base.size else table.shape[0]
-        error = narrow[first:end] - table[first:end]
-        worst[lo:hi] = np.maximum.reduceat(np.abs(error), base[lo:hi] - first, axis=0)
-        worst_sum[lo:hi] = np.maximum.reduceat(np.abs(error.sum(axis=1)), base[lo:hi] - first)
-    by_feature = np.bincount(output.ravel(), weights=worst.ravel(), minlength=n_features)
-    fits = by_feature.max() <= F32_MAX_ERROR and worst_sum.sum() <= F32_MAX_SUM_ERROR
-    return narrow if fits else table
 
 
 def _table_bytes(counts: dict[int, tuple[int, int]]) -> int:
