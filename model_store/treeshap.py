@@ -477,7 +477,7 @@ def _tabulate(units: list[_UnitPlan], base: IntArray, table: Float64Array, margi
 
 
 def _table_bytes(counts: dict[int, tuple[int, int]]) -> int:
-    """Bytes of the tables of groups given as {width: (rows, widest unit's outputs)}."""
+    """Bytes of the tables of groups given as {width: (rows, widest unit's outputs)}, in float64 (the budget's unit)."""
     return sum(rows * (k + 1) * 8 for rows, k in counts.values())
 
 
