@@ -341,9 +341,8 @@ class _TableGroup:
     slot_threshold: Float32Array  # [U * 8 * width]
     base: IntArray  # [U] first table row of each unit
     table: Float32Array | Float64Array  # [rows, K] attributions; row-major so each lookup reads one block
-    by_feature: IntArray  # the flat [U * K] table entries that are not padding, grouped by their feature
-    feature_start: IntArray  # where each feature's entries start in ``by_feature``
-    feature: IntArray  # the feature of each of those runs (ascending)
+    by_feature: IntArray  # the flat [U * K] table entries of feature 0, then of feature 1, ... (padding left out)
+    feature_start: IntArray  # [F] where each feature's entries start in ``by_feature``
     margin_table: Float64Array  # [rows] value of the leaf the pattern reaches (0 if none of the unit's)
 
     def row_index(self, xx: Float32Array, plain: bool) -> IntArray:
@@ -366,20 +365,14 @@ class _TableGroup:
             packed = packed.view("<u2")
         return np.asarray(packed + self.base, dtype=np.intp)
 
-    def attributions(self, index: IntArray, n_features: int) -> Float64Array:
+    def attributions(self, index: IntArray) -> Float64Array:
         """Attributions [m, F] from these units of rows whose table rows are ``index`` [m, U].
 
         The gathered entries are put in feature order and summed run by run in float64: cheaper than a
         scatter-add (``np.bincount``) of every entry, padding included.
         """
-        m = index.shape[0]
-        values = self.table.take(index, axis=0).reshape(m, -1).take(self.by_feature, axis=1, mode="wrap")
-        sums = np.add.reduceat(values.astype(np.float64), self.feature_start, axis=1)
-        if sums.shape[1] == n_features:  # every feature has entries (so ``feature`` is all of them, in order)
-            return sums
-        out = np.zeros((m, n_features))
-        out[:, self.feature] = sums
-        return out
+        values = self.table.take(index, axis=0).reshape(index.shape[0], -1).take(self.by_feature, axis=1, mode="wrap")
+        return np.add.reduceat(values.astype(np.float64), self.feature_start, axis=1)
 
 
 def _build_group(ensemble: TreeEnsemble, units: list[_UnitPlan], width: int, float32_min_bytes: int) -> _TableGroup:
@@ -394,7 +387,10 @@ def _build_group(ensemble: TreeEnsemble, units: list[_UnitPlan], width: int, flo
     slots = 8 * width
     n_units = len(units)
     n_features = int(ensemble.n_features)
-    k = max(len(u.outputs) for u in units)
+    widths = np.array([len(u.outputs) for u in units])
+    k = int(widths.max())
+    if (widths == k).all() and len(set().union(*(u.outputs for u in units))) < n_features:
+        k += 1  # a padding column (always 0) to stand for the features no unit uses
     base = np.zeros(n_units, dtype=np.intp)
     base[1:] = np.cumsum([u.rows for u in units])[:-1]
     n_rows = int(base[-1]) + units[-1].rows
@@ -427,10 +423,15 @@ def _build_group(ensemble: TreeEnsemble, units: list[_UnitPlan], width: int, flo
         by_feature_error = np.bincount(output.ravel(), weights=worst.ravel(), minlength=n_features)
         if by_feature_error.max() > F32_MAX_ERROR or worst_sum.sum() > F32_MAX_SUM_ERROR:
             return _build_group(ensemble, units, width, float32_min_bytes=n_rows * k * 8 + 1)
-    used = np.flatnonzero(np.arange(k)[None, :] < np.array([len(u.outputs) for u in units])[:, None])
+    # The entries of each feature in turn (padding left out); a feature no unit uses gets one padding entry (0).
+    is_used = (np.arange(k)[None, :] < widths[:, None]).ravel()
+    used = np.flatnonzero(is_used)
     by_feature = used[np.argsort(output.ravel()[used], kind="stable")]
-    grouped = output.ravel()[by_feature]
-    feature_start = np.flatnonzero(np.r_[True, grouped[1:] != grouped[:-1]])
+    counts = np.bincount(output.ravel()[by_feature], minlength=n_features)
+    unused = np.flatnonzero(counts == 0)
+    if unused.size:
+        by_feature = np.insert(by_feature, np.cumsum(counts)[unused], int(np.flatnonzero(~is_used)[0]))
+    feature_start = np.r_[0, np.cumsum(np.maximum(counts, 1))[:-1]]
     return _TableGroup(
         width=width,
         slot_column=slot_column,
@@ -440,7 +441,6 @@ def _build_group(ensemble: TreeEnsemble, units: list[_UnitPlan], width: int, flo
         table=table,
         by_feature=by_feature,
         feature_start=feature_start,
-        feature=grouped[feature_start],
         margin_table=margin_table,
     )
 
@@ -477,8 +477,11 @@ def _tabulate(units: list[_UnitPlan], base: IntArray, table: Float64Array, margi
 
 
 def _table_bytes(counts: dict[int, tuple[int, int]]) -> int:
-    """Bytes of the tables of groups given as {width: (rows, widest unit's outputs)}, in float64 (the budget's unit)."""
-    return sum(rows * (k + 1) * 8 for rows, k in counts.values())
+    """Bytes of the tables of groups given as {width: (rows, widest unit's outputs)}, in float64 (the budget's unit).
+
+    Counts the margin column and a padding column that :func:`_build_group` may add.
+    """
+    return sum(rows * (k + 2) * 8 for rows, k in counts.values())
 
 
 class TreeShap:
@@ -543,14 +546,14 @@ class TreeShap:
         n = xx.shape[0]
         if n == 1 and len(self._groups) == 1 and not self._direct:  # the per-decision hot path
             g = self._groups[0]
-            return g.attributions(g.row_index_1d(xx[0], plain)[None, :], self.n_features)
+            return g.attributions(g.row_index_1d(xx[0], plain)[None, :])
         out = np.zeros((n, self.n_features))
         for g in self._groups:
             if n == 1:
-                out += g.attributions(g.row_index_1d(xx[0], plain)[None, :], self.n_features)
+                out += g.attributions(g.row_index_1d(xx[0], plain)[None, :])
                 continue
             for lo, hi in self._chunks(n, g):
-                out[lo:hi] += g.attributions(g.row_index(xx[lo:hi], plain), self.n_features)
+                out[lo:hi] += g.attributions(g.row_index(xx[lo:hi], plain))
         for group in self._direct:
             self._direct_rows(group, self._doubled(xx, plain), out, None)
         return out
