@@ -14,6 +14,8 @@ existing DIR holding both is reused), then prints for each model:
   service's ``OnnxScorer``, one thread), as wall time and as the process's CPU time (steadier
   when other work shares the cores); the implementations take turns call by call, so all see the same load.
   Ratios are printed too, and the load average before and after, because the machine may be shared;
+* the new implementation and the ONNX score alone in turns at batch size 1 ("serving-like": what a worker
+  does per decision, without shap and the old implementation evicting its tables from cache between calls);
 * where the new implementation's time goes, stage by stage (split decisions, table gather, grouping the
   gathered entries by feature, summing them);
 * the resident memory of a process serving the production-size model (``service.runtime.ServedModel``:
@@ -270,6 +272,17 @@ def bench_model(label: str, bundle: ModelBundle, repeats: Repeats) -> dict[str, 
         )
         stages = stage_costs(new, rows, batch, repeats.single if batch == 1 else repeats.batch)
         print("  new by stage: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()) + " us/row")
+        if batch == 1:
+            # As a worker serves decisions: the ONNX score and the explanation in turns, nothing else between (above,
+            # shap and the old implementation's 80 MiB of tables take turns too and push the others out of cache).
+            serving = per_row(
+                {"new": new.shap_values, "onnx": scorer.score}, rows, 1, dict.fromkeys(("new", "onnx"), repeats.single)
+            )
+            results["1, serving-like"] = serving
+            print(
+                f"  serving-like (new and the ONNX score in turns only): new {serving['new'].wall_us:.1f} us/row "
+                f"(cpu {serving['new'].cpu_us:.1f}), onnx {serving['onnx'].wall_us:.1f} (cpu {serving['onnx'].cpu_us:.1f})"
+            )
     print(f"after     : {load()}")
     sys.stdout.flush()
     return results
