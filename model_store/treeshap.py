@@ -37,14 +37,17 @@ that no attribution moves by more than ``F32_MAX_ERROR`` and no row's sum by mor
 
 Where a row's time goes (``benchmarks/bench_treeshap.py`` prints it stage by stage): on the production-size
 model (500 trees of depth 6: 6,542 units, 52,336 node slots, 43,740 table entries a row, 25 MiB of float32
-tables) a single row takes about 150 µs: about 40 for the split decisions (gather the row's values for every
-slot, compare, pack), 50-60 for the table gather (one row of 32 bytes per unit at a random place in the
-tables: memory latency, not arithmetic; twice as long with float64 tables), 25 to put the entries in feature
-order and 15 to sum them. Each is one NumPy pass over arrays of that size; what is left to cut is the number of
-units, slots and entries, which the unit size (``UNIT_BITS``) trades against table memory (half as many units
-take about four times the memory). Evaluating the same tables in an onnxruntime graph (Gather, Greater,
-MatMul by bit weights, Gather, ScatterElements) was measured at about 1 ms a row: its Gather and
-ScatterElements kernels are far slower than NumPy's ``take``.
+tables) a single row takes about 160 µs: about 40 for the split decisions (gather the row's values for every
+slot, compare, pack), 60-70 for the table gather (one row of 32 bytes per unit at a random place in the
+tables: memory latency, not arithmetic; about twice as long with float64 tables), 25-30 to put the entries in
+feature order and about 20 to sum them (a scatter-add with ``np.bincount`` took 70). Each is one NumPy pass over
+arrays of that size; what is left to cut is the number of units, slots and entries, which the unit size
+(``UNIT_BITS``) trades against table memory (half as many units take about four times the memory). When other
+work evicts the tables from cache between rows, the gather and every pass take longer (up to about twice).
+Evaluating the same tables in an onnxruntime graph (Gather, Greater, MatMul by bit weights, Gather,
+ScatterElements with reduction="add") was measured at about 1 ms a row: its Gather and ScatterElements
+kernels are far slower than NumPy's ``take``. numba would fuse the passes but costs about 140 MiB of
+resident memory a worker once it has compiled (LLVM).
 
 Comparisons are made in float32, as the ONNX runtime makes them: a row goes left iff
 ``float32(x) <= float32(threshold)`` (thresholds beyond the float32 range are clamped to it).
