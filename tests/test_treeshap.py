@@ -510,6 +510,13 @@ def test_float32_tables_with_missing_values_and_depth_6(production_like: Fitted)
         np.testing.assert_allclose(narrow.shap_values(X[:n]), narrow.shap_values(X)[:n], rtol=0, atol=1e-12)
 
 
+def test_only_tables_from_the_size_threshold_are_narrowed(production_like: Fitted) -> None:
+    exact = production_like.explainer  # its tables are below FLOAT32_MIN_TABLE_BYTES: float64
+    ensemble = production_like.ensemble
+    assert TreeShap(ensemble, float32_min_table_bytes=exact.table_bytes).table_bytes == exact.table_bytes
+    assert TreeShap(ensemble, float32_min_table_bytes=exact.table_bytes // 2).table_bytes < exact.table_bytes
+
+
 def _chain(depth: int, seed: int) -> TreeEnsemble:
     """One caterpillar tree of ``depth`` splits over 4 features (a leaf on the left of each), plus a stump."""
     rng = np.random.default_rng(seed)
