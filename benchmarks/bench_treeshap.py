@@ -14,7 +14,10 @@ existing DIR holding both is reused), then prints for each model:
   service's ``OnnxScorer``, one thread), as wall time and as the process's CPU time (steadier
   when other work shares the cores); the implementations take turns call by call, so all see the same load.
   Ratios are printed too, and the load average before and after, because the machine may be shared;
-* where the new implementation's time goes, stage by stage (split decisions, table gather, scatter-add);
+* the new implementation and the ONNX score alone in turns at batch size 1 ("serving-like": what a worker
+  does per decision, without shap and the old implementation evicting its tables from cache between calls);
+* where the new implementation's time goes, stage by stage (split decisions, table gather, grouping the
+  gathered entries by feature, summing them);
 * the resident memory of a process serving the production-size model (``service.runtime.ServedModel``:
   ONNX session, explainer tables, engine), measured in a fresh subprocess.
 
@@ -148,29 +151,32 @@ def per_row(
 def stage_costs(explainer: TreeShap, rows: np.ndarray, batch: int, repeats: int) -> dict[str, float]:
     """Median µs per row of each stage of ``TreeShap.shap_values`` (a different batch each call).
 
-    Reads the explainer's private tables on purpose: a benchmark of its internals, not an API.
+    Reads the explainer's private tables on purpose: a benchmark of its internals, not an API. The stages are
+    those of ``_TableGroup.attributions``, spelled out.
     """
-    stages: dict[str, list[float]] = {"prepare": [], "decisions": [], "gather": [], "scatter-add": []}
-    n_features = explainer.n_features
+    stages: dict[str, list[float]] = {"prepare": [], "decisions": [], "gather": [], "by feature": [], "sum": []}
     clock = time.perf_counter
     for i in range(repeats):
         lo = (i * batch) % (rows.shape[0] - batch + 1)
         t0 = clock()
         xx, plain = explainer._prepare(rows[lo : lo + batch])
-        spent = {"prepare": clock() - t0, "decisions": 0.0, "gather": 0.0, "scatter-add": 0.0}
+        spent = dict.fromkeys(stages, 0.0)
+        spent["prepare"] = clock() - t0
         for group in explainer._groups:
-            for a, b in explainer._chunks(batch, group):
+            for a, b in explainer._chunks(batch, group) if batch > 1 else [(0, 1)]:
                 t0 = clock()
-                index = group.row_index(xx[a:b], plain)
+                index = group.row_index(xx[a:b], plain) if batch > 1 else group.row_index_1d(xx[0], plain)[None, :]
                 t1 = clock()
-                values = group.table.take(index, axis=0)
+                values = group.table.take(index, axis=0).reshape(b - a, -1)
                 t2 = clock()
-                scatter = explainer._scatter_index(group, b - a)
-                np.bincount(scatter, weights=values.ravel(), minlength=(b - a) * n_features)
+                grouped = values.take(group.by_feature, axis=1, mode="wrap")
                 t3 = clock()
-                spent["decisions"] += t1 - t0
-                spent["gather"] += t2 - t1
-                spent["scatter-add"] += t3 - t2
+                np.add.reduceat(grouped.astype(np.float64), group.feature_start, axis=1)
+                t4 = clock()
+                for name, seconds in zip(
+                    ("decisions", "gather", "by feature", "sum"), (t1 - t0, t2 - t1, t3 - t2, t4 - t3), strict=True
+                ):
+                    spent[name] += seconds
         for name, seconds in spent.items():
             stages[name].append(seconds / batch)
     return {name: statistics.median(values) * 1e6 for name, values in stages.items()}
@@ -266,6 +272,17 @@ def bench_model(label: str, bundle: ModelBundle, repeats: Repeats) -> dict[str, 
         )
         stages = stage_costs(new, rows, batch, repeats.single if batch == 1 else repeats.batch)
         print("  new by stage: " + ", ".join(f"{k} {v:.1f}" for k, v in stages.items()) + " us/row")
+        if batch == 1:
+            # As a worker serves decisions: the ONNX score and the explanation in turns, nothing else between (above,
+            # shap and the old implementation's 80 MiB of tables take turns too and push the others out of cache).
+            serving = per_row(
+                {"new": new.shap_values, "onnx": scorer.score}, rows, 1, dict.fromkeys(("new", "onnx"), repeats.single)
+            )
+            results["1, serving-like"] = serving
+            print(
+                f"  serving-like (new and the ONNX score in turns only): new {serving['new'].wall_us:.1f} us/row "
+                f"(cpu {serving['new'].cpu_us:.1f}), onnx {serving['onnx'].wall_us:.1f} (cpu {serving['onnx'].cpu_us:.1f})"
+            )
     print(f"after     : {load()}")
     sys.stdout.flush()
     return results

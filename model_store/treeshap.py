@@ -22,7 +22,8 @@ How it works (the "Fast TreeSHAP v2" decomposition, tabulated per pattern of spl
   way down, 3 in the subtree; 128 rows each) covering up to 4 leaves each.
 * Evaluating rows is then: one float32 comparison per unit node (``x[feature] > threshold``),
   ``np.packbits`` of each unit's 8 decisions into its row number, one gather of whole table rows,
-  and one ``np.bincount`` into the features. No per-row Python loop over trees or paths.
+  one gather putting their entries in feature order and one ``np.add.reduceat`` summing each feature's run
+  (cheaper than a scatter-add with ``np.bincount``). No per-row Python loop over trees or paths.
 * Leaves deeper than 8 get a unit of their own with up to ``WIDE_UNIT_BITS`` (16: two bytes) nodes;
   deeper paths, and units beyond the memory budget ``MAX_TABLE_BYTES`` (smallest tables are kept first),
   are evaluated directly with the same formula (exact, slower).
@@ -30,13 +31,23 @@ How it works (the "Fast TreeSHAP v2" decomposition, tabulated per pattern of spl
 The earlier implementation (tables indexed by threshold bins of subtrees and by per-path patterns of
 ``o``; ``benchmarks/treeshap_v1.py``) is kept beside the benchmark for side-by-side numbers.
 
+Large tables (``FLOAT32_MIN_TABLE_BYTES``) are stored in float32 when a bound computed at build time proves
+that no attribution moves by more than ``F32_MAX_ERROR`` and no row's sum by more than ``F32_MAX_SUM_ERROR``
+(half the tolerances against shap); otherwise, and for small tables, in float64. Margins are always float64.
+
 Where a row's time goes (``benchmarks/bench_treeshap.py`` prints it stage by stage): on the production-size
-model (500 trees of depth 6: 6,542 units, 52,336 node slots, 55 MiB of tables) about a fifth goes to the
-split decisions (gather the row's values for every slot, compare, pack), close to half to the table gather
-(one row of 64 bytes per unit at a random place in the tables: memory latency, not arithmetic) and about a
-third to the scatter-add of the 8 columns of every unit into the features (``np.bincount``). Each is one NumPy
-pass over arrays of that size; what is left to cut is the number of units, slots and entries, which the unit
-size (``UNIT_BITS``) trades against table memory (half as many units take about four times the memory).
+model (500 trees of depth 6: 6,542 units, 52,336 node slots, 43,740 table entries a row, 25 MiB of float32
+tables) a single row takes about 160 µs: about 40 for the split decisions (gather the row's values for every
+slot, compare, pack), 60-70 for the table gather (one row of 32 bytes per unit at a random place in the
+tables: memory latency, not arithmetic; about twice as long with float64 tables), 25-30 to put the entries in
+feature order and about 20 to sum them (a scatter-add with ``np.bincount`` took 70). Each is one NumPy pass over
+arrays of that size; what is left to cut is the number of units, slots and entries, which the unit size
+(``UNIT_BITS``) trades against table memory (half as many units take about four times the memory). When other
+work evicts the tables from cache between rows, the gather and every pass take longer (up to about twice).
+Evaluating the same tables in an onnxruntime graph (Gather, Greater, MatMul by bit weights, Gather,
+ScatterElements with reduction="add") was measured at about 1 ms a row: its Gather and ScatterElements
+kernels are far slower than NumPy's ``take``. numba would fuse the passes but costs about 140 MiB of
+resident memory a worker once it has compiled (LLVM).
 
 Comparisons are made in float32, as the ONNX runtime makes them: a row goes left iff
 ``float32(x) <= float32(threshold)`` (thresholds beyond the float32 range are clamped to it).
@@ -51,6 +62,7 @@ send a missing value right, NaN replaced by ``-inf`` (goes left everywhere) at n
 
 from __future__ import annotations
 
+import itertools
 import math
 from dataclasses import dataclass
 
@@ -66,9 +78,20 @@ UNIT_BITS = 8
 WIDE_UNIT_BITS = 16
 """A single leaf deeper than ``UNIT_BITS`` gets a table of its own up to this depth (two bytes)."""
 
+FLOAT32_MIN_TABLE_BYTES = 16 * 2**20
+"""Tables at least this large (in float64) are stored in float32 when that is exact enough (see below): they do
+not fit in cache, so the gather waits for memory and half the bytes make it much faster. Smaller ones stay
+float64 (exact to rounding), narrowing them would save next to nothing."""
+F32_MAX_ERROR = 5e-7
+"""Tables are kept in float32 only if that provably moves no attribution by more than this (half of 1e-6) ..."""
+F32_MAX_SUM_ERROR = 5e-6
+"""... and the sum of a row's attributions (additivity) by no more than this (half of 1e-5); else float64."""
+
 _EVAL_CHUNK = 1 << 17
 """Rows evaluated together keep about this many gathered table entries in flight."""
 _BUILD_CHUNK = 1 << 20
+_TABULATE_ROWS = 1 << 16
+"""Table rows computed together (whole units): a float64 block of a few MiB."""
 _F32_MAX = float(np.finfo(np.float32).max)
 
 Float64Array = NDArray[np.float64]
@@ -320,13 +343,16 @@ class _TableGroup:
     slot_plain: IntArray  # the same into the row itself (when it has no missing value)
     slot_threshold: Float32Array  # [U * 8 * width]
     base: IntArray  # [U] first table row of each unit
-    table: Float64Array  # [rows, K] attributions; row-major so each lookup reads one block
-    output: IntArray  # [U * K] feature of each table column of each unit (padding: 0, zero entries)
+    table: Float32Array | Float64Array  # [rows, K] attributions; row-major so each lookup reads one block
+    by_feature: IntArray  # the flat [U * K] table entries of feature 0, then of feature 1, ... (padding left out)
+    feature_start: IntArray  # [F] where each feature's entries start in ``by_feature``
     margin_table: Float64Array  # [rows] value of the leaf the pattern reaches (0 if none of the unit's)
 
     def row_index(self, xx: Float32Array, plain: bool) -> IntArray:
         """Table row of each unit for rows ``xx`` [n, 2F] (or [n, F] if ``plain``): [n, U]."""
-        goes_right = np.take(xx, self.slot_plain if plain else self.slot_column, axis=1) > self.slot_threshold
+        goes_right = (
+            np.take(xx, self.slot_plain if plain else self.slot_column, axis=1, mode="wrap") > self.slot_threshold
+        )
         # each unit's slots are whole bytes, so packing the flat array packs each unit's decisions
         packed = np.packbits(goes_right.ravel(), bitorder="little")
         if self.width == 2:
@@ -335,18 +361,39 @@ class _TableGroup:
 
     def row_index_1d(self, xx: Float32Array, plain: bool) -> IntArray:
         """:meth:`row_index` of a single row (1-D arrays: the per-decision hot path)."""
-        goes_right = xx.take(self.slot_plain if plain else self.slot_column) > self.slot_threshold
+        # mode="wrap": the indices are in range by construction, and NumPy's take checks them faster this way
+        goes_right = xx.take(self.slot_plain if plain else self.slot_column, mode="wrap") > self.slot_threshold
         packed = np.packbits(goes_right, bitorder="little")
         if self.width == 2:
             packed = packed.view("<u2")
         return np.asarray(packed + self.base, dtype=np.intp)
 
+    def attributions(self, index: IntArray) -> Float64Array:
+        """Attributions [m, F] from these units of rows whose table rows are ``index`` [m, U].
 
-def _build_group(ensemble: TreeEnsemble, units: list[_UnitPlan], width: int) -> _TableGroup:
-    """Compute the tables of units (each with at most ``8 * width`` nodes)."""
+        The gathered entries are put in feature order and summed run by run in float64: cheaper than a
+        scatter-add (``np.bincount``) of every entry, padding included.
+        """
+        values = self.table.take(index, axis=0).reshape(index.shape[0], -1).take(self.by_feature, axis=1, mode="wrap")
+        return np.add.reduceat(values.astype(np.float64), self.feature_start, axis=1)
+
+
+def _build_group(ensemble: TreeEnsemble, units: list[_UnitPlan], width: int, float32_min_bytes: int) -> _TableGroup:
+    """Compute the tables of units (each with at most ``8 * width`` nodes); float32 from ``float32_min_bytes``.
+
+    Float32 tables are kept only if that provably stays within ``F32_MAX_ERROR`` and ``F32_MAX_SUM_ERROR``: no
+    attribution of any input moves by more than the sum over the units of the largest rounding error in that
+    feature's column (a row gathers one table row per unit), nor their sum by more than the sum over the units of
+    the largest rounding error of a table row's sum. (On the production-size model: 4.4e-7 and 4.7e-6; the errors
+    actually seen are about 1e-8.) Otherwise the tables are built again in float64.
+    """
     slots = 8 * width
     n_units = len(units)
-    k = max(len(u.outputs) for u in units)
+    n_features = int(ensemble.n_features)
+    widths = np.array([len(u.outputs) for u in units])
+    k = int(widths.max())
+    if (widths == k).all() and len(set().union(*(u.outputs for u in units))) < n_features:
+        k += 1  # a padding column (always 0) to stand for the features no unit uses
     base = np.zeros(n_units, dtype=np.intp)
     base[1:] = np.cumsum([u.rows for u in units])[:-1]
     n_rows = int(base[-1]) + units[-1].rows
@@ -358,8 +405,52 @@ def _build_group(ensemble: TreeEnsemble, units: list[_UnitPlan], width: int) -> 
         slot_column[u * slots : u * slots + nodes.size] = _node_columns(ensemble, nodes)
         slot_threshold[u * slots : u * slots + nodes.size] = _node_thresholds(ensemble, nodes)
         output[u, : len(unit.outputs)] = unit.outputs
-    table = np.zeros((n_rows, k))
+    narrow = n_rows * k * 8 >= float32_min_bytes
+    table = np.zeros((n_rows, k), dtype=np.float32 if narrow else np.float64)
     margin_table = np.zeros(n_rows)
+    worst = np.zeros((n_units, k))  # largest rounding error of each unit's columns
+    worst_sum = np.zeros(n_units)  # ... and of its row sums
+    # A block of whole units at a time, each narrowed when done: the float64 tables never exist in full (a worker's
+    # peak memory while it loads the model).
+    starts = np.searchsorted(base, np.arange(0, n_rows, _TABULATE_ROWS))
+    for lo, hi in itertools.pairwise(np.unique(np.r_[starts, n_units]).tolist()):
+        first, end = int(base[lo]), int(base[hi]) if hi < n_units else n_rows
+        block = np.zeros((end - first, k)) if narrow else table[first:end]
+        _tabulate(units[lo:hi], base[lo:hi] - first, block, margin_table[first:end])
+        if narrow:
+            table[first:end] = block
+            error = table[first:end] - block
+            worst[lo:hi] = np.maximum.reduceat(np.abs(error), base[lo:hi] - first, axis=0)
+            worst_sum[lo:hi] = np.maximum.reduceat(np.abs(error.sum(axis=1)), base[lo:hi] - first)
+    if narrow:
+        by_feature_error = np.bincount(output.ravel(), weights=worst.ravel(), minlength=n_features)
+        if by_feature_error.max() > F32_MAX_ERROR or worst_sum.sum() > F32_MAX_SUM_ERROR:
+            return _build_group(ensemble, units, width, float32_min_bytes=n_rows * k * 8 + 1)
+    # The entries of each feature in turn (padding left out); a feature no unit uses gets one padding entry (0).
+    is_used = (np.arange(k)[None, :] < widths[:, None]).ravel()
+    used = np.flatnonzero(is_used)
+    by_feature = used[np.argsort(output.ravel()[used], kind="stable")]
+    counts = np.bincount(output.ravel()[by_feature], minlength=n_features)
+    unused = np.flatnonzero(counts == 0)
+    if unused.size:
+        by_feature = np.insert(by_feature, np.cumsum(counts)[unused], int(np.flatnonzero(~is_used)[0]))
+    feature_start = np.r_[0, np.cumsum(np.maximum(counts, 1))[:-1]]
+    return _TableGroup(
+        width=width,
+        slot_column=slot_column,
+        slot_plain=slot_column % n_features,
+        slot_threshold=slot_threshold,
+        base=base,
+        table=table,
+        by_feature=by_feature,
+        feature_start=feature_start,
+        margin_table=margin_table,
+    )
+
+
+def _tabulate(units: list[_UnitPlan], base: IntArray, table: Float64Array, margin_table: Float64Array) -> None:
+    """Add the attributions and leaf values of units to their table rows (unit ``u`` starts at row ``base[u]``)."""
+    k = table.shape[1]
     # Leaves of the same shape (rows of their unit, nodes, unique features) are tabulated together.
     shapes: dict[tuple[int, int, int], list[tuple[int, _UnitPlan, _LeafPath]]] = {}
     for u, unit in enumerate(units):
@@ -386,27 +477,26 @@ def _build_group(ensemble: TreeEnsemble, units: list[_UnitPlan], width: int) -> 
             # flat indices: NumPy's fast path for ufunc.at (leaves of one unit share rows and columns)
             np.add.at(table.reshape(-1), (row[:, :, None] * k + column[None, :, :]).ravel(), phi.ravel())
             np.add.at(margin_table, row.ravel(), ((missed == 0) * value[None, :]).ravel())
-    return _TableGroup(
-        width=width,
-        slot_column=slot_column,
-        slot_plain=slot_column % int(ensemble.n_features),
-        slot_threshold=slot_threshold,
-        base=base,
-        table=table,
-        output=output.ravel(),
-        margin_table=margin_table,
-    )
 
 
 def _table_bytes(counts: dict[int, tuple[int, int]]) -> int:
-    """Bytes of the tables of groups given as {width: (rows, widest unit's outputs)}."""
-    return sum(rows * (k + 1) * 8 for rows, k in counts.values())
+    """Bytes of the tables of groups given as {width: (rows, widest unit's outputs)}, in float64 (the budget's unit).
+
+    Counts the margin column and a padding column that :func:`_build_group` may add.
+    """
+    return sum(rows * (k + 2) * 8 for rows, k in counts.values())
 
 
 class TreeShap:
     """Exact path-dependent TreeSHAP and margins of a tree ensemble, with float32 split conditions."""
 
-    def __init__(self, ensemble: TreeEnsemble, *, max_table_bytes: int = MAX_TABLE_BYTES) -> None:
+    def __init__(
+        self,
+        ensemble: TreeEnsemble,
+        *,
+        max_table_bytes: int = MAX_TABLE_BYTES,
+        float32_min_table_bytes: int = FLOAT32_MIN_TABLE_BYTES,
+    ) -> None:
         """Cut the trees into units and precompute their tables."""
         self.n_features = int(ensemble.n_features)
         self._expected_value = float(ensemble.expected_value)
@@ -435,8 +525,7 @@ class TreeShap:
             else:
                 direct += unit.leaves
         self._margin_constant = constant
-        self._scatter_cache: dict[tuple[int, int], IntArray] = {}
-        self._groups = [_build_group(ensemble, kept[w], w) for w in (1, 2) if kept[w]]
+        self._groups = [_build_group(ensemble, kept[w], w, float32_min_table_bytes) for w in (1, 2) if kept[w]]
         shapes: dict[tuple[int, int], list[_LeafPath]] = {}
         for path in direct:
             shapes.setdefault((len(path.nodes), len(path.features)), []).append(path)
@@ -460,20 +549,14 @@ class TreeShap:
         n = xx.shape[0]
         if n == 1 and len(self._groups) == 1 and not self._direct:  # the per-decision hot path
             g = self._groups[0]
-            values = g.table.take(g.row_index_1d(xx[0], plain), axis=0)
-            return np.bincount(g.output, weights=values.ravel(), minlength=self.n_features)[None, :]
+            return g.attributions(g.row_index_1d(xx[0], plain)[None, :])
         out = np.zeros((n, self.n_features))
         for g in self._groups:
             if n == 1:
-                values = g.table.take(g.row_index_1d(xx[0], plain), axis=0)
-                out[0] += np.bincount(g.output, weights=values.ravel(), minlength=self.n_features)
+                out += g.attributions(g.row_index_1d(xx[0], plain)[None, :])
                 continue
             for lo, hi in self._chunks(n, g):
-                values = g.table.take(g.row_index(xx[lo:hi], plain), axis=0)  # [m, U, K]
-                add = np.bincount(
-                    self._scatter_index(g, hi - lo), weights=values.ravel(), minlength=(hi - lo) * self.n_features
-                )
-                out[lo:hi] += add.reshape(hi - lo, self.n_features)
+                out[lo:hi] += g.attributions(g.row_index(xx[lo:hi], plain))
         for group in self._direct:
             self._direct_rows(group, self._doubled(xx, plain), out, None)
         return out
@@ -513,20 +596,10 @@ class TreeShap:
         """The doubled form of prepared rows (a copy side by side when there was no missing value)."""
         return np.concatenate([xx, xx], axis=1) if plain else xx
 
-    def _scatter_index(self, group: _TableGroup, n_rows: int) -> IntArray:
-        """Flat output index (row * n_features + feature) of each gathered table entry of ``n_rows`` rows."""
-        key = (id(group), n_rows)
-        index = self._scatter_cache.get(key)
-        if index is None:
-            index = (np.arange(n_rows)[:, None] * self.n_features + group.output[None, :]).ravel()
-            if n_rows == self._step(group):  # full chunks recur; keep those only
-                self._scatter_cache[key] = index
-        return index
-
     @staticmethod
     def _step(group: _TableGroup) -> int:
         """Rows per chunk: few enough to keep the per-chunk intermediates in cache."""
-        return max(1, _EVAL_CHUNK // max(group.output.size, group.slot_column.size, 1))
+        return max(1, _EVAL_CHUNK // max(group.by_feature.size, group.slot_column.size, 1))
 
     def _chunks(self, n_rows: int, group: _TableGroup) -> list[tuple[int, int]]:
         """Row ranges of at most :meth:`_step` rows."""
