@@ -1089,7 +1089,7 @@ def in_the_way_of_each(
         ),
         "full on PostgreSQL / echo throughput": (
             "as above, plus the PostgreSQL server on the same 2 cores: its backend process parses and executes each "
-            "append (four round trips, in one pipeline for the inserts and COMMIT) and flushes its WAL per commit"
+            "append (three round trips, each a pipeline of statements) and flushes its WAL per commit"
         ),
         "full p99, 4 connections": (
             f"with 2 sync workers, 4 connections keep about two requests per worker: a request waits for the one "

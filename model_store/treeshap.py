@@ -31,15 +31,17 @@ How it works (the "Fast TreeSHAP v2" decomposition, tabulated per pattern of spl
 The earlier implementation (tables indexed by threshold bins of subtrees and by per-path patterns of
 ``o``; ``benchmarks/treeshap_v1.py``) is kept beside the benchmark for side-by-side numbers.
 
-Large tables (``FLOAT32_MIN_TABLE_BYTES``) are stored in float32 when a bound computed at build time proves
-that no attribution moves by more than ``F32_MAX_ERROR`` and no row's sum by more than ``F32_MAX_SUM_ERROR``
-(half the tolerances against shap); otherwise, and for small tables, in float64. Margins are always float64.
+The tables are float64. Float32 tables (half the bytes) were measured at about 160 µs a row on the
+production-size model instead of about 220, within 5e-7 of the float64 values by a bound provable at build time,
+and were left out on purpose: replay (``service.replay``, absolute tolerance 1e-9) must give a record's
+attributions again on another host, another NumPy build and with a later version of this module, and float32
+sums differ by about 1e-8 with the order in which they are added.
 
 Where a row's time goes (``benchmarks/bench_treeshap.py`` prints it stage by stage): on the production-size
-model (500 trees of depth 6: 6,542 units, 52,336 node slots, 43,740 table entries a row, 25 MiB of float32
-tables) a single row takes about 160 µs: about 40 for the split decisions (gather the row's values for every
-slot, compare, pack), 60-70 for the table gather (one row of 32 bytes per unit at a random place in the
-tables: memory latency, not arithmetic; about twice as long with float64 tables), 25-30 to put the entries in
+model (500 trees of depth 6: 6,542 units, 52,336 node slots, 43,740 table entries a row, about 50 MiB of
+tables) a single row takes about 220 µs: about 40 for the split decisions (gather the row's values for every
+slot, compare, pack), 120-130 for the table gather (one row of 64 bytes per unit at a random place in the
+tables: memory latency, not arithmetic), 25-30 to put the entries in
 feature order and about 20 to sum them (a scatter-add with ``np.bincount`` took 70). Each is one NumPy pass over
 arrays of that size; what is left to cut is the number of units, slots and entries, which the unit size
 (``UNIT_BITS``) trades against table memory (half as many units take about four times the memory). When other
@@ -77,15 +79,6 @@ UNIT_BITS = 8
 """A unit's table is indexed by the decisions at at most this many nodes (one byte: 256 rows)."""
 WIDE_UNIT_BITS = 16
 """A single leaf deeper than ``UNIT_BITS`` gets a table of its own up to this depth (two bytes)."""
-
-FLOAT32_MIN_TABLE_BYTES = 16 * 2**20
-"""Tables at least this large (in float64) are stored in float32 when that is exact enough (see below): they do
-not fit in cache, so the gather waits for memory and half the bytes make it much faster. Smaller ones stay
-float64 (exact to rounding), narrowing them would save next to nothing."""
-F32_MAX_ERROR = 5e-7
-"""Tables are kept in float32 only if that provably moves no attribution by more than this (half of 1e-6) ..."""
-F32_MAX_SUM_ERROR = 5e-6
-"""... and the sum of a row's attributions (additivity) by no more than this (half of 1e-5); else float64."""
 
 _EVAL_CHUNK = 1 << 17
 """Rows evaluated together keep about this many gathered table entries in flight."""
@@ -343,7 +336,7 @@ class _TableGroup:
     slot_plain: IntArray  # the same into the row itself (when it has no missing value)
     slot_threshold: Float32Array  # [U * 8 * width]
     base: IntArray  # [U] first table row of each unit
-    table: Float32Array | Float64Array  # [rows, K] attributions; row-major so each lookup reads one block
+    table: Float64Array  # [rows, K] attributions; row-major so each lookup reads one block
     by_feature: IntArray  # the flat [U * K] table entries of feature 0, then of feature 1, ... (padding left out)
     feature_start: IntArray  # [F] where each feature's entries start in ``by_feature``
     margin_table: Float64Array  # [rows] value of the leaf the pattern reaches (0 if none of the unit's)
@@ -375,18 +368,11 @@ class _TableGroup:
         scatter-add (``np.bincount``) of every entry, padding included.
         """
         values = self.table.take(index, axis=0).reshape(index.shape[0], -1).take(self.by_feature, axis=1, mode="wrap")
-        return np.add.reduceat(values.astype(np.float64), self.feature_start, axis=1)
+        return np.add.reduceat(values, self.feature_start, axis=1)
 
 
-def _build_group(ensemble: TreeEnsemble, units: list[_UnitPlan], width: int, float32_min_bytes: int) -> _TableGroup:
-    """Compute the tables of units (each with at most ``8 * width`` nodes); float32 from ``float32_min_bytes``.
-
-    Float32 tables are kept only if that provably stays within ``F32_MAX_ERROR`` and ``F32_MAX_SUM_ERROR``: no
-    attribution of any input moves by more than the sum over the units of the largest rounding error in that
-    feature's column (a row gathers one table row per unit), nor their sum by more than the sum over the units of
-    the largest rounding error of a table row's sum. (On the production-size model: 4.4e-7 and 4.7e-6; the errors
-    actually seen are about 1e-8.) Otherwise the tables are built again in float64.
-    """
+def _build_group(ensemble: TreeEnsemble, units: list[_UnitPlan], width: int) -> _TableGroup:
+    """Compute the tables of units (each with at most ``8 * width`` nodes)."""
     slots = 8 * width
     n_units = len(units)
     n_features = int(ensemble.n_features)
@@ -405,27 +391,13 @@ def _build_group(ensemble: TreeEnsemble, units: list[_UnitPlan], width: int, flo
         slot_column[u * slots : u * slots + nodes.size] = _node_columns(ensemble, nodes)
         slot_threshold[u * slots : u * slots + nodes.size] = _node_thresholds(ensemble, nodes)
         output[u, : len(unit.outputs)] = unit.outputs
-    narrow = n_rows * k * 8 >= float32_min_bytes
-    table = np.zeros((n_rows, k), dtype=np.float32 if narrow else np.float64)
+    table = np.zeros((n_rows, k))
     margin_table = np.zeros(n_rows)
-    worst = np.zeros((n_units, k))  # largest rounding error of each unit's columns
-    worst_sum = np.zeros(n_units)  # ... and of its row sums
-    # A block of whole units at a time, each narrowed when done: the float64 tables never exist in full (a worker's
-    # peak memory while it loads the model).
+    # a block of whole units at a time: the intermediates of one block stay a few MiB
     starts = np.searchsorted(base, np.arange(0, n_rows, _TABULATE_ROWS))
     for lo, hi in itertools.pairwise(np.unique(np.r_[starts, n_units]).tolist()):
         first, end = int(base[lo]), int(base[hi]) if hi < n_units else n_rows
-        block = np.zeros((end - first, k)) if narrow else table[first:end]
-        _tabulate(units[lo:hi], base[lo:hi] - first, block, margin_table[first:end])
-        if narrow:
-            table[first:end] = block
-            error = table[first:end] - block
-            worst[lo:hi] = np.maximum.reduceat(np.abs(error), base[lo:hi] - first, axis=0)
-            worst_sum[lo:hi] = np.maximum.reduceat(np.abs(error.sum(axis=1)), base[lo:hi] - first)
-    if narrow:
-        by_feature_error = np.bincount(output.ravel(), weights=worst.ravel(), minlength=n_features)
-        if by_feature_error.max() > F32_MAX_ERROR or worst_sum.sum() > F32_MAX_SUM_ERROR:
-            return _build_group(ensemble, units, width, float32_min_bytes=n_rows * k * 8 + 1)
+        _tabulate(units[lo:hi], base[lo:hi] - first, table[first:end], margin_table[first:end])
     # The entries of each feature in turn (padding left out); a feature no unit uses gets one padding entry (0).
     is_used = (np.arange(k)[None, :] < widths[:, None]).ravel()
     used = np.flatnonzero(is_used)
@@ -495,7 +467,6 @@ class TreeShap:
         ensemble: TreeEnsemble,
         *,
         max_table_bytes: int = MAX_TABLE_BYTES,
-        float32_min_table_bytes: int = FLOAT32_MIN_TABLE_BYTES,
     ) -> None:
         """Cut the trees into units and precompute their tables."""
         self.n_features = int(ensemble.n_features)
@@ -525,7 +496,7 @@ class TreeShap:
             else:
                 direct += unit.leaves
         self._margin_constant = constant
-        self._groups = [_build_group(ensemble, kept[w], w, float32_min_table_bytes) for w in (1, 2) if kept[w]]
+        self._groups = [_build_group(ensemble, kept[w], w) for w in (1, 2) if kept[w]]
         shapes: dict[tuple[int, int], list[_LeafPath]] = {}
         for path in direct:
             shapes.setdefault((len(path.nodes), len(path.features)), []).append(path)

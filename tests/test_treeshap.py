@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import itertools
 import math
 from dataclasses import dataclass
@@ -16,7 +15,7 @@ from hypothesis.extra.numpy import arrays
 from sklearn.ensemble import HistGradientBoostingClassifier
 
 from model_store.explainer import TreeEnsemble
-from model_store.treeshap import F32_MAX_ERROR, F32_MAX_SUM_ERROR, TreeShap
+from model_store.treeshap import TreeShap
 from training.trees import ensemble_from_hgb
 
 N_FEATURES = 6
@@ -473,50 +472,6 @@ def test_production_like_model_partly_evaluated_directly(production_like: Fitted
     np.testing.assert_allclose(small.margin(X), full.margin(X), rtol=0, atol=1e-12)
 
 
-# ---- float32 tables: what large models use, within bounds proved at build time --------------------------------------
-
-
-def _assert_within_float32_bounds(
-    narrow: TreeShap, exact: TreeShap, reference: shap.TreeExplainer, X: np.ndarray
-) -> None:
-    """``narrow`` (float32 tables) is within the proved bounds of ``exact`` (float64), and matches shap."""
-    phi, phi_exact = narrow.shap_values(X), exact.shap_values(X)
-    assert float(np.max(np.abs(phi - phi_exact))) <= F32_MAX_ERROR
-    assert float(np.max(np.abs(phi.sum(axis=1) - phi_exact.sum(axis=1)))) <= F32_MAX_SUM_ERROR
-    np.testing.assert_allclose(phi, reference.shap_values(X), rtol=0, atol=1e-6)
-    np.testing.assert_allclose(np.vstack([narrow.shap_values(x[None]) for x in X[:40]]), phi[:40], rtol=0, atol=1e-12)
-    np.testing.assert_allclose(narrow.margin(X), exact.margin(X), rtol=0, atol=1e-12)  # margins stay float64
-
-
-def test_float32_tables_stay_within_the_proved_bounds(fitted: Fitted) -> None:
-    narrow = TreeShap(fitted.ensemble, float32_min_table_bytes=0)  # what a large model gets, on a small one
-    exact = fitted.explainer
-    X = _test_rows(300, seed=61)
-    if narrow.table_bytes == exact.table_bytes:  # the bounds did not hold: float64 kept
-        np.testing.assert_array_equal(narrow.shap_values(X), exact.shap_values(X))
-        return
-    assert 0 < float(np.max(np.abs(narrow.shap_values(X) - exact.shap_values(X))))  # rounded, really
-    _assert_within_float32_bounds(narrow, exact, fitted.reference, X)
-
-
-def test_float32_tables_with_missing_values_and_depth_6(production_like: Fitted) -> None:
-    narrow = TreeShap(production_like.ensemble, float32_min_table_bytes=0)
-    assert narrow.table_bytes < production_like.explainer.table_bytes
-    X = _production_like_rows(300, seed=63)
-    _assert_within_float32_bounds(narrow, production_like.explainer, production_like.reference, X)
-    decision = production_like.model.decision_function(X)
-    np.testing.assert_allclose(narrow.shap_values(X).sum(axis=1) + narrow.expected_value, decision, rtol=0, atol=1e-5)
-    for n in (2, 7, 256):  # batch sizes around the evaluation chunks
-        np.testing.assert_allclose(narrow.shap_values(X[:n]), narrow.shap_values(X)[:n], rtol=0, atol=1e-12)
-
-
-def test_only_tables_from_the_size_threshold_are_narrowed(production_like: Fitted) -> None:
-    exact = production_like.explainer  # its tables are below FLOAT32_MIN_TABLE_BYTES: float64
-    ensemble = production_like.ensemble
-    assert TreeShap(ensemble, float32_min_table_bytes=exact.table_bytes).table_bytes == exact.table_bytes
-    assert TreeShap(ensemble, float32_min_table_bytes=exact.table_bytes // 2).table_bytes < exact.table_bytes
-
-
 def _chain(depth: int, seed: int) -> TreeEnsemble:
     """One caterpillar tree of ``depth`` splits over 4 features (a leaf on the left of each), plus a stump."""
     rng = np.random.default_rng(seed)
@@ -576,16 +531,3 @@ def test_deep_chain_uses_byte_two_byte_and_direct_units_exactly() -> None:
     np.testing.assert_allclose(
         explainer.shap_values(X).sum(axis=1) + explainer.expected_value, ensemble.margin(X), rtol=0, atol=1e-12
     )
-
-
-def test_tables_stay_float64_when_float32_could_be_too_coarse() -> None:
-    """Leaf values so large that float32 rounding could exceed the bounds: the tables are kept in float64."""
-    chain = _chain(depth=20, seed=41)
-    ensemble = dataclasses.replace(chain, value=chain.value * 1e4)
-    exact = TreeShap(ensemble)
-    asked = TreeShap(ensemble, float32_min_table_bytes=0)
-    assert asked.table_bytes == exact.table_bytes
-    X = np.random.default_rng(44).choice([-2.0, -1.0, -0.5, 0.0, 0.25, 0.5, 1.0, 1.5, 2.0], size=(30, 4))
-    np.testing.assert_array_equal(asked.shap_values(X), exact.shap_values(X))
-    # the same tree with its own leaf values does get float32 tables
-    assert TreeShap(chain, float32_min_table_bytes=0).table_bytes < TreeShap(chain).table_bytes

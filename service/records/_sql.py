@@ -142,6 +142,20 @@ def _chunks(items: Sequence[str]) -> Iterable[Sequence[str]]:
         yield items[start : start + _BATCH]
 
 
+def _id_and_key_queries(records: Sequence[DecisionRecord]) -> list[tuple[str, Sequence[str]]]:
+    """The queries of the stored records sharing a decision_id or an idempotency key with ``records``.
+
+    Index lookups by id and by key apart, never an OR: with planner statistics (ANALYZE) SQLite turns the OR of a
+    unique column and a mostly-NULL one into a scan of the whole table (benchmarks/scale.py found it)."""
+    ids = sorted({record.decision_id for record in records})
+    keys = sorted({record.idempotency_key for record in records if record.idempotency_key is not None})
+    return [
+        (_select(f"WHERE {column} IN ({', '.join('?' * len(chunk))})"), chunk)
+        for column, values in (("decision_id", ids), ("idempotency_key", keys))
+        for chunk in _chunks(values)
+    ]
+
+
 def _json_object(text: Any, column: str) -> dict[str, Any]:
     value = json.loads(text)
     if not isinstance(value, dict):
@@ -213,6 +227,10 @@ class Transaction(ABC):
         its COMMIT: a backend across a network sends it with that one (one round trip for both). An error it
         raises may surface there instead, and fails the transaction all the same."""
         self.run(sql, params)
+
+    def rows_many(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Row]]:
+        """Run several queries in order, all rows of each: in one round trip where the backend is across a network."""
+        return [self.rows(sql, params) for sql, params in queries]
 
     def one(self, sql: str, params: Sequence[Any] = ()) -> Row | None:
         """The first row of a query, or None."""
@@ -565,12 +583,19 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
 
     def _lock_chain(self, tx: Transaction) -> Row:
         """Take the append lock and return the chain head (seq, record_hash) it protects."""
+        return self._lock_chain_and_read(tx, [])[0]
+
+    def _lock_chain_and_read(
+        self, tx: Transaction, queries: Sequence[tuple[str, Sequence[Any]]]
+    ) -> tuple[Row, list[list[Row]]]:
+        """Take the append lock; the chain head (seq, record_hash) it protects and the rows of ``queries`` run
+        under it, in one round trip where the backend is across a network."""
         if self.append_lock_sql:
             tx.later(self.append_lock_sql)  # sent with the head's read: waits in the queue all the same
-        head = tx.one(self.lock_head_sql)
-        if head is None:
+        head, *found = tx.rows_many([(self.lock_head_sql, ()), *queries])
+        if not head:
             raise StoreUnavailable("the chain head row is missing; run `audit verify`")
-        return head
+        return head[0], found
 
     def save(self, record: DecisionRecord) -> StoredRecord:
         """Append a record to the chain and commit durably before returning (idempotent by key)."""
@@ -632,10 +657,13 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
             # decision's commit (which does wait) makes them durable with it, in chain order. A power cut can lose
             # only the shadows recorded after the last decision, never a decision and never the chain's integrity.
             with self._transaction("write" if prepared else "write_deferred") as tx:
-                head = self._lock_chain(tx)
+                # the stored records sharing an id or a key with these, read under the lock with the head: two
+                # retries racing with one key cannot both insert
+                head, found = self._lock_chain_and_read(tx, _id_and_key_queries([item[1] for item in prepared]))
                 seq, prev_hash = int(head[0]), str(head[1])
                 if prepared:
-                    seq, prev_hash = self._append_records(tx, seq, prev_hash, prepared, record_results)
+                    existing = [self._stored_of(row) for rows in found for row in rows]
+                    seq, prev_hash = self._append_records(tx, seq, prev_hash, prepared, record_results, existing)
                 alone = not prepared and len(shadows_prepared) == 1  # its failure rolls the transaction back
                 for b, batch, payloads in shadows_prepared:
                     if not alone:
@@ -662,10 +690,17 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
         prev_hash: str,
         prepared: Sequence[tuple[int, DecisionRecord, str, str]],
         results: list[StoredRecord | Exception | None],
+        existing: Sequence[StoredRecord],
     ) -> tuple[int, str]:
         """Insert the prepared decision records after (seq, prev_hash), each one's outcome into ``results``; the new
-        (seq, prev_hash) of the chain (the caller holds the chain lock and moves the head)."""
-        by_id, by_key = self._stored_by_id_and_key(tx, [item[1] for item in prepared])
+        (seq, prev_hash) of the chain (the caller holds the chain lock and moves the head). ``existing``: the records
+        already stored with one of their ids or keys (:func:`_id_and_key_queries`, read under the lock)."""
+        by_id: dict[str, StoredRecord] = {}
+        by_key: dict[str, StoredRecord] = {}
+        for found in existing:
+            by_id[found.record.decision_id] = found
+            if found.record.idempotency_key is not None:
+                by_key[found.record.idempotency_key] = found
         for i, record, payload_text, content in prepared:
             key = record.idempotency_key
             same_key = by_key.get(key) if key is not None else None
@@ -692,34 +727,6 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
             results[i] = stored
             prev_hash = stored.record_hash
         return seq, prev_hash
-
-    def _stored_by_id_and_key(
-        self, tx: Transaction, records: Sequence[DecisionRecord]
-    ) -> tuple[dict[str, StoredRecord], dict[str, StoredRecord]]:
-        """The stored records sharing a decision_id or an idempotency key with ``records``, by id and by key.
-
-        Read under the append lock, so two retries racing with one key cannot both insert. Two index lookups,
-        never an OR: with planner statistics (ANALYZE) SQLite turns the OR of a unique column and a mostly-NULL
-        one into a scan of the whole table (benchmarks/scale.py found it)."""
-        ids = sorted({record.decision_id for record in records})
-        keys = sorted({record.idempotency_key for record in records if record.idempotency_key is not None})
-        selects = [
-            (_select(f"WHERE {column} IN ({', '.join('?' * len(chunk))})"), chunk)
-            for column, values in (("decision_id", ids), ("idempotency_key", keys))
-            for chunk in _chunks(values)
-        ]
-        rows: list[Row] = []
-        for start in range(0, len(selects), 2):  # two at a time: one round trip for a batch of up to 500
-            pair = selects[start : start + 2]
-            rows.extend(tx.rows(" UNION ALL ".join(sql for sql, _ in pair), [v for _, chunk in pair for v in chunk]))
-        by_id: dict[str, StoredRecord] = {}
-        by_key: dict[str, StoredRecord] = {}
-        for row in rows:
-            stored = self._stored_of(row)
-            by_id[stored.record.decision_id] = stored
-            if stored.record.idempotency_key is not None:
-                by_key[stored.record.idempotency_key] = stored
-        return by_id, by_key
 
     def _insert_record(
         self, tx: Transaction, seq: int, prev_hash: str, record: DecisionRecord, payload_text: str, content: str

@@ -37,8 +37,8 @@ def _pg(sql: str) -> str:
 class _PostgresTransaction(Transaction):
     """Statements whose results nobody reads (:meth:`later`: an append's inserts, the head's move, the append
     lock) wait and go with the next statement in one libpq pipeline: one round trip to the server for all of them.
-    An append is four round trips (BEGIN; append lock and head; the id and key check; inserts, head and COMMIT),
-    not one per statement."""
+    An append is three round trips (BEGIN; the append lock, the head and the id and key check; the inserts, the
+    head's move and COMMIT), not one per statement."""
 
     def __init__(self, conn: psycopg.Connection[Row]) -> None:
         self._conn = conn
@@ -72,6 +72,20 @@ class _PostgresTransaction(Transaction):
         with self._conn.cursor() as cursor:
             self._execute(cursor, _pg(sql), tuple(params))
             return cursor.rowcount
+
+    def rows_many(self, queries: Sequence[tuple[str, Sequence[Any]]]) -> list[list[Row]]:
+        cursors = [self._conn.cursor() for _ in queries]
+        try:
+
+            def run_all() -> None:
+                for cursor, (sql, params) in zip(cursors, queries, strict=True):
+                    cursor.execute(_pg(sql), tuple(params))
+
+            self._send_held(run_all)  # the held statements and every query: one round trip
+            return [cursor.fetchall() if cursor.description is not None else [] for cursor in cursors]
+        finally:
+            for cursor in cursors:
+                cursor.close()
 
     def script(self, sql: str) -> None:
         self.flush()
