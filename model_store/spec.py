@@ -47,6 +47,8 @@ MISSING = "Missing data for required field."
 NOT_A_NUMBER = "Not a valid number."
 NOT_AN_INTEGER = "Not a valid integer."
 NOT_FINITE = "Must be a finite number."
+#: The types of a number the column-at-a-time encoding takes (never bool: the row-by-row pass refuses it).
+_NUMBER_TYPES = frozenset((int, float))
 
 
 class InvalidValue(ValueError):
@@ -438,18 +440,23 @@ class FeatureSpec:
             plan.append((f, col, lookup))
         return tuple(plan)
 
-    def encode(self, applications: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    def encode(
+        self, applications: Sequence[Mapping[str, Any]], columns: Mapping[str, Sequence[Any]] | None = None
+    ) -> np.ndarray:
         """Encode validated applications (field name -> value) into the model's float32 matrix.
 
         Raises ContractError naming the field for a missing field, an unknown category or a
         non-finite number; fields not in the spec are ignored here (the API rejects them).
         Large batches are filled a column at a time (the same values: a number becomes its float32,
-        a category a 1 in its column); anything that pass would not take is left to the row-by-row
-        pass, which names the problem.
+        a category a 1 in its column), from ``columns`` when the caller has the applications' values
+        a field at a time (field name -> the value of every application, in order); anything that pass
+        would not take is left to the row-by-row pass, which names the problem.
         """
-        if len(applications) >= COLUMNWISE_FROM:
+        if columns is not None or len(applications) >= COLUMNWISE_FROM:
             try:
-                return self._encode_columns(applications)
+                if columns is None:
+                    columns = {f.name: [app[f.name] for app in applications] for f in self.fields}
+                return self._encode_columns(columns, len(applications))
             except (KeyError, TypeError, ValueError):
                 pass
         out = np.zeros((len(applications), len(self.columns)), dtype=np.float32)
@@ -469,24 +476,25 @@ class FeatureSpec:
                 row[col + k] = 1.0
         return out
 
-    def _encode_columns(self, applications: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    def _encode_columns(self, columns: Mapping[str, Sequence[Any]], n: int) -> np.ndarray:
         """:meth:`encode` a column at a time; raises KeyError, TypeError or ValueError on any value it does not take."""
-        n = len(applications)
         out = np.zeros((n, len(self.columns)), dtype=np.float32)
         rows = np.arange(n)
         for f, col, lookup in self._encoding:
-            values = [app[f.name] for app in applications]
+            values = columns[f.name]
+            if len(values) != n:
+                raise ValueError(f.name)
             if lookup is None:
                 if f.missing:
                     values = [math.nan if v is None else v for v in values]
-                if not all(type(v) is float or type(v) is int for v in values):
+                if not set(map(type, values)) <= _NUMBER_TYPES:
                     raise TypeError(f.name)
                 column = np.asarray(values, dtype=np.float64)
                 if not np.isfinite(column[~np.isnan(column)] if f.missing else column).all():
                     raise ValueError(f.name)
                 out[:, col] = column
             else:
-                out[rows, col + np.fromiter((lookup[v] for v in values), dtype=np.intp, count=n)] = 1.0
+                out[rows, col + np.fromiter(map(lookup.__getitem__, values), dtype=np.intp, count=n)] = 1.0
         return out
 
     def from_source_row(self, row: Mapping[str, Any]) -> dict[str, Any]:

@@ -148,6 +148,38 @@ def validate_chunk(spec: FeatureSpec, raw: RawChunk) -> tuple[list[str], list[di
     a column at a time (once per distinct cell); a column with a bad value is checked again cell by cell to name
     each one.
     """
+    valid = _validated(spec, raw)
+    return valid.ids, list(valid.applicants), valid.errors
+
+
+class _Applicants(Sequence[dict[str, Any]]):
+    """Validated applicants held a field at a time: row ``i`` is the dict of every field's ``i``-th value, made
+    when asked for (the engine decides a batch file's rows from the columns)."""
+
+    def __init__(self, names: tuple[str, ...], columns: list[list[Any]], n: int) -> None:
+        self.names, self.columns, self.n = names, columns, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(self.n))]
+        return dict(zip(self.names, [column[i] for column in self.columns], strict=True))
+
+
+class _Valid(NamedTuple):
+    """A chunk's valid rows (ids, applicants and, when every row is valid, their values a field at a time) and the
+    RowError of each invalid one."""
+
+    ids: list[str]
+    applicants: Sequence[dict[str, Any]]
+    errors: list[RowError]
+    columns: dict[str, list[Any]] | None
+
+
+def _validated(spec: FeatureSpec, raw: RawChunk) -> _Valid:
+    """:func:`validate_chunk`, with the valid rows' values a field at a time when every row of the chunk is valid."""
     n = len(raw)
     # problems by position, only for the (few) rows that have any: most chunks have none
     problems: dict[int, list[tuple[str, str]]] = {i: list(found) for i, found in raw.problems.items()}
@@ -182,8 +214,8 @@ def validate_chunk(spec: FeatureSpec, raw: RawChunk) -> tuple[list[str], list[di
         problems[i] = list(raw.problems.get(i, ()))
         bad_cells.pop(i, None)
     names = spec.field_names
-    if not problems:  # every row is valid: one dict per row, built in C
-        return ids, list(map(dict, map(zip, repeat(names), zip(*checked, strict=True)))), []
+    if not problems:  # every row is valid: the checked columns are the applicants' values
+        return _Valid(ids, _Applicants(names, checked, n), [], dict(zip(names, checked, strict=True)))
     rows = list(zip(*checked, strict=True)) if checked else [()] * n
     valid_ids: list[str] = []
     applicants: list[dict[str, Any]] = []
@@ -195,7 +227,7 @@ def validate_chunk(spec: FeatureSpec, raw: RawChunk) -> tuple[list[str], list[di
         else:
             valid_ids.append(ids[i])
             applicants.append(dict(zip(names, values, strict=True)))
-    return valid_ids, applicants, errors
+    return _Valid(valid_ids, applicants, errors, None)
 
 
 def _checked_column(check: Callable[[Any], Any], cells: list[Any], text: bool) -> list[Any]:
@@ -647,8 +679,8 @@ class ChunkPlan:
 class ChunkDecider:
     """Turns input chunks into output through a decision service (no store: files are not recorded)."""
 
-    def __init__(self, evaluate: Any, spec: FeatureSpec, width: int, plan: ChunkPlan) -> None:
-        self.evaluate = evaluate
+    def __init__(self, decide: Any, spec: FeatureSpec, width: int, plan: ChunkPlan) -> None:
+        self.decide = decide  # the served model's DecisionEngine.decide
         self.spec = spec
         self.width = width
         self.plan = plan
@@ -666,15 +698,15 @@ class ChunkDecider:
         models = ModelCache(ModelStore(ref.store_root))
         served = models.get(ref.name, ref.version, ref.policy)
         service = DecisionService(models=models, served=served, store=None)
-        return cls(service.evaluate, served.bundle.spec, served.engine.width, plan)
+        return cls(service.served_model().engine.decide, served.bundle.spec, served.engine.width, plan)
 
     def run(self, job: Chunk) -> ChunkResult:
         """Parse, validate, decide and format one chunk: the one per-chunk step of every way of running a batch."""
         raw = to_chunk(job, self.spec, self.plan.layout)
-        ids, applicants, errors = validate_chunk(self.spec, raw)
+        ids, applicants, errors, columns = _validated(self.spec, raw)
         if not applicants:
             return ChunkResult("", 0, errors, len(raw))
-        return self.output(ids, self.evaluate(applicants), errors, len(raw))
+        return self.output(ids, self.decide(applicants, columns), errors, len(raw))
 
     def output(self, ids: list[str], batch: DecisionBatch, errors: list[RowError], n_input: int) -> ChunkResult:
         """The decided rows formatted in the plan's output format (text, or an Arrow table for Parquet)."""
@@ -685,15 +717,9 @@ class ChunkDecider:
     def _rows(self, batch: DecisionBatch) -> list[_Row]:
         """Per row: decision, band, reasons padded with None to the width, fired rule codes (and their CSV text),
         worked out once per distinct outcome (a chunk holds few)."""
-        engine = batch.engine
-        known: dict[RowOutcome, _Row] = {}
-        rows = []
-        for outcome in batch.outcomes:
-            row = known.get(outcome)
-            if row is None:
-                row = known[outcome] = _Row.of(outcome, engine, self.width)
-            rows.append(row)
-        return rows
+        distinct, which = batch.distinct_outcomes()
+        made = [_Row.of(outcome, batch.engine, self.width) for outcome in distinct]
+        return [made[k] for k in which]
 
     def _text(self, ids: list[str], batch: DecisionBatch) -> str:
         rows = self._rows(batch)
@@ -800,7 +826,7 @@ def _worker_decider(plan: ChunkPlan) -> ChunkDecider:
             base = _MODELS.get(plan.model)
             if base is None:
                 base = _MODELS[plan.model] = ChunkDecider.load(ChunkPlan(plan.model, None, "csv"))
-            decider = _DECIDERS[plan] = ChunkDecider(base.evaluate, base.spec, base.width, plan)
+            decider = _DECIDERS[plan] = ChunkDecider(base.decide, base.spec, base.width, plan)
     return decider
 
 
