@@ -19,7 +19,7 @@ import numpy as np
 
 from model_store._yaml import load_mapping, require
 from model_store.errors import ContractError
-from model_store.spec import FeatureSpec
+from model_store.spec import CodedColumn, FeatureSpec
 from model_store.vocabulary import ACTIONS, SEVERITY, Action
 
 __all__ = ["ACTIONS", "DEFAULT_MAX_REASONS", "SEVERITY", "Action", "Band", "Policy", "Rule", "Scaling"]
@@ -255,8 +255,14 @@ class Policy:
         """Whether each rule fires for each of ``n`` validated applications: bool [n, n_rules], or None when no rule
         fires for any of them (:meth:`Rule.fires_on` of the rule's field's values; ``values``: field name -> the n
         applications' values, for every rule's field)."""
-        fired = [rule.fires_on(values[rule.field]) for rule in self.rules]
-        if not any(map(any, fired)):
+        fired: list[Any] = []
+        for rule in self.rules:
+            column = values[rule.field]
+            if isinstance(column, CodedColumn):  # each distinct value once
+                fired.append(column.gather(rule.fires_on(column.values), bool))
+            else:
+                fired.append(rule.fires_on(column))
+        if not any(hits.any() if isinstance(hits, np.ndarray) else any(hits) for hits in fired):
             return None
         return np.array(fired, dtype=bool).reshape(len(self.rules), n).T
 

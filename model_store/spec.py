@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -49,6 +49,34 @@ NOT_AN_INTEGER = "Not a valid integer."
 NOT_FINITE = "Must be a finite number."
 #: The types of a number the column-at-a-time encoding takes (never bool: the row-by-row pass refuses it).
 _NUMBER_TYPES = frozenset((int, float))
+
+
+class CodedColumn(Sequence[Any]):
+    """A column of values held as its distinct values and, for each row, the index of its value among them (what a
+    reader that checks each distinct cell once has): the same sequence of values as the list it stands for, which
+    the column-at-a-time passes (:meth:`FeatureSpec.encode`, the policy's rules) work out once per distinct value."""
+
+    __slots__ = ("codes", "values")
+
+    def __init__(self, values: list[Any], codes: np.ndarray) -> None:
+        self.values = values
+        self.codes = codes  # intp [n]
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self.values[k] for k in self.codes[i].tolist()]
+        return self.values[self.codes[i]]
+
+    def __iter__(self) -> Iterator[Any]:
+        return map(self.values.__getitem__, self.codes.tolist())
+
+    def gather(self, per_value: Sequence[Any], dtype: Any) -> np.ndarray:
+        """A function's results on the distinct values (``per_value``, in their order), as an array over the rows."""
+        gathered: np.ndarray = np.asarray(per_value, dtype=dtype).reshape(len(self.values))[self.codes]
+        return gathered
 
 
 class InvalidValue(ValueError):
@@ -484,17 +512,21 @@ class FeatureSpec:
             values = columns[f.name]
             if len(values) != n:
                 raise ValueError(f.name)
+            # a coded column: each distinct value is encoded once, and the rows take their value's
+            coded = values.codes if isinstance(values, CodedColumn) else None
+            distinct = values.values if isinstance(values, CodedColumn) else values
             if lookup is None:
                 if f.missing:
-                    values = [math.nan if v is None else v for v in values]
-                if not set(map(type, values)) <= _NUMBER_TYPES:
+                    distinct = [math.nan if v is None else v for v in distinct]
+                if not set(map(type, distinct)) <= _NUMBER_TYPES:
                     raise TypeError(f.name)
-                column = np.asarray(values, dtype=np.float64)
+                column = np.asarray(distinct, dtype=np.float64)
                 if not np.isfinite(column[~np.isnan(column)] if f.missing else column).all():
                     raise ValueError(f.name)
-                out[:, col] = column
+                out[:, col] = column if coded is None else column[coded]
             else:
-                out[rows, col + np.fromiter(map(lookup.__getitem__, values), dtype=np.intp, count=n)] = 1.0
+                index = np.fromiter(map(lookup.__getitem__, distinct), dtype=np.intp, count=len(distinct))
+                out[rows, col + (index if coded is None else index[coded])] = 1.0
         return out
 
     def from_source_row(self, row: Mapping[str, Any]) -> dict[str, Any]:

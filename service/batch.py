@@ -48,7 +48,9 @@ from itertools import pairwise, repeat
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
-from model_store.spec import MISSING, FeatureSpec, InvalidValue
+import numpy as np
+
+from model_store.spec import MISSING, CodedColumn, FeatureSpec, InvalidValue
 from model_store.vocabulary import ACTIONS, APPLICATION_ID, APPLICATION_ID_RULE
 from service.errors import CreditDecisionError, InvalidInput, ModelUnavailable
 from service.private_files import create_private, open_private
@@ -156,11 +158,14 @@ class _Applicants(Sequence[dict[str, Any]]):
     """Validated applicants held a field at a time: row ``i`` is the dict of every field's ``i``-th value, made
     when asked for (the engine decides a batch file's rows from the columns)."""
 
-    def __init__(self, names: tuple[str, ...], columns: list[list[Any]], n: int) -> None:
+    def __init__(self, names: tuple[str, ...], columns: list[Sequence[Any]], n: int) -> None:
         self.names, self.columns, self.n = names, columns, n
 
     def __len__(self) -> int:
         return self.n
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return map(dict, map(zip, repeat(self.names), zip(*self.columns, strict=True)))
 
     def __getitem__(self, i: Any) -> Any:
         if isinstance(i, slice):
@@ -175,7 +180,7 @@ class _Valid(NamedTuple):
     ids: list[str]
     applicants: Sequence[dict[str, Any]]
     errors: list[RowError]
-    columns: dict[str, list[Any]] | None
+    columns: dict[str, Sequence[Any]] | None
 
 
 def _validated(spec: FeatureSpec, raw: RawChunk) -> _Valid:
@@ -194,7 +199,7 @@ def _validated(spec: FeatureSpec, raw: RawChunk) -> _Valid:
             problems.setdefault(i, []).append((ID_COLUMN, f"Must be {APPLICATION_ID_RULE}."))
             ids[i] = ""  # never echoed
     bad_cells: dict[int, dict[str, str]] = {}
-    checked: list[list[Any]] = []
+    checked: list[Sequence[Any]] = []
     for name, check in spec.checkers(text=raw.text):
         cells = raw.columns[name]
         try:
@@ -230,17 +235,17 @@ def _validated(spec: FeatureSpec, raw: RawChunk) -> _Valid:
     return _Valid(valid_ids, applicants, errors, None)
 
 
-def _checked_column(check: Callable[[Any], Any], cells: list[Any], text: bool) -> list[Any]:
+def _checked_column(check: Callable[[Any], Any], cells: list[Any], text: bool) -> Sequence[Any]:
     """``check`` of every cell of a column, computed once per distinct cell: a field's check is a pure function of
     the cell, and a column holds few distinct values (ages, durations, codes), so this is the same list as
     ``list(map(check, cells))`` at a fraction of the cost. JSON values are told apart by type as well (``1``,
     ``1.0`` and ``True`` are equal keys but not the same value); an unhashable one (a list, an object) is checked
     cell by cell."""
-    if text:  # CSV cells: all str
-        results = {cell: check(cell) for cell in dict.fromkeys(cells)}
-        if all(type(value) is str and value == cell for cell, value in results.items()):
-            return cells  # a column of codes: every cell is its own checked value
-        return list(map(results.__getitem__, cells))
+    if text:  # CSV cells: all str; the column as its distinct checked values and each cell's index among them
+        cell_values = list(dict.fromkeys(cells))
+        checked = list(map(check, cell_values))
+        index = dict(zip(cell_values, range(len(cell_values)), strict=True))
+        return CodedColumn(checked, np.fromiter(map(index.__getitem__, cells), dtype=np.intp, count=len(cells)))
     try:
         keys = [(cell.__class__, cell) for cell in cells]
         distinct = dict.fromkeys(keys)
@@ -686,6 +691,7 @@ class ChunkDecider:
         self.plan = plan
         self.header = output_header(width, spec.field_names if plan.attributions else ())
         self.schema = parquet_schema(self.header) if plan.fmt == "parquet" else None
+        self._made: dict[RowOutcome, _Row] = {}  # each outcome's output row, kept from chunk to chunk
 
     @classmethod
     def load(cls, plan: ChunkPlan) -> ChunkDecider:
@@ -718,7 +724,15 @@ class ChunkDecider:
         """Per row: decision, band, reasons padded with None to the width, fired rule codes (and their CSV text),
         worked out once per distinct outcome (a chunk holds few)."""
         distinct, which = batch.distinct_outcomes()
-        made = [_Row.of(outcome, batch.engine, self.width) for outcome in distinct]
+        known = self._made
+        if len(known) > MAX_KNOWN_OUTCOMES:
+            known.clear()
+        made = []
+        for outcome in distinct:
+            row = known.get(outcome)
+            if row is None:
+                row = known[outcome] = _Row.of(outcome, batch.engine, self.width)
+            made.append(row)
         return [made[k] for k in which]
 
     def _text(self, ids: list[str], batch: DecisionBatch) -> str:
@@ -780,6 +794,10 @@ class ChunkDecider:
             for j, name in enumerate(self.spec.field_names):
                 columns[f"attribution_{name}"] = batch.field_attributions[:, j].copy()
         return pa.Table.from_pydict(columns, schema=self.schema)
+
+
+#: Output rows a decider keeps for outcomes seen in earlier chunks (of one model: a decider serves one).
+MAX_KNOWN_OUTCOMES = 1 << 16
 
 
 class _Row(NamedTuple):

@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from test_missing_values import lender  # noqa: F401  (the missing-values lender's trained models)
 
+from model_store.spec import CodedColumn
 from model_store.store import ModelStore
 from model_store.vocabulary import SEVERITY
 from service.core.engine import DecisionEngine, RowOutcome
@@ -48,6 +49,15 @@ def reference_outcome(
     return RowOutcome(severity, band, fired, tuple(reasons))
 
 
+def coded(values: list[Any]) -> CodedColumn:
+    """A column as its distinct values (told apart by type too) and each row's index among them."""
+    index: dict[tuple[type, Any], int] = {}
+    codes = [index.setdefault((type(v), v), len(index)) for v in values]
+    column = CodedColumn([v for _, v in index], np.asarray(codes, dtype=np.intp))
+    assert list(column) == values and column[3] == values[3] and column[2:5] == values[2:5]
+    return column
+
+
 def check_engine(engine: DecisionEngine, applications: list[dict[str, Any]]) -> list[RowOutcome]:
     """Every row's outcome in a batch (from dicts, and from columns) equals the reference's and its own alone."""
     batch = engine.decide(applications)
@@ -57,9 +67,13 @@ def check_engine(engine: DecisionEngine, applications: list[dict[str, Any]]) -> 
         reference_outcome(engine, a, s, g)
         for a, s, g in zip(applications, batch.score.tolist(), batch.group_attributions.tolist(), strict=True)
     ]
+    by_codes = engine.decide(applications, {name: coded(values) for name, values in columns.items()})
     assert list(batch.outcomes) == expected
     assert list(by_columns.outcomes) == expected
-    assert np.array_equal(by_columns.field_attributions, batch.field_attributions)
+    assert list(by_codes.outcomes) == expected
+    for other in (by_columns, by_codes):
+        assert np.array_equal(other.field_attributions, batch.field_attributions)
+        assert np.array_equal(other.score, batch.score)
     distinct, which = batch.distinct_outcomes()
     assert [distinct[k] for k in which] == expected
     for i in range(0, len(applications), max(1, len(applications) // 60)):
