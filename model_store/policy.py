@@ -57,8 +57,10 @@ class Scaling:
 
     def raw_score(self, margin: float | np.ndarray) -> float | np.ndarray:
         """Unrounded, unclipped score of a log-odds-of-default margin."""
-        # ln(odds_good) = -margin
-        return self.anchor_score + self.factor * (-np.asarray(margin, dtype=np.float64) - self._log_anchor_odds)
+        # ln(odds_good) = -margin: anchor + factor * (-margin - ln(anchor_odds)), computed as
+        # anchor - factor * (margin + ln(anchor_odds)), the same number in IEEE arithmetic (negation is exact and
+        # rounding symmetric) in one step fewer
+        return self.anchor_score - self.factor * (np.asarray(margin, dtype=np.float64) + self._log_anchor_odds)
 
     def scores(self, margins: np.ndarray) -> np.ndarray:
         """Integer scores in [min_score, max_score] for an array of margins (rounded half up)."""
@@ -96,12 +98,13 @@ class Rule:
 
     def fires(self, application: Mapping[str, Any]) -> bool:
         """Whether the rule fires for a validated application (never on a missing value)."""
-        return self.fires_on([application.get(self.field)])[0]
+        return bool(self.fires_on([application.get(self.field)])[0])
 
-    def fires_on(self, values: Sequence[Any]) -> list[bool]:
-        """Whether the rule fires for each of its field's validated values (never on a missing value, None)."""
+    def fires_on(self, values: Sequence[Any]) -> list[Any]:
+        """Whether the rule fires for each of its field's validated values (never on a missing value, None): a truth
+        value each (False, or the comparison's result)."""
         compare, threshold = _OPERATORS[self.operator], self.value
-        return [value is not None and bool(compare(value, threshold)) for value in values]
+        return [value is not None and compare(value, threshold) for value in values]
 
 
 @dataclass(frozen=True)
@@ -256,13 +259,18 @@ class Policy:
         fires for any of them (:meth:`Rule.fires_on` of the rule's field's values; ``values``: field name -> the n
         applications' values, for every rule's field)."""
         fired: list[Any] = []
+        anything = False
         for rule in self.rules:
             column = values[rule.field]
             if isinstance(column, CodedColumn):  # each distinct value once
-                fired.append(column.gather(rule.fires_on(column.values), bool))
+                gathered = column.gather(rule.fires_on(column.values), bool)
+                anything = anything or bool(gathered.any())
+                fired.append(gathered)
             else:
-                fired.append(rule.fires_on(column))
-        if not any(hits.any() if isinstance(hits, np.ndarray) else any(hits) for hits in fired):
+                hits = rule.fires_on(column)
+                anything = anything or any(hits)
+                fired.append(hits)
+        if not anything:
             return None
         return np.array(fired, dtype=bool).reshape(len(self.rules), n).T
 

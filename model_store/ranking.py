@@ -112,8 +112,7 @@ class ReasonRanking:
         encoded features; None: none of them) is given as its missing-value variant.
         """
         # minus the attributions, groups in name order: a stable sort puts the largest first, ties in name order
-        minus = group_attributions.take(self._by_name, axis=1)
-        np.negative(minus, out=minus)
+        minus = -group_attributions.take(self._by_name, axis=1)
         order = minus.argsort(axis=1, kind="stable")[:, : self.slots]
         picked = self._reason_by_name[order]
         if features is not None and self._indicators:

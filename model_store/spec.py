@@ -489,16 +489,17 @@ class FeatureSpec:
                 pass
         out = np.zeros((len(applications), len(self.columns)), dtype=np.float32)
         plan = self._encoding
+        isfinite = math.isfinite
         for r, app in enumerate(applications):
             row = out[r]
             for f, col, lookup in plan:
+                value: Any = app.get(f.name)
                 if lookup is None:
-                    row[col] = _number(app, f)
+                    # a finite int or float is taken as is (as _number would); anything else is left to _number
+                    kind = value.__class__
+                    row[col] = float(value) if (kind is int or kind is float) and isfinite(value) else _number(app, f)
                     continue
-                if f.name not in app and not f.missing:
-                    raise ContractError(f"{f.name}: missing")
-                value = app.get(f.name)
-                k = lookup.get(value) if value is None or isinstance(value, str) else None
+                k = lookup.get(value) if value.__class__ is str else _category(app, f, lookup)
                 if k is None:
                     raise ContractError(f"{f.name}: unknown value {value!r}")
                 row[col + k] = 1.0
@@ -595,6 +596,14 @@ def _segment_sums(column_values: np.ndarray, starts: np.ndarray, n_fields: int) 
 
 def _plain(x: float) -> str:
     return str(int(x)) if math.isfinite(x) and x == int(x) else repr(x)
+
+
+def _category(app: Mapping[str, Any], f: Field, lookup: Mapping[str | None, int]) -> int | None:
+    """The column offset of a categorical field's value that is not a plain str (None: an unknown value)."""
+    if f.name not in app and not f.missing:
+        raise ContractError(f"{f.name}: missing")
+    value = app.get(f.name)
+    return lookup.get(value) if value is None or isinstance(value, str) else None
 
 
 def _number(app: Mapping[str, Any], f: Field) -> float:

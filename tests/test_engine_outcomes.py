@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from test_missing_values import lender  # noqa: F401  (the missing-values lender's trained models)
 
+from model_store.errors import ContractError
 from model_store.spec import CodedColumn
 from model_store.store import ModelStore
 from model_store.vocabulary import SEVERITY
@@ -150,3 +151,41 @@ def test_bands_at_the_cut_offs(trained_models: tuple[ModelStore, Any], score: in
     expected = next((k for k, b in enumerate(policy.bands) if score >= b.min_score), len(policy.bands) - 1)
     assert policy.band_index(score) == expected
     assert policy.band_indices(np.asarray([score, score])).tolist() == [expected, expected]
+
+
+def test_encoding_row_by_row_by_columns_and_by_codes_agree(lender: tuple[Path, ModelStore, Any]) -> None:  # noqa: F811
+    folder, store, result = lender
+    spec = store.load_bundle(result.champion.name, result.champion.version).spec
+    with open(folder / "data.csv", newline="", encoding="utf-8") as fh:
+        applications = [spec.from_source_row(row) for row in csv.DictReader(fh)][:300]
+
+    class Code(str):
+        """A str subclass: taken by its value, as a plain str."""
+
+    applications[5]["home"] = Code(applications[5]["home"] or "own")
+    applications[6].pop("home")  # a field that may be missing, left out
+    applications[7]["months_employed"] = 12.0  # an integer field's float
+    columns = {name: [a.get(name) for a in applications] for name in spec.field_names}
+    rows = np.vstack([spec.encode([a]) for a in applications])
+    assert rows.dtype == np.float32
+    for encoded in (
+        spec.encode(applications),
+        spec.encode(applications, columns),
+        spec.encode(applications, {n: coded(v) for n, v in columns.items()}),
+    ):
+        assert np.array_equal(encoded, rows, equal_nan=True)
+    bad = dict(applications[0])
+    for change, message in (
+        ({"debt_ratio": True}, "debt_ratio: expected a number, got bool"),
+        ({"debt_ratio": float("inf")}, "debt_ratio: must be finite"),
+        ({"region": "r9"}, "region: unknown value 'r9'"),
+        ({"region": None}, "region: unknown value None"),
+        ({"home": 3}, "home: unknown value 3"),
+    ):
+        with pytest.raises(ContractError, match=message):
+            spec.encode([{**bad, **change}])
+        with pytest.raises(ContractError, match=message):
+            spec.encode([{**bad, **change}] * 70)
+    for name in ("region", "debt_ratio"):
+        with pytest.raises(ContractError, match=f"{name}: missing"):
+            spec.encode([{k: v for k, v in bad.items() if k != name}])

@@ -33,6 +33,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
+from itertools import compress
 from typing import Any, Literal, NamedTuple, Protocol
 
 import numpy as np
@@ -187,7 +188,11 @@ class DecisionBatch:
 
     def outcome(self, i: int) -> RowOutcome:
         """The policy's outcome of row ``i``."""
-        return self._outcomes_of((i,))[0]
+        fired = tuple(compress(self.engine.rule_numbers, self.fired[i].tolist()))
+        model = self.model_reasons[i].tolist()
+        if -1 in model:  # the reasons given come first, then -1
+            del model[model.index(-1) :]
+        return RowOutcome(self.action.item(i), self.band.item(i), fired, (*fired, *model))
 
     def decisions(self) -> list[Action]:
         """Decision of each row."""
@@ -238,6 +243,7 @@ class DecisionEngine:
         self.groups = spec.reason_groups
         self.band_names = tuple(b.band for b in policy.bands)
         self.rule_codes = tuple(r.code for r in policy.rules)
+        self.rule_numbers = range(len(policy.rules))
         # reason indices: rules, then groups, then each group's missing variant (the group's own code if none)
         self.reason_codes = self.ranking.codes
         self.width = policy.reason_slots
@@ -307,6 +313,9 @@ class DecisionEngine:
         """Each rule field's values (field name -> every application's value)."""
         if columns is not None:
             return columns
+        if len(applications) == 1:  # a single request
+            application = applications[0]
+            return {name: [application.get(name)] for name in self._rule_fields}
         return {name: [application.get(name) for application in applications] for name in self._rule_fields}
 
     def screen(self, applications: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray, list[int]]:
@@ -358,10 +367,11 @@ class DecisionEngine:
         reasons = []
         for index in outcome.reasons:
             entry = self._reason_entries[index]
-            values = tuple(
-                ReasonValue(name, value := application.get(name), spec_field.label_of(value))
-                for name, spec_field in self._reason_fields[index]
-            )
+            shown = []
+            for name, spec_field in self._reason_fields[index]:
+                value = application.get(name)
+                shown.append(ReasonValue(name, value, spec_field.label_of(value)))
+            values = tuple(shown)
             if index < n_rules:
                 reasons.append(
                     Reason(entry.code, "rule", None, entry.customer_text, entry.auditor_text, values, None, None, True)
