@@ -1,9 +1,11 @@
 """Batch files: decide a file of applications with the served model, through the decision service.
 
 The file is read in chunks; every row is validated field by field with the feature spec's own checks
-(:meth:`model_store.spec.Field.check`, the checks the HTTP schemas use) and the valid rows of a chunk
-are decided together by :meth:`service.decisions.DecisionService.evaluate`, i.e. by the one decision
-engine: every row gets exactly the decision, score, band, reasons and rules the API would give it.
+(:meth:`model_store.spec.Field.check`, the checks the HTTP schemas use, once per distinct cell of a CSV
+column) and the valid rows of a chunk are decided together by the served model's
+:meth:`service.core.engine.DecisionEngine.decide` (what :meth:`service.decisions.DecisionService.evaluate`
+calls), from their columns: every row gets exactly the decision, score, band, reasons and rules the API
+would give it.
 Invalid rows are reported with the field and the problem and skipped; they never stop the run.
 
 Input: CSV or JSON Lines (``.csv``, ``.jsonl``/``.ndjson``) or Parquet (needs pyarrow), one
@@ -40,7 +42,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -691,7 +693,7 @@ class ChunkDecider:
         self.plan = plan
         self.header = output_header(width, spec.field_names if plan.attributions else ())
         self.schema = parquet_schema(self.header) if plan.fmt == "parquet" else None
-        self._made: dict[RowOutcome, _Row] = {}  # each outcome's output row, kept from chunk to chunk
+        self._made: dict[Hashable, _Row] = {}  # each outcome's output row (by its key), kept from chunk to chunk
 
     @classmethod
     def load(cls, plan: ChunkPlan) -> ChunkDecider:
@@ -723,15 +725,15 @@ class ChunkDecider:
     def _rows(self, batch: DecisionBatch) -> list[_Row]:
         """Per row: decision, band, reasons padded with None to the width, fired rule codes (and their CSV text),
         worked out once per distinct outcome (a chunk holds few)."""
-        distinct, which = batch.distinct_outcomes()
+        keys, first, which = batch.outcome_groups()
         known = self._made
         if len(known) > MAX_KNOWN_OUTCOMES:
             known.clear()
         made = []
-        for outcome in distinct:
-            row = known.get(outcome)
+        for key, i in zip(keys, first, strict=True):
+            row = known.get(key)
             if row is None:
-                row = known[outcome] = _Row.of(outcome, batch.engine, self.width)
+                row = known[key] = _Row.of(batch.outcome(i), batch.engine, self.width)
             made.append(row)
         return [made[k] for k in which]
 

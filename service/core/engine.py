@@ -30,7 +30,7 @@ decided alone or among thousands.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from itertools import compress
@@ -149,12 +149,24 @@ class DecisionBatch:
 
     def distinct_outcomes(self) -> tuple[list[RowOutcome], list[int]]:
         """The distinct outcomes of the batch (a batch holds few), and which one each row has."""
+        _, first, which = self.outcome_groups()
+        return self._outcomes_of(first), which
+
+    def outcome_groups(self) -> tuple[list[Hashable], list[int], list[int]]:
+        """The rows grouped by outcome: a key per distinct outcome (the same key for the same outcome in every batch
+        of this engine), a row that has it, and which one each row has."""
         n = len(self)
         if n < DISTINCT_FROM:
-            return self._outcomes_of(range(n)), list(range(n))
+            return [outcome for outcome in self._outcomes_of(range(n))], list(range(n)), list(range(n))
         keys = self._outcome_keys()
-        _, first, which = np.unique(keys, axis=0 if keys.ndim > 1 else None, return_index=True, return_inverse=True)
-        return self._outcomes_of(first.tolist()), which.reshape(-1).tolist()
+        distinct, first, which = np.unique(
+            keys, axis=0 if keys.ndim > 1 else None, return_index=True, return_inverse=True
+        )
+        return (
+            [tuple(key) for key in distinct.tolist()] if keys.ndim > 1 else distinct.tolist(),
+            first.tolist(),
+            which.reshape(-1).tolist(),
+        )
 
     def _outcome_keys(self) -> np.ndarray:
         """A key per row that tells its outcome from every other: one integer (band, fired rules and model reasons in
