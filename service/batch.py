@@ -239,22 +239,24 @@ def _validated(spec: FeatureSpec, raw: RawChunk) -> _Valid:
 
 def _checked_column(check: Callable[[Any], Any], cells: list[Any], text: bool) -> Sequence[Any]:
     """``check`` of every cell of a column, computed once per distinct cell: a field's check is a pure function of
-    the cell, and a column holds few distinct values (ages, durations, codes), so this is the same list as
-    ``list(map(check, cells))`` at a fraction of the cost. JSON values are told apart by type as well (``1``,
-    ``1.0`` and ``True`` are equal keys but not the same value); an unhashable one (a list, an object) is checked
-    cell by cell."""
-    if text:  # CSV cells: all str; the column as its distinct checked values and each cell's index among them
+    the cell, and a column holds few distinct values (ages, durations, codes), so this is the same sequence as
+    ``list(map(check, cells))`` at a fraction of the cost, held as a :class:`model_store.spec.CodedColumn` (the
+    distinct checked values and each cell's index among them, which encoding and the rules use as they are). JSON
+    values are told apart by type as well (``1``, ``1.0`` and ``True`` are equal keys but not the same value); a
+    column with an unhashable one (a list, an object) is checked cell by cell, into a list."""
+    if text:  # CSV cells: all str
         cell_values = list(dict.fromkeys(cells))
         checked = list(map(check, cell_values))
         index = dict(zip(cell_values, range(len(cell_values)), strict=True))
         return CodedColumn(checked, np.fromiter(map(index.__getitem__, cells), dtype=np.intp, count=len(cells)))
     try:
         keys = [(cell.__class__, cell) for cell in cells]
-        distinct = dict.fromkeys(keys)
+        distinct = list(dict.fromkeys(keys))
     except TypeError:
         return list(map(check, cells))
-    typed = {key: check(key[1]) for key in distinct}
-    return list(map(typed.__getitem__, keys))
+    checked = [check(cell) for _, cell in distinct]
+    index = dict(zip(distinct, range(len(distinct)), strict=True))
+    return CodedColumn(checked, np.fromiter(map(index.__getitem__, keys), dtype=np.intp, count=len(keys)))
 
 
 # ---- reading: where each chunk is in the file, and reading it there ------------------------------------
