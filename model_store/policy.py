@@ -6,9 +6,9 @@ service (decisions). ``margin`` is always the model's log-odds of default.
 
 from __future__ import annotations
 
-import bisect
 import itertools
 import math
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
@@ -19,7 +19,7 @@ import numpy as np
 
 from model_store._yaml import load_mapping, require
 from model_store.errors import ContractError
-from model_store.spec import FeatureSpec
+from model_store.spec import CodedColumn, FeatureSpec
 from model_store.vocabulary import ACTIONS, SEVERITY, Action
 
 __all__ = ["ACTIONS", "DEFAULT_MAX_REASONS", "SEVERITY", "Action", "Band", "Policy", "Rule", "Scaling"]
@@ -27,12 +27,12 @@ __all__ = ["ACTIONS", "DEFAULT_MAX_REASONS", "SEVERITY", "Action", "Band", "Poli
 #: Principal reasons given per decision unless the policy says otherwise (Reg B: no more than four are needed).
 DEFAULT_MAX_REASONS = 4
 _OPERATORS = {
-    "lt": lambda a, b: a < b,
-    "le": lambda a, b: a <= b,
-    "gt": lambda a, b: a > b,
-    "ge": lambda a, b: a >= b,
-    "eq": lambda a, b: a == b,
-    "ne": lambda a, b: a != b,
+    "lt": operator.lt,
+    "le": operator.le,
+    "gt": operator.gt,
+    "ge": operator.ge,
+    "eq": operator.eq,
+    "ne": operator.ne,
 }
 
 
@@ -57,8 +57,10 @@ class Scaling:
 
     def raw_score(self, margin: float | np.ndarray) -> float | np.ndarray:
         """Unrounded, unclipped score of a log-odds-of-default margin."""
-        # ln(odds_good) = -margin
-        return self.anchor_score + self.factor * (-np.asarray(margin, dtype=np.float64) - self._log_anchor_odds)
+        # ln(odds_good) = -margin: anchor + factor * (-margin - ln(anchor_odds)), computed as
+        # anchor - factor * (margin + ln(anchor_odds)), the same number in IEEE arithmetic (negation is exact and
+        # rounding symmetric) in one step fewer
+        return self.anchor_score - self.factor * (np.asarray(margin, dtype=np.float64) + self._log_anchor_odds)
 
     def scores(self, margins: np.ndarray) -> np.ndarray:
         """Integer scores in [min_score, max_score] for an array of margins (rounded half up)."""
@@ -96,10 +98,13 @@ class Rule:
 
     def fires(self, application: Mapping[str, Any]) -> bool:
         """Whether the rule fires for a validated application (never on a missing value)."""
-        value = application.get(self.field)
-        if value is None:
-            return False
-        return bool(_OPERATORS[self.operator](value, self.value))
+        return bool(self.fires_on([application.get(self.field)])[0])
+
+    def fires_on(self, values: Sequence[Any]) -> list[Any]:
+        """Whether the rule fires for each of its field's validated values (never on a missing value, None): a truth
+        value each (False, or the comparison's result)."""
+        compare, threshold = _OPERATORS[self.operator], self.value
+        return [value is not None and compare(value, threshold) for value in values]
 
 
 @dataclass(frozen=True)
@@ -231,10 +236,15 @@ class Policy:
         """The most reasons a decision can give: every fired rule is one, else up to ``max_reasons``."""
         return max(self.max_reasons, len(self.rules))
 
+    def band_indices(self, scores: np.ndarray) -> np.ndarray:
+        """Index into ``bands`` of each integer score [n]: the first band whose ``min_score`` it reaches (intp [n])."""
+        # bands run from the best (highest min_score) to the worst; the last one catches every score below the others
+        bands: np.ndarray = self._band_cuts.searchsorted(-np.asarray(scores, dtype=np.int64))
+        return bands
+
     def band_index(self, score: int) -> int:
-        """Index into ``bands`` of an integer score: the first band whose ``min_score`` it reaches."""
-        # bands run from the best (highest min_score) to the worst; the last one catches every score below
-        return min(bisect.bisect_left(self._negated_band_minimums, -score), len(self.bands) - 1)
+        """Index into ``bands`` of an integer score (:meth:`band_indices` of one score)."""
+        return int(self.band_indices(np.asarray([score], dtype=np.int64))[0])
 
     def band_for(self, score: int) -> Band:
         """The band of an integer score."""
@@ -244,32 +254,61 @@ class Policy:
         """Indices into ``rules`` of every rule that fires for a validated application, in policy order."""
         return [j for j, rule in enumerate(self.rules) if rule.fires(application)]
 
+    def fired_matrix(self, values: Mapping[str, Sequence[Any]], n: int) -> np.ndarray | None:
+        """Whether each rule fires for each of ``n`` validated applications: bool [n, n_rules], or None when no rule
+        fires for any of them (:meth:`Rule.fires_on` of the rule's field's values; ``values``: field name -> the n
+        applications' values, for every rule's field)."""
+        fired: list[Any] = []
+        anything = False
+        for rule in self.rules:
+            column = values[rule.field]
+            if isinstance(column, CodedColumn):  # each distinct value once
+                gathered = column.gather(rule.fires_on(column.values), bool)
+                anything = anything or bool(gathered.any())
+                fired.append(gathered)
+            else:
+                hits = rule.fires_on(column)
+                anything = anything or any(hits)
+                fired.append(hits)
+        if not anything:
+            return None
+        return np.array(fired, dtype=bool).reshape(len(self.rules), n).T
+
     def fired_rules(self, application: Mapping[str, Any]) -> tuple[Rule, ...]:
         """Every rule that fires for a validated application, in policy order."""
         return tuple(self.rules[j] for j in self.fired_rule_indices(application))
 
-    def action_index(self, band_index: int, fired: Sequence[int]) -> int:
-        """Index into ``ACTIONS`` of the decision: the most severe of the band's and the fired rules' actions."""
-        severity = self._band_severity[band_index]
-        for j in fired:
-            severity = max(severity, self._rule_severity[j])
+    def action_indices(self, bands: np.ndarray, fired: np.ndarray | None) -> np.ndarray:
+        """Index into ``ACTIONS`` of each decision: the most severe of its band's action (``bands``: indices [n]) and
+        the actions of the rules that fired (``fired``: bool [n, n_rules], None when none did); intp [n]."""
+        severity: np.ndarray = self._band_severity_array[bands]
+        if fired is not None:
+            severity = np.maximum(severity, np.where(fired, self._rule_severity_array, 0).max(axis=1))
         return severity
+
+    def action_index(self, band_index: int, fired: Sequence[int]) -> int:
+        """Index into ``ACTIONS`` of one decision (:meth:`action_indices` of one row): the most severe of the band's and
+        the fired rules' actions."""
+        mask = np.zeros((1, len(self.rules)), dtype=bool)
+        mask[0, list(fired)] = True
+        return int(self.action_indices(np.asarray([band_index], dtype=np.intp), mask)[0])
 
     def decide(self, band: Band, fired: tuple[Rule, ...]) -> Action:
         """The most severe of the band's decision and the fired rules' actions."""
         return ACTIONS[self.action_index(self.bands.index(band), [self.rules.index(r) for r in fired])]
 
     @cached_property
-    def _negated_band_minimums(self) -> list[int]:
-        return [-b.min_score for b in self.bands]
+    def _band_cuts(self) -> np.ndarray:
+        # minus the min_score of every band but the worst (increasing): a score's band is how many of them it misses
+        return np.asarray([-b.min_score for b in self.bands[:-1]], dtype=np.int64)
 
     @cached_property
-    def _band_severity(self) -> tuple[int, ...]:
-        return tuple(SEVERITY[b.decision] for b in self.bands)
+    def _band_severity_array(self) -> np.ndarray:
+        return np.asarray([SEVERITY[b.decision] for b in self.bands], dtype=np.intp)
 
     @cached_property
-    def _rule_severity(self) -> tuple[int, ...]:
-        return tuple(SEVERITY[r.action] for r in self.rules)
+    def _rule_severity_array(self) -> np.ndarray:
+        return np.asarray([SEVERITY[r.action] for r in self.rules], dtype=np.intp)
 
 
 def _check_rule_against_spec(rule: Rule, spec: FeatureSpec, where: str) -> None:

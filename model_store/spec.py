@@ -22,7 +22,7 @@ from __future__ import annotations
 import itertools
 import math
 import re
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from functools import cached_property
 from pathlib import Path
@@ -47,6 +47,36 @@ MISSING = "Missing data for required field."
 NOT_A_NUMBER = "Not a valid number."
 NOT_AN_INTEGER = "Not a valid integer."
 NOT_FINITE = "Must be a finite number."
+#: The types of a number the column-at-a-time encoding takes (never bool: the row-by-row pass refuses it).
+_NUMBER_TYPES = frozenset((int, float))
+
+
+class CodedColumn(Sequence[Any]):
+    """A column of values held as its distinct values and, for each row, the index of its value among them (what a
+    reader that checks each distinct cell once has): the same sequence of values as the list it stands for, which
+    the column-at-a-time passes (:meth:`FeatureSpec.encode`, the policy's rules) work out once per distinct value."""
+
+    __slots__ = ("codes", "values")
+
+    def __init__(self, values: list[Any], codes: np.ndarray) -> None:
+        self.values = values
+        self.codes = codes  # intp [n]
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self.values[k] for k in self.codes[i].tolist()]
+        return self.values[self.codes[i]]
+
+    def __iter__(self) -> Iterator[Any]:
+        return map(self.values.__getitem__, self.codes.tolist())
+
+    def gather(self, per_value: Sequence[Any], dtype: Any) -> np.ndarray:
+        """A function's results on the distinct values (``per_value``, in their order), as an array over the rows."""
+        gathered: np.ndarray = np.asarray(per_value, dtype=dtype).reshape(len(self.values))[self.codes]
+        return gathered
 
 
 class InvalidValue(ValueError):
@@ -438,55 +468,66 @@ class FeatureSpec:
             plan.append((f, col, lookup))
         return tuple(plan)
 
-    def encode(self, applications: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    def encode(
+        self, applications: Sequence[Mapping[str, Any]], columns: Mapping[str, Sequence[Any]] | None = None
+    ) -> np.ndarray:
         """Encode validated applications (field name -> value) into the model's float32 matrix.
 
         Raises ContractError naming the field for a missing field, an unknown category or a
         non-finite number; fields not in the spec are ignored here (the API rejects them).
         Large batches are filled a column at a time (the same values: a number becomes its float32,
-        a category a 1 in its column); anything that pass would not take is left to the row-by-row
-        pass, which names the problem.
+        a category a 1 in its column), from ``columns`` when the caller has the applications' values
+        a field at a time (field name -> the value of every application, in order); anything that pass
+        would not take is left to the row-by-row pass, which names the problem.
         """
-        if len(applications) >= COLUMNWISE_FROM:
+        if columns is not None or len(applications) >= COLUMNWISE_FROM:
             try:
-                return self._encode_columns(applications)
+                if columns is None:
+                    columns = {f.name: [app[f.name] for app in applications] for f in self.fields}
+                return self._encode_columns(columns, len(applications))
             except (KeyError, TypeError, ValueError):
                 pass
         out = np.zeros((len(applications), len(self.columns)), dtype=np.float32)
         plan = self._encoding
+        isfinite = math.isfinite
         for r, app in enumerate(applications):
             row = out[r]
             for f, col, lookup in plan:
+                value: Any = app.get(f.name)
                 if lookup is None:
-                    row[col] = _number(app, f)
+                    # a finite int or float is taken as is (as _number would); anything else is left to _number
+                    kind = value.__class__
+                    row[col] = float(value) if (kind is int or kind is float) and isfinite(value) else _number(app, f)
                     continue
-                if f.name not in app and not f.missing:
-                    raise ContractError(f"{f.name}: missing")
-                value = app.get(f.name)
-                k = lookup.get(value) if value is None or isinstance(value, str) else None
+                k = lookup.get(value) if value.__class__ is str else _category(app, f, lookup)
                 if k is None:
                     raise ContractError(f"{f.name}: unknown value {value!r}")
                 row[col + k] = 1.0
         return out
 
-    def _encode_columns(self, applications: Sequence[Mapping[str, Any]]) -> np.ndarray:
+    def _encode_columns(self, columns: Mapping[str, Sequence[Any]], n: int) -> np.ndarray:
         """:meth:`encode` a column at a time; raises KeyError, TypeError or ValueError on any value it does not take."""
-        n = len(applications)
         out = np.zeros((n, len(self.columns)), dtype=np.float32)
         rows = np.arange(n)
         for f, col, lookup in self._encoding:
-            values = [app[f.name] for app in applications]
+            values = columns[f.name]
+            if len(values) != n:
+                raise ValueError(f.name)
+            # a coded column: each distinct value is encoded once, and the rows take their value's
+            coded = values.codes if isinstance(values, CodedColumn) else None
+            distinct = values.values if isinstance(values, CodedColumn) else values
             if lookup is None:
                 if f.missing:
-                    values = [math.nan if v is None else v for v in values]
-                if not all(type(v) is float or type(v) is int for v in values):
+                    distinct = [math.nan if v is None else v for v in distinct]
+                if not set(map(type, distinct)) <= _NUMBER_TYPES:
                     raise TypeError(f.name)
-                column = np.asarray(values, dtype=np.float64)
+                column = np.asarray(distinct, dtype=np.float64)
                 if not np.isfinite(column[~np.isnan(column)] if f.missing else column).all():
                     raise ValueError(f.name)
-                out[:, col] = column
+                out[:, col] = column if coded is None else column[coded]
             else:
-                out[rows, col + np.fromiter((lookup[v] for v in values), dtype=np.intp, count=n)] = 1.0
+                index = np.fromiter(map(lookup.__getitem__, distinct), dtype=np.intp, count=len(distinct))
+                out[rows, col + (index if coded is None else index[coded])] = 1.0
         return out
 
     def from_source_row(self, row: Mapping[str, Any]) -> dict[str, Any]:
@@ -555,6 +596,14 @@ def _segment_sums(column_values: np.ndarray, starts: np.ndarray, n_fields: int) 
 
 def _plain(x: float) -> str:
     return str(int(x)) if math.isfinite(x) and x == int(x) else repr(x)
+
+
+def _category(app: Mapping[str, Any], f: Field, lookup: Mapping[str | None, int]) -> int | None:
+    """The column offset of a categorical field's value that is not a plain str (None: an unknown value)."""
+    if f.name not in app and not f.missing:
+        raise ContractError(f"{f.name}: missing")
+    value = app.get(f.name)
+    return lookup.get(value) if value is None or isinstance(value, str) else None
 
 
 def _number(app: Mapping[str, Any], f: Field) -> float:

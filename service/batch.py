@@ -1,9 +1,11 @@
 """Batch files: decide a file of applications with the served model, through the decision service.
 
 The file is read in chunks; every row is validated field by field with the feature spec's own checks
-(:meth:`model_store.spec.Field.check`, the checks the HTTP schemas use) and the valid rows of a chunk
-are decided together by :meth:`service.decisions.DecisionService.evaluate`, i.e. by the one decision
-engine: every row gets exactly the decision, score, band, reasons and rules the API would give it.
+(:meth:`model_store.spec.Field.check`, the checks the HTTP schemas use, once per distinct cell of a CSV
+column) and the valid rows of a chunk are decided together by the served model's
+:meth:`service.core.engine.DecisionEngine.decide` (what :meth:`service.decisions.DecisionService.evaluate`
+calls), from their columns: every row gets exactly the decision, score, band, reasons and rules the API
+would give it.
 Invalid rows are reported with the field and the problem and skipped; they never stop the run.
 
 Input: CSV or JSON Lines (``.csv``, ``.jsonl``/``.ndjson``) or Parquet (needs pyarrow), one
@@ -40,7 +42,7 @@ import tempfile
 import threading
 import time
 from collections import Counter, deque
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
 from concurrent.futures import Executor, Future, ProcessPoolExecutor
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -48,7 +50,9 @@ from itertools import pairwise, repeat
 from pathlib import Path
 from typing import IO, TYPE_CHECKING, Any, NamedTuple
 
-from model_store.spec import MISSING, FeatureSpec, InvalidValue
+import numpy as np
+
+from model_store.spec import MISSING, CodedColumn, FeatureSpec, InvalidValue
 from model_store.vocabulary import ACTIONS, APPLICATION_ID, APPLICATION_ID_RULE
 from service.errors import CreditDecisionError, InvalidInput, ModelUnavailable
 from service.private_files import create_private, open_private
@@ -148,6 +152,41 @@ def validate_chunk(spec: FeatureSpec, raw: RawChunk) -> tuple[list[str], list[di
     a column at a time (once per distinct cell); a column with a bad value is checked again cell by cell to name
     each one.
     """
+    valid = _validated(spec, raw)
+    return valid.ids, list(valid.applicants), valid.errors
+
+
+class _Applicants(Sequence[dict[str, Any]]):
+    """Validated applicants held a field at a time: row ``i`` is the dict of every field's ``i``-th value, made
+    when asked for (the engine decides a batch file's rows from the columns)."""
+
+    def __init__(self, names: tuple[str, ...], columns: list[Sequence[Any]], n: int) -> None:
+        self.names, self.columns, self.n = names, columns, n
+
+    def __len__(self) -> int:
+        return self.n
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return map(dict, map(zip, repeat(self.names), zip(*self.columns, strict=True)))
+
+    def __getitem__(self, i: Any) -> Any:
+        if isinstance(i, slice):
+            return [self[k] for k in range(*i.indices(self.n))]
+        return dict(zip(self.names, [column[i] for column in self.columns], strict=True))
+
+
+class _Valid(NamedTuple):
+    """A chunk's valid rows (ids, applicants and, when every row is valid, their values a field at a time) and the
+    RowError of each invalid one."""
+
+    ids: list[str]
+    applicants: Sequence[dict[str, Any]]
+    errors: list[RowError]
+    columns: dict[str, Sequence[Any]] | None
+
+
+def _validated(spec: FeatureSpec, raw: RawChunk) -> _Valid:
+    """:func:`validate_chunk`, with the valid rows' values a field at a time when every row of the chunk is valid."""
     n = len(raw)
     # problems by position, only for the (few) rows that have any: most chunks have none
     problems: dict[int, list[tuple[str, str]]] = {i: list(found) for i, found in raw.problems.items()}
@@ -162,7 +201,7 @@ def validate_chunk(spec: FeatureSpec, raw: RawChunk) -> tuple[list[str], list[di
             problems.setdefault(i, []).append((ID_COLUMN, f"Must be {APPLICATION_ID_RULE}."))
             ids[i] = ""  # never echoed
     bad_cells: dict[int, dict[str, str]] = {}
-    checked: list[list[Any]] = []
+    checked: list[Sequence[Any]] = []
     for name, check in spec.checkers(text=raw.text):
         cells = raw.columns[name]
         try:
@@ -182,8 +221,8 @@ def validate_chunk(spec: FeatureSpec, raw: RawChunk) -> tuple[list[str], list[di
         problems[i] = list(raw.problems.get(i, ()))
         bad_cells.pop(i, None)
     names = spec.field_names
-    if not problems:  # every row is valid: one dict per row, built in C
-        return ids, list(map(dict, map(zip, repeat(names), zip(*checked, strict=True)))), []
+    if not problems:  # every row is valid: the checked columns are the applicants' values
+        return _Valid(ids, _Applicants(names, checked, n), [], dict(zip(names, checked, strict=True)))
     rows = list(zip(*checked, strict=True)) if checked else [()] * n
     valid_ids: list[str] = []
     applicants: list[dict[str, Any]] = []
@@ -195,27 +234,29 @@ def validate_chunk(spec: FeatureSpec, raw: RawChunk) -> tuple[list[str], list[di
         else:
             valid_ids.append(ids[i])
             applicants.append(dict(zip(names, values, strict=True)))
-    return valid_ids, applicants, errors
+    return _Valid(valid_ids, applicants, errors, None)
 
 
-def _checked_column(check: Callable[[Any], Any], cells: list[Any], text: bool) -> list[Any]:
+def _checked_column(check: Callable[[Any], Any], cells: list[Any], text: bool) -> Sequence[Any]:
     """``check`` of every cell of a column, computed once per distinct cell: a field's check is a pure function of
-    the cell, and a column holds few distinct values (ages, durations, codes), so this is the same list as
-    ``list(map(check, cells))`` at a fraction of the cost. JSON values are told apart by type as well (``1``,
-    ``1.0`` and ``True`` are equal keys but not the same value); an unhashable one (a list, an object) is checked
-    cell by cell."""
+    the cell, and a column holds few distinct values (ages, durations, codes), so this is the same sequence as
+    ``list(map(check, cells))`` at a fraction of the cost, held as a :class:`model_store.spec.CodedColumn` (the
+    distinct checked values and each cell's index among them, which encoding and the rules use as they are). JSON
+    values are told apart by type as well (``1``, ``1.0`` and ``True`` are equal keys but not the same value); a
+    column with an unhashable one (a list, an object) is checked cell by cell, into a list."""
     if text:  # CSV cells: all str
-        results = {cell: check(cell) for cell in dict.fromkeys(cells)}
-        if all(type(value) is str and value == cell for cell, value in results.items()):
-            return cells  # a column of codes: every cell is its own checked value
-        return list(map(results.__getitem__, cells))
+        cell_values = list(dict.fromkeys(cells))
+        checked = list(map(check, cell_values))
+        index = dict(zip(cell_values, range(len(cell_values)), strict=True))
+        return CodedColumn(checked, np.fromiter(map(index.__getitem__, cells), dtype=np.intp, count=len(cells)))
     try:
         keys = [(cell.__class__, cell) for cell in cells]
-        distinct = dict.fromkeys(keys)
+        distinct = list(dict.fromkeys(keys))
     except TypeError:
         return list(map(check, cells))
-    typed = {key: check(key[1]) for key in distinct}
-    return list(map(typed.__getitem__, keys))
+    checked = [check(cell) for _, cell in distinct]
+    index = dict(zip(distinct, range(len(distinct)), strict=True))
+    return CodedColumn(checked, np.fromiter(map(index.__getitem__, keys), dtype=np.intp, count=len(keys)))
 
 
 # ---- reading: where each chunk is in the file, and reading it there ------------------------------------
@@ -647,13 +688,14 @@ class ChunkPlan:
 class ChunkDecider:
     """Turns input chunks into output through a decision service (no store: files are not recorded)."""
 
-    def __init__(self, evaluate: Any, spec: FeatureSpec, width: int, plan: ChunkPlan) -> None:
-        self.evaluate = evaluate
+    def __init__(self, decide: Any, spec: FeatureSpec, width: int, plan: ChunkPlan) -> None:
+        self.decide = decide  # the served model's DecisionEngine.decide
         self.spec = spec
         self.width = width
         self.plan = plan
         self.header = output_header(width, spec.field_names if plan.attributions else ())
         self.schema = parquet_schema(self.header) if plan.fmt == "parquet" else None
+        self._made: dict[Hashable, _Row] = {}  # each outcome's output row (by its key), kept from chunk to chunk
 
     @classmethod
     def load(cls, plan: ChunkPlan) -> ChunkDecider:
@@ -666,15 +708,15 @@ class ChunkDecider:
         models = ModelCache(ModelStore(ref.store_root))
         served = models.get(ref.name, ref.version, ref.policy)
         service = DecisionService(models=models, served=served, store=None)
-        return cls(service.evaluate, served.bundle.spec, served.engine.width, plan)
+        return cls(service.served_model().engine.decide, served.bundle.spec, served.engine.width, plan)
 
     def run(self, job: Chunk) -> ChunkResult:
         """Parse, validate, decide and format one chunk: the one per-chunk step of every way of running a batch."""
         raw = to_chunk(job, self.spec, self.plan.layout)
-        ids, applicants, errors = validate_chunk(self.spec, raw)
+        ids, applicants, errors, columns = _validated(self.spec, raw)
         if not applicants:
             return ChunkResult("", 0, errors, len(raw))
-        return self.output(ids, self.evaluate(applicants), errors, len(raw))
+        return self.output(ids, self.decide(applicants, columns), errors, len(raw))
 
     def output(self, ids: list[str], batch: DecisionBatch, errors: list[RowError], n_input: int) -> ChunkResult:
         """The decided rows formatted in the plan's output format (text, or an Arrow table for Parquet)."""
@@ -685,15 +727,17 @@ class ChunkDecider:
     def _rows(self, batch: DecisionBatch) -> list[_Row]:
         """Per row: decision, band, reasons padded with None to the width, fired rule codes (and their CSV text),
         worked out once per distinct outcome (a chunk holds few)."""
-        engine = batch.engine
-        known: dict[RowOutcome, _Row] = {}
-        rows = []
-        for outcome in batch.outcomes:
-            row = known.get(outcome)
+        keys, first, which = batch.outcome_groups()
+        known = self._made
+        if len(known) > MAX_KNOWN_OUTCOMES:
+            known.clear()
+        made = []
+        for key, i in zip(keys, first, strict=True):
+            row = known.get(key)
             if row is None:
-                row = known[outcome] = _Row.of(outcome, engine, self.width)
-            rows.append(row)
-        return rows
+                row = known[key] = _Row.of(batch.outcome(i), batch.engine, self.width)
+            made.append(row)
+        return [made[k] for k in which]
 
     def _text(self, ids: list[str], batch: DecisionBatch) -> str:
         rows = self._rows(batch)
@@ -756,6 +800,10 @@ class ChunkDecider:
         return pa.Table.from_pydict(columns, schema=self.schema)
 
 
+#: Output rows a decider keeps for outcomes seen in earlier chunks (of one model: a decider serves one).
+MAX_KNOWN_OUTCOMES = 1 << 16
+
+
 class _Row(NamedTuple):
     """What an output row says of its outcome: decision, band, reason codes (None past the last), fired rules;
     and as CSV, the decision and the cells from the band on, as the csv module writes them."""
@@ -800,7 +848,7 @@ def _worker_decider(plan: ChunkPlan) -> ChunkDecider:
             base = _MODELS.get(plan.model)
             if base is None:
                 base = _MODELS[plan.model] = ChunkDecider.load(ChunkPlan(plan.model, None, "csv"))
-            decider = _DECIDERS[plan] = ChunkDecider(base.evaluate, base.spec, base.width, plan)
+            decider = _DECIDERS[plan] = ChunkDecider(base.decide, base.spec, base.width, plan)
     return decider
 
 

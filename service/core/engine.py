@@ -12,10 +12,11 @@ Stages, each implemented once:
    exact attributions per encoded column (``Explainer``, exact TreeSHAP) -> summed into fields
    (``FeatureSpec.field_sums``) and reason groups (``ReasonRanking.group_sums``) -> integer
    scores (``Scaling.scores``);
-2. then one pass per row (:meth:`DecisionEngine.policy_outcome`): risk band (``Policy.band_index``),
-   the policy rules that fire (``Policy.fired_rule_indices``), the decision, the most severe of the
-   band's and the fired rules' actions (``Policy.action_index``), and **the reason ranking**
-   (:class:`model_store.ranking.ReasonRanking`, shared with training's reason baseline): every fired rule, in policy order, then the reason groups
+2. then, still as arrays over the whole batch (:meth:`DecisionEngine.outcomes`; a single application
+   runs the same code with n = 1): risk band (``Policy.band_indices``), the policy rules that fire
+   (``Policy.fired_matrix``), the decision, the most severe of the band's and the fired rules' actions
+   (``Policy.action_indices``), and **the reason ranking** (:meth:`model_store.ranking.ReasonRanking.ranked`,
+   shared with training's reason baseline): every fired rule, in policy order, then the reason groups
    whose attribution raises the probability of default (> 0), largest first, **ties broken by group
    name**; model reasons fill the list up to ``policy.max_reasons`` (fired rules are always listed,
    however many). A group whose fields were all not provided is given with the catalog's ``missing``
@@ -29,8 +30,10 @@ decided alone or among thousands.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Hashable, Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
+from itertools import compress
 from typing import Any, Literal, NamedTuple, Protocol
 
 import numpy as np
@@ -121,7 +124,7 @@ class RowOutcome(NamedTuple):
 
 @dataclass(frozen=True, eq=False)
 class DecisionBatch:
-    """Decisions for n applications: the model's numbers as arrays, the policy's outcome per row."""
+    """Decisions for n applications: the model's numbers and the policy's outcome, as arrays."""
 
     engine: DecisionEngine
     applications: Sequence[Mapping[str, Any]]
@@ -130,19 +133,87 @@ class DecisionBatch:
     margin: np.ndarray  # float64 [n]
     field_attributions: np.ndarray  # float64 [n, n_fields], spec order
     group_attributions: np.ndarray  # float64 [n, n_groups], spec order of reason groups
-    outcomes: tuple[RowOutcome, ...]
+    action: np.ndarray  # intp [n], index into ACTIONS
+    band: np.ndarray  # intp [n], index into policy.bands
+    fired: np.ndarray  # bool [n, n_rules]: the rules that fired
+    model_reasons: np.ndarray  # intp [n, slots]: the model reasons given (reason indices), best first, -1 past the last
 
     def __len__(self) -> int:
-        return len(self.outcomes)
+        return len(self.score)
+
+    @cached_property
+    def outcomes(self) -> tuple[RowOutcome, ...]:
+        """The policy's outcome of each row."""
+        distinct, which = self.distinct_outcomes()
+        return tuple(distinct[k] for k in which)
+
+    def distinct_outcomes(self) -> tuple[list[RowOutcome], list[int]]:
+        """The distinct outcomes of the batch (a batch holds few), and which one each row has."""
+        _, first, which = self.outcome_groups()
+        return self._outcomes_of(first), which
+
+    def outcome_groups(self) -> tuple[list[Hashable], list[int], list[int]]:
+        """The rows grouped by outcome: a key per distinct outcome (the same key for the same outcome in every batch
+        of this engine), a row that has it, and which one each row has."""
+        n = len(self)
+        if n < DISTINCT_FROM:
+            return [outcome for outcome in self._outcomes_of(range(n))], list(range(n)), list(range(n))
+        keys = self._outcome_keys()
+        distinct, first, which = np.unique(
+            keys, axis=0 if keys.ndim > 1 else None, return_index=True, return_inverse=True
+        )
+        return (
+            [tuple(key) for key in distinct.tolist()] if keys.ndim > 1 else distinct.tolist(),
+            first.tolist(),
+            which.reshape(-1).tolist(),
+        )
+
+    def _outcome_keys(self) -> np.ndarray:
+        """A key per row that tells its outcome from every other: one integer (band, fired rules and model reasons in
+        mixed radix) when it fits in int64, else the row of those numbers."""
+        n_rules = self.fired.shape[1]
+        radix = len(self.engine.reason_codes) + 1
+        slots = self.model_reasons.shape[1]
+        if len(self.engine.band_names) * 2**n_rules * radix**slots < 2**62:
+            key = self.band.astype(np.int64)
+            for j in range(n_rules):
+                key = key * 2 + self.fired[:, j]
+            for k in range(slots):
+                key = key * radix + (self.model_reasons[:, k] + 1)
+            return key
+        return np.column_stack([self.band, self.fired, self.model_reasons]).astype(np.int64)
+
+    def _outcomes_of(self, rows: Sequence[int] | range) -> list[RowOutcome]:
+        """The outcome of each of ``rows``."""
+        at = np.asarray(rows, dtype=np.intp)
+        out = []
+        for action, band, fired_row, model_row in zip(
+            self.action[at].tolist(),
+            self.band[at].tolist(),
+            self.fired[at].tolist(),
+            self.model_reasons[at].tolist(),
+            strict=True,
+        ):
+            fired = tuple(j for j, hit in enumerate(fired_row) if hit)
+            out.append(RowOutcome(action, band, fired, (*fired, *(index for index in model_row if index >= 0))))
+        return out
+
+    def outcome(self, i: int) -> RowOutcome:
+        """The policy's outcome of row ``i``."""
+        fired = tuple(compress(self.engine.rule_numbers, self.fired[i].tolist()))
+        model = self.model_reasons[i].tolist()
+        if -1 in model:  # the reasons given come first, then -1
+            del model[model.index(-1) :]
+        return RowOutcome(self.action.item(i), self.band.item(i), fired, (*fired, *model))
 
     def decisions(self) -> list[Action]:
         """Decision of each row."""
-        return [ACTIONS[o.action] for o in self.outcomes]
+        return [ACTIONS[a] for a in self.action.tolist()]
 
     def risk_bands(self) -> list[str]:
         """Risk band of each row."""
         names = self.engine.band_names
-        return [names[o.band] for o in self.outcomes]
+        return [names[b] for b in self.band.tolist()]
 
     def reason_lists(self) -> list[tuple[str, ...]]:
         """Reason codes of each row, in order."""
@@ -163,6 +234,10 @@ class DecisionBatch:
         return [self.engine.decision_of(self, i) for i in range(len(self))]
 
 
+#: Batches at least this large find their distinct outcomes by sorting keys (smaller ones build every row's).
+DISTINCT_FROM = 64
+
+
 class DecisionEngine:
     """Decides validated applications for one model version (its spec, policy and reason catalog)."""
 
@@ -180,6 +255,7 @@ class DecisionEngine:
         self.groups = spec.reason_groups
         self.band_names = tuple(b.band for b in policy.bands)
         self.rule_codes = tuple(r.code for r in policy.rules)
+        self.rule_numbers = range(len(policy.rules))
         # reason indices: rules, then groups, then each group's missing variant (the group's own code if none)
         self.reason_codes = self.ranking.codes
         self.width = policy.reason_slots
@@ -189,20 +265,28 @@ class DecisionEngine:
         self._reason_fields = tuple(tuple((name, fields[name]) for name in names) for names in self.ranking.fields)
         self._field_names = spec.field_names
         self._n_groups = len(self.groups)
+        self._rule_fields = tuple(dict.fromkeys(r.field for r in policy.rules))
         self._rule_hits = tuple(
             RuleHit(r.code, r.field, r.operator, r.value, r.action, r.description) for r in policy.rules
         )
 
     # ---- the batch -----------------------------------------------------------------------------
-    def decide(self, applications: Sequence[Mapping[str, Any]]) -> DecisionBatch:
-        """Decide validated applications together: one ONNX run and one attribution pass for all of them."""
-        features = self.spec.encode(applications)
+    def decide(
+        self, applications: Sequence[Mapping[str, Any]], columns: Mapping[str, Sequence[Any]] | None = None
+    ) -> DecisionBatch:
+        """Decide validated applications together: one ONNX run and one attribution pass for all of them.
+
+        ``columns`` (optional): the same applications' values a field at a time (field name -> every application's
+        value, in order), when the caller has them so (a batch file's reader): the same decisions, encoded from
+        them without a pass over the rows.
+        """
+        features = self.spec.encode(applications, columns)
         margin, probability = self.scorer.score(features)
         margin = np.asarray(margin, dtype=np.float64)
         field_attributions = self.spec.field_sums(self.explainer.shap_values(features))
         group_attributions = self.group_sums(field_attributions)
         score = self.policy.scaling.scores(margin)
-        outcome = self.policy_outcome
+        action, band, fired, model_reasons = self.outcomes(applications, columns, features, score, group_attributions)
         return DecisionBatch(
             engine=self,
             applications=applications,
@@ -211,13 +295,40 @@ class DecisionEngine:
             margin=margin,
             field_attributions=field_attributions,
             group_attributions=group_attributions,
-            outcomes=tuple(
-                outcome(application, row_score, row_groups)
-                for application, row_score, row_groups in zip(
-                    applications, score.tolist(), group_attributions.tolist(), strict=True
-                )
-            ),
+            action=action,
+            band=band,
+            fired=fired,
+            model_reasons=model_reasons,
         )
+
+    def outcomes(
+        self,
+        applications: Sequence[Mapping[str, Any]],
+        columns: Mapping[str, Sequence[Any]] | None,
+        features: np.ndarray,
+        score: np.ndarray,
+        group_attributions: np.ndarray,
+    ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """The policy's outcome of n scored applications, as arrays: (action [n], band [n], fired rules bool
+        [n, n_rules], model reasons [n, slots]; see :class:`DecisionBatch`)."""
+        policy = self.policy
+        n = len(score)
+        band = policy.band_indices(score)
+        fired = policy.fired_matrix(self._rule_values(applications, columns), n)
+        action = policy.action_indices(band, fired)
+        model_reasons = self.ranking.ranked(group_attributions, fired, features)
+        return action, band, np.zeros((n, len(self.rule_codes)), dtype=bool) if fired is None else fired, model_reasons
+
+    def _rule_values(
+        self, applications: Sequence[Mapping[str, Any]], columns: Mapping[str, Sequence[Any]] | None
+    ) -> Mapping[str, Sequence[Any]]:
+        """Each rule field's values (field name -> every application's value)."""
+        if columns is not None:
+            return columns
+        if len(applications) == 1:  # a single request
+            application = applications[0]
+            return {name: [application.get(name)] for name in self._rule_fields}
+        return {name: [application.get(name) for application in applications] for name in self._rule_fields}
 
     def screen(self, applications: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray, list[int]]:
         """(score, probability_of_default, action index) of each application, without explaining it.
@@ -230,10 +341,8 @@ class DecisionEngine:
         margin, probability = self.scorer.score(features)
         score = self.policy.scaling.scores(np.asarray(margin, dtype=np.float64))
         policy = self.policy
-        actions = [
-            policy.action_index(policy.band_index(row_score), policy.fired_rule_indices(application))
-            for application, row_score in zip(applications, score.tolist(), strict=True)
-        ]
+        fired = policy.fired_matrix(self._rule_values(applications, None), len(score))
+        actions = policy.action_indices(policy.band_indices(score), fired).tolist()
         return score, np.asarray(probability, dtype=np.float64), actions
 
     def group_sums(self, field_attributions: np.ndarray) -> np.ndarray:
@@ -241,12 +350,17 @@ class DecisionEngine:
         return self.ranking.group_sums(field_attributions)
 
     def policy_outcome(self, application: Mapping[str, Any], score: int, group_attributions: list[float]) -> RowOutcome:
-        """Band, fired rules, decision and ranked reasons of one scored application."""
-        policy = self.policy
-        band = policy.band_index(score)
-        fired = policy.fired_rule_indices(application)
-        reasons = self.ranking.reasons(application, group_attributions, fired)
-        return RowOutcome(policy.action_index(band, fired), band, tuple(fired), reasons)
+        """Band, fired rules, decision and ranked reasons of one scored application (:meth:`outcomes` of one row)."""
+        action, band, fired, model_reasons = self.outcomes(
+            [application],
+            None,
+            self.spec.encode([application]),
+            np.asarray([score], dtype=np.int64),
+            np.asarray([group_attributions], dtype=np.float64),
+        )
+        fired_rules = tuple(np.flatnonzero(fired[0]).tolist())
+        reasons = (*fired_rules, *(index for index in model_reasons[0].tolist() if index >= 0))
+        return RowOutcome(int(action[0]), int(band[0]), fired_rules, reasons)
 
     def rank_reasons(self, group_attributions: Sequence[float], fired: Sequence[int]) -> tuple[int, ...]:
         """The reason ranking, as indices into ``reason_codes`` (:meth:`model_store.ranking.ReasonRanking.rank`)."""
@@ -256,25 +370,26 @@ class DecisionEngine:
     def decision_of(self, batch: DecisionBatch, i: int) -> Decision:
         """Row ``i`` of a batch as a :class:`Decision`."""
         application = batch.applications[i]
-        outcome = batch.outcomes[i]
+        outcome = batch.outcome(i)
         action = ACTIONS[outcome.action]
         adverse = action != "approve"
         n_rules = len(self.rule_codes)
         points = self.policy.scaling.points
-        group_attributions = batch.group_attributions[i]
+        group_attributions = batch.group_attributions[i].tolist()
         reasons = []
         for index in outcome.reasons:
             entry = self._reason_entries[index]
-            values = tuple(
-                ReasonValue(name, value := application.get(name), spec_field.label_of(value))
-                for name, spec_field in self._reason_fields[index]
-            )
+            shown = []
+            for name, spec_field in self._reason_fields[index]:
+                value = application.get(name)
+                shown.append(ReasonValue(name, value, spec_field.label_of(value)))
+            values = tuple(shown)
             if index < n_rules:
                 reasons.append(
                     Reason(entry.code, "rule", None, entry.customer_text, entry.auditor_text, values, None, None, True)
                 )
             else:
-                contribution = float(group_attributions[(index - n_rules) % self._n_groups])
+                contribution = group_attributions[(index - n_rules) % self._n_groups]
                 reasons.append(
                     Reason(
                         entry.code,
