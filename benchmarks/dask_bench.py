@@ -210,10 +210,9 @@ def stages(model: Any, source: Path, chunks: int = 4) -> dict[str, float]:
 
     def outcomes(i: int) -> None:
         margin, _ = engine.scorer.score(features[i])
-        scores = engine.policy.scaling.scores(np.asarray(margin, dtype=np.float64)).tolist()
-        groups = engine.group_sums(spec.field_sums(engine.explainer.shap_values(features[i]))).tolist()
-        for application, score, group in zip(valid[i], scores, groups, strict=True):
-            engine.policy_outcome(application, score, group)
+        scores = engine.policy.scaling.scores(np.asarray(margin, dtype=np.float64))
+        groups = engine.group_sums(spec.field_sums(engine.explainer.shap_values(features[i])))
+        engine.outcomes(valid[i], None, features[i], scores, groups)  # the batch's policy stage, as decide runs it
 
     found = {
         "read the chunk's bytes (in the worker)": fastest(lambda i: list(read_part(parts[i], spec))),
