@@ -37,7 +37,7 @@ from typing import Any
 
 REPO = Path(__file__).resolve().parents[1]
 REPORT = REPO / "docs" / "SCALE-DASK.md"
-ROWS = 200_000
+ROWS = 1_000_000
 RUNS = 2
 CHUNK_SIZE = 8192
 GOAL_SPEEDUP = 1.6
@@ -165,7 +165,13 @@ def run(log: Callable[[str], None], rows: int = ROWS, runs: int = RUNS) -> dict[
         one = configs["Dask, 1 worker, CSV in"]
         two = configs["Dask, 2 workers, CSV in"]
         results["speedup_1_to_2"] = two["rows_per_s"] / one["rows_per_s"]
+        results["speedup_1_to_2_parquet"] = (
+            configs["Dask, 2 workers, Parquet in"]["rows_per_s"] / configs["Dask, 1 worker, Parquet in"]["rows_per_s"]
+        )
         results["best_rows_per_s"] = max(c["rows_per_s"] for c in configs.values())
+        results["best_dask_rows_per_s"] = max(
+            configs[f"Dask, 2 workers, {name} in"]["rows_per_s"] for name in ("CSV", "Parquet")
+        )
         results["csv_and_parquet_same_output"] = digests["CSV"] == digests["Parquet"]
         # what 2 cores of our own would give at the CPU cost measured (an upper bound, not a measurement)
         results["projected_2_cores_rows_per_s"] = 2 * two["rows_per_cpu_s"] if two["rows_per_cpu_s"] else None
@@ -270,8 +276,8 @@ def machine() -> dict[str, str]:
 
 def render(results: dict[str, Any], before: dict[str, str], after: str) -> str:
     """docs/SCALE-DASK.md."""
-    speedup = results["speedup_1_to_2"]
-    best = results["best_rows_per_s"]
+    speedup, speedup_parquet = results["speedup_1_to_2"], results["speedup_1_to_2_parquet"]
+    best = results["best_dask_rows_per_s"]
     projected = results["projected_2_cores_rows_per_s"]
     lines = [
         "# Batch scoring on Dask: measured",
@@ -289,11 +295,10 @@ def render(results: dict[str, Any], before: dict[str, str], after: str) -> str:
         *(f"- {k}: {v}" for k, v in before.items()),
         f"- load average after: {after}",
         "",
-        "**Shared machine**: 2 cores shared with other work (other sessions' tests and benchmarks ran at the same "
-        "time; see the load averages), so every number here is a lower bound and the 1 -> 2 worker ratio is "
-        "depressed by whatever else held a core. The workers read their own parts of the input and write their "
-        "own output parts (they see the files); the submitting process hashes the input, finds the chunks, "
-        "joins the parts and hosts the scheduler, on the same 2 cores.",
+        "**2 cores, for everything**: the load averages say what else ran. The workers read their own parts of the "
+        "input and write their own output parts (they see the files); the submitting process hashes the input, "
+        "finds the chunks, joins the parts and hosts the scheduler on the same 2 cores, so with 2 workers it takes "
+        "its time from them.",
         "",
         "## Results",
         "",
@@ -328,9 +333,12 @@ def render(results: dict[str, Any], before: dict[str, str], after: str) -> str:
         "",
         "| goal | measured | met |",
         "|---|---:|:---:|",
-        f"| Dask 1 -> 2 workers speed-up >= {GOAL_SPEEDUP}x | {speedup:.2f}x | {'yes' if speedup >= GOAL_SPEEDUP else 'no'} |",
-        f"| >= {GOAL_ROWS_PER_S:,} decisions with exact reasons per second on this 2-core machine | {best:,.0f} | "
-        f"{'yes' if best >= GOAL_ROWS_PER_S else 'no'} |",
+        f"| Dask 1 -> 2 workers speed-up >= {GOAL_SPEEDUP}x, CSV in | {speedup:.2f}x | "
+        f"{'yes' if speedup >= GOAL_SPEEDUP else 'no'} |",
+        f"| Dask 1 -> 2 workers speed-up >= {GOAL_SPEEDUP}x, Parquet in | {speedup_parquet:.2f}x | "
+        f"{'yes' if speedup_parquet >= GOAL_SPEEDUP else 'no'} |",
+        f"| >= {GOAL_ROWS_PER_S:,} decisions with exact reasons per second on this 2-core machine (Dask, 2 workers, "
+        f"the faster input) | {best:,.0f} | {'yes' if best >= GOAL_ROWS_PER_S else 'no'} |",
         "",
     ]
     return "\n".join(lines)
