@@ -9,6 +9,7 @@ import os
 import subprocess
 import sys
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 import marshmallow as ma
@@ -201,7 +202,7 @@ def test_the_one_pass_gives_what_marshmallow_gives(served: ServedModel) -> None:
     assert _outcome(fast, {"application_id": "APP-1", "applicant": base})[0] == "valid"
 
 
-def test_a_worker_freezes_its_start_up_objects_and_a_serving_switch_freezes_again() -> None:
+def test_a_worker_freezes_its_start_up_objects_and_a_serving_switch_freezes_again(tmp_path: Path) -> None:
     """gunicorn runs ``post_worker_init`` once the worker's app is built: the start-up objects leave the garbage
     collector's reach (a full collection over them stalled a request for some 40 ms); a switch freezes the new ones."""
     from gunicorn.config import Config
@@ -220,7 +221,7 @@ def test_a_worker_freezes_its_start_up_objects_and_a_serving_switch_freezes_agai
         "settle_heap()\n"
         "print(json.dumps([before, untouched, frozen, gc.get_freeze_count(), len(gc.get_objects())]))\n"
     )
-    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": ""}
+    env = {**os.environ, "PROMETHEUS_MULTIPROC_DIR": str(tmp_path)}  # the config would make a folder of its own
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True, env=env)
     before, untouched, frozen, after, tracked = json.loads(done.stdout.strip().splitlines()[-1])
     assert before == 0 and untouched == 0
