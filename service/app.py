@@ -179,12 +179,11 @@ def _open_store(settings: Settings, problems: list[str]) -> tuple[DecisionStore 
     (the database is down or unreachable: an outage, logged as one, and the store is opened later)."""
     try:
         return open_decision_store(settings.database_url, wait_seconds=settings.database_timeout), None
-    except StoreUnavailable as exc:
+    except (RecordsError, OSError, ValueError) as exc:
         problem = f"decision store unavailable: {type(exc).__name__}"
         problems.append(problem)
-        log.error("%s (tried again on the next request or /readyz): %s", problem, exc)
-        return None, problem
-    except (RecordsError, OSError, ValueError) as exc:
-        problems.append(f"decision store unavailable: {type(exc).__name__}")
+        if isinstance(exc, StoreUnavailable):  # an outage, logged as one: the store is opened later
+            log.error("%s (tried again on the next request or /readyz): %s", problem, exc)
+            return None, problem
         log.error("decision store unavailable", exc_info=exc)
         return None, None

@@ -701,14 +701,11 @@ class ChunkDecider:
     def load(cls, plan: ChunkPlan) -> ChunkDecider:
         """A decider over the plan's model version (loaded, verified and self-checked in this process)."""
         from model_store.store import ModelStore
-        from service.decisions import DecisionService
         from service.models import ModelCache
 
         ref = plan.model
-        models = ModelCache(ModelStore(ref.store_root))
-        served = models.get(ref.name, ref.version, ref.policy)
-        service = DecisionService(models=models, served=served, store=None)
-        return cls(service.served_model().engine.decide, served.bundle.spec, served.engine.width, plan)
+        served = ModelCache(ModelStore(ref.store_root)).get(ref.name, ref.version, ref.policy)
+        return cls(served.engine.decide, served.bundle.spec, served.engine.width, plan)
 
     def run(self, job: Chunk) -> ChunkResult:
         """Parse, validate, decide and format one chunk: the one per-chunk step of every way of running a batch."""

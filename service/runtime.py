@@ -150,7 +150,7 @@ class ServedModel:
         if self.stability_thresholds is None:
             return None
         n_rules = len(self.engine.rule_codes)
-        given = sum(1 for index in batch.outcomes[row].reasons if index >= n_rules)
+        given = sum(1 for index in batch.outcome(row).reasons if index >= n_rules)
         return stability.reason_stability(batch.group_attributions[row].tolist(), given, self.stability_thresholds)
 
     def recourse(self, application: Mapping[str, Any]) -> Recourse:

@@ -144,20 +144,16 @@ class DecisionBatch:
     @cached_property
     def outcomes(self) -> tuple[RowOutcome, ...]:
         """The policy's outcome of each row."""
-        distinct, which = self.distinct_outcomes()
-        return tuple(distinct[k] for k in which)
+        return tuple(self.outcome(i) for i in range(len(self)))
 
     def distinct_outcomes(self) -> tuple[list[RowOutcome], list[int]]:
         """The distinct outcomes of the batch (a batch holds few), and which one each row has."""
         _, first, which = self.outcome_groups()
-        return self._outcomes_of(first), which
+        return [self.outcome(i) for i in first], which
 
     def outcome_groups(self) -> tuple[list[Hashable], list[int], list[int]]:
         """The rows grouped by outcome: a key per distinct outcome (the same key for the same outcome in every batch
         of this engine), a row that has it, and which one each row has."""
-        n = len(self)
-        if n < DISTINCT_FROM:
-            return [outcome for outcome in self._outcomes_of(range(n))], list(range(n)), list(range(n))
         keys = self._outcome_keys()
         distinct, first, which = np.unique(
             keys, axis=0 if keys.ndim > 1 else None, return_index=True, return_inverse=True
@@ -183,28 +179,9 @@ class DecisionBatch:
             return key
         return np.column_stack([self.band, self.fired, self.model_reasons]).astype(np.int64)
 
-    def _outcomes_of(self, rows: Sequence[int] | range) -> list[RowOutcome]:
-        """The outcome of each of ``rows``."""
-        at = np.asarray(rows, dtype=np.intp)
-        out = []
-        for action, band, fired_row, model_row in zip(
-            self.action[at].tolist(),
-            self.band[at].tolist(),
-            self.fired[at].tolist(),
-            self.model_reasons[at].tolist(),
-            strict=True,
-        ):
-            fired = tuple(j for j, hit in enumerate(fired_row) if hit)
-            out.append(RowOutcome(action, band, fired, (*fired, *(index for index in model_row if index >= 0))))
-        return out
-
     def outcome(self, i: int) -> RowOutcome:
         """The policy's outcome of row ``i``."""
-        fired = tuple(compress(self.engine.rule_numbers, self.fired[i].tolist()))
-        model = self.model_reasons[i].tolist()
-        if -1 in model:  # the reasons given come first, then -1
-            del model[model.index(-1) :]
-        return RowOutcome(self.action.item(i), self.band.item(i), fired, (*fired, *model))
+        return _row_outcome(self.action.item(i), self.band.item(i), self.fired[i].tolist(), self.model_reasons[i])
 
     def decisions(self) -> list[Action]:
         """Decision of each row."""
@@ -234,8 +211,14 @@ class DecisionBatch:
         return [self.engine.decision_of(self, i) for i in range(len(self))]
 
 
-#: Batches at least this large find their distinct outcomes by sorting keys (smaller ones build every row's).
-DISTINCT_FROM = 64
+def _row_outcome(action: int, band: int, fired_row: list[bool], model_row: np.ndarray) -> RowOutcome:
+    """A row's outcome from its arrays: the fired rules (a flag per rule) in policy order, then the model reasons
+    given (reason indices, -1 past the last)."""
+    fired = tuple(compress(range(len(fired_row)), fired_row))
+    model = model_row.tolist()
+    if -1 in model:  # the reasons given come first, then -1
+        del model[model.index(-1) :]
+    return RowOutcome(action, band, fired, (*fired, *model))
 
 
 class DecisionEngine:
@@ -255,7 +238,6 @@ class DecisionEngine:
         self.groups = spec.reason_groups
         self.band_names = tuple(b.band for b in policy.bands)
         self.rule_codes = tuple(r.code for r in policy.rules)
-        self.rule_numbers = range(len(policy.rules))
         # reason indices: rules, then groups, then each group's missing variant (the group's own code if none)
         self.reason_codes = self.ranking.codes
         self.width = policy.reason_slots
@@ -358,9 +340,7 @@ class DecisionEngine:
             np.asarray([score], dtype=np.int64),
             np.asarray([group_attributions], dtype=np.float64),
         )
-        fired_rules = tuple(np.flatnonzero(fired[0]).tolist())
-        reasons = (*fired_rules, *(index for index in model_reasons[0].tolist() if index >= 0))
-        return RowOutcome(int(action[0]), int(band[0]), fired_rules, reasons)
+        return _row_outcome(action.item(0), band.item(0), fired[0].tolist(), model_reasons[0])
 
     def rank_reasons(self, group_attributions: Sequence[float], fired: Sequence[int]) -> tuple[int, ...]:
         """The reason ranking, as indices into ``reason_codes`` (:meth:`model_store.ranking.ReasonRanking.rank`)."""

@@ -755,7 +755,7 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
             ),
         )
         self._insert_report_row(tx, seq, record)
-        if record.typed is None or record.payload is not record.typed.payload_json:
+        if record.made_from is None:
             # as it reads back (lists for tuples, ...); a payload the decision service made is that already
             record = dataclasses.replace(record, payload=json.loads(payload_text))
         return StoredRecord(seq=seq, record=record, prev_hash=prev_hash, record_hash=record_hash)

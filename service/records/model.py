@@ -45,6 +45,12 @@ class DecisionRecord:
     #: as long as ``payload`` is the very object it made (``RecordedDecision.payload_json``).
     typed: RecordedDecision | None = field(default=None, compare=False, repr=False)
 
+    @property
+    def made_from(self) -> RecordedDecision | None:
+        """``typed``, while ``payload`` is still the very object it made; else None (the payload is the truth)."""
+        typed = self.typed
+        return typed if typed is not None and self.payload is typed.payload_json else None
+
     def __post_init__(self) -> None:
         if self.created_at.tzinfo is None or self.created_at.utcoffset() is None:
             raise ValueError("DecisionRecord.created_at must be timezone-aware (UTC)")

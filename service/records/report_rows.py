@@ -54,12 +54,9 @@ def report_row(seq: int, record: RecordColumns) -> tuple[Any, ...]:
     the values; ``{}`` when no monitoring data was sent).
     """
     # A new record made by the decision service carries the typed decision its payload was made from: read that
-    # instead of parsing the payload, but only while the payload is still the very object made from it.
-    typed = getattr(record, "typed", None)
-    if isinstance(typed, RecordedDecision) and record.payload is typed.payload_json:
-        recorded = typed
-    else:
-        recorded = RecordedDecision.of(record)
+    # instead of parsing the payload (DecisionRecord.made_from)
+    made_from = getattr(record, "made_from", None)
+    recorded = made_from if isinstance(made_from, RecordedDecision) else RecordedDecision.of(record)
     decision = recorded.decision
     payload = recorded.payload
     # the fields in name order, as the stored (canonical) payload holds them, whatever order the request had
