@@ -21,8 +21,8 @@ from model_store.store import ModelStore
 from model_store.vocabulary import SEVERITY
 from service.core.engine import DecisionEngine, RowOutcome
 from service.models import ModelCache
+from training.config import TrainingConfig, default_config_path
 
-REPO = Path(__file__).resolve().parents[1]
 OPERATORS = {"lt": operator.lt, "le": operator.le, "gt": operator.gt, "ge": operator.ge, "eq": operator.eq,
              "ne": operator.ne}  # fmt: skip
 
@@ -94,7 +94,7 @@ def test_default_model_outcomes_with_rules_firing(trained_models: tuple[ModelSto
     store, result = trained_models
     engine = ModelCache(store).get(result.champion.name, result.champion.version).engine
     spec = engine.spec
-    with open(REPO / "data" / "german_credit.csv", newline="", encoding="utf-8") as fh:
+    with open(TrainingConfig.load(default_config_path()).data_csv, newline="", encoding="utf-8") as fh:
         applications = [spec.from_source_row(row) for row in csv.DictReader(fh)][:600]
     # every rule fires on some rows (alone and together), and model reasons make room for them
     for i in range(0, 600, 7):
