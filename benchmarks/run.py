@@ -1120,9 +1120,9 @@ def in_the_way_of_each(
             "queueing at saturation (16 connections on 2 workers: requests wait for the ones ahead), not stalls"
         ),
         "record size": (
-            "each reason's customer and auditor texts (about 1 KB of a record) are stored verbatim so that a record "
-            "reads alone, without its catalog; keeping each catalog's texts once in the store (chained) and only "
-            "codes in records would bring it under"
+            "the reasons' texts are kept once per catalog already (payload schema version 4); what is left is the "
+            "validated input, one attribution per field at full precision (replay compares them exactly), the "
+            "reasons' codes, values and labels, and the model's hashes"
         ),
         "exact TreeSHAP, production-size model": (
             "the tables' gather and sum over every unit of 500 trees (memory latency at random places in the tables)"

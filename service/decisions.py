@@ -445,6 +445,7 @@ def record_of(recorded: RecordedDecision, idempotency_key: str | None, request_h
         reason_codes=recorded.reason_codes,
         payload=recorded.payload_json,
         typed=recorded,
+        reason_texts=recorded.payload.reason_texts,
     )
 
 

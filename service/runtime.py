@@ -143,6 +143,7 @@ class ServedModel:
             latency_ms=latency_ms,
             recourse=recourse,
             reason_stability=reason_stability,
+            reason_texts=self.engine.reason_texts,
         )
 
     def reason_stability(self, batch: DecisionBatch, row: int) -> ReasonStability | None:

@@ -110,7 +110,11 @@ def test_decision_happy_path_shape_and_record(api_app: Any, api_client: Any, exa
     assert record["response"] == body
     # stored once, typed and versioned: no field of the record's columns is repeated in its payload
     payload = record["payload"]
-    assert payload["schema_version"] == 3
+    assert payload["schema_version"] == 4
+    # the reasons' texts are the catalog's, kept once by the store and named by their sha256 (the record reads
+    # them back in full: record["response"] == body above)
+    assert payload["model"]["reason_texts_sha256"] == state.model.engine.reason_texts.sha256
+    assert not {"customer_text", "auditor_text"} & {k for r in payload["reasons"] for k in r}
     assert payload["request"] == {"applicant": example_application["applicant"]}
     # one attribution per applicant field, in the order of the field names
     assert (

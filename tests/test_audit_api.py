@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import copy
 import csv
+import hashlib
 import io
 import json
 import re
@@ -14,6 +15,7 @@ from urllib.parse import parse_qs, urlsplit
 import pytest
 
 from service.api.schemas import StoredDecisionSchema
+from service.core.canonical import canonical_json
 from service.records.export import CSV_COLUMNS
 
 API_BACKENDS = ("sqlite", "postgres")
@@ -172,7 +174,13 @@ def test_export_csv_and_jsonl(audit_app: Any, recorded: list[dict]) -> None:
     lines = jsonl.get_data(as_text=True).splitlines()
     # exports hold the records exactly as stored and hashed (the API's derived views are left out)
     derived = ("request", "response", "versions", "decided_by")
-    assert [json.loads(line) for line in lines] == [{k: v for k, v in r.items() if k not in derived} for r in recorded]
+    exported_lines = [json.loads(line) for line in lines]
+    # ... with the reason texts each names beside it, outside the hashed content
+    for line in exported_lines:
+        texts = line.pop("reason_texts")
+        sha = hashlib.sha256(canonical_json(texts).encode()).hexdigest()
+        assert sha == line["payload"]["model"]["reason_texts_sha256"]
+    assert exported_lines == [{k: v for k, v in r.items() if k not in derived} for r in recorded]
 
     exported = client.get("/v1/decisions/export", query_string={"format": "csv", "application_id": "APP-2"})
     assert exported.status_code == 200 and exported.mimetype == "text/csv"
@@ -184,6 +192,8 @@ def test_export_csv_and_jsonl(audit_app: Any, recorded: list[dict]) -> None:
         assert row["record_hash"] == record["record_hash"] and int(row["seq"]) == record["seq"]
         assert row["reason_codes"] == ";".join(record["reason_codes"])
         assert json.loads(row["payload"]) == record["payload"]
+        texts = hashlib.sha256(row["reason_texts"].encode()).hexdigest()
+        assert texts == record["payload"]["model"]["reason_texts_sha256"]
 
     empty = client.get("/v1/decisions/export", query_string={"format": "csv", "model_version": "v999"})
     assert empty.get_data(as_text=True).splitlines() == [",".join(CSV_COLUMNS)]

@@ -21,6 +21,7 @@ from typing import Any
 
 import pytest
 
+from service.core.recorded import RecordedDecision
 from service.records import _sql as sql_module
 from service.records import open_decision_store
 from service.state import get_state
@@ -299,6 +300,9 @@ def test_a_batch_recorded_before_the_namespaces_still_replays(
     a, b = _applications(example_application, 33, 48)
     made = source.test_client().post("/v1/decisions", json=a).get_json()
     record = get_state(source).store.get(made["decision_id"]).record
+    # as the code of that time wrote it: the reasons' texts in the record (no texts table before migration 0006)
+    inline = dataclasses.replace(RecordedDecision.of(record).payload, reason_texts=None).to_json()
+    record = dataclasses.replace(record, payload=inline)
     real = sql_module.load_migrations
     with monkeypatch.context() as patch:  # a store written before migration 0004, holding an old-style batch item
         patch.setattr(sql_module, "load_migrations", lambda name: real(name)[:3])

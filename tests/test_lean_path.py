@@ -1,5 +1,6 @@
-"""The lean decision path: the schema-version-3 record payload (nothing said twice, read back exactly, older versions
-still read) and the one-pass applicant validation (the same values and the same errors as marshmallow's load)."""
+"""The lean decision path: the schema-version-4 record payload (nothing said twice, the reasons' texts kept once per
+catalog, read back exactly, older versions still read) and the one-pass applicant validation (the same values and
+the same errors as marshmallow's load)."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from service.core.recorded import (
     RecordedDecision,
     reason_to_json,
 )
+from service.core.texts import ReasonTexts
 from service.runtime import ServedModel
 
 
@@ -56,6 +58,13 @@ def _as_v2(payload: dict[str, Any], recorded: RecordedDecision) -> dict[str, Any
     }
 
 
+def _texts(recorded: RecordedDecision) -> Any:
+    """The lookup of the texts document a new record names (what its store does for a stored one)."""
+    texts = recorded.payload.reason_texts
+    assert texts is not None
+    return texts.find
+
+
 def _applicants(served: ServedModel) -> list[dict[str, Any]]:
     return [dict(a) for a in served.bundle.reference["applications"]]
 
@@ -68,15 +77,21 @@ def _json_types_only(value: Any) -> bool:
     return value is None or type(value) in (str, int, float, bool)
 
 
-def test_v3_says_nothing_twice_and_reads_back_exactly(served: ServedModel) -> None:
+def test_v4_says_nothing_twice_and_reads_back_exactly(served: ServedModel) -> None:
     model_reasons = 0
+    texts = served.engine.reason_texts
     for applicant in _applicants(served):
         recorded = _recorded(served, applicant)
         payload = recorded.payload.to_json()
-        assert payload["schema_version"] == 3
+        assert payload["schema_version"] == 4
+        # the texts are named, not repeated: the catalog's document, every code of it
+        assert payload["model"]["reason_texts_sha256"] == texts.sha256
+        assert set(texts.texts) == {code.code for code in served.catalog.all_codes}
         for stored, reason in zip(payload["reasons"], recorded.decision.reasons, strict=True):
             # the paths the SQL report projection reads are where they were
             assert (stored["code"], stored["kind"], stored["adverse"]) == (reason.code, reason.kind, reason.adverse)
+            assert "customer_text" not in stored and "auditor_text" not in stored
+            assert texts.texts[reason.code] == (reason.customer_text, reason.auditor_text)
             assert all(set(v) == {"field", "label"} for v in stored["values"])  # the value is the applicant's
             assert "contribution" not in stored  # rules have none; a model reason's is derived from attributions
             model_reasons += reason.kind == "model"
@@ -89,10 +104,43 @@ def test_v3_says_nothing_twice_and_reads_back_exactly(served: ServedModel) -> No
         in_name_order = tuple(sorted(recorded.decision.attributions))
         assert read.decision == dataclasses.replace(recorded.decision, attributions=in_name_order)
         assert read.payload == dataclasses.replace(recorded.payload, attributions=in_name_order)
+        # without its texts document it is unreadable, and says which document it lacks
+        with pytest.raises(PayloadError, match=rf"payload\.model\.reason_texts_sha256: .* {texts.sha256}"):
+            DecisionPayload.from_json(payload)
+        # without a document to name, the texts are written in each reason (read with no lookup)
+        inline = dataclasses.replace(recorded.payload, reason_texts=None).to_json()
+        assert "reason_texts_sha256" not in inline["model"]
+        assert DecisionPayload.from_json(inline).reasons == recorded.decision.reasons
+        assert len(canonical_json(inline)) > len(canonical_json(payload))
         # version 2 of the same decision reads to the same decision, and is larger
         old = DecisionPayload.from_json(_as_v2(payload, recorded))
         assert old.schema_version == 2 and old.reasons == recorded.decision.reasons
     assert model_reasons > 0
+
+
+def test_v4_texts_found_must_be_the_ones_named(served: ServedModel) -> None:
+    recorded = _recorded(served, _applicants(served)[0])
+    payload = recorded.payload.to_json()
+    texts = served.engine.reason_texts
+    # a lookup answering with another document (a store whose document was changed) does not word the reasons
+    changed = ReasonTexts(texts.catalog_version, {**texts.texts, "X": ("x", "y")})
+    with pytest.raises(PayloadError, match=r"reason_texts_sha256: the decision store holds no reason texts"):
+        DecisionPayload.from_json(payload, lambda sha: changed)
+    # a document without one of the record's codes
+    code = payload["reasons"][0]["code"]
+    short = ReasonTexts(texts.catalog_version, {k: v for k, v in texts.texts.items() if k != code})
+    named = {**payload, "model": {**payload["model"], "reason_texts_sha256": short.sha256}}
+    with pytest.raises(PayloadError, match=rf"payload\.reasons\[0\]: code '{code}' has no texts"):
+        DecisionPayload.from_json(named, short.find)
+    # a reason worded otherwise than its document keeps its own texts, and reads back as it was
+    first = recorded.decision.reasons[0]
+    reworded = (dataclasses.replace(first, customer_text="other words"), *recorded.decision.reasons[1:])
+    kept = dataclasses.replace(recorded.payload, reasons=reworded).to_json()
+    assert kept["reasons"][0]["customer_text"] == "other words"
+    assert "customer_text" not in kept["reasons"][-1] or len(reworded) == 1
+    assert DecisionPayload.from_json(kept, texts.find).reasons == reworded
+    # the document's sha256 is of its canonical JSON, which reads back to the same document
+    assert ReasonTexts.from_body(texts.body) == texts and ReasonTexts.from_body(texts.body).sha256 == texts.sha256
 
 
 def test_a_contribution_the_attributions_do_not_derive_is_kept(served: ServedModel) -> None:
@@ -109,7 +157,7 @@ def test_a_contribution_the_attributions_do_not_derive_is_kept(served: ServedMod
     reasons = tuple(nudged if i == index else r for i, r in enumerate(recorded.decision.reasons))
     payload = dataclasses.replace(recorded.payload, reasons=reasons).to_json()
     assert payload["reasons"][index]["contribution"]["log_odds"] == nudged.contribution_log_odds
-    assert DecisionPayload.from_json(payload).reasons == reasons
+    assert DecisionPayload.from_json(payload, _texts(recorded)).reasons == reasons
 
 
 def test_a_value_other_than_the_applicants_is_kept(served: ServedModel) -> None:
@@ -119,7 +167,7 @@ def test_a_value_other_than_the_applicants_is_kept(served: ServedModel) -> None:
     reasons = (dataclasses.replace(first, values=(other, *first.values[1:])), *recorded.decision.reasons[1:])
     payload = dataclasses.replace(recorded.payload, reasons=reasons).to_json()
     assert payload["reasons"][0]["values"][0]["value"] == "not the applicant's"
-    assert DecisionPayload.from_json(payload).reasons == reasons
+    assert DecisionPayload.from_json(payload, _texts(recorded)).reasons == reasons
 
 
 def test_attributions_not_aligned_with_the_applicant_are_an_object(served: ServedModel) -> None:
@@ -128,17 +176,18 @@ def test_attributions_not_aligned_with_the_applicant_are_an_object(served: Serve
     applicant = {k: v for k, v in recorded.payload.applicant.items() if k != dropped}
     payload = dataclasses.replace(recorded.payload, applicant=applicant).to_json()
     assert payload["attributions"] == dict(recorded.decision.attributions)
-    assert DecisionPayload.from_json(payload).attributions == recorded.decision.attributions
+    assert DecisionPayload.from_json(payload, _texts(recorded)).attributions == recorded.decision.attributions
 
 
-def test_unreadable_v3_payloads_are_named(served: ServedModel) -> None:
+def test_unreadable_v4_payloads_are_named(served: ServedModel) -> None:
     recorded = _recorded(served, _applicants(served)[0])
     payload = recorded.payload.to_json()
+    texts = _texts(recorded)
     with pytest.raises(PayloadError, match=r"payload\.attributions: expected a list of \d+ numbers"):
-        DecisionPayload.from_json({**payload, "attributions": payload["attributions"][1:]})
+        DecisionPayload.from_json({**payload, "attributions": payload["attributions"][1:]}, texts)
     with pytest.raises(PayloadError, match=r"payload\.attributions\[2\]: expected a finite number"):
         DecisionPayload.from_json(
-            {**payload, "attributions": [*payload["attributions"][:2], "x", *payload["attributions"][3:]]}
+            {**payload, "attributions": [*payload["attributions"][:2], "x", *payload["attributions"][3:]]}, texts
         )
     # a model reason's contribution left out, its field's attribution gone (an object without it): not derivable
     model_reason = next(i for i, r in enumerate(payload["reasons"]) if r["kind"] == "model")
@@ -146,7 +195,7 @@ def test_unreadable_v3_payloads_are_named(served: ServedModel) -> None:
     names = sorted(recorded.payload.applicant)
     partial = {n: a for n, a in zip(names, payload["attributions"], strict=True) if n != field}
     with pytest.raises(PayloadError, match=rf"payload\.reasons\[{model_reason}\]\.contribution"):
-        DecisionPayload.from_json({**payload, "attributions": partial})
+        DecisionPayload.from_json({**payload, "attributions": partial}, texts)
 
 
 def _columns(recorded: RecordedDecision, payload: dict[str, Any]) -> Any:

@@ -238,8 +238,8 @@ def test_records_without_recourse_still_read() -> None:
     payload = DecisionPayload.from_json(body)
     assert payload.recourse is None and payload.reason_stability is None
     # written again as the current version: no recourse or stability keys either (the attributions aligned with
-    # the applicant's field names, as version 3 writes them)
-    assert payload.to_json() == {**body, "schema_version": 3, "attributions": [0.2]}
+    # the applicant's field names, as version 3 on writes them)
+    assert payload.to_json() == {**body, "schema_version": 4, "attributions": [0.2]}
     assert RecordedDecision  # the typed view reads it (exercised end to end by the API tests)
 
 

@@ -43,6 +43,7 @@ from model_store.policy import Policy
 from model_store.ranking import ReasonRanking
 from model_store.spec import FeatureSpec
 from model_store.vocabulary import ACTIONS, Action
+from service.core.texts import ReasonTexts
 
 
 class Scorer(Protocol):
@@ -251,6 +252,12 @@ class DecisionEngine:
         self._rule_hits = tuple(
             RuleHit(r.code, r.field, r.operator, r.value, r.action, r.description) for r in policy.rules
         )
+
+    @cached_property
+    def reason_texts(self) -> ReasonTexts:
+        """The texts the reasons are worded with (the catalog's default language), as the decision store keeps them
+        once for every record worded with them."""
+        return ReasonTexts.of(self.catalog.version, self.catalog.all_codes)
 
     # ---- the batch -----------------------------------------------------------------------------
     def decide(

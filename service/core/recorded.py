@@ -4,7 +4,15 @@ A decision record is the store's columns (``decision_id``, ``application_id``, `
 ``decision``, ``risk_band``, ``score``, ``model_name``, ``model_version``, ``reason_codes``, ...) plus a
 JSON payload holding everything else, each fact once. The payload carries its ``schema_version``:
 
-- **3** (written now): as version 2 with nothing a record already holds elsewhere said twice::
+- **4** (written now): as version 3, and the reasons' texts are not repeated in every record: ``model`` names the
+  texts document of the catalog the reasons were worded with by its sha256 (``"reason_texts_sha256"``,
+  :class:`service.core.texts.ReasonTexts`), which the decision store keeps once; a reason carries
+  ``customer_text`` and ``auditor_text`` only when they differ from that document's (never, as the engine words
+  them). A record without ``reason_texts_sha256`` carries its texts as version 3 does. Reading one needs the
+  store's texts: :meth:`RecordedDecision.of` asks the record (``find_reason_texts``), and a document the store
+  does not hold, or holds changed, makes the payload unreadable (PayloadError), never worded differently.
+
+- **3**: as version 2 with nothing a record already holds elsewhere said twice::
 
     "reasons": [{"code", "kind", "group", "customer_text", "auditor_text", "adverse",
                  "values": [{"field", "label"}],          # the value is request.applicant[field]
@@ -53,7 +61,7 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from functools import cached_property
 from typing import Any, Protocol
@@ -63,9 +71,10 @@ from model_store.vocabulary import ACTIONS, Action
 from service.core.canonical import canonical_json
 from service.core.engine import Decision, Reason, ReasonValue, RuleHit
 from service.core.recourse import Recourse, RecourseChange, RecourseOption
+from service.core.texts import ReasonTexts, TextsLookup
 
-PAYLOAD_SCHEMA_VERSION = 3
-KNOWN_VERSIONS = (1, 2, 3)
+PAYLOAD_SCHEMA_VERSION = 4
+KNOWN_VERSIONS = (1, 2, 3, 4)
 
 
 class PayloadError(ValueError):
@@ -133,6 +142,8 @@ class DecisionPayload:
     schema_version: int = PAYLOAD_SCHEMA_VERSION
     recourse: Recourse | None = None
     reason_stability: ReasonStability | None = None
+    #: the texts document of the reasons' catalog (schema version 4): named in the stored form, texts left out
+    reason_texts: ReasonTexts | None = field(default=None, compare=False)
 
     def to_json(self) -> dict[str, Any]:
         """The stored form (always the current schema version; the optional parts only when present)."""
@@ -142,6 +153,8 @@ class DecisionPayload:
         model = self.model
         attributions = dict(self.attributions)
         factor = self.score_scale.points_per_log_odds
+        texts = self.reason_texts
+        named = {} if texts is None else {"reason_texts_sha256": texts.sha256}
         return {
             "schema_version": PAYLOAD_SCHEMA_VERSION,
             "request": request,
@@ -153,7 +166,7 @@ class DecisionPayload:
                 "max": self.score_scale.max,
                 "points_per_log_odds": self.score_scale.points_per_log_odds,
             },
-            "reasons": [_stored_reason(r, self.applicant, attributions, factor) for r in self.reasons],
+            "reasons": [_stored_reason(r, self.applicant, attributions, factor, texts) for r in self.reasons],
             "rules_fired": [rule_to_json(r) for r in self.rules_fired],
             "attributions": _stored_attributions(attributions, self.applicant),
             "model": {
@@ -163,6 +176,7 @@ class DecisionPayload:
                 "spec_version": model.spec_version,
                 "policy_version": model.policy_version,
                 "catalog_version": model.catalog_version,
+                **named,
             },
             "decided_by": dict(self.decided_by),
             "latency_ms": self.latency_ms,
@@ -171,11 +185,12 @@ class DecisionPayload:
         }
 
     @classmethod
-    def from_json(cls, data: Mapping[str, Any]) -> DecisionPayload:
-        """Read a stored payload of any known schema version; PayloadError names what is wrong."""
+    def from_json(cls, data: Mapping[str, Any], texts: TextsLookup | None = None) -> DecisionPayload:
+        """Read a stored payload of any known schema version; PayloadError names what is wrong. ``texts`` finds
+        the reason texts a version-4 payload names (the record's store)."""
         version = data.get("schema_version", 1)
-        if version == 3:
-            return _read_v2(_Reader(data, "payload"), version=3)
+        if version in (3, 4):
+            return _read_v2(_Reader(data, "payload"), version=version, texts=texts)
         if version == 2:
             return _read_v2(_Reader(data, "payload"))
         if version == 1:
@@ -204,6 +219,7 @@ class RecordColumns(Protocol):
     def model_version(self) -> str: ...
     @property
     def payload(self) -> dict[str, Any]: ...
+    def find_reason_texts(self, sha256: str) -> ReasonTexts | None: ...
 
 
 @dataclass(frozen=True)
@@ -230,7 +246,7 @@ class RecordedDecision:
     @classmethod
     def of(cls, record: RecordColumns) -> RecordedDecision:
         """The typed view of a stored record (PayloadError if its payload is unreadable)."""
-        payload = DecisionPayload.from_json(record.payload)
+        payload = DecisionPayload.from_json(record.payload, record.find_reason_texts)
         if record.decision not in ACTIONS:
             raise PayloadError(f"decision: {record.decision!r} is not one of {', '.join(ACTIONS)}")
         decision = Decision(
@@ -270,8 +286,9 @@ class RecordedDecision:
         latency_ms: float | None,
         recourse: Recourse | None = None,
         reason_stability: ReasonStability | None = None,
+        reason_texts: ReasonTexts | None = None,
     ) -> RecordedDecision:
-        """A decision just made, ready to be recorded."""
+        """A decision just made, ready to be recorded (``reason_texts``: its catalog's, kept once by the store)."""
         payload = DecisionPayload(
             applicant=request.applicant,
             monitoring=request.monitoring,
@@ -287,6 +304,7 @@ class RecordedDecision:
             latency_ms=None if latency_ms is None else round(latency_ms, 3),
             recourse=recourse,
             reason_stability=reason_stability,
+            reason_texts=reason_texts,
         )
         return cls(decision_id, request.application_id, created_at, decision, model_name, model_version, payload)
 
@@ -339,10 +357,16 @@ def rule_to_json(rule: RuleHit) -> dict[str, Any]:
 
 
 def _stored_reason(
-    reason: Reason, applicant: Mapping[str, Any], attributions: Mapping[str, float], factor: float | None
+    reason: Reason,
+    applicant: Mapping[str, Any],
+    attributions: Mapping[str, float],
+    factor: float | None,
+    texts: ReasonTexts | None,
 ) -> dict[str, Any]:
-    """One reason as schema version 3 stores it: what :func:`_reason` cannot derive exactly from the rest."""
+    """One reason as schema version 4 stores it: what :func:`_reason` cannot derive exactly from the rest."""
     stored = reason_to_json(reason)
+    if texts is not None and texts.texts.get(reason.code) == (reason.customer_text, reason.auditor_text):
+        del stored["customer_text"], stored["auditor_text"]
     stored["values"] = [
         {"field": v.field, "label": v.label}
         if _same(v.value, applicant.get(v.field))
@@ -483,9 +507,17 @@ class _Derivable:
     factor: float | None
 
 
-def _reason(item: _Reader, derivable: _Derivable | None = None) -> Reason:
-    """A stored reason; ``derivable`` (schema version 3) supplies the values and contribution left out."""
+def _reason(item: _Reader, derivable: _Derivable | None = None, texts: ReasonTexts | None = None) -> Reason:
+    """A stored reason; ``derivable`` (schema version 3 on) supplies the values and contribution left out,
+    ``texts`` (version 4) the texts."""
     kind = item.text("kind")
+    code = item.text("code")
+    if texts is None or "customer_text" in item.data or "auditor_text" in item.data:
+        customer_text, auditor_text = item.text("customer_text"), item.text("auditor_text")
+    elif code in texts.texts:
+        customer_text, auditor_text = texts.texts[code]
+    else:
+        raise PayloadError(f"{item.where}: code {code!r} has no texts in reason texts {texts.sha256}")
     if kind not in ("rule", "model"):
         raise PayloadError(f"{item.where}.kind: expected rule or model")
     values = tuple(
@@ -506,11 +538,11 @@ def _reason(item: _Reader, derivable: _Derivable | None = None) -> Reason:
             raise PayloadError(f"{item.where}.contribution: missing and not derivable from the attributions")
         log_odds, points = derived
     return Reason(
-        code=item.text("code"),
+        code=code,
         kind="rule" if kind == "rule" else "model",
         group=item.optional_str("group"),
-        customer_text=item.text("customer_text"),
-        auditor_text=item.text("auditor_text"),
+        customer_text=customer_text,
+        auditor_text=auditor_text,
         values=values,
         contribution_log_odds=log_odds,
         contribution_points=points,
@@ -529,18 +561,20 @@ def _rule(item: _Reader) -> RuleHit:
     )
 
 
-def _read_v2(data: _Reader, version: int = 2) -> DecisionPayload:
-    """Schema version 2, or 3 (the same keys; reasons' values and contributions completed from the rest)."""
+def _read_v2(data: _Reader, version: int = 2, texts: TextsLookup | None = None) -> DecisionPayload:
+    """Schema version 2, 3 (the same keys; reasons' values and contributions completed from the rest) or 4 (and
+    the reasons' texts from the texts document named, found with ``texts``)."""
     request = data.sub("request")
     scale = data.sub("score_scale")
     model = data.sub("model")
     applicant = request.mapping("applicant")
     score_scale = ScoreScale(scale.integer("min"), scale.integer("max"), scale.optional_number("points_per_log_odds"))
-    if version == 3 and isinstance(data.data.get("attributions"), list):
+    if version >= 3 and isinstance(data.data.get("attributions"), list):
         attributions = data.aligned_numbers("attributions", sorted(applicant))
     else:
         attributions = data.numbers("attributions")
-    derivable = _Derivable(applicant, dict(attributions), score_scale.points_per_log_odds) if version == 3 else None
+    derivable = _Derivable(applicant, dict(attributions), score_scale.points_per_log_odds) if version >= 3 else None
+    reason_texts = _reason_texts(model, texts) if version >= 4 else None
     return DecisionPayload(
         applicant=applicant,
         monitoring=request.optional_mapping("monitoring"),
@@ -548,7 +582,7 @@ def _read_v2(data: _Reader, version: int = 2) -> DecisionPayload:
         margin=data.number("margin"),
         base_value=data.number("base_value"),
         score_scale=score_scale,
-        reasons=tuple(_reason(r, derivable) for r in data.items("reasons")),
+        reasons=tuple(_reason(r, derivable, reason_texts) for r in data.items("reasons")),
         rules_fired=tuple(_rule(r) for r in data.items("rules_fired")),
         attributions=attributions,
         model=ModelProvenance(
@@ -566,7 +600,22 @@ def _read_v2(data: _Reader, version: int = 2) -> DecisionPayload:
         reason_stability=None
         if (stability := data.optional_sub("reason_stability")) is None
         else ReasonStability(stability.boolean("top_reason"), stability.boolean("reason_set")),
+        reason_texts=reason_texts,
     )
+
+
+def _reason_texts(model: _Reader, texts: TextsLookup | None) -> ReasonTexts | None:
+    """The texts document a version-4 payload names (None if it names none: its reasons carry their texts)."""
+    sha = model.optional_str("reason_texts_sha256")
+    if sha is None:
+        return None
+    found = texts(sha) if texts is not None else None
+    if found is None or found.sha256 != sha:
+        raise PayloadError(
+            f"{model.where}.reason_texts_sha256: the decision store holds no reason texts {sha} (missing, or changed "
+            "since the record was made)"
+        )
+    return found
 
 
 def _recourse(data: _Reader) -> Recourse:

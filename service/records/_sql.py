@@ -5,6 +5,7 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
+import hashlib
 import heapq
 import json
 import os
@@ -20,6 +21,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from service.core.canonical import canonical_json
 from service.core.recorded import PayloadError
+from service.core.texts import ReasonTexts, TextsError
 from service.errors import (
     DuplicateDecisionId,
     DuplicateEntryId,
@@ -30,7 +32,17 @@ from service.errors import (
     StoreUnavailable,
     UnknownShadowedDecisions,
 )
-from service.records.chain import ChainAnchor, ChainLink, ChainReport, ChainScan, PurgeReport, analyse_chain
+from service.records.chain import (
+    CHANGED,
+    DELETED,
+    ChainAnchor,
+    ChainLink,
+    ChainProblem,
+    ChainReport,
+    ChainScan,
+    PurgeReport,
+    analyse_chain,
+)
 from service.records.group import GroupCommitter
 from service.records.model import (
     ENTRY_DECISION,
@@ -111,6 +123,11 @@ _INSERT_SHADOW = (
 #: The tables of the chain's entries, by kind (all numbered from the one chain head).
 _TABLES = {ENTRY_DECISION: "decision_records", ENTRY_EVENT: "audit_events", ENTRY_SHADOW: "shadow_decisions"}
 _MIGRATION_FILE = re.compile(r"^(\d{4})_([a-z0-9_]+)\.sql$")
+_INSERT_TEXTS = (
+    "INSERT INTO reason_texts (sha256, catalog_version, body) VALUES (?, ?, ?) ON CONFLICT (sha256) DO NOTHING"
+)
+#: How a payload of schema version 4 names its texts document, in its canonical JSON (keys sorted, no spaces).
+_TEXTS_KEY = '"reason_texts_sha256":"'
 
 
 @dataclass(frozen=True)
@@ -181,6 +198,53 @@ def _content_hash(
         return chain_hash(prev_hash, entry_of(None))
     except (ValueError, TypeError, KeyError):
         return ""
+
+
+def _named_texts(payload_text: Any) -> str | None:
+    """The sha256 of the reason texts document a stored payload names (schema version 4), read from its canonical
+    JSON without parsing it (keys are sorted: ``model`` comes before the request's objects); None if none."""
+    if not isinstance(payload_text, str):
+        return None
+    at = payload_text.find(_TEXTS_KEY)
+    if at < 0:
+        return None
+    start = at + len(_TEXTS_KEY)
+    return payload_text[start : start + 64]
+
+
+def _texts_problems(rows: Sequence[Row], named: dict[str, ChainLink]) -> list[ChainProblem]:
+    """What is wrong with the reason texts documents (``rows``: sha256, catalog_version, body), each problem
+    naming the first record that names the document concerned: a document missing, or one whose body is no longer
+    the one its sha256 was made of (the texts of every record naming it are then unreadable)."""
+    problems: list[ChainProblem] = []
+    stored: set[str] = set()
+    for sha, version, body in rows:
+        sha = str(sha)
+        stored.add(sha)
+        intact = hashlib.sha256(str(body).encode("utf-8")).hexdigest() == sha
+        if intact:
+            try:
+                intact = ReasonTexts.from_body(str(body)).catalog_version == version
+            except TextsError:
+                intact = False
+        if intact:
+            continue
+        link = named.get(sha)
+        detail = f"reason texts {sha} (catalog {version}): the stored texts no longer match their sha256"
+        if link is None:
+            problems.append(ChainProblem(CHANGED, 0, sha, detail + " (no record names them)", "reason_texts"))
+        else:
+            problems.append(_named_problem(CHANGED, link, detail))
+    for sha, link in named.items():
+        if sha not in stored:
+            problems.append(_named_problem(DELETED, link, f"reason texts {sha}: the store holds no such texts"))
+    return problems
+
+
+def _named_problem(kind: str, link: ChainLink, detail: str) -> ChainProblem:
+    return ChainProblem(
+        kind, link.seq, link.entry_id, f"{detail}; this record and every later one naming them cannot be read"
+    )
 
 
 def existing_decisions(tx: Transaction, decision_ids: Sequence[str]) -> set[str]:
@@ -291,6 +355,8 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
         self._inherited: list[ConnT] = []
         self._closed = False
         self._group = GroupCommitter(self.append_group)
+        # reason texts documents this process has read from the store (their sha256 checked) or committed to it
+        self._texts: dict[str, ReasonTexts] = {}
 
     # --- backend hooks -------------------------------------------------------------------------------------
 
@@ -381,11 +447,14 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
         conn: ConnT | None = None
         try:
             conn, tx = self._begin_on_live_connection(mode)
+            self._local.tx = tx  # what a lookup made while it is open reads through (reason_texts)
             try:
                 yield tx
             except BaseException:
                 self._roll_back(conn)
                 raise
+            finally:
+                self._local.tx = None
             try:
                 self._commit(conn, tx)
             except BaseException:  # e.g. SQLite's COMMIT failing on a full disk leaves the transaction open
@@ -505,6 +574,7 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
             model_version=row[10],
             reason_codes=self._decode_codes(row[11]),
             payload=payload,
+            texts_source=self.reason_texts,
         )
 
     def _stored_of(self, row: Row) -> StoredRecord:
@@ -518,6 +588,7 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
             prev_hash=str(row[13]),
             record_hash=str(row[14]),
             content_hash=content_hash,
+            reason_texts=_named_texts(row[12]),
         )
 
     def _event_of(self, row: Row) -> AuditEvent:
@@ -643,6 +714,7 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
                 record_results[i] = exc
                 continue
             prepared.append((i, record, payload_text, canonical_content(record, payload_text)))
+        texts = self._texts_to_keep([item[1] for item in prepared])
         shadow_results: list[list[StoredShadow] | Exception] = []
         shadows_prepared: list[tuple[int, Sequence[ShadowRecord], list[str]]] = []
         for b, batch in enumerate(shadow_batches):
@@ -661,6 +733,8 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
                 # retries racing with one key cannot both insert
                 head, found = self._lock_chain_and_read(tx, _id_and_key_queries([item[1] for item in prepared]))
                 seq, prev_hash = int(head[0]), str(head[1])
+                for doc in texts.values():  # kept once: a document the store holds already is left as it is
+                    tx.later(_INSERT_TEXTS, (doc.sha256, doc.catalog_version, doc.body))
                 if prepared:
                     existing = [self._stored_of(row) for rows in found for row in rows]
                     seq, prev_hash = self._append_records(tx, seq, prev_hash, prepared, record_results, existing)
@@ -681,7 +755,22 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
                         tx.run("RELEASE SAVEPOINT shadows")
                 if seq != int(head[0]):
                     self._move_head(tx, seq, prev_hash)
+            self._texts.update(texts)  # committed
         return [r for r in record_results if r is not None], shadow_results
+
+    def _texts_to_keep(self, records: Sequence[DecisionRecord]) -> dict[str, ReasonTexts]:
+        """The reason texts documents the records name that this process has not seen in this store: a new record's
+        own, or the one a record read from another store finds there (a copy keeps its texts readable). Read before
+        the append's transaction; a document nobody holds is not invented (the record is stored as given)."""
+        texts: dict[str, ReasonTexts] = {}
+        for record in records:
+            sha = record.named_reason_texts
+            if sha is None or sha in self._texts or sha in texts:
+                continue
+            doc = record.find_reason_texts(sha)
+            if doc is not None:
+                texts[sha] = doc
+        return texts
 
     def _append_records(
         self,
@@ -759,6 +848,31 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
             # as it reads back (lists for tuples, ...); a payload the decision service made is that already
             record = dataclasses.replace(record, payload=json.loads(payload_text))
         return StoredRecord(seq=seq, record=record, prev_hash=prev_hash, record_hash=record_hash)
+
+    def reason_texts(self, sha256: str) -> ReasonTexts | None:
+        """The reason texts document with this sha256 as the store holds it; None if it holds none, or holds one
+        whose body no longer has this sha256 (changed: the records naming it are then unreadable, not misworded).
+        Read once per process (a few documents in all), through this thread's open transaction if it has one."""
+        found = self._texts.get(sha256)
+        if found is not None:
+            return found
+        query = "SELECT body FROM reason_texts WHERE sha256 = ?"
+        open_tx: Transaction | None = getattr(self._local, "tx", None)
+        if open_tx is not None:
+            row = open_tx.one(query, (sha256,))
+        else:
+            with self._transaction("read") as tx:
+                row = tx.one(query, (sha256,))
+        if row is None:
+            return None
+        try:
+            found = ReasonTexts.from_body(str(row[0]))
+        except TextsError:
+            return None
+        if found.sha256 != sha256:
+            return None
+        self._texts[sha256] = found
+        return found
 
     def get(self, decision_id: str) -> StoredRecord | None:
         """The record of a decision, or None."""
@@ -1254,10 +1368,14 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
         with self._transaction("snapshot") as tx:
             anchor = self._anchor(tx)
             scan = ChainScan(anchor)
+            named: dict[str, ChainLink] = {}  # reason texts documents by sha256: the first record naming each
             for link in self._links(tx):
                 scan.feed(link)
+                if link.reason_texts is not None and link.reason_texts not in named:
+                    named[link.reason_texts] = link
             # The fast pass holds O(1) memory; only a broken chain is loaded whole to explain what happened.
             problems = [] if scan.intact else analyse_chain(list(self._links(tx)), anchor)
+            problems += _texts_problems(tx.rows("SELECT sha256, catalog_version, body FROM reason_texts"), named)
         return ChainReport(
             records_checked=scan.records,
             checkpoint_seq=anchor.base_seq,

@@ -38,6 +38,8 @@ class ChainLink:
     record_hash: str
     content_hash: str
     entry: str = ENTRY_DECISION
+    #: the sha256 of the reason texts document a decision record names (payload schema version 4), else None
+    reason_texts: str | None = None
 
     @property
     def decision_id(self) -> str | None:

@@ -3,9 +3,14 @@
 Decision records are the default export. Audit events and shadow decisions export the same way (``entries``
 ``events`` / ``shadows``); ``all`` merges the three kinds in seq order (JSON Lines only, their columns differ),
 so one file re-verifies the whole chain offline: for every line, ``record_hash == sha256(prev_hash +
-canonical_json(line without seq, prev_hash and record_hash))`` and ``prev_hash`` is the previous line's
-``record_hash``. An event or shadow line carries ``"entry"`` (part of its hashed content); a decision line
+canonical_json(line without seq, prev_hash, record_hash and reason_texts))`` and ``prev_hash`` is the previous
+line's ``record_hash``. An event or shadow line carries ``"entry"`` (part of its hashed content); a decision line
 has none, exactly as in the decisions-only export.
+
+A decision record whose payload names its reasons' texts by their sha256 (payload schema version 4: the store keeps
+each catalog's texts once) is exported with that texts document beside it, ``reason_texts`` (the JSON object; in
+CSV, its canonical JSON), so an export reads alone: ``sha256(canonical_json(reason_texts))`` is the
+``payload.model.reason_texts_sha256`` the record's hash covers.
 """
 
 from __future__ import annotations
@@ -43,6 +48,7 @@ CSV_COLUMNS = (
     "prev_hash",
     "record_hash",
     "payload",
+    "reason_texts",
 )
 EVENT_CSV_COLUMNS = (
     "seq",
@@ -75,11 +81,24 @@ SHADOW_CSV_COLUMNS = (
 )
 
 
-def csv_row(stored: StoredRecord) -> dict[str, object]:
-    """One record as a CSV row (reason codes joined by ``;``, payload as canonical JSON)."""
+def record_line(stored: StoredRecord) -> dict[str, Any]:
+    """One record as exported: :meth:`StoredRecord.to_dict` and, when its payload names them, its reasons' texts
+    (``reason_texts``, outside the hashed content; null when the store no longer holds them as named)."""
     data = stored.to_dict()
+    sha = stored.record.named_reason_texts
+    if sha is not None:
+        texts = stored.record.find_reason_texts(sha)
+        data["reason_texts"] = None if texts is None else texts.to_json()
+    return data
+
+
+def csv_row(stored: StoredRecord) -> dict[str, object]:
+    """One record as a CSV row (reason codes joined by ``;``, payload and reason texts as canonical JSON)."""
+    data = record_line(stored)
     data["reason_codes"] = ";".join(stored.record.reason_codes)
     data["payload"] = canonical_json(stored.record.payload)
+    texts = data.get("reason_texts")
+    data["reason_texts"] = "" if texts is None else canonical_json(texts)
     return {column: data[column] for column in CSV_COLUMNS}
 
 
@@ -147,7 +166,13 @@ def format_entries(entries: Sequence[Exported], kind: str, fmt: str, header: boo
     """Entries of one kind (``decisions``, ``events``, ``shadows``; ``all`` in JSON Lines only) as CSV rows (with
     the header row if asked) or JSON Lines; ``decisions`` is exactly :func:`format_records`."""
     if fmt == "jsonl":
-        return "".join(json.dumps(e.to_dict(), sort_keys=True, ensure_ascii=False) + "\n" for e in entries)
+        return "".join(
+            json.dumps(
+                record_line(e) if isinstance(e, StoredRecord) else e.to_dict(), sort_keys=True, ensure_ascii=False
+            )
+            + "\n"
+            for e in entries
+        )
     if fmt != "csv":
         raise ValueError(f"unknown export format {fmt!r}")
     columns: tuple[str, ...]

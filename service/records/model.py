@@ -11,6 +11,7 @@ from service.core.canonical import canonical_json
 
 if TYPE_CHECKING:
     from service.core.recorded import RecordedDecision
+    from service.core.texts import ReasonTexts, TextsLookup
 
 #: ``prev_hash`` of the first record ever stored.
 GENESIS_HASH = "0" * 64
@@ -44,6 +45,24 @@ class DecisionRecord:
     #: compared): what is derived from a new record (its report row) is read from it instead of parsing the payload,
     #: as long as ``payload`` is the very object it made (``RecordedDecision.payload_json``).
     typed: RecordedDecision | None = field(default=None, compare=False, repr=False)
+    #: The texts document of the record's reasons (payload schema version 4 names it by its sha256 and leaves the
+    #: texts out): a new record carries it, and the store keeps it once, with the record's transaction.
+    reason_texts: ReasonTexts | None = field(default=None, compare=False, repr=False)
+    #: Where a stored record finds the texts document its payload names: the store it was read from.
+    texts_source: TextsLookup | None = field(default=None, compare=False, repr=False)
+
+    @property
+    def named_reason_texts(self) -> str | None:
+        """The sha256 of the texts document the payload names (schema version 4), else None."""
+        model = self.payload.get("model")
+        sha = model.get("reason_texts_sha256") if isinstance(model, dict) else None
+        return sha if isinstance(sha, str) else None
+
+    def find_reason_texts(self, sha256: str) -> ReasonTexts | None:
+        """The texts document with this sha256: the record's own, or its store's; None if neither has it."""
+        if self.reason_texts is not None and self.reason_texts.sha256 == sha256:
+            return self.reason_texts
+        return None if self.texts_source is None else self.texts_source(sha256)
 
     @property
     def made_from(self) -> RecordedDecision | None:
