@@ -84,7 +84,11 @@ _EVAL_CHUNK = 1 << 17
 """Rows evaluated together keep about this many gathered table entries in flight."""
 _BUILD_CHUNK = 1 << 20
 _TABULATE_ROWS = 1 << 16
-"""Table rows computed together (whole units): a float64 block of a few MiB."""
+"""Table rows computed together (whole units): a float64 block of a few MiB. Part of the tables' bits: the leaves of
+a block are summed into their entries shape by shape, in the order the block's shapes first appear."""
+_TABULATE_CHUNK = 1 << 17
+"""Leaves of a block tabulated together keep about this many entries in each intermediate (1 MiB of float64):
+the intermediates add to the tables' own memory at the start-up's peak."""
 _F32_MAX = float(np.finfo(np.float32).max)
 
 Float64Array = NDArray[np.float64]
@@ -105,18 +109,36 @@ class _LeafPath:
     zero_fraction: tuple[float, ...]  # per unique feature
 
 
-@dataclass(frozen=True)
+@dataclass(frozen=True, slots=True)
 class _UnitPlan:
-    """A unit: bit k of its table row is "goes right at nodes[k]"; the leaves it covers."""
+    """A unit: bit k of its table row is "goes right at nodes[k]"; it covers the leaves under node ``top``.
+
+    Its first ``above`` nodes are the path from the tree's root down to ``top``, the others the internal nodes of
+    the subtree under ``top`` (none when ``top`` is a leaf). The paths of its leaves are derived when they are
+    needed (:meth:`leaves`) rather than kept: on the production-size model they are some 20 MiB of Python objects,
+    which would all be alive, on top of the tables, while the tables are computed.
+    """
 
     nodes: tuple[int, ...]
-    leaves: tuple[_LeafPath, ...]
+    top: int
+    above: int
     outputs: tuple[int, ...]  # sorted features its leaves use: the table's columns
 
     @property
     def rows(self) -> int:
         """Table rows: one per pattern of decisions."""
         return 1 << len(self.nodes)
+
+    @property
+    def n_leaves(self) -> int:
+        """Leaves it covers: a subtree of binary splits has one leaf more than it has splits."""
+        return len(self.nodes) - self.above + 1
+
+    def leaves(self, nodes: _Nodes) -> list[_LeafPath]:
+        """The paths of the leaves it covers, left before right."""
+        path = self.nodes[: self.above]
+        steps = tuple((n, nodes.right[n] == child) for n, child in zip(path, (*path, self.top)[1:], strict=True))
+        return _subtree_leaves(nodes, self.top, steps)
 
 
 def _f32(value: float) -> float:
@@ -193,22 +215,30 @@ def _tree_units(nodes: _Nodes, root: int) -> tuple[list[_UnitPlan], list[_LeafPa
         node, above = todo.pop()
         is_leaf = feature[node] < 0
         if len(above) + len(internal[node]) <= UNIT_BITS or (is_leaf and len(above) <= WIDE_UNIT_BITS):
-            leaves: list[_LeafPath] = []
-            walk = [(node, above)]
-            while walk:
-                n, steps = walk.pop()
-                if feature[n] < 0:
-                    leaves.append(_leaf_path(nodes, steps, n))
-                else:
-                    walk += [(right[n], (*steps, (n, True))), (left[n], (*steps, (n, False)))]
-            outputs = tuple(sorted({f for leaf in leaves for f in leaf.features}))
-            units.append(_UnitPlan(tuple(n for n, _ in above) + tuple(internal[node]), tuple(leaves), outputs))
+            unit_nodes = tuple(n for n, _ in above) + tuple(internal[node])
+            # every node of the unit is on the path to one of its leaves: their features are what the leaves use
+            outputs = tuple(sorted({feature[n] for n in unit_nodes}))
+            units.append(_UnitPlan(unit_nodes, node, len(above), outputs))
         elif is_leaf:
             deep.append(_leaf_path(nodes, above, node))
         else:
             todo.append((right[node], (*above, (node, True))))
             todo.append((left[node], (*above, (node, False))))
     return units, deep
+
+
+def _subtree_leaves(nodes: _Nodes, top: int, above: tuple[tuple[int, bool], ...]) -> list[_LeafPath]:
+    """Paths of the leaves under node ``top``, left before right; ``above`` is the path down to ``top``."""
+    feature, left, right = nodes.feature, nodes.left, nodes.right
+    leaves: list[_LeafPath] = []
+    walk = [(top, above)]
+    while walk:
+        n, steps = walk.pop()
+        if feature[n] < 0:
+            leaves.append(_leaf_path(nodes, steps, n))
+        else:
+            walk += [(right[n], (*steps, (n, True))), (left[n], (*steps, (n, False)))]
+    return leaves
 
 
 def _size_weights(d: int) -> Float64Array:
@@ -371,7 +401,7 @@ class _TableGroup:
         return np.add.reduceat(values, self.feature_start, axis=1)
 
 
-def _build_group(ensemble: TreeEnsemble, units: list[_UnitPlan], width: int) -> _TableGroup:
+def _build_group(ensemble: TreeEnsemble, nodes: _Nodes, units: list[_UnitPlan], width: int) -> _TableGroup:
     """Compute the tables of units (each with at most ``8 * width`` nodes)."""
     slots = 8 * width
     n_units = len(units)
@@ -387,9 +417,9 @@ def _build_group(ensemble: TreeEnsemble, units: list[_UnitPlan], width: int) -> 
     slot_threshold = np.full(n_units * slots, np.inf, dtype=np.float32)
     output = np.zeros((n_units, k), dtype=np.intp)
     for u, unit in enumerate(units):
-        nodes = np.asarray(unit.nodes, dtype=np.intp)
-        slot_column[u * slots : u * slots + nodes.size] = _node_columns(ensemble, nodes)
-        slot_threshold[u * slots : u * slots + nodes.size] = _node_thresholds(ensemble, nodes)
+        at = np.asarray(unit.nodes, dtype=np.intp)
+        slot_column[u * slots : u * slots + at.size] = _node_columns(ensemble, at)
+        slot_threshold[u * slots : u * slots + at.size] = _node_thresholds(ensemble, at)
         output[u, : len(unit.outputs)] = unit.outputs
     table = np.zeros((n_rows, k))
     margin_table = np.zeros(n_rows)
@@ -397,7 +427,7 @@ def _build_group(ensemble: TreeEnsemble, units: list[_UnitPlan], width: int) -> 
     starts = np.searchsorted(base, np.arange(0, n_rows, _TABULATE_ROWS))
     for lo, hi in itertools.pairwise(np.unique(np.r_[starts, n_units]).tolist()):
         first, end = int(base[lo]), int(base[hi]) if hi < n_units else n_rows
-        _tabulate(units[lo:hi], base[lo:hi] - first, table[first:end], margin_table[first:end])
+        _tabulate(nodes, units[lo:hi], base[lo:hi] - first, table[first:end], margin_table[first:end])
     # The entries of each feature in turn (padding left out); a feature no unit uses gets one padding entry (0).
     is_used = (np.arange(k)[None, :] < widths[:, None]).ravel()
     used = np.flatnonzero(is_used)
@@ -420,17 +450,23 @@ def _build_group(ensemble: TreeEnsemble, units: list[_UnitPlan], width: int) -> 
     )
 
 
-def _tabulate(units: list[_UnitPlan], base: IntArray, table: Float64Array, margin_table: Float64Array) -> None:
-    """Add the attributions and leaf values of units to their table rows (unit ``u`` starts at row ``base[u]``)."""
+def _tabulate(
+    nodes: _Nodes, units: list[_UnitPlan], base: IntArray, table: Float64Array, margin_table: Float64Array
+) -> None:
+    """Add the attributions and leaf values of units to their table rows (unit ``u`` starts at row ``base[u]``).
+
+    ``np.add.at`` adds one term at a time, in the order given: each entry sums its unit's leaves shape by shape and
+    leaf by leaf however many leaves are computed together, so the tables do not depend on ``_TABULATE_CHUNK``.
+    """
     k = table.shape[1]
     # Leaves of the same shape (rows of their unit, nodes, unique features) are tabulated together.
     shapes: dict[tuple[int, int, int], list[tuple[int, _UnitPlan, _LeafPath]]] = {}
     for u, unit in enumerate(units):
-        for leaf in unit.leaves:
+        for leaf in unit.leaves(nodes):
             shapes.setdefault((unit.rows, len(leaf.nodes), len(leaf.features)), []).append((u, unit, leaf))
     for (rows, _, d), items in shapes.items():
         patterns = np.arange(rows, dtype=np.intp)
-        step = max(1, _BUILD_CHUNK // (rows * d + (1 << d) * d * d))
+        step = max(1, _TABULATE_CHUNK // (rows * d + (1 << d) * d * d))
         for start in range(0, len(items), step):
             chunk = items[start : start + step]
             paths = [leaf for _, _, leaf in chunk]
@@ -494,9 +530,9 @@ class TreeShap:
                 counts = grown
                 kept[width].append(unit)
             else:
-                direct += unit.leaves
+                direct += unit.leaves(nodes)
         self._margin_constant = constant
-        self._groups = [_build_group(ensemble, kept[w], w) for w in (1, 2) if kept[w]]
+        self._groups = [_build_group(ensemble, nodes, kept[w], w) for w in (1, 2) if kept[w]]
         shapes: dict[tuple[int, int], list[_LeafPath]] = {}
         for path in direct:
             shapes.setdefault((len(path.nodes), len(path.features)), []).append(path)
@@ -505,7 +541,7 @@ class TreeShap:
         """Units with a one-byte row number (up to ``UNIT_BITS`` nodes)."""
         self.n_wide_tables = len(kept[2])
         """Units of a single deep leaf with a two-byte row number."""
-        self.n_leaves_tabulated = sum(len(u.leaves) for w in (1, 2) for u in kept[w])
+        self.n_leaves_tabulated = sum(u.n_leaves for w in (1, 2) for u in kept[w])
         self.n_direct_paths = len(direct)
         self.table_bytes = int(sum(g.table.nbytes + g.margin_table.nbytes for g in self._groups))
 

@@ -531,3 +531,98 @@ def test_deep_chain_uses_byte_two_byte_and_direct_units_exactly() -> None:
     np.testing.assert_allclose(
         explainer.shap_values(X).sum(axis=1) + explainer.expected_value, ensemble.margin(X), rtol=0, atol=1e-12
     )
+
+
+# ---- how the tables are built: the same bits however the work is cut up -----------------------------------------------
+
+
+def _table_arrays(explainer: TreeShap) -> list[np.ndarray]:
+    """Every array the evaluation reads, of every table group."""
+    names = (
+        "slot_column",
+        "slot_plain",
+        "slot_threshold",
+        "base",
+        "table",
+        "by_feature",
+        "feature_start",
+        "margin_table",
+    )
+    return [getattr(group, name) for group in explainer._groups for name in names]
+
+
+@pytest.mark.parametrize("chunk", [1, 7, 1 << 24])
+def test_tables_are_the_same_bits_however_many_leaves_are_tabulated_together(
+    production_like: Fitted, monkeypatch: pytest.MonkeyPatch, chunk: int
+) -> None:
+    """Recorded attributions are replayed to the bit: the number of leaves tabulated together (kept small so that
+    the start-up's peak memory is the tables' own) changes no bit of the tables, from one leaf to all at once."""
+    from model_store import treeshap
+
+    ensembles = [production_like.ensemble, _chain(depth=20, seed=41)]
+    defaults = [production_like.explainer, TreeShap(ensembles[1])]
+    assert defaults[1].n_wide_tables > 0 and defaults[1].n_direct_paths > 0
+    monkeypatch.setattr(treeshap, "_TABULATE_CHUNK", chunk)
+    for ensemble, default in zip(ensembles, defaults, strict=True):
+        again = TreeShap(ensemble)
+        assert (again.n_tables, again.n_wide_tables, again.n_leaves_tabulated, again.n_direct_paths) == (
+            default.n_tables,
+            default.n_wide_tables,
+            default.n_leaves_tabulated,
+            default.n_direct_paths,
+        )
+        built, expected = _table_arrays(again), _table_arrays(default)
+        assert len(built) == len(expected) > 0
+        for got, want in zip(built, expected, strict=True):
+            assert got.dtype == want.dtype and np.array_equal(got, want)
+
+
+LeafPathTuple = tuple[tuple[int, ...], tuple[bool, ...], float]
+
+
+def _leaf_paths_left_first(ensemble: TreeEnsemble, root: int) -> list[tuple[int, LeafPathTuple]]:
+    """(leaf, (nodes, goes right at each, leaf value)) of every root-to-leaf path of one tree, left before right."""
+    paths = []
+    stack: list[tuple[int, tuple[int, ...], tuple[bool, ...]]] = [(root, (), ())]
+    while stack:
+        node, nodes, right = stack.pop()
+        if ensemble.feature[node] < 0:
+            paths.append((node, (nodes, right, float(ensemble.value[node]))))
+            continue
+        stack.append((int(ensemble.children_right[node]), (*nodes, node), (*right, True)))
+        stack.append((int(ensemble.children_left[node]), (*nodes, node), (*right, False)))
+    return paths
+
+
+@pytest.mark.parametrize("model", ["production_like", "chain"])
+def test_units_derive_every_leaf_path_once_in_tree_order(production_like: Fitted, model: str) -> None:
+    """A unit keeps no leaf paths but derives them when its table is computed: with the paths too deep for any
+    table, every root-to-leaf path of every tree once, each unit's in the tree's left-before-right order (the
+    order their attributions are summed in), its columns the features they use."""
+    from model_store.treeshap import _Nodes, _tree_units
+
+    ensemble = production_like.ensemble if model == "production_like" else _chain(depth=20, seed=41)
+    nodes = _Nodes.of(ensemble)
+    n_units = 0
+    for t in range(ensemble.n_trees):
+        root = int(ensemble.tree_offsets[t])
+        if ensemble.feature[root] < 0:
+            continue
+        expected = _leaf_paths_left_first(ensemble, root)
+        units, deep = _tree_units(nodes, root)
+        n_units += len(units)
+        found: list[LeafPathTuple] = []
+        for unit in units:
+            leaves = [(leaf.nodes, leaf.right, leaf.value) for leaf in unit.leaves(nodes)]
+            assert len(leaves) == unit.n_leaves
+            # the unit's leaves are those under its top node, in the tree's order; its bits cover their paths' nodes
+            assert leaves == [path for leaf, path in expected if unit.top in (*path[0], leaf)]
+            assert all(set(path_nodes) <= set(unit.nodes) for path_nodes, _, _ in leaves)
+            assert unit.nodes[: unit.above] == leaves[0][0][: unit.above]
+            used = {int(ensemble.feature[n]) for leaf in unit.leaves(nodes) for n in leaf.nodes}
+            assert unit.outputs == tuple(sorted(used))
+            assert used == {f for leaf in unit.leaves(nodes) for f in leaf.features}
+            found += leaves
+        found += [(leaf.nodes, leaf.right, leaf.value) for leaf in deep]
+        assert sorted(found) == sorted(path for _, path in expected)
+    assert n_units > ensemble.n_trees  # trees cut into several units
