@@ -11,7 +11,7 @@ import sqlite3
 import threading
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime, timedelta, timezone
 from typing import Any
 
 import psycopg
@@ -679,3 +679,18 @@ def test_workers_opening_a_new_sqlite_store_at_the_same_moment_all_succeed(tmp_p
             with ProcessPoolExecutor(8, mp_context=multiprocessing.get_context("fork")) as pool:
                 counts = list(pool.map(_open_and_count, [url] * 8, [barrier] * 8))
         assert counts == [0] * 8
+
+
+def test_time_stamps_are_written_as_every_stored_record_has_them_and_read_strictly() -> None:
+    from service.records.model import format_timestamp, parse_timestamp
+
+    # the form stored (and hashed) since the first version: strftime's, for every moment a record can have
+    moments = [T0, T0.replace(microsecond=0), datetime(1999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC)]
+    moments.append(datetime(2026, 3, 29, 2, 30, 0, 5, tzinfo=timezone(timedelta(hours=-5))))
+    for moment in moments:
+        text = format_timestamp(moment)
+        assert text == moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        assert parse_timestamp(text) == moment and parse_timestamp(text).utcoffset() == timedelta(0)
+    for other in ("2024-01-01T12:00:00Z", "2024-01-01 12:00:00.000000Z", "2024-01-01T12:00:00.000000+00:00", ""):
+        with pytest.raises(ValueError, match="is not of the form"):
+            parse_timestamp(other)

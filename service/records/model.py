@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import hashlib
+import re
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 
-from service.core.canonical import canonical_json
+from service.core.canonical import canonical_json, iso_utc
 
 if TYPE_CHECKING:
     from service.core.recorded import RecordedDecision
@@ -16,7 +17,7 @@ if TYPE_CHECKING:
 #: ``prev_hash`` of the first record ever stored.
 GENESIS_HASH = "0" * 64
 
-_TIMESTAMP_FORMAT = "%Y-%m-%dT%H:%M:%S.%fZ"
+_TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}Z")
 
 #: The three kinds of chain entry; a verification problem names an entry as ``<kind>_id <id>``.
 ENTRY_DECISION = "decision"
@@ -97,13 +98,16 @@ class StoredRecord:
 
 
 def format_timestamp(moment: datetime) -> str:
-    """ISO-8601 UTC with microseconds and ``Z`` (sorts lexicographically in time order)."""
-    return moment.astimezone(UTC).strftime(_TIMESTAMP_FORMAT)
+    """ISO-8601 UTC with microseconds and ``Z`` (sorts lexicographically in time order): :func:`iso_utc`, as the
+    API shows every time stamp."""
+    return iso_utc(moment)
 
 
 def parse_timestamp(text: str) -> datetime:
-    """Inverse of :func:`format_timestamp`."""
-    return datetime.strptime(text, _TIMESTAMP_FORMAT).replace(tzinfo=UTC)
+    """Inverse of :func:`format_timestamp` (ValueError for any other form: ``YYYY-MM-DDTHH:MM:SS.ffffffZ``)."""
+    if not _TIMESTAMP.fullmatch(text):
+        raise ValueError(f"time stamp {text!r} is not of the form YYYY-MM-DDTHH:MM:SS.ffffffZ")
+    return datetime.fromisoformat(text)
 
 
 def record_content(record: DecisionRecord) -> dict[str, Any]:
