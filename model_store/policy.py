@@ -65,7 +65,16 @@ class Scaling:
     def scores(self, margins: np.ndarray) -> np.ndarray:
         """Integer scores in [min_score, max_score] for an array of margins (rounded half up)."""
         raw = np.floor(self.raw_score(margins) + 0.5)
-        return np.minimum(np.maximum(raw, self.min_score), self.max_score).astype(np.int64)
+        return np.minimum(np.maximum(raw, self._float_min_score), self._float_max_score).astype(np.int64)
+
+    @cached_property
+    def _float_min_score(self) -> float:
+        # the bounds as the floats they are compared as (a float array takes a float at less cost than an int)
+        return float(self.min_score)
+
+    @cached_property
+    def _float_max_score(self) -> float:
+        return float(self.max_score)
 
     def score(self, margin: float) -> int:
         """Integer score of one margin (the same computation as :meth:`scores`)."""
@@ -262,7 +271,7 @@ class Policy:
         anything = False
         for rule in self.rules:
             column = values[rule.field]
-            if isinstance(column, CodedColumn):  # each distinct value once
+            if column.__class__ is not list and isinstance(column, CodedColumn):  # each distinct value once
                 gathered = column.gather(rule.fires_on(column.values), bool)
                 anything = anything or bool(gathered.any())
                 fired.append(gathered)

@@ -189,3 +189,40 @@ def test_encoding_row_by_row_by_columns_and_by_codes_agree(lender: tuple[Path, M
     for name in ("region", "debt_ratio"):
         with pytest.raises(ContractError, match=f"{name}: missing"):
             spec.encode([{k: v for k, v in bad.items() if k != name}])
+
+
+def test_reasons_show_each_fields_value_with_its_label(lender: tuple[Path, ModelStore, Any]) -> None:  # noqa: F811
+    """A reason shows the application's value of each field behind it, as given (its type too), with the spec's label
+    of it: a category's code, a number, no value, and a str subclass (a code, shown as given)."""
+    folder, store, result = lender
+    engine = ModelCache(store).get(result.champion.name, result.champion.version).engine
+    spec = engine.spec
+    with open(folder / "data.csv", newline="", encoding="utf-8") as fh:
+        applications = [spec.from_source_row(row) for row in csv.DictReader(fh)][:400]
+
+    class Code(str):
+        """A str subclass: a valid code, shown as the value given."""
+
+    for i in range(0, 400, 9):
+        applications[i]["debt_ratio"] = 4.9  # the debt-ratio rule fires
+    for i in range(3, 400, 13):
+        applications[i].update(monthly_income=None, months_employed=None, home=None)
+    for i in range(5, 400, 17):
+        applications[i]["home"] = Code(applications[i]["home"] or "own")
+    batch = engine.decide(applications)
+    shown: set[tuple[str, type, str]] = set()
+    for i, application in enumerate(applications):
+        for decision in (batch.decision(i), engine.decide([application]).decision(0)):
+            assert len(decision.reasons) == len(batch.outcome(i).reasons)
+            for index, reason in zip(batch.outcome(i).reasons, decision.reasons, strict=True):
+                assert reason.code == engine.reason_codes[index]
+                names = engine.ranking.fields[index]
+                assert [v.field for v in reason.values] == list(names)
+                for name, value in zip(names, reason.values, strict=True):
+                    given = application.get(name)
+                    assert value.value == given and type(value.value) is type(given)
+                    assert value.label == spec.field(name).label_of(given)
+                    shown.add((spec.field(name).kind, type(given), value.label))
+    kinds = {(kind, kind_of) for kind, kind_of, _ in shown}
+    assert {("categorical", str), ("categorical", Code), ("numeric", type(None))} <= kinds
+    assert any(kind == "numeric" and kind_of in (int, float) for kind, kind_of in kinds)

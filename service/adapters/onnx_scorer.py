@@ -60,4 +60,10 @@ class OnnxScorer:
         margin, probability = self._session.run(
             self._outputs, {INPUT_NAME: np.ascontiguousarray(features, dtype=np.float32)}
         )
-        return np.asarray(margin, dtype=np.float64).reshape(-1), np.asarray(probability, dtype=np.float64).reshape(-1)
+        return _vector(margin), _vector(probability)
+
+
+def _vector(output: np.ndarray) -> np.ndarray:
+    """An output as a float64 array [n] (a model may give [n] or [n, 1])."""
+    out = np.asarray(output, dtype=np.float64)
+    return out if out.ndim == 1 else out.reshape(-1)

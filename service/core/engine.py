@@ -41,7 +41,7 @@ import numpy as np
 from model_store.catalog import ReasonCatalog
 from model_store.policy import Policy
 from model_store.ranking import ReasonRanking
-from model_store.spec import FeatureSpec
+from model_store.spec import FeatureSpec, Field
 from model_store.vocabulary import ACTIONS, Action
 from service.core.texts import ReasonTexts
 
@@ -242,12 +242,17 @@ class DecisionEngine:
         # reason indices: rules, then groups, then each group's missing variant (the group's own code if none)
         self.reason_codes = self.ranking.codes
         self.width = policy.reason_slots
-        # what a reason shows, per reason index: the catalog entry and the fields behind it (with their spec entries)
+        # what a reason shows, per reason index: the catalog entry and the fields behind it (with their spec entries and
+        # the values whose label the spec fixes, each shown once)
         self._reason_entries = self.ranking.entries
         fields = {f.name: f for f in spec.fields}
-        self._reason_fields = tuple(tuple((name, fields[name]) for name in names) for names in self.ranking.fields)
+        self._reason_fields = tuple(
+            tuple((name, fields[name], _known_values(name, fields[name])) for name in names)
+            for names in self.ranking.fields
+        )
+        # per reason index: a model reason's column in the group attributions (-1: a rule's reason)
+        self._reason_columns = (-1,) * len(policy.rules) + tuple(range(len(self.groups))) * 2
         self._field_names = spec.field_names
-        self._n_groups = len(self.groups)
         self._rule_fields = tuple(dict.fromkeys(r.field for r in policy.rules))
         self._rule_hits = tuple(
             RuleHit(r.code, r.field, r.operator, r.value, r.action, r.description) for r in policy.rules
@@ -360,23 +365,19 @@ class DecisionEngine:
         outcome = batch.outcome(i)
         action = ACTIONS[outcome.action]
         adverse = action != "approve"
-        n_rules = len(self.rule_codes)
         points = self.policy.scaling.points
         group_attributions = batch.group_attributions[i].tolist()
         reasons = []
         for index in outcome.reasons:
             entry = self._reason_entries[index]
-            shown = []
-            for name, spec_field in self._reason_fields[index]:
-                value = application.get(name)
-                shown.append(ReasonValue(name, value, spec_field.label_of(value)))
-            values = tuple(shown)
-            if index < n_rules:
+            values = _shown(application, self._reason_fields[index])
+            column = self._reason_columns[index]
+            if column < 0:
                 reasons.append(
                     Reason(entry.code, "rule", None, entry.customer_text, entry.auditor_text, values, None, None, True)
                 )
             else:
-                contribution = group_attributions[(index - n_rules) % self._n_groups]
+                contribution = group_attributions[column]
                 reasons.append(
                     Reason(
                         entry.code,
@@ -392,12 +393,29 @@ class DecisionEngine:
                 )
         return Decision(
             decision=action,
-            score=int(batch.score[i]),
-            probability_of_default=float(batch.probability_of_default[i]),
-            margin=float(batch.margin[i]),
+            score=batch.score.item(i),
+            probability_of_default=batch.probability_of_default.item(i),
+            margin=batch.margin.item(i),
             base_value=self.base_value,
             risk_band=self.band_names[outcome.band],
             reasons=tuple(reasons),
-            rules_fired=tuple(self._rule_hits[j] for j in outcome.fired),
+            rules_fired=tuple(map(self._rule_hits.__getitem__, outcome.fired)),
             attributions=tuple(zip(self._field_names, batch.field_attributions[i].tolist(), strict=True)),
         )
+
+
+def _known_values(name: str, spec_field: Field) -> dict[str | None, ReasonValue]:
+    """The values of a field whose label the spec fixes (each of a category's codes, and no value), each shown once."""
+    return {code: ReasonValue(name, code, spec_field.label_of(code)) for code in (*spec_field.codes, None)}
+
+
+def _shown(
+    application: Mapping[str, Any], fields: tuple[tuple[str, Field, dict[str | None, ReasonValue]], ...]
+) -> tuple[ReasonValue, ...]:
+    """The application's values of a reason's fields, with their labels (a known value's as shown once)."""
+    shown = []
+    for name, spec_field, known in fields:
+        value = application.get(name)
+        made = known.get(value) if value is None or value.__class__ is str else None
+        shown.append(ReasonValue(name, value, spec_field.label_of(value)) if made is None else made)
+    return tuple(shown)
