@@ -242,16 +242,22 @@ class DecisionEngine:
         # reason indices: rules, then groups, then each group's missing variant (the group's own code if none)
         self.reason_codes = self.ranking.codes
         self.width = policy.reason_slots
-        # what a reason shows, per reason index: the catalog entry and the fields behind it (with their spec entries and
-        # the values whose label the spec fixes, each shown once)
-        self._reason_entries = self.ranking.entries
+        # what a reason shows, per reason index: its catalog entry's code, group and texts, the fields behind it (with
+        # their spec entries and the values whose label the spec fixes, each shown once), and a model reason's column
+        # in the group attributions (-1: a rule's reason)
         fields = {f.name: f for f in spec.fields}
-        self._reason_fields = tuple(
-            tuple((name, fields[name], _known_values(name, fields[name])) for name in names)
-            for names in self.ranking.fields
+        columns = (-1,) * len(policy.rules) + tuple(range(len(self.groups))) * 2
+        self._reasons_shown = tuple(
+            (
+                entry.code,
+                entry.group,
+                entry.customer_text,
+                entry.auditor_text,
+                tuple((name, fields[name], _known_values(name, fields[name])) for name in names),
+                column,
+            )
+            for entry, names, column in zip(self.ranking.entries, self.ranking.fields, columns, strict=True)
         )
-        # per reason index: a model reason's column in the group attributions (-1: a rule's reason)
-        self._reason_columns = (-1,) * len(policy.rules) + tuple(range(len(self.groups))) * 2
         self._field_names = spec.field_names
         self._rule_fields = tuple(dict.fromkeys(r.field for r in policy.rules))
         self._rule_hits = tuple(
@@ -369,38 +375,35 @@ class DecisionEngine:
         group_attributions = batch.group_attributions[i].tolist()
         reasons = []
         for index in outcome.reasons:
-            entry = self._reason_entries[index]
-            values = _shown(application, self._reason_fields[index])
-            column = self._reason_columns[index]
+            code, group, customer_text, auditor_text, fields, column = self._reasons_shown[index]
+            values = _shown(application, fields)
             if column < 0:
-                reasons.append(
-                    Reason(entry.code, "rule", None, entry.customer_text, entry.auditor_text, values, None, None, True)
-                )
+                reasons.append(Reason(code, "rule", None, customer_text, auditor_text, values, None, None, True))
             else:
                 contribution = group_attributions[column]
                 reasons.append(
                     Reason(
-                        entry.code,
+                        code,
                         "model",
-                        entry.group,
-                        entry.customer_text,
-                        entry.auditor_text,
+                        group,
+                        customer_text,
+                        auditor_text,
                         values,
                         contribution,
                         points(contribution),
                         adverse,
                     )
                 )
-        return Decision(
-            decision=action,
-            score=batch.score.item(i),
-            probability_of_default=batch.probability_of_default.item(i),
-            margin=batch.margin.item(i),
-            base_value=self.base_value,
-            risk_band=self.band_names[outcome.band],
-            reasons=tuple(reasons),
-            rules_fired=tuple(map(self._rule_hits.__getitem__, outcome.fired)),
-            attributions=tuple(zip(self._field_names, batch.field_attributions[i].tolist(), strict=True)),
+        return Decision(  # by position, in the order of its fields (keywords cost more, once per request)
+            action,
+            batch.score.item(i),
+            batch.probability_of_default.item(i),
+            batch.margin.item(i),
+            self.base_value,
+            self.band_names[outcome.band],
+            tuple(reasons),
+            tuple(map(self._rule_hits.__getitem__, outcome.fired)),
+            tuple(zip(self._field_names, batch.field_attributions[i].tolist(), strict=True)),
         )
 
 
