@@ -394,16 +394,16 @@ class DecisionEngine:
                         adverse,
                     )
                 )
-        return Decision(  # by position, in the order of its fields (keywords cost more, once per request)
-            action,
-            batch.score.item(i),
-            batch.probability_of_default.item(i),
-            batch.margin.item(i),
-            self.base_value,
-            self.band_names[outcome.band],
-            tuple(reasons),
-            tuple(map(self._rule_hits.__getitem__, outcome.fired)),
-            tuple(zip(self._field_names, batch.field_attributions[i].tolist(), strict=True)),
+        return Decision(
+            decision=action,
+            score=batch.score.item(i),
+            probability_of_default=batch.probability_of_default.item(i),
+            margin=batch.margin.item(i),
+            base_value=self.base_value,
+            risk_band=self.band_names[outcome.band],
+            reasons=tuple(reasons),
+            rules_fired=tuple(map(self._rule_hits.__getitem__, outcome.fired)),
+            attributions=tuple(zip(self._field_names, batch.field_attributions[i].tolist(), strict=True)),
         )
 
 
