@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import csv
+import hashlib
 import json
 import os
 import platform
@@ -776,8 +777,11 @@ def revision_stages(
         "profile=False); print(json.dumps(r['stages']))"
     )
     env = {**os.environ, "PYTHONPATH": str(tree)}
+    # a folder of each tree's own: the revisions' stores may differ in schema (one cannot open the other's file)
+    own = workdir / f"micro-{hashlib.sha256(str(tree.resolve()).encode()).hexdigest()[:12]}"
+    own.mkdir(exist_ok=True)
     done = subprocess.run(
-        [sys.executable, "-c", script, str(store_root), name, version, str(workdir), "1" if quick else "0"],
+        [sys.executable, "-c", script, str(store_root), name, version, str(own), "1" if quick else "0"],
         cwd=tree, env=env, check=True, capture_output=True, text=True,
     )  # fmt: skip
     return dict(json.loads(done.stdout.strip().splitlines()[-1]))
