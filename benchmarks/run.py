@@ -95,6 +95,7 @@ class Run:
     rps: float
     latency_us: dict[str, float]
     errors: int
+    requests: int = 0
 
 
 @dataclass
@@ -106,6 +107,8 @@ class Level:
     delay_ms: int | None = None
     #: (shadow decisions recorded, requests skipped) over this level's runs, for an app with shadows
     shadowed: tuple[int, int] | None = None
+    #: the workers' own CPU time (user + system) per request over this level's runs, µs
+    cpu_us: float | None = None
 
     def median(self, key: str) -> float:
         return statistics.median(r.latency_us[key] for r in self.runs) / 1000.0
@@ -246,6 +249,29 @@ def worker_pids(master: int) -> list[int]:
     return sorted(pids)
 
 
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU time of processes so far, in seconds (a process gone counts 0)."""
+    ticks = 0
+    for pid in pids:
+        try:
+            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of the whole line)
+    return ticks / os.sysconf("SC_CLK_TCK")
+
+
+@contextmanager
+def cpu_account(master: int, level: Level) -> Iterator[None]:
+    """Set ``level.cpu_us``, the workers' CPU time per request, over what runs in the block."""
+    pids = worker_pids(master)
+    cpu = cpu_seconds(pids)
+    yield
+    requests = sum(r.requests for r in level.runs)
+    if requests:
+        level.cpu_us = (cpu_seconds(pids) - cpu) / requests * 1e6
+
+
 def memory_mb(pid: int) -> tuple[float, float]:
     """(VmRSS, VmHWM) of a process in MB."""
     values = {}
@@ -275,7 +301,7 @@ def wrk(
     data = json.loads(line[len("WRK_JSON ") :])
     errors = sum(int(v) for v in data["errors"].values())
     rps = data["requests"] / (data["duration_us"] / 1e6)
-    return Run(connections, rps, {k: float(v) for k, v in data["latency_us"].items()}, errors)
+    return Run(connections, rps, {k: float(v) for k, v in data["latency_us"].items()}, errors, int(data["requests"]))
 
 
 def measure(app: App, workdir: Path, runs: int, seconds: float, log: Any) -> AppResult:
@@ -289,7 +315,9 @@ def measure(app: App, workdir: Path, runs: int, seconds: float, log: Any) -> App
         wrk(url, app.bodies, 4, min(3.0, seconds), api_key=key)  # warm-up: both workers up, caches warm
         for connections in app.levels:
             before = shadow_counts(base)
-            level = Level(connections, [wrk(url, app.bodies, connections, seconds, api_key=key) for _ in range(runs)])
+            level = Level(connections, [])
+            with cpu_account(proc.pid, level):
+                level.runs = [wrk(url, app.bodies, connections, seconds, api_key=key) for _ in range(runs)]
             level.shadowed = shadow_delta(before, base)
             result.levels.append(level)
             log(
@@ -1037,23 +1065,41 @@ def where_the_time_goes(results: dict[str, AppResult], micro_results: dict[str, 
         # server time per request with both workers busy: 2 workers / throughput at 4 connections
         return 2e6 / results[name].at(4).rps
 
-    echo, score, reasons = cost_us("echo"), cost_us("score"), cost_us("reasons")
-    full, full_shm, naive = cost_us("full"), cost_us("full-shm"), cost_us("naive")
+    full, naive = cost_us("full"), cost_us("naive")
     stages = micro_results["stages"]
     core = stages.get(micro.CORE_STAGE, float("nan"))
     validation = stages.get("validation (request schema from the spec)", float("nan"))
     record = stages.get("record write (SQLite, durable commit)", float("nan"))
+
+    def cpu_us(name: str) -> float:
+        level = results[name].at(4)
+        return float("nan") if level.cpu_us is None else level.cpu_us
+
+    steps = [
+        ("(a) Flask: parse a JSON body, answer JSON", "echo", None),
+        ("+ encode and score with onnxruntime (b)", "score", "echo"),
+        ("+ exact TreeSHAP reasons (b+)", "reasons", "score"),
+        (
+            "+ validation, API keys, record building, SQLite insert, metrics, full response (c on tmpfs)",
+            "full-shm",
+            "reasons",
+        ),
+        ("+ the fsync of a durable commit (c)", "full", "full-shm"),
+    ]
+    rows = ""
+    for what, name, prev in steps:  # the first row is a level, the others what each step adds
+        sign = "+" if prev else ""
+        server = cost_us(name) - (cost_us(prev) if prev else 0.0)
+        cpu = cpu_us(name) - (cpu_us(prev) if prev else 0.0)
+        rows += f"| {what} | {server:{sign},.0f} | {cpu:{sign},.0f} |\n"
     return (
         "## What stands in the way\n\n"
-        "Cost per request at 4 connections (2 workers / throughput; wrk shares the 2 cores, so these include its share):\n\n"
-        "| step | µs per request |\n|---|---:|\n"
-        f"| (a) Flask: parse a JSON body, answer JSON | {echo:,.0f} |\n"
-        f"| + encode and score with onnxruntime (b) | {score - echo:+,.0f} |\n"
-        f"| + exact TreeSHAP reasons (b+) | {reasons - score:+,.0f} |\n"
-        f"| + validation, API keys, record building, SQLite insert, metrics, full response (c on tmpfs) | {full_shm - reasons:+,.0f} |\n"
-        f"| + the fsync of a durable commit (c) | {full - full_shm:+,.0f} |\n"
-        f"| = full decision (c) | {full:,.0f} |\n"
-        f"| naive reference (d): scikit-learn + shap, no validation, no record | {naive:,.0f} |\n\n"
+        "Cost per request at 4 connections: server time (2 workers / throughput; wrk shares the 2 cores, so it includes "
+        "its share) and the workers' own CPU time per request:\n\n"
+        "| step | server µs per request | worker CPU µs per request |\n|---|---:|---:|\n"
+        f"{rows}"
+        f"| = full decision (c) | {full:,.0f} | {cpu_us('full'):,.0f} |\n"
+        f"| naive reference (d): scikit-learn + shap, no validation, no record | {naive:,.0f} | {cpu_us('naive'):,.0f} |\n\n"
         f"In process, the decision itself (encode, ONNX, exact TreeSHAP, rules, band, reasons) takes {core:,.0f} µs, "
         f"validation {validation:,.0f} µs and the durable record write {record:,.0f} µs (table below). The reasons are "
         "cheap: exact TreeSHAP over precomputed tables costs about as much as the ONNX run. What keeps the full "
@@ -1080,10 +1126,16 @@ def in_the_way_of_each(
     response = stages.get("JSON serialisation of the response", float("nan"))
     record = stages.get("record write (SQLite, durable commit)", float("nan"))
     echo, full, full_shm = cost_us("echo"), cost_us("full"), cost_us("full-shm")
+    cpu = {name: results[name].at(4).cpu_us for name in ("echo", "full")}
+    own = (
+        f" (the workers' own CPU time: {cpu['full']:,.0f} µs a request against {cpu['echo']:,.0f})"
+        if cpu["full"] is not None and cpu["echo"] is not None
+        else ""
+    )
     why = {
         "full / echo throughput": (
             f"the full decision costs {full:,.0f} µs of server time per request at 4 connections against the echo's "
-            f"{echo:,.0f}; half the echo's throughput allows {2 * echo:,.0f}. In process it spends {core:,.0f} µs "
+            f"{echo:,.0f}{own}; half the echo's throughput allows {2 * echo:,.0f}. In process it spends {core:,.0f} µs "
             f"deciding (encode, ONNX, exact TreeSHAP, rules, band, ranked reasons), {validation:,.0f} µs validating, "
             f"{response:,.0f} µs writing the response JSON and {record:,.0f} µs recording durably (canonical JSON, "
             "hash chain, record and report-row inserts, fsync); Flask, webargs and gunicorn's HTTP handling take "
@@ -1196,20 +1248,30 @@ def render(
         f"{runs} run(s) of {seconds:g} s per row; medians over runs, max = worst over runs. Latencies in ms.\n"
     )
     w(
-        "| app | connections | req/s | p50 | p90 | p99 | p99.9 | max | errors |\n|---|---:|---:|---:|---:|---:|---:|---:|---:|"
+        "Worker CPU is the gunicorn workers' own CPU time (user + system, from /proc) per request served over the "
+        "row's runs: what a request costs the workers, without the load generator's share or time spent waiting.\n"
     )
+    w(
+        "| app | connections | req/s | p50 | p90 | p99 | p99.9 | max | errors | worker CPU µs/req |\n"
+        "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"
+    )
+
+    def accounted(level: Level) -> str:
+        return "" if level.cpu_us is None else f"{level.cpu_us:,.0f}"
+
     for res in results.values():
         for level in res.levels:
             w(
                 f"| {res.app.label} | {level.connections} | {level.rps:,.0f} | {level.median('p50'):.2f} | {level.median('p90'):.2f} | "
-                f"{level.median('p99'):.2f} | {level.median('p999'):.2f} | {level.max_ms:.2f} | {level.errors} |"
+                f"{level.median('p99'):.2f} | {level.median('p999'):.2f} | {level.max_ms:.2f} | {level.errors} | "
+                f"{accounted(level)} |"
             )
         if res.half is not None:
             level = res.half
             w(
                 f"| {res.app.label}, **half of peak** (c={level.connections}, {level.delay_ms} ms pause) | {level.connections} | "
                 f"{level.rps:,.0f} | {level.median('p50'):.2f} | {level.median('p90'):.2f} | {level.median('p99'):.2f} | "
-                f"{level.median('p999'):.2f} | {level.max_ms:.2f} | {level.errors} |"
+                f"{level.median('p999'):.2f} | {level.max_ms:.2f} | {level.errors} | {accounted(level)} |"
             )
     w("")
     w("Resident set per gunicorn worker after the load (VmRSS / peak VmHWM, MB):\n")
@@ -1286,7 +1348,9 @@ def render(
         "scikit-learn `predict_proba` and `shap.TreeExplainer.shap_values` (explainer built once per worker) per request, with OMP_NUM_THREADS=1 (scikit-learn's OpenMP threads "
         "in two workers on two cores otherwise spin against each other: seconds-long stalls).\n"
         "- The load average at start and end is recorded above: work from other processes on the machine skews "
-        "every number, so compare runs made on a quiet machine.\n"
+        "every number, so compare runs made on a quiet machine. A virtual machine's speed can also change between "
+        "runs with what its host runs (this one's moved the same in-process loop by up to 1.5 x within minutes), "
+        "which is why a comparison is made side by side within one run.\n"
         "- Half of peak: wrk has no rate control and wrk2 is not packaged, so each connection waits a fixed pause "
         "after every response (`wrk/paced.lua`, `delay()`): a closed loop whose rate is about connections / (latency + "
         "pause). The pause and connection count are tuned by short probes to within 10 % of half the best "
