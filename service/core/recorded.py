@@ -71,7 +71,7 @@ from model_store.vocabulary import ACTIONS, Action
 from service.core.canonical import canonical_json
 from service.core.engine import Decision, Reason, ReasonValue, RuleHit
 from service.core.recourse import Recourse, RecourseChange, RecourseOption
-from service.core.texts import ReasonTexts, TextsLookup
+from service.core.texts import NAME_KEY, ReasonTexts, TextsLookup
 
 PAYLOAD_SCHEMA_VERSION = 4
 KNOWN_VERSIONS = (1, 2, 3, 4)
@@ -154,7 +154,7 @@ class DecisionPayload:
         attributions = dict(self.attributions)
         factor = self.score_scale.points_per_log_odds
         texts = self.reason_texts
-        named = {} if texts is None else {"reason_texts_sha256": texts.sha256}
+        named = {} if texts is None else {NAME_KEY: texts.sha256}
         return {
             "schema_version": PAYLOAD_SCHEMA_VERSION,
             "request": request,
@@ -606,13 +606,13 @@ def _read_v2(data: _Reader, version: int = 2, texts: TextsLookup | None = None) 
 
 def _reason_texts(model: _Reader, texts: TextsLookup | None) -> ReasonTexts | None:
     """The texts document a version-4 payload names (None if it names none: its reasons carry their texts)."""
-    sha = model.optional_str("reason_texts_sha256")
+    sha = model.optional_str(NAME_KEY)
     if sha is None:
         return None
     found = texts(sha) if texts is not None else None
     if found is None or found.sha256 != sha:
         raise PayloadError(
-            f"{model.where}.reason_texts_sha256: the decision store holds no reason texts {sha} (missing, or changed "
+            f"{model.where}.{NAME_KEY}: the decision store holds no reason texts {sha} (missing, or changed "
             "since the record was made)"
         )
     return found

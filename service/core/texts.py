@@ -19,6 +19,9 @@ from typing import Any, Protocol
 
 from service.core.canonical import canonical_json
 
+#: The key of a payload's ``model`` object naming its texts document (payload schema version 4).
+NAME_KEY = "reason_texts_sha256"
+
 #: Finds the texts document with a sha256 (the store's lookup, or a record's own document), None if it has none.
 TextsLookup = Callable[[str], "ReasonTexts | None"]
 

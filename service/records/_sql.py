@@ -21,7 +21,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from service.core.canonical import canonical_json
 from service.core.recorded import PayloadError
-from service.core.texts import ReasonTexts, TextsError
+from service.core.texts import NAME_KEY, ReasonTexts, TextsError
 from service.errors import (
     DuplicateDecisionId,
     DuplicateEntryId,
@@ -127,7 +127,7 @@ _INSERT_TEXTS = (
     "INSERT INTO reason_texts (sha256, catalog_version, body) VALUES (?, ?, ?) ON CONFLICT (sha256) DO NOTHING"
 )
 #: How a payload of schema version 4 names its texts document, in its canonical JSON (keys sorted, no spaces).
-_TEXTS_KEY = '"reason_texts_sha256":"'
+_TEXTS_KEY = f'"{NAME_KEY}":"'
 
 
 @dataclass(frozen=True)

@@ -9,6 +9,7 @@ from datetime import UTC, datetime
 from typing import TYPE_CHECKING, Any, TypeAlias
 
 from service.core.canonical import canonical_json, iso_utc
+from service.core.texts import NAME_KEY
 
 if TYPE_CHECKING:
     from service.core.recorded import RecordedDecision
@@ -56,7 +57,7 @@ class DecisionRecord:
     def named_reason_texts(self) -> str | None:
         """The sha256 of the texts document the payload names (schema version 4), else None."""
         model = self.payload.get("model")
-        sha = model.get("reason_texts_sha256") if isinstance(model, dict) else None
+        sha = model.get(NAME_KEY) if isinstance(model, dict) else None
         return sha if isinstance(sha, str) else None
 
     def find_reason_texts(self, sha256: str) -> ReasonTexts | None:
