@@ -65,16 +65,8 @@ class Scaling:
     def scores(self, margins: np.ndarray) -> np.ndarray:
         """Integer scores in [min_score, max_score] for an array of margins (rounded half up)."""
         raw = np.floor(self.raw_score(margins) + 0.5)
-        return np.minimum(np.maximum(raw, self._float_min_score), self._float_max_score).astype(np.int64)
-
-    @cached_property
-    def _float_min_score(self) -> float:
         # the bounds as the floats they are compared as (a float array takes a float at less cost than an int)
-        return float(self.min_score)
-
-    @cached_property
-    def _float_max_score(self) -> float:
-        return float(self.max_score)
+        return np.minimum(np.maximum(raw, float(self.min_score)), float(self.max_score)).astype(np.int64)
 
     def score(self, margin: float) -> int:
         """Integer score of one margin (the same computation as :meth:`scores`)."""
@@ -263,6 +255,17 @@ class Policy:
         """Indices into ``rules`` of every rule that fires for a validated application, in policy order."""
         return [j for j, rule in enumerate(self.rules) if rule.fires(application)]
 
+    def rule_values(self, applications: Sequence[Mapping[str, Any]]) -> dict[str, list[Any]]:
+        """Each rule field's values (field name -> every application's value, in order): what :meth:`fired_matrix`
+        reads."""
+        return {name: [application.get(name) for application in applications] for name in self._rule_fields}
+
+    def fired_mask(self, fired: Sequence[int]) -> np.ndarray:
+        """One row's fired rules (indices into ``rules``) as the bool [1, n_rules] row :meth:`fired_matrix` gives."""
+        mask = np.zeros((1, len(self.rules)), dtype=bool)
+        mask[0, list(fired)] = True
+        return mask
+
     def fired_matrix(self, values: Mapping[str, Sequence[Any]], n: int) -> np.ndarray | None:
         """Whether each rule fires for each of ``n`` validated applications: bool [n, n_rules], or None when no rule
         fires for any of them (:meth:`Rule.fires_on` of the rule's field's values; ``values``: field name -> the n
@@ -271,7 +274,7 @@ class Policy:
         anything = False
         for rule in self.rules:
             column = values[rule.field]
-            if column.__class__ is not list and isinstance(column, CodedColumn):  # each distinct value once
+            if isinstance(column, CodedColumn):  # each distinct value once
                 gathered = column.gather(rule.fires_on(column.values), bool)
                 anything = anything or bool(gathered.any())
                 fired.append(gathered)
@@ -298,13 +301,15 @@ class Policy:
     def action_index(self, band_index: int, fired: Sequence[int]) -> int:
         """Index into ``ACTIONS`` of one decision (:meth:`action_indices` of one row): the most severe of the band's and
         the fired rules' actions."""
-        mask = np.zeros((1, len(self.rules)), dtype=bool)
-        mask[0, list(fired)] = True
-        return int(self.action_indices(np.asarray([band_index], dtype=np.intp), mask)[0])
+        return int(self.action_indices(np.asarray([band_index], dtype=np.intp), self.fired_mask(fired))[0])
 
     def decide(self, band: Band, fired: tuple[Rule, ...]) -> Action:
         """The most severe of the band's decision and the fired rules' actions."""
         return ACTIONS[self.action_index(self.bands.index(band), [self.rules.index(r) for r in fired])]
+
+    @cached_property
+    def _rule_fields(self) -> tuple[str, ...]:
+        return tuple(dict.fromkeys(r.field for r in self.rules))
 
     @cached_property
     def _band_cuts(self) -> np.ndarray:

@@ -34,6 +34,7 @@ class ReasonRanking:
         self.groups = groups
         self.max_reasons = policy.max_reasons
         self.n_rules = len(policy.rules)
+        self._policy = policy
         group_codes = tuple(catalog.for_group(g) for g in groups)
         missing_codes = tuple(code.missing or code for code in group_codes)
         #: per reason index: the catalog entry
@@ -147,8 +148,6 @@ class ReasonRanking:
         self, group_attributions: Sequence[float], fired: Sequence[int], features: np.ndarray | None
     ) -> tuple[int, ...]:
         """One row's reasons (:meth:`ranked` of one row): its fired rules, in policy order, then its model reasons."""
-        mask = np.zeros((1, self.n_rules), dtype=bool)
-        mask[0, list(fired)] = True
         attributions = np.asarray([group_attributions], dtype=np.float64)
-        model = self.ranked(attributions, mask, features)[0].tolist()
+        model = self.ranked(attributions, self._policy.fired_mask(fired), features)[0].tolist()
         return (*fired, *(index for index in model if index >= 0))

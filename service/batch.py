@@ -244,17 +244,18 @@ def _checked_column(check: Callable[[Any], Any], cells: list[Any], text: bool) -
     distinct checked values and each cell's index among them, which encoding and the rules use as they are). JSON
     values are told apart by type as well (``1``, ``1.0`` and ``True`` are equal keys but not the same value); a
     column with an unhashable one (a list, an object) is checked cell by cell, into a list."""
-    if text:  # CSV cells: all str
-        cell_values = list(dict.fromkeys(cells))
-        checked = list(map(check, cell_values))
-        index = dict(zip(cell_values, range(len(cell_values)), strict=True))
-        return CodedColumn(checked, np.fromiter(map(index.__getitem__, cells), dtype=np.intp, count=len(cells)))
-    try:
-        keys = [(cell.__class__, cell) for cell in cells]
+    keys: list[Any]
+    if text:  # CSV cells: all str, each its own key
+        keys = cells
         distinct = list(dict.fromkeys(keys))
-    except TypeError:
-        return list(map(check, cells))
-    checked = [check(cell) for _, cell in distinct]
+        checked = list(map(check, distinct))
+    else:
+        try:
+            keys = [(cell.__class__, cell) for cell in cells]
+            distinct = list(dict.fromkeys(keys))
+        except TypeError:
+            return list(map(check, cells))
+        checked = [check(cell) for _, cell in distinct]
     index = dict(zip(distinct, range(len(distinct)), strict=True))
     return CodedColumn(checked, np.fromiter(map(index.__getitem__, keys), dtype=np.intp, count=len(keys)))
 

@@ -69,13 +69,9 @@ def decisions(
 ) -> tuple[np.ndarray, list[str], list[str]]:
     """Scores, bands and final decisions (band decision combined with hard rules) per application."""
     scores = policy.scaling.scores(np.asarray(margin, dtype=np.float64))
-    bands: list[str] = []
-    actions: list[str] = []
-    for app, score in zip(applications, scores, strict=True):
-        band = policy.band_for(int(score))
-        bands.append(band.band)
-        actions.append(policy.decide(band, policy.fired_rules(app)))
-    return scores, bands, actions
+    band = policy.band_indices(scores)
+    action = policy.action_indices(band, policy.fired_matrix(policy.rule_values(applications), len(applications)))
+    return scores, [policy.bands[b].band for b in band.tolist()], [ACTIONS[a] for a in action.tolist()]
 
 
 def decision_analysis(
@@ -216,14 +212,18 @@ def reason_baseline(
     ranking = ReasonRanking(spec, policy, catalog)
     groups = ranking.group_sums(spec.field_sums(attributions))
     scores = policy.scaling.scores(np.asarray(margin, dtype=np.float64))
+    # the engine's arrays over the whole set: actions, fired rules and model reasons (-1 past the last given)
+    n = len(applications)
+    fired = policy.fired_matrix(policy.rule_values(applications), n)
+    action = policy.action_indices(policy.band_indices(scores), fired)
+    model = ranking.ranked(groups, fired, spec.encode(applications))
+    fired_rows = np.zeros((n, len(policy.rules)), dtype=bool) if fired is None else fired
     counts = dict.fromkeys(sorted(set(ranking.codes)), 0)
     adverse = 0
-    for application, score, row in zip(applications, scores.tolist(), groups.tolist(), strict=True):
-        fired = policy.fired_rule_indices(application)
-        if ACTIONS[policy.action_index(policy.band_index(score), fired)] == "approve":
-            continue
+    for i in np.flatnonzero(action != ACTIONS.index("approve")).tolist():
         adverse += 1
-        for code in {ranking.codes[i] for i in ranking.reasons(application, row, fired)}:
+        given = [*np.flatnonzero(fired_rows[i]).tolist(), *(k for k in model[i].tolist() if k >= 0)]
+        for code in {ranking.codes[k] for k in given}:
             counts[code] += 1
     return {
         "source": "hold-out",

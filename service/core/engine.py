@@ -259,7 +259,6 @@ class DecisionEngine:
             for entry, names, column in zip(self.ranking.entries, self.ranking.fields, columns, strict=True)
         )
         self._field_names = spec.field_names
-        self._rule_fields = tuple(dict.fromkeys(r.field for r in policy.rules))
         self._rule_hits = tuple(
             RuleHit(r.code, r.field, r.operator, r.value, r.action, r.description) for r in policy.rules
         )
@@ -322,13 +321,8 @@ class DecisionEngine:
     def _rule_values(
         self, applications: Sequence[Mapping[str, Any]], columns: Mapping[str, Sequence[Any]] | None
     ) -> Mapping[str, Sequence[Any]]:
-        """Each rule field's values (field name -> every application's value)."""
-        if columns is not None:
-            return columns
-        if len(applications) == 1:  # a single request
-            application = applications[0]
-            return {name: [application.get(name)] for name in self._rule_fields}
-        return {name: [application.get(name) for application in applications] for name in self._rule_fields}
+        """Each rule field's values (field name -> every application's value): the caller's columns if it has them."""
+        return self.policy.rule_values(applications) if columns is None else columns
 
     def screen(self, applications: Sequence[Mapping[str, Any]]) -> tuple[np.ndarray, np.ndarray, list[int]]:
         """(score, probability_of_default, action index) of each application, without explaining it.

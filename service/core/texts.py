@@ -88,6 +88,16 @@ class ReasonTexts:
             texts[code] = (entry["customer_text"], entry["auditor_text"])
         return cls(data["catalog_version"], texts)
 
+    @classmethod
+    def stored(cls, sha256: str, body: str) -> ReasonTexts | None:
+        """The document a store holds under ``sha256``, if its body is still that document (None: unreadable, or
+        changed since it was stored)."""
+        try:
+            found = cls.from_body(body)
+        except TextsError:
+            return None
+        return found if found.sha256 == sha256 else None
+
     def find(self, sha256: str) -> ReasonTexts | None:
         """This document if it is the one named (a :data:`TextsLookup`)."""
         return self if sha256 == self.sha256 else None

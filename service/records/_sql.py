@@ -5,7 +5,6 @@ from __future__ import annotations
 import base64
 import binascii
 import dataclasses
-import hashlib
 import heapq
 import json
 import os
@@ -21,7 +20,7 @@ from typing import Any, Generic, Literal, TypeVar
 
 from service.core.canonical import canonical_json
 from service.core.recorded import PayloadError
-from service.core.texts import NAME_KEY, ReasonTexts, TextsError
+from service.core.texts import NAME_KEY, ReasonTexts
 from service.errors import (
     DuplicateDecisionId,
     DuplicateEntryId,
@@ -221,13 +220,8 @@ def _texts_problems(rows: Sequence[Row], named: dict[str, ChainLink]) -> list[Ch
     for sha, version, body in rows:
         sha = str(sha)
         stored.add(sha)
-        intact = hashlib.sha256(str(body).encode("utf-8")).hexdigest() == sha
-        if intact:
-            try:
-                intact = ReasonTexts.from_body(str(body)).catalog_version == version
-            except TextsError:
-                intact = False
-        if intact:
+        doc = ReasonTexts.stored(sha, str(body))
+        if doc is not None and doc.catalog_version == version:
             continue
         link = named.get(sha)
         detail = f"reason texts {sha} (catalog {version}): the stored texts no longer match their sha256"
@@ -863,15 +857,9 @@ class SqlDecisionStore(ABC, Generic[ConnT]):
         else:
             with self._transaction("read") as tx:
                 row = tx.one(query, (sha256,))
-        if row is None:
-            return None
-        try:
-            found = ReasonTexts.from_body(str(row[0]))
-        except TextsError:
-            return None
-        if found.sha256 != sha256:
-            return None
-        self._texts[sha256] = found
+        found = None if row is None else ReasonTexts.stored(sha256, str(row[0]))
+        if found is not None:
+            self._texts[sha256] = found
         return found
 
     def get(self, decision_id: str) -> StoredRecord | None:
