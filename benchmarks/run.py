@@ -249,8 +249,8 @@ def worker_pids(master: int) -> list[int]:
     return sorted(pids)
 
 
-def cpu_seconds(pids: Sequence[int]) -> float:
-    """User + system CPU time of processes so far, in seconds (a process gone counts 0)."""
+def process_ticks(pids: Sequence[int]) -> int:
+    """User + system CPU time of processes so far, in clock ticks (a process gone counts 0)."""
     ticks = 0
     for pid in pids:
         try:
@@ -258,7 +258,12 @@ def cpu_seconds(pids: Sequence[int]) -> float:
         except OSError:
             continue
         ticks += int(fields[11]) + int(fields[12])  # utime, stime (fields 14 and 15 of the whole line)
-    return ticks / os.sysconf("SC_CLK_TCK")
+    return ticks
+
+
+def cpu_seconds(pids: Sequence[int]) -> float:
+    """User + system CPU time of processes so far, in seconds."""
+    return process_ticks(pids) / os.sysconf("SC_CLK_TCK")
 
 
 @contextmanager

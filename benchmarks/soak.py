@@ -112,13 +112,7 @@ def rate_run(url: str, bodies: Path, rate: float, seconds: float, api_key: str) 
 
 def cpu_ticks(pids: Sequence[int]) -> tuple[int, int, int]:
     """(CPU ticks used by ``pids``, busy ticks of the whole machine, all ticks of the machine) so far."""
-    own = 0
-    for pid in pids:
-        try:
-            fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        except OSError:
-            continue
-        own += int(fields[11]) + int(fields[12])  # utime, stime
+    own = run.process_ticks(pids)
     machine = [int(x) for x in Path("/proc/stat").read_text().splitlines()[0].split()[1:]]
     idle = machine[3] + machine[4]  # idle, iowait
     return own, sum(machine) - idle, sum(machine)
